@@ -1,0 +1,54 @@
+//! Every capacity of the protocol core in one place, with what it costs in RAM.
+//!
+//! The server uses large values (it runs on a Raspberry Pi), a microcontroller small
+//! ones: types that hold data are generic over their capacity, and the constants
+//! below are the defaults and the hard protocol limits.
+
+/// Length of an X25519 public key, in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// Length of an AES-GCM nonce, in bytes.
+pub const NONCE_LEN: usize = 12;
+
+/// Length of an AES-GCM authentication tag, in bytes (appended to every cipher text).
+pub const TAG_LEN: usize = 16;
+
+/// The longest user name, in characters (Unicode scalar values). Protocol rule.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// The longest user name, in UTF-8 bytes (`MAX_NAME_CHARS` × 4). Every stored name
+/// reserves this much: 128 bytes per directory entry.
+pub const MAX_NAME_BYTES: usize = MAX_NAME_CHARS * 4;
+
+/// The server's default maximum line length: 16 KiB, one buffer of this size per
+/// connection for framing.
+pub const SERVER_MAX_LINE: usize = 16 * 1024;
+
+/// Default maximum line length of a client: 4 KiB. A client holds a frame buffer
+/// and a scratch buffer of this size (8 KiB).
+pub const CLIENT_MAX_LINE: usize = 4 * 1024;
+
+/// Default capacity of a client's directory: 32 users. The client keeps the
+/// current and the previous directory (to report joins, leaves and key changes),
+/// each entry costs `MAX_NAME_BYTES + KEY_LEN + 8` bytes ≈ 168 bytes, so the
+/// default costs about 10.5 KiB.
+pub const CLIENT_MAX_USERS: usize = 32;
+
+/// Default longest plain text of one end-to-end message, in bytes: 1 KiB. The
+/// client keeps one plain-text buffer and one cipher-text buffer of about this size.
+pub const CLIENT_MAX_TEXT: usize = 1024;
+
+/// The number of relayed messages from not-yet-known senders that a client holds
+/// while it asks the server for the directory. Each slot costs a cipher text
+/// (`CLIENT_MAX_TEXT + TAG_LEN`), a nonce and a name: ≈ 1.2 KiB by default.
+pub const CLIENT_PENDING: usize = 2;
+
+/// Base64 length (with padding) of `n` bytes.
+pub const fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Largest number of bytes that base64 text of length `n` decodes to.
+pub const fn base64_decoded_max(n: usize) -> usize {
+    n / 4 * 3 + 3
+}
