@@ -468,7 +468,7 @@ impl Sink for SliceSink<'_> {
 
 /// Writes `s` as a quoted JSON string: `"` and `\` escaped, control characters as
 /// `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX`; everything else as raw UTF-8.
-pub fn write_str(sink: &mut impl Sink, s: &str) {
+pub fn write_str(sink: &mut (impl Sink + ?Sized), s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     sink.put(b"\"");
     let bytes = s.as_bytes();

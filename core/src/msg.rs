@@ -13,7 +13,7 @@ use core::fmt;
 use base64ct::{Base64, Encoding};
 
 use crate::json::{self, Counter, Reader, Sink, SliceSink, Value};
-use crate::limits::{KEY_LEN, MAX_NAME_CHARS};
+use crate::limits::{KEY_LEN, MAX_NAME_CHARS, NONCE_LEN};
 
 /// The only end-to-end algorithm of protocol v1, carried in `relay.alg`.
 pub const ALG_V1: &str = "X25519+AESGCM";
@@ -302,7 +302,7 @@ fn decode_key(raw: json::RawStr<'_>, field: &'static str) -> Result<[u8; KEY_LEN
     let text = text.get(..n).unwrap_or(&[]);
     let mut out = [0u8; 72];
     let decoded = Base64::decode(text, &mut out).map_err(|_| ParseError::BadBase64(field))?;
-    <[u8; KEY_LEN]>::try_from(&*decoded).map_err(|_| ParseError::BadKeyLength {
+    <[u8; KEY_LEN]>::try_from(decoded).map_err(|_| ParseError::BadKeyLength {
         field,
         len: decoded.len(),
     })
@@ -544,6 +544,50 @@ impl Message<'_> {
             }
         }
         s.put(b"}\n");
+    }
+}
+
+/// Writes a `relay` line (compact JSON and `\n`) whose nonce and cipher text are given
+/// as bytes and base64-encoded on the fly, so no base64 buffer is needed. On failure
+/// `out` is untouched and the error says how many bytes were needed.
+pub fn emit_relay_line(
+    to: &str,
+    from: &str,
+    nonce: &[u8; NONCE_LEN],
+    cipher: &[u8],
+    out: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
+    let write = |s: &mut dyn Sink| {
+        s.put(b"{\"type\":\"relay\",\"to\":");
+        json::write_str(s, to);
+        s.put(b",\"from\":");
+        json::write_str(s, from);
+        s.put(b",\"alg\":");
+        json::write_str(s, ALG_V1);
+        s.put(b",\"nonce\":\"");
+        write_b64(s, nonce);
+        s.put(b"\",\"cipher\":\"");
+        write_b64(s, cipher);
+        s.put(b"\"}\n");
+    };
+    let mut c = Counter(0);
+    write(&mut c);
+    let needed = c.0;
+    let Some(dst) = out.get_mut(..needed) else {
+        return Err(BufferTooSmall { needed });
+    };
+    let mut sink = SliceSink { out: dst, len: 0 };
+    write(&mut sink);
+    Ok(sink.len)
+}
+
+/// Base64 (standard, padded) of `bytes`, in chunks of whole 3-byte groups.
+fn write_b64(s: &mut (impl Sink + ?Sized), bytes: &[u8]) {
+    let mut text = [0u8; 64];
+    for chunk in bytes.chunks(48) {
+        if let Ok(t) = Base64::encode(chunk, &mut text) {
+            s.put(t.as_bytes());
+        }
     }
 }
 
