@@ -1,1 +1,130 @@
-fn main() {}
+//! `seguro`: see `seguro --help`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use seguro::cli::{Cli, Command, GenCertArgs, ServeArgs};
+use seguro::{certs, exit, server, tls};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(a) => serve(a),
+        Command::Chat(a) => {
+            seguro::init_logging("warn");
+            seguro::client::run(a)
+        }
+        Command::GenCert(a) => gen_cert(a),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn gen_cert(a: GenCertArgs) -> i32 {
+    match certs::generate_files(&a.cert, &a.key, &a.cn, a.days, a.force) {
+        Ok(()) => match certs::load_cert(&a.cert) {
+            Ok(c) => {
+                println!(
+                    "wrote {} and {} (ECDSA P-256, CN {}, {} days)",
+                    a.cert.display(),
+                    a.key.display(),
+                    a.cn,
+                    a.days
+                );
+                println!("certificate SHA-256: {}", certs::sha256_colon_hex(&c));
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::ERROR
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> i32 {
+    seguro::init_logging("info");
+    let (pair, origin) = match certs::load_or_generate(&a.cert, &a.key) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let Some(ee) = pair.end_entity().cloned() else {
+        eprintln!("error: {}: no certificate", a.cert.display());
+        return exit::ERROR;
+    };
+    let fp = certs::sha256_colon_hex(&ee);
+    let tls = match tls::server_config(pair, a.max_fragment_size.map(usize::from)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: cannot use {} with {}: {e}",
+                a.cert.display(),
+                a.key.display()
+            );
+            return exit::ERROR;
+        }
+    };
+    let mut cfg = server::Config::new(a.bind, tls);
+    cfg.hello_timeout = Duration::from_secs(a.hello_timeout.max(1));
+    cfg.max_line = a.max_line;
+    cfg.max_connections = a.max_connections.max(1);
+    cfg.rate = a.rate;
+    cfg.burst = a.burst;
+    cfg.queue = a.queue.max(2);
+    cfg.max_errors = a.max_errors.max(1);
+    cfg.keepalive = Duration::from_secs(a.keepalive.max(1));
+    cfg.threads = a.threads;
+
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let stop_tx = Arc::new(stop_tx);
+    if let Err(e) = ctrlc::set_handler({
+        let stop_tx = stop_tx.clone();
+        move || {
+            let _ = stop_tx.try_send(());
+        }
+    }) {
+        tracing::warn!("cannot install the Ctrl-C/SIGTERM handler: {e}");
+    }
+    let shutdown = async move {
+        let _ = stop_rx.recv().await;
+    };
+    let cert_path = a.cert.clone();
+    let result = server::run(cfg, shutdown, |addr| {
+        if origin == certs::Origin::Generated {
+            println!(
+                "generated a new certificate and key: {} and {} (ECDSA P-256, CN {})",
+                a.cert.display(),
+                a.key.display(),
+                certs::DEFAULT_CN
+            );
+        }
+        println!("seguro {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+        println!("certificate SHA-256: {fp}");
+        println!(
+            "clients need {} (copy it to them; they check it against this fingerprint) and run:",
+            cert_path.display()
+        );
+        println!(
+            "  seguro chat <user> <host> <port> --cert {}",
+            cert_path.display()
+        );
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot serve on {}: {e}", a.bind);
+            exit::ERROR
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Command line: `seguro serve`, `seguro chat`, `seguro gen-cert`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Seguro: end-to-end encrypted chat over a TLS relay.
+#[derive(Debug, Parser)]
+#[command(name = "seguro", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay server (generates server.crt/server.key on first run).
+    Serve(ServeArgs),
+    /// Chat as <USER> through the server at <HOST> <PORT>, pinning its certificate.
+    Chat(ChatArgs),
+    /// Generate a self-signed ECDSA P-256 certificate and key for the server.
+    GenCert(GenCertArgs),
+}
+
+/// `seguro serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000")]
+    pub bind: SocketAddr,
+    /// Server certificate (PEM). Generated with --key if neither file exists.
+    #[arg(long, default_value = "server.crt")]
+    pub cert: PathBuf,
+    /// Server private key (PEM: PKCS#8, "RSA PRIVATE KEY" or "EC PRIVATE KEY").
+    #[arg(long, default_value = "server.key")]
+    pub key: PathBuf,
+    /// Largest TLS record plaintext to send, in bytes (32..=16384). Set it for
+    /// microcontroller clients with a small TLS read buffer. Default: unset (16384).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(32..=16384))]
+    pub max_fragment_size: Option<u16>,
+    /// Seconds a new connection has to finish the TLS handshake and send `hello`.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub hello_timeout: u64,
+    /// Longest accepted line in bytes; longer lines get an error and are skipped.
+    #[arg(long, default_value_t = seguro_core::limits::SERVER_MAX_LINE, value_name = "BYTES",
+          value_parser = parse_max_line)]
+    pub max_line: usize,
+    /// Most simultaneous connections; further ones are closed at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+    /// Messages per second one connection may send on average (0 = unlimited).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub rate: u32,
+    /// Messages one connection may send in a burst.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub burst: u32,
+    /// Lines queued for one connection before it is dropped as not reading.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub queue: usize,
+    /// Consecutive bad messages after which a connection is dropped.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_errors: u32,
+    /// TCP keepalive idle time in seconds (tunnels drop idle connections).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub keepalive: u64,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+}
+
+fn parse_max_line(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if !(256..=1 << 24).contains(&n) {
+        return Err("must be between 256 and 16777216".into());
+    }
+    Ok(n)
+}
+
+/// `seguro chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Your user name (1-32 characters, no spaces).
+    pub user: String,
+    /// Server host name or address (e.g. the ngrok host).
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The server's certificate (PEM) to pin: only this exact certificate is accepted.
+    #[arg(long, default_value = "server.crt")]
+    pub cert: PathBuf,
+    /// Seconds to keep receiving after standard input ends (non-interactive use).
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub linger: f64,
+    /// Do not reconnect when the connection drops.
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+/// `seguro gen-cert`.
+#[derive(Debug, Args)]
+pub struct GenCertArgs {
+    /// Where to write the certificate (PEM).
+    #[arg(long, default_value = "server.crt")]
+    pub cert: PathBuf,
+    /// Where to write the private key (PEM, PKCS#8; mode 0600).
+    #[arg(long, default_value = "server.key")]
+    pub key: PathBuf,
+    /// Common name and subject alternative name.
+    #[arg(long, default_value = crate::certs::DEFAULT_CN)]
+    pub cn: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = crate::certs::DEFAULT_DAYS)]
+    pub days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}

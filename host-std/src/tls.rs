@@ -1,0 +1,56 @@
+//! rustls configurations for the server and the pinned client (ring provider).
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::certs::CertPair;
+use crate::pin::PinnedCertVerifier;
+
+/// The SNI the reference client sends; servers accept any SNI or none.
+pub const SNI: &str = "servidor-local";
+
+/// The crypto provider everywhere: ring (cross-compiles to aarch64/armv7 with plain gcc).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Server configuration: TLS 1.3 and 1.2, every ring suite and group (including
+/// TLS13_AES_128_GCM_SHA256 with secp256r1, what microcontroller clients speak).
+///
+/// `max_fragment_size` caps the plaintext per TLS record, for clients with a small TLS
+/// read buffer (rustls accepts 32..=16389).
+pub fn server_config(
+    pair: CertPair,
+    max_fragment_size: Option<usize>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_single_cert(pair.chain, pair.key)?;
+    cfg.max_fragment_size = max_fragment_size;
+    cfg.ignore_client_order = false;
+    Ok(Arc::new(cfg))
+}
+
+/// Client configuration that trusts exactly `pinned`.
+pub fn client_config(
+    pinned: CertificateDer<'static>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedCertVerifier::new(pinned, &provider));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// The server name the client sends (the reference's SNI; not verified).
+pub fn server_name() -> ServerName<'static> {
+    ServerName::try_from(SNI).expect("the SNI constant is a valid DNS name")
+}
