@@ -14,9 +14,12 @@
 )]
 
 pub mod cert;
+pub mod output;
 pub mod pin;
 pub mod rng;
+pub mod session;
 pub mod tls;
 
 pub use embedded_tls;
 pub use rand_core;
+pub use seguro_core;

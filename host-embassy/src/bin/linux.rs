@@ -1,1 +1,277 @@
-fn main() {}
+//! `seguro-embassy-linux`: the microcontroller client, unmodified, on Linux.
+//!
+//! embassy-executor (std platform), embassy-time's std driver and an embassy-net stack
+//! on a TAP device run the same `seguro_embassy::session::run` a board runs. Commands
+//! are read from stdin; lines are printed with the reference prefixes, like
+//! `seguro chat` when its output is not a terminal.
+//!
+//! ```text
+//! seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user>
+//!     [--gateway <ipv4>]
+//! ```
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+
+use embassy_executor::{Executor, Spawner};
+use embassy_net::{
+    Config as NetConfig, IpAddress, IpEndpoint, Ipv4Cidr, Stack, StackResources, StaticConfigV4,
+};
+use embassy_net_tuntap::TunTapDevice;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use seguro_embassy::pin::Pin;
+use seguro_embassy::rand_core::RngCore as _;
+use seguro_embassy::rng::{SeededRng, Seeder};
+use seguro_embassy::seguro_core::client::Client;
+use seguro_embassy::seguro_core::e2ee::KeyPair;
+use seguro_embassy::session::{self, Commands, Config, Events, Input, Storage};
+
+type Mutex = CriticalSectionRawMutex;
+type CommandChannel = Commands<Mutex, 4>;
+type EventChannel = Events<Mutex, 8>;
+
+const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>]";
+
+struct Args {
+    tap: String,
+    cidr: Ipv4Cidr,
+    server: SocketAddrV4,
+    cert: String,
+    user: String,
+    gateway: Option<Ipv4Addr>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut positional = Vec::new();
+    let mut cert = None;
+    let mut gateway = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--cert" => cert = Some(it.next().ok_or("--cert needs a file")?),
+            "--gateway" => {
+                let g = it.next().ok_or("--gateway needs an address")?;
+                gateway = Some(g.parse().map_err(|_| format!("bad gateway: {g}"))?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            _ => positional.push(arg),
+        }
+    }
+    let [tap, cidr, server, user]: [String; 4] = positional
+        .try_into()
+        .map_err(|_| "expected <tap> <ipv4/prefix> <server-ip:port> <user>".to_string())?;
+    let (ip, prefix) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("bad address (want a.b.c.d/prefix): {cidr}"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("bad address: {cidr}"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| format!("bad prefix: {cidr}"))?;
+    Ok(Args {
+        tap,
+        cidr: Ipv4Cidr::new(ip, prefix),
+        server: server
+            .parse()
+            .map_err(|_| format!("bad server address (want a.b.c.d:port): {server}"))?,
+        cert: cert.ok_or("--cert is required")?,
+        user,
+        gateway,
+    })
+}
+
+/// The first certificate of a PEM file, or the file itself if it is DER.
+fn load_cert(path: &str) -> Result<Vec<u8>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let Ok(text) = std::str::from_utf8(&data) else {
+        return Ok(data);
+    };
+    let Some(start) = text.find("-----BEGIN CERTIFICATE-----") else {
+        return Ok(data);
+    };
+    let body = &text[start + "-----BEGIN CERTIFICATE-----".len()..];
+    let end = body
+        .find("-----END CERTIFICATE-----")
+        .ok_or_else(|| format!("{path}: unterminated PEM certificate"))?;
+    let b64: String = body[..end].split_whitespace().collect();
+    let mut der = vec![0u8; b64.len()];
+    let n = <base64ct::Base64 as base64ct::Encoding>::decode(&b64, &mut der)
+        .map(|d: &[u8]| d.len())
+        .map_err(|_| format!("{path}: bad base64 in PEM"))?;
+    der.truncate(n);
+    Ok(der)
+}
+
+/// Waits (at most 5 s) until the kernel side of the TAP reports carrier: frames sent
+/// before that are dropped, which would cost the first ARP and a second of connect.
+fn wait_link_up(tap: &str) {
+    let path = format!("/sys/class/net/{tap}/operstate");
+    for _ in 0..100 {
+        match std::fs::read_to_string(&path) {
+            Ok(state) if state.trim() == "up" => return,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(_) => return, // no sysfs view of this device: nothing to wait for
+        }
+    }
+}
+
+fn seed() -> Result<SeededRng, String> {
+    let mut entropy = [0u8; 64];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut entropy))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let mut seeder = Seeder::new();
+    seeder.absorb(&entropy);
+    Ok(seeder.finish())
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: embassy_net::Runner<'static, TunTapDevice>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn print_task(events: &'static EventChannel) -> ! {
+    loop {
+        let line = events.receive().await;
+        print_line(&line.text);
+    }
+}
+
+fn print_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+struct ClientParts {
+    stack: Stack<'static>,
+    config: Config<'static>,
+    storage: &'static mut Storage,
+    client: &'static mut Client,
+    rng: SeededRng,
+    commands: &'static CommandChannel,
+    events: &'static EventChannel,
+}
+
+#[embassy_executor::task]
+async fn client_task(parts: ClientParts) {
+    let ClientParts {
+        stack,
+        config,
+        storage,
+        client,
+        mut rng,
+        commands,
+        events,
+    } = parts;
+    stack.wait_config_up().await;
+    session::run(
+        stack,
+        &config,
+        storage.buffers(),
+        client,
+        &mut rng,
+        commands,
+        events,
+    )
+    .await;
+    while let Ok(line) = events.try_receive() {
+        print_line(&line.text);
+    }
+    std::process::exit(0);
+}
+
+/// Reads stdin lines into the command channel; end of input is `/quit`.
+fn stdin_thread(commands: &'static CommandChannel) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            let mut input = Input::new();
+            for c in line.chars() {
+                if input.push(c).is_err() {
+                    break;
+                }
+            }
+            embassy_futures::block_on(commands.send(input));
+        }
+        let mut quit = Input::new();
+        let _ = quit.push_str("/quit");
+        embassy_futures::block_on(commands.send(quit));
+    });
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match start(args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            print_line(&format!("[ERROR] {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn start(args: Args) -> Result<std::convert::Infallible, String> {
+    let der: &'static [u8] = Box::leak(load_cert(&args.cert)?.into_boxed_slice());
+    let pin = Pin::new(der).map_err(|e| e.to_string())?;
+    let mut rng = seed()?;
+
+    let mut device =
+        TunTapDevice::new(&args.tap).map_err(|e| format!("cannot open {}: {e}", args.tap))?;
+    let mut mac = [0u8; 6];
+    rng.fill_bytes(&mut mac);
+    mac[0] = (mac[0] & 0xfe) | 0x02; // unicast, locally administered
+    device.set_hardware_address(mac);
+    wait_link_up(&args.tap);
+
+    let net_config = NetConfig::ipv4_static(StaticConfigV4 {
+        address: args.cidr,
+        gateway: args.gateway,
+        dns_servers: Default::default(),
+    });
+    let resources = Box::leak(Box::new(StackResources::<3>::new()));
+    let (stack, runner) = embassy_net::new(device, net_config, resources, rng.next_u64());
+
+    let keys = KeyPair::generate(&mut rng);
+    let client: &'static mut Client = Box::leak(Box::new(
+        Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?,
+    ));
+    let server = IpEndpoint::new(IpAddress::Ipv4(*args.server.ip()), args.server.port());
+    let commands: &'static CommandChannel = Box::leak(Box::new(CommandChannel::new()));
+    let events: &'static EventChannel = Box::leak(Box::new(EventChannel::new()));
+    let parts = ClientParts {
+        stack,
+        config: Config::new(server, pin),
+        storage: Box::leak(Box::new(Storage::new())),
+        client,
+        rng,
+        commands,
+        events,
+    };
+    stdin_thread(commands);
+
+    let executor: &'static mut Executor = Box::leak(Box::new(Executor::new()));
+    executor.run(|spawner: Spawner| {
+        let spawned = net_task(runner)
+            .map(|t| spawner.spawn(t))
+            .and_then(|()| print_task(events).map(|t| spawner.spawn(t)))
+            .and_then(|()| client_task(parts).map(|t| spawner.spawn(t)));
+        if let Err(e) = spawned {
+            print_line(&format!("[ERROR] cannot start: {e:?}"));
+            std::process::exit(1);
+        }
+    })
+}
