@@ -485,9 +485,14 @@ impl Chat {
                     };
                 }
                 Ev::Read(Err(e)) => {
+                    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        "the server closed the connection without TLS close_notify".to_owned()
+                    } else {
+                        e.to_string()
+                    };
                     return match refusal {
                         Some(r) if !registered => End::Refused(r),
-                        _ => End::Lost(e.to_string()),
+                        _ => End::Lost(why),
                     };
                 }
                 Ev::Read(Ok(n)) => {

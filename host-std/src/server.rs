@@ -513,7 +513,7 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
     let registered = {
         let mut d = state.dir();
         if d.peers.contains_key(&name) {
-            false
+            None
         } else {
             d.version += 1;
             let version = d.version;
@@ -529,10 +529,10 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
             );
             let welcome = directory_line(&d, true);
             let _ = tx.try_send(welcome);
-            true
+            Some(version)
         }
     };
-    if !registered {
+    let Some(joined) = registered else {
         info!(%addr, user = %name, "refused hello: name already connected");
         let line = error_line(&format!("name \"{name}\" is already connected"));
         let _ = async {
@@ -545,12 +545,13 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
         })
         .await;
         return;
-    }
+    };
     state.mark_dirty();
     info!(%addr, user = %name, "joined");
 
     let me = Me {
         name: name.clone(),
+        joined,
         tx: tx.clone(),
         kill: kill.clone(),
     };
@@ -621,6 +622,8 @@ fn check_hello(line: &[u8], scratch: &mut [u8]) -> Result<Hello, String> {
 
 struct Me {
     name: String,
+    /// Directory version that first listed this user.
+    joined: u64,
     tx: Sender<Line>,
     kill: Sender<()>,
 }
@@ -752,27 +755,39 @@ fn handle(state: &State, me: &Me, line: &[u8], scratch: &mut [u8]) -> Outcome {
             Outcome::Ok
         }
         Message::Relay(r) => {
-            let target = state
-                .dir()
-                .peers
-                .get(r.to)
-                .map(|p| (p.tx.clone(), p.kill.clone()));
-            match target {
-                Some((tx, kill)) => {
-                    let fwd = Message::Relay(Relay {
-                        from: Some(&me.name),
-                        ..r
-                    });
-                    deliver(&tx, &kill, line_of(&fwd));
-                    debug!(from = %me.name, to = %r.to, "relayed");
-                    Outcome::Ok
+            let fwd = line_of(&Message::Relay(Relay {
+                from: Some(&me.name),
+                ..r
+            }));
+            let delivered = {
+                let mut d = state.dir();
+                let version = d.version;
+                let needs_directory = d.peers.get(r.to).map(|p| p.seen < me.joined);
+                match needs_directory {
+                    None => false,
+                    Some(needs) => {
+                        // The recipient has not yet been sent a directory with the
+                        // sender's key (the coalesced push may be pending): send it
+                        // first, so the message can be decrypted on arrival.
+                        let dir_line = needs.then(|| directory_line(&d, false));
+                        if let Some(p) = d.peers.get_mut(r.to) {
+                            if let Some(l) = dir_line {
+                                p.seen = version;
+                                deliver(&p.tx, &p.kill, l);
+                            }
+                            deliver(&p.tx, &p.kill, fwd);
+                        }
+                        true
+                    }
                 }
-                None => {
-                    // A mistake, not garbage: does not count towards max_errors.
-                    me.send(error_line(&format!("user not connected: {}", r.to)));
-                    Outcome::Ok
-                }
+            };
+            if delivered {
+                debug!(from = %me.name, to = %r.to, "relayed");
+            } else {
+                // A mistake, not garbage: does not count towards max_errors.
+                me.send(error_line(&format!("user not connected: {}", r.to)));
             }
+            Outcome::Ok
         }
         Message::Hello { .. } => Outcome::Error("already registered".into()),
         Message::Welcome { .. }
