@@ -293,9 +293,18 @@ impl Chat {
                 if let Some(m) = pin_mismatch(&e) {
                     return Err(ConnectError::Pin(m.to_string()));
                 }
-                if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+                if let Some(te) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    let hint = match te {
+                        rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::BadSignature,
+                        ) => {
+                            " (the server presented the pinned certificate but could not prove \
+                             it holds its private key: this is not your server)"
+                        }
+                        _ => "",
+                    };
                     Err(ConnectError::Tls(format!(
-                        "TLS handshake with {host}:{port} failed: {e}"
+                        "TLS handshake with {host}:{port} failed: {e}{hint}"
                     )))
                 } else {
                     Err(ConnectError::Net(format!(

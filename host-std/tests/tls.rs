@@ -1,0 +1,258 @@
+//! TLS: pinning (wrong certificate, impostor key), suites and groups, max fragment size.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+#[test]
+fn a_wrong_certificate_is_refused_with_both_fingerprints() {
+    let dir = TempDir::new("wrongcert");
+    let server = Server::start(&dir, &[]);
+    let other = dir.path("other.crt");
+    let o = std::process::Command::new(BIN)
+        .args(["gen-cert", "--cert"])
+        .arg(&other)
+        .arg("--key")
+        .arg(dir.path("other.key"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let chat = Chat::start("alice", server.port(), &other, &[]);
+    let (code, out) = chat.finish();
+    assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
+    let expected = seguro::certs::sha256_colon_hex(&seguro::certs::load_cert(&other).unwrap());
+    let presented = seguro::certs::sha256_colon_hex(&server.pinned());
+    let line = out.wait_for("[ERROR] server certificate does not match the pinned certificate");
+    assert!(
+        line.contains(&format!("expected SHA-256 {expected}")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("presented SHA-256 {presented}")),
+        "{line}"
+    );
+    assert!(!out.contains("[SYS] connected"));
+}
+
+/// Serves the pinned certificate's bytes with a different private key.
+#[derive(Debug)]
+struct Impostor(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Impostor {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+fn impostor_config(cert: CertificateDer<'static>) -> Arc<rustls::ServerConfig> {
+    let provider = seguro::tls::provider();
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(other.serialize_der()));
+    let signer = provider.key_provider.load_private_key(key).unwrap();
+    let ck = Arc::new(rustls::sign::CertifiedKey::new(vec![cert], signer));
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Impostor(ck))),
+    )
+}
+
+#[test]
+fn an_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
+    let dir = TempDir::new("impostor");
+    let crt = dir.path("server.crt");
+    let o = std::process::Command::new(BIN)
+        .args(["gen-cert", "--cert"])
+        .arg(&crt)
+        .arg("--key")
+        .arg(dir.path("server.key"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let cfg = impostor_config(seguro::certs::load_cert(&crt).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let srv = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(T)).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // The handshake must fail on the client's side; the server sees an alert or EOF.
+        let mut b = [0u8; 64];
+        tls.read(&mut b).is_ok_and(|n| n > 0)
+    });
+    let chat = Chat::start("alice", port, &crt, &[]);
+    let (code, out) = chat.finish();
+    assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
+    let line = out.wait_for("[ERROR] TLS handshake with");
+    assert!(line.contains("could not prove"), "{line}");
+    assert!(
+        !line.contains("does not match the pinned"),
+        "the bytes match; the signature must fail: {line}"
+    );
+    assert!(
+        !srv.join().unwrap(),
+        "no application data reached the impostor"
+    );
+}
+
+fn handshake(
+    port: u16,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let conn = rustls::ClientConnection::new(cfg, seguro::tls::server_name()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+fn pinned_config(
+    pinned: CertificateDer<'static>,
+    suites: Option<Vec<rustls::SupportedCipherSuite>>,
+    groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(s) = suites {
+        provider.cipher_suites = s;
+    }
+    if let Some(g) = groups {
+        provider.kx_groups = g;
+    }
+    let provider = Arc::new(provider);
+    let verifier = Arc::new(seguro::pin::PinnedCertVerifier::new(pinned, &provider));
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn server_speaks_tls13_aes128_p256_and_tls12() {
+    use rustls::crypto::ring::{cipher_suite, kx_group};
+    for rsa in [false, true] {
+        let dir = TempDir::new("suites");
+        let server = if rsa {
+            let (c, k) = openssl_rsa_pair(&dir);
+            Server::start_with(&c, &k, &[])
+        } else {
+            Server::start(&dir, &[])
+        };
+        // What microcontroller clients speak: TLS 1.3, AES-128-GCM, secp256r1.
+        let cfg = pinned_config(
+            server.pinned(),
+            Some(vec![cipher_suite::TLS13_AES_128_GCM_SHA256]),
+            Some(vec![kx_group::SECP256R1]),
+            &[&rustls::version::TLS13],
+        );
+        let tls = handshake(server.port(), cfg).expect("TLS 1.3 AES-128 P-256");
+        assert_eq!(
+            tls.conn.negotiated_cipher_suite().unwrap().suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        assert_eq!(
+            tls.conn.negotiated_key_exchange_group().unwrap().name(),
+            rustls::NamedGroup::secp256r1
+        );
+        // TLS 1.2 clients.
+        let cfg = pinned_config(server.pinned(), None, None, &[&rustls::version::TLS12]);
+        let tls = handshake(server.port(), cfg).expect("TLS 1.2");
+        assert_eq!(
+            tls.conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+    }
+}
+
+/// Lengths of the TLS records in a byte stream (complete records only).
+fn record_lengths(bytes: &[u8]) -> Vec<(u8, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 5 <= bytes.len() {
+        let len = usize::from(u16::from_be_bytes([bytes[i + 3], bytes[i + 4]]));
+        out.push((bytes[i], len));
+        i += 5 + len;
+    }
+    out
+}
+
+#[test]
+fn max_fragment_size_caps_server_records() {
+    let dir = TempDir::new("mfl");
+    let server = Server::start(&dir, &["--max-fragment-size", "512"]);
+    // A forwarder recording the server → client direction.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fport = listener.local_addr().unwrap().port();
+    let target = server.addr;
+    let down_bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cap = down_bytes.clone();
+    thread::spawn(move || {
+        let (down, _) = listener.accept().unwrap();
+        let up = TcpStream::connect(target).unwrap();
+        let (mut d2, mut u2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = d2.read(&mut b) {
+                if n == 0 || u2.write_all(&b[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut up, mut down) = (up, down);
+        let mut b = [0u8; 4096];
+        while let Ok(n) = up.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            cap.lock().unwrap().extend_from_slice(&b[..n]);
+            if down.write_all(&b[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let mut raw = Raw::register(fport, server.pinned(), "tiny");
+    let long = "x".repeat(3000);
+    raw.send_line(&format!(r#"{{"type":"chat","text":"{long}"}}"#));
+    let echo = raw.read_until("echo: ", T);
+    assert!(echo.contains(&long));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let records = loop {
+        let r = record_lengths(&down_bytes.lock().unwrap());
+        let app: usize = r.iter().filter(|(t, _)| *t == 23).count();
+        if app >= 7 || Instant::now() > deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let app: Vec<usize> = records
+        .iter()
+        .filter(|(t, _)| *t == 23)
+        .map(|(_, l)| *l)
+        .collect();
+    // 3000+ bytes of echo in records of at most 512 bytes of plaintext
+    // (+1 content type +16 tag in TLS 1.3).
+    assert!(app.len() >= 7, "{app:?}");
+    assert!(app.iter().all(|&l| l <= 512 + 17), "{app:?}");
+}
