@@ -1,0 +1,281 @@
+//! Hostile and broken peers against a live server, while a healthy pair keeps chatting.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use base64ct::{Base64, Encoding};
+use common::*;
+
+/// The healthy pair: after every case, alice's message must still reach bob.
+struct Healthy {
+    alice: Chat,
+    bob: Chat,
+    n: usize,
+}
+
+impl Healthy {
+    fn new(port: u16, cert: &std::path::Path) -> Self {
+        let alice = Chat::connect("alice", port, cert);
+        let bob = Chat::connect("bob", port, cert);
+        alice.out.wait_for("[SYS] bob joined");
+        Self { alice, bob, n: 0 }
+    }
+    fn check(&mut self, case: &str) {
+        self.n += 1;
+        let text = format!("still fine after {case} #{}", self.n);
+        self.alice.send(&format!("/to bob {text}"));
+        self.bob.out.wait_exact(&format!("[alice] {text}"));
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    Base64::encode_string(bytes)
+}
+
+fn good_key() -> String {
+    let kp = seguro_core::e2ee::KeyPair::generate(&mut rand_core::OsRng);
+    b64(&kp.public())
+}
+
+/// First lines that must get an `error` and a close.
+fn bad_first_lines() -> Vec<(&'static str, Vec<u8>)> {
+    let hello = |user: &str, key: &str| {
+        format!(r#"{{"type": "hello", "user": "{user}", "pub": "{key}"}}"#).into_bytes()
+    };
+    let mut order8 = [0u8; 32];
+    order8.copy_from_slice(
+        &[
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+            0x5f, 0x49, 0xb8, 0x00,
+        ][..],
+    );
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    vec![
+        ("invalid JSON", b"{\"type\": \"hello\", \"user\": ".to_vec()),
+        ("not an object", b"[1, 2, 3]".to_vec()),
+        ("not hello first", br#"{"type": "list"}"#.to_vec()),
+        ("chat first", br#"{"type": "chat", "text": "hi"}"#.to_vec()),
+        (
+            "missing pub",
+            br#"{"type": "hello", "user": "x1"}"#.to_vec(),
+        ),
+        (
+            "missing user",
+            format!(r#"{{"type": "hello", "pub": "{}"}}"#, good_key()).into_bytes(),
+        ),
+        (
+            "pub wrong type",
+            br#"{"type": "hello", "user": "x2", "pub": 12345}"#.to_vec(),
+        ),
+        (
+            "user wrong type",
+            format!(r#"{{"type": "hello", "user": 7, "pub": "{}"}}"#, good_key()).into_bytes(),
+        ),
+        ("bad base64", hello("x3", "!!!not base64!!!")),
+        ("31-byte key", hello("x4", &b64(&[7u8; 31]))),
+        ("33-byte key", hello("x5", &b64(&[7u8; 33]))),
+        ("all-zero key", hello("x6", &b64(&[0u8; 32]))),
+        ("key one", hello("x7", &b64(&one))),
+        ("order-8 key", hello("x8", &b64(&order8))),
+        ("name with space", hello("a b", &good_key())),
+        ("empty name", hello("", &good_key())),
+        ("33-char name", hello(&"n".repeat(33), &good_key())),
+        ("control char in name", hello("tab\\there", &good_key())),
+        (
+            "binary garbage",
+            vec![0xff, 0xfe, 0x00, 0x01, 0x80, 0x9f, 0xc3, 0x28],
+        ),
+        ("overlong first line", vec![b'a'; 20_000]),
+    ]
+}
+
+#[test]
+fn bad_input_table() {
+    let dir = TempDir::new("badinput");
+    let mut server = Server::start(&dir, &["--hello-timeout", "3"]);
+    let cert = dir.path("server.crt");
+    let port = server.port();
+    let mut healthy = Healthy::new(port, &cert);
+
+    // 1. Bad first lines: an error, then the server closes.
+    for (case, line) in bad_first_lines() {
+        let mut raw = Raw::connect(port, server.pinned());
+        let mut bytes = line.clone();
+        bytes.push(b'\n');
+        raw.send_bytes(&bytes).unwrap();
+        let reply = raw
+            .read_line(T)
+            .unwrap_or_else(|| panic!("{case}: no reply"));
+        let text = error_text(&reply).unwrap_or_else(|| panic!("{case}: not an error: {reply}"));
+        assert!(!text.is_empty(), "{case}");
+        assert!(raw.closed_within(T), "{case}: connection not closed");
+        healthy.check(case);
+    }
+    // The exact wording of the reference for a first line that is not hello.
+    let mut raw = Raw::connect(port, server.pinned());
+    raw.send_line(r#"{"type": "list"}"#);
+    assert_eq!(
+        error_text(&raw.read_line(T).unwrap()).unwrap(),
+        "first message must be hello"
+    );
+
+    // 2. Transport-level junk.
+    // Plain TCP that closes at once.
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    healthy.check("bare connect");
+    // Plain text without TLS: the server closes.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    tcp.write_all(b"{\"type\": \"hello\", \"user\": \"plain\"}\n")
+        .unwrap();
+    let mut b = [0u8; 512];
+    let closed = loop {
+        match tcp.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => {} // a TLS alert
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    assert!(closed, "plain TCP not closed");
+    healthy.check("plain TCP without TLS");
+    // Binary garbage without TLS.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 4, 5]);
+    let _ = tcp.read(&mut b);
+    healthy.check("non-TLS bytes");
+    // TCP then silence, TLS then silence: closed by the hello deadline.
+    let mut silent_tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent_tcp.set_read_timeout(Some(T)).unwrap();
+    let mut silent_tls = Raw::connect(port, server.pinned());
+    healthy.check("silent connections open");
+    assert!(silent_tls.closed_within(T), "TLS then silence: not closed");
+    assert!(
+        matches!(silent_tcp.read(&mut b), Ok(0) | Err(_)),
+        "TCP silence: not closed"
+    );
+    healthy.check("silent connections closed");
+
+    // 3. After registration: errors, and the connection survives.
+    let mut eve = Raw::register(port, server.pinned(), "eve");
+    let after: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid JSON", b"{\"type\": ".to_vec()),
+        (
+            "unknown type",
+            br#"{"type": "shout", "text": "x"}"#.to_vec(),
+        ),
+        ("missing type", br#"{"text": "x"}"#.to_vec()),
+        (
+            "relay without to",
+            br#"{"type": "relay", "nonce": "AAAA", "cipher": "AAAA"}"#.to_vec(),
+        ),
+        (
+            "relay without cipher",
+            br#"{"type": "relay", "to": "bob", "nonce": "AAAA"}"#.to_vec(),
+        ),
+        (
+            "chat text wrong type",
+            br#"{"type": "chat", "text": 42}"#.to_vec(),
+        ),
+        (
+            "relay to wrong type",
+            br#"{"type": "relay", "to": ["bob"], "nonce": "A", "cipher": "A"}"#.to_vec(),
+        ),
+        (
+            "second hello",
+            format!(
+                r#"{{"type": "hello", "user": "eve", "pub": "{}"}}"#,
+                good_key()
+            )
+            .into_bytes(),
+        ),
+        (
+            "server-only type",
+            br#"{"type": "welcome", "users": {}}"#.to_vec(),
+        ),
+        ("binary garbage", vec![0xff, 0x00, 0xfe, 0x80]),
+        ("overlong line", vec![b'z'; 40_000]),
+    ];
+    for (case, line) in after {
+        let mut bytes = line.clone();
+        bytes.push(b'\n');
+        eve.send_bytes(&bytes).unwrap();
+        let reply = eve.read_until("\"error\"", T);
+        assert!(error_text(&reply).is_some(), "{case}: {reply}");
+        eve.send_line(r#"{"type": "chat", "text": "alive?"}"#);
+        eve.read_until("echo: alive?", T);
+        healthy.check(case);
+    }
+
+    // 4. A peer that keeps sending garbage is disconnected.
+    let mut spammer = Raw::register(port, server.pinned(), "spammer");
+    let mut burst = Vec::new();
+    for _ in 0..25 {
+        burst.extend_from_slice(b"garbage\n");
+    }
+    spammer.send_bytes(&burst).unwrap();
+    assert!(spammer.closed_within(T), "garbage sender not disconnected");
+    server.err.wait_for("too many consecutive bad messages");
+    healthy.check("garbage sender");
+
+    server.assert_alive();
+}
+
+#[test]
+fn rate_limit_and_connection_limit() {
+    let dir = TempDir::new("limits");
+    let server = Server::start(
+        &dir,
+        &["--rate", "2", "--burst", "3", "--max-connections", "3"],
+    );
+    let mut a = Raw::register(server.port(), server.pinned(), "fast");
+    let mut burst = String::new();
+    for i in 0..15 {
+        burst.push_str(&format!("{{\"type\": \"chat\", \"text\": \"m{i}\"}}\n"));
+    }
+    a.send_bytes(burst.as_bytes()).unwrap();
+    let e = a.read_until("rate limit", T);
+    assert!(error_text(&e).is_some());
+
+    // Two more connections fill the limit of 3; the fourth is closed at once.
+    let _b = Raw::register(server.port(), server.pinned(), "b");
+    let _c = Raw::register(server.port(), server.pinned(), "c");
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(tcp.read(&mut buf), Ok(0) | Err(_)));
+    server.err.wait_for("connection limit (3) reached");
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_dropped_without_stalling_others() {
+    let dir = TempDir::new("slow");
+    let mut server = Server::start(&dir, &["--rate", "0", "--queue", "8"]);
+    let cert = dir.path("server.crt");
+    let mut healthy = Healthy::new(server.port(), &cert);
+    let _sloth = Raw::register(server.port(), server.pinned(), "sloth");
+    let mut flooder = Raw::register(server.port(), server.pinned(), "flooder");
+    let cipher = "Q".repeat(12_000);
+    let line = format!(
+        "{{\"type\":\"relay\",\"to\":\"sloth\",\"alg\":\"X25519+AESGCM\",\"nonce\":\"AAAAAAAAAAAAAAAA\",\"cipher\":\"{cipher}\"}}\n"
+    );
+    // Up to ~60 MB, far more than socket buffers hold; stop once the server drops sloth.
+    for i in 0..5000 {
+        flooder.send_bytes(line.as_bytes()).unwrap();
+        if i % 100 == 0 && server.err.contains("outbound queue full") {
+            break;
+        }
+    }
+    server
+        .err
+        .wait("sloth dropped", Duration::from_secs(30), |l| {
+            l.contains("user=sloth") && l.contains("outbound queue full")
+        });
+    healthy.check("slow reader");
+    server.assert_alive();
+}
