@@ -528,10 +528,10 @@ impl Chat {
                                 if r.registered {
                                     registered = true;
                                 }
-                                if let Some(t) = r.error {
-                                    if !registered {
-                                        refusal = Some(t);
-                                    }
+                                if let Some(t) = r.error
+                                    && !registered
+                                {
+                                    refusal = Some(t);
                                 }
                             }
                         }

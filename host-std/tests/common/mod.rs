@@ -47,9 +47,12 @@ impl Drop for TempDir {
     }
 }
 
+/// Lines so far and whether the stream ended, with a condition variable.
+type Shared = (Mutex<(Vec<String>, bool)>, Condvar);
+
 /// Lines a child printed, shared with its reader thread.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<(Mutex<(Vec<String>, bool)>, Condvar)>);
+pub struct Lines(Arc<Shared>);
 
 impl Lines {
     fn spawn_reader(&self, r: impl Read + Send + 'static) {
