@@ -1,0 +1,342 @@
+//! What the Seguro board firmwares share: the console line editor and the chat task
+//! that turns the build-time settings into a running [`seguro_embassy`] client.
+//!
+//! A board brings up its network stack, seeds a [`SeededRng`] from its hardware RNG,
+//! then runs [`chat`] in one task, a console reader that feeds typed lines through a
+//! [`LineEditor`] into [`COMMANDS`], and a console writer that prints what arrives on
+//! [`EVENTS`].
+#![no_std]
+
+use core::hint::black_box;
+
+use embassy_net::dns::DnsQueryType;
+use embassy_net::{IpAddress, IpEndpoint, Stack};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_time::{Duration, Timer};
+use seguro_embassy::output::Output;
+use seguro_embassy::pin::Pin;
+use seguro_embassy::rng::SeededRng;
+use seguro_embassy::seguro_core::client::Client;
+use seguro_embassy::seguro_core::e2ee::KeyPair;
+use seguro_embassy::seguro_core::fingerprint;
+use seguro_embassy::session::{self, Config, Input, Storage};
+
+/// Commands waiting for the client.
+pub const COMMAND_QUEUE: usize = 4;
+/// Lines waiting for the console.
+pub const EVENT_QUEUE: usize = 8;
+
+/// Lines typed on the console, for the client.
+pub static COMMANDS: session::Commands<CriticalSectionRawMutex, COMMAND_QUEUE> =
+    session::Commands::new();
+/// Lines from the client, for the console.
+pub static EVENTS: session::Events<CriticalSectionRawMutex, EVENT_QUEUE> = session::Events::new();
+
+/// The client's buffers: TLS records up to 16 KiB (the reference server does not cap
+/// its fragments), 2 KiB TCP windows, 4 KiB lines.
+pub type ChatStorage = Storage;
+
+/// The build-time settings (see the board's README and `seguro-board-build`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Names of the variables that were not set when the firmware was built.
+    pub missing: &'static [&'static str],
+    /// Server host: an IPv4 address or a DNS name.
+    pub server_host: &'static str,
+    /// Server TCP port.
+    pub server_port: u16,
+    /// Chat user name.
+    pub user: &'static str,
+    /// The pinned server certificate, DER.
+    pub cert_der: &'static [u8],
+}
+
+/// What the board's name and console look like, for the greeting.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    /// e.g. "Nucleo-F767ZI".
+    pub name: &'static str,
+    /// e.g. "Ethernet" or "Wi-Fi".
+    pub link: &'static str,
+}
+
+async fn say(line: Output) {
+    EVENTS.send(line).await;
+}
+
+/// Answers every command with `why` forever: the firmware cannot chat, but says so.
+async fn park(why: Output) -> ! {
+    say(why.clone()).await;
+    loop {
+        let _ = COMMANDS.receive().await;
+        say(why.clone()).await;
+    }
+}
+
+/// Runs the chat: checks the settings, makes the key pair, waits for the network,
+/// resolves the server and runs the client until `/quit`. Never returns; when it
+/// cannot go on it says why on the console and keeps answering with the reason.
+pub async fn chat(
+    board: Board,
+    stack: Stack<'static>,
+    settings: &Settings,
+    rng: &mut SeededRng,
+    storage: &mut ChatStorage,
+) -> ! {
+    say(Output::sys(format_args!(
+        "Seguro on {} ({})",
+        board.name, board.link
+    )))
+    .await;
+    // The settings are constants: keep the optimiser from pruning the client out of
+    // a firmware built without them, so its size is the size of a configured one.
+    let settings: Settings = *black_box(settings);
+    let missing = black_box(settings.missing);
+    if !missing.is_empty() {
+        for name in missing {
+            say(Output::error(format_args!(
+                "this firmware was built without {name}"
+            )))
+            .await;
+        }
+        park(Output::error(format_args!(
+            "rebuild it with the SEGURO_* variables set (see the board's README)"
+        )))
+        .await;
+    }
+    let pin = match Pin::new(settings.cert_der) {
+        Ok(pin) => pin,
+        Err(e) => park(Output::error(format_args!("SEGURO_CERT: {e}"))).await,
+    };
+    let keys = KeyPair::generate(rng);
+    let mut client: Client = match Client::new(settings.user, keys) {
+        Ok(c) => c,
+        Err(e) => park(Output::error(format_args!("SEGURO_USER: {e}"))).await,
+    };
+    let me = client.public_key();
+    say(Output::sys(format_args!(
+        "user {}, key fingerprint {}",
+        settings.user,
+        fingerprint::short(&me)
+    )))
+    .await;
+
+    if !stack.is_link_up() {
+        say(Output::sys(format_args!(
+            "waiting for the {} link",
+            board.link
+        )))
+        .await;
+        stack.wait_link_up().await;
+    }
+    say(Output::sys(format_args!(
+        "link up; asking DHCP for an address"
+    )))
+    .await;
+    stack.wait_config_up().await;
+    if let Some(v4) = stack.config_v4() {
+        say(Output::sys(format_args!("address {}", v4.address))).await;
+    }
+
+    let address = resolve(stack, settings.server_host).await;
+    let server = IpEndpoint::new(address, settings.server_port);
+    let config = Config::new(server, pin);
+    session::run(
+        stack,
+        &config,
+        storage.buffers(),
+        &mut client,
+        rng,
+        &COMMANDS,
+        &EVENTS,
+    )
+    .await;
+    park(Output::sys(format_args!(
+        "disconnected; reset the board to connect again"
+    )))
+    .await
+}
+
+/// The server's address: `host` itself when it is an IPv4 address, else a DNS
+/// lookup, retried with growing delays until it succeeds.
+async fn resolve(stack: Stack<'static>, host: &str) -> IpAddress {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match stack.dns_query(host, DnsQueryType::A).await {
+            Ok(addresses) => {
+                if let Some(a) = addresses.first() {
+                    if host.parse::<core::net::Ipv4Addr>().is_err() {
+                        say(Output::sys(format_args!("{host} is {a}"))).await;
+                    }
+                    return *a;
+                }
+                say(Output::warn(format_args!(
+                    "{host}: no IPv4 address; retrying in {} s",
+                    delay.as_secs()
+                )))
+                .await;
+            }
+            Err(e) => {
+                say(Output::warn(format_args!(
+                    "cannot resolve {host} ({e:?}); retrying in {} s",
+                    delay.as_secs()
+                )))
+                .await;
+            }
+        }
+        Timer::after(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// What one byte typed on the console did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Key {
+    /// Nothing to do yet.
+    Pending,
+    /// The previous character was erased (a terminal should show `\x08 \x08`).
+    Erased,
+    /// A whole line: send it to the client.
+    Line(Input),
+    /// The line was thrown away: too long, or not UTF-8.
+    Rejected(&'static str),
+}
+
+/// Assembles console bytes into command lines: `\r` or `\n` ends a line (`\r\n` counts
+/// once), backspace and DEL erase a character, other control bytes are ignored.
+#[derive(Debug, Default)]
+pub struct LineEditor {
+    buf: heapless::Vec<u8, { session::INPUT_MAX }>,
+    overflow: bool,
+    last_cr: bool,
+}
+
+impl LineEditor {
+    /// An empty editor.
+    pub const fn new() -> Self {
+        Self {
+            buf: heapless::Vec::new(),
+            overflow: false,
+            last_cr: false,
+        }
+    }
+
+    /// Feeds one byte.
+    pub fn feed(&mut self, byte: u8) -> Key {
+        let after_cr = core::mem::replace(&mut self.last_cr, byte == b'\r');
+        match byte {
+            b'\n' if after_cr => Key::Pending,
+            b'\r' | b'\n' => self.finish(),
+            0x08 | 0x7f => {
+                // Erase one character: drop UTF-8 continuation bytes, then the lead.
+                while let Some(b) = self.buf.pop() {
+                    if b & 0xc0 != 0x80 {
+                        break;
+                    }
+                }
+                Key::Erased
+            }
+            b if b < 0x20 => Key::Pending,
+            b => {
+                if self.buf.push(b).is_err() {
+                    self.overflow = true;
+                }
+                Key::Pending
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Key {
+        let overflow = core::mem::take(&mut self.overflow);
+        let bytes = core::mem::take(&mut self.buf);
+        if overflow {
+            return Key::Rejected("line too long, not sent");
+        }
+        if bytes.is_empty() {
+            return Key::Pending;
+        }
+        match core::str::from_utf8(&bytes) {
+            Ok(s) => {
+                let mut line = Input::new();
+                match line.push_str(s) {
+                    Ok(()) => Key::Line(line),
+                    Err(_) => Key::Rejected("line too long, not sent"),
+                }
+            }
+            Err(_) => Key::Rejected("the line is not UTF-8, not sent"),
+        }
+    }
+}
+
+/// Handles a [`Key`] the same way on every board: a line goes to the client, a
+/// rejection to the console. Returns true when the console should erase a character.
+pub async fn submit(key: Key) -> bool {
+    match key {
+        Key::Pending => false,
+        Key::Erased => true,
+        Key::Line(line) => {
+            COMMANDS.send(line).await;
+            false
+        }
+        Key::Rejected(why) => {
+            say(Output::error(format_args!("{why}"))).await;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(ed: &mut LineEditor, bytes: &[u8]) -> heapless::Vec<Key, 8> {
+        let mut out = heapless::Vec::new();
+        for &b in bytes {
+            match ed.feed(b) {
+                Key::Pending => {}
+                k => {
+                    let _ = out.push(k);
+                }
+            }
+        }
+        out
+    }
+
+    fn line(s: &str) -> Key {
+        let mut l = Input::new();
+        l.push_str(s).unwrap();
+        Key::Line(l)
+    }
+
+    #[test]
+    fn lines_end_with_cr_lf_or_both() {
+        let mut ed = LineEditor::new();
+        let keys = feed_all(&mut ed, b"/to bob hi\r\n/list\n/quit\r");
+        assert_eq!(
+            keys.as_slice(),
+            &[line("/to bob hi"), line("/list"), line("/quit")]
+        );
+    }
+
+    #[test]
+    fn backspace_erases_whole_characters() {
+        let mut ed = LineEditor::new();
+        let keys = feed_all(&mut ed, "hé\x7fe\x08llo\n".as_bytes());
+        assert_eq!(keys.as_slice(), &[Key::Erased, Key::Erased, line("hllo")]);
+    }
+
+    #[test]
+    fn long_and_invalid_lines_are_rejected() {
+        let mut ed = LineEditor::new();
+        for _ in 0..session::INPUT_MAX + 1 {
+            assert_eq!(ed.feed(b'x'), Key::Pending);
+        }
+        assert!(matches!(ed.feed(b'\n'), Key::Rejected(_)));
+        assert_eq!(feed_all(&mut ed, b"ok\n").as_slice(), &[line("ok")]);
+        assert!(matches!(
+            feed_all(&mut ed, b"\xff\n").as_slice(),
+            [Key::Rejected(_)]
+        ));
+        assert!(feed_all(&mut ed, b"\x1b\n\n").is_empty());
+    }
+}
