@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// TCP keepalive idle time in seconds (tunnels drop idle connections).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub keepalive: u64,
+    /// Milliseconds to wait before pushing a changed directory to everyone, so a burst
+    /// of joins and leaves sends one `users` message per user (new users get their
+    /// `welcome` at once regardless).
+    #[arg(long, default_value_t = 5, value_name = "MS")]
+    pub users_debounce_ms: u64,
     /// Worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,

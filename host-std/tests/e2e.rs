@@ -400,3 +400,61 @@ fn serve_generates_a_pair_on_first_run_and_prints_its_fingerprint() {
     server.out.wait_for(&expected);
     assert!(!server.out.contains("generated a new certificate"));
 }
+
+#[test]
+fn a_burst_of_joins_sends_coalesced_directories() {
+    let dir = TempDir::new("coalesce");
+    // A long debounce makes the coalescing visible without depending on speed.
+    let server = Server::start(&dir, &["--users-debounce-ms", "1500"]);
+    let mut watcher = Raw::register(server.port(), server.pinned(), "watcher");
+    // Connect (TLS) first, then register all at once.
+    let mut joiners: Vec<Raw> = (0..12)
+        .map(|_| Raw::connect(server.port(), server.pinned()))
+        .collect();
+    for (i, j) in joiners.iter_mut().enumerate() {
+        let hello = format!(
+            "{{\"type\": \"hello\", \"user\": \"j{i}\", \"pub\": \"{}\"}}",
+            <base64ct::Base64 as base64ct::Encoding>::encode_string(&j.key)
+        );
+        j.send_line(&hello);
+    }
+    // Every joiner gets its welcome at once.
+    for j in joiners.iter_mut() {
+        let w = j.read_line(T).expect("welcome");
+        assert!(w.contains("\"welcome\""), "{w}");
+    }
+    // The watcher eventually sees all 13 users, in far fewer than 12 pushes.
+    let mut pushes = 0;
+    loop {
+        let l = watcher.read_line(T).expect("users push");
+        assert!(l.contains("\"users\""), "{l}");
+        pushes += 1;
+        if (0..12).all(|i| l.contains(&format!("\"j{i}\""))) {
+            break;
+        }
+    }
+    assert!(pushes <= 3, "{pushes} directory pushes for one burst");
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = TempDir::new("sigterm");
+    let mut server = Server::start(&dir, &[]);
+    let cert = dir.path("server.crt");
+    let alice = Chat::start("alice", server.port(), &cert, &["--no-reconnect"]);
+    alice.out.wait_for(&format!(
+        "[SYS] connected to 127.0.0.1:{} as alice",
+        server.port()
+    ));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(wait_exit(&mut server.child, T), Some(0));
+    server.err.wait_for("shutting down");
+    alice.out.wait_exact("[ERROR] server shutting down");
+    alice.out.wait_for("[WARN] connection lost");
+    let (code, _) = alice.finish();
+    assert_eq!(code, Some(seguro::exit::CONNECT));
+}
