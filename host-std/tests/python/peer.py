@@ -71,7 +71,9 @@ def derive(secret, peer_pub):
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, push):
+        # The reference sends `users` only in reply to `list`; Seguro also pushes it.
+        self.push = push
         self.lock = threading.Lock()
         self.users = {}  # name -> (pub_b64, sock, send_lock)
 
@@ -123,7 +125,8 @@ class Server:
                 return
             name = user
             send(sock, wlock, {"type": "welcome", "users": self.directory()})
-            self.broadcast_users()
+            if self.push:
+                self.broadcast_users()
             for line in it:
                 try:
                     msg = json.loads(line)
@@ -151,7 +154,8 @@ class Server:
             if name is not None:
                 with self.lock:
                     self.users.pop(name, None)
-                self.broadcast_users()
+                if self.push:
+                    self.broadcast_users()
             try:
                 sock.close()
             except OSError:
@@ -168,7 +172,7 @@ def run_server(args):
     lsock.listen(64)
     host, port = lsock.getsockname()
     out("listening on %s:%d" % (host, port))
-    srv = Server()
+    srv = Server(args.push)
 
     def conn(raw):
         raw.settimeout(30)
@@ -296,6 +300,7 @@ def main():
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--cert", required=True)
     s.add_argument("--key", required=True)
+    s.add_argument("--push", action="store_true", help="push users on join/leave like Seguro")
     c = sub.add_parser("client")
     c.add_argument("user")
     c.add_argument("host")

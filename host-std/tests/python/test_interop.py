@@ -173,18 +173,23 @@ class Interop(unittest.TestCase):
     # ---- the Python server (reference rules) serves seguro clients
 
     def check_python_server(self, crt, key):
+        # Reference rules: no directory pushes, so clients learn of newcomers through
+        # `list` -- which the seguro client sends by itself when a message arrives from a
+        # sender it does not know yet.
         port = self.python_server(crt, key)
         a = self.rs_client("ana", port, crt)
-        b = self.rs_client("beto", port, crt)
-        a.wait_for("[SYS] beto joined")
-        a.send("/to beto mensaje cifrado entre clientes seguro 🔐")
-        b.wait_exact("[ana] mensaje cifrado entre clientes seguro 🔐")
+        b = self.rs_client("beto", port, crt)  # its welcome lists ana
+        b.send("/to ana hola ana, soy beto 🔐")
+        a.wait_exact("[beto] hola ana, soy beto 🔐")  # ana refreshed the directory first
+        a.send("/to beto recibido")
+        b.wait_exact("[ana] recibido")
         b.send("/server hi")
         b.wait_exact("[SERVER] echo: hi")
         py = self.py_client("pyt", port, crt)
-        a.wait_for("[SYS] pyt joined")
         py.send("/to ana hola ana desde python")
         a.wait_exact("[pyt] hola ana desde python")
+        a.send("/list")
+        a.wait_for("[SYS]   pyt  fp ")
         a.send("/to pyt hola pyt desde seguro")
         py.wait_exact("[ana] hola pyt desde seguro")
         self.assertEqual(py.finish(), 0)
