@@ -85,7 +85,8 @@ impl Lines {
     }
 
     pub fn contains(&self, needle: &str) -> bool {
-        self.all().iter().any(|l| l.contains(needle))
+        let g = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.iter().any(|l| l.contains(needle))
     }
 
     /// Waits until a line satisfies `pred`; panics with the output after `timeout`.
