@@ -5,7 +5,7 @@
 use core::fmt::{self, Write as _};
 
 use heapless::String;
-use seguro_core::client::{Event, Undeliverable};
+use seguro_core::client::Event;
 use seguro_core::fingerprint;
 use seguro_core::limits::{CLIENT_MAX_TEXT, MAX_NAME_BYTES};
 
@@ -110,14 +110,17 @@ pub fn directory_header(n: usize) -> Output {
     Output::sys(format_args!("users online ({n}):"))
 }
 
-/// The line for one client event, or `None` for [`Event::Directory`], which the
-/// caller expands into [`directory_header`] and one [`directory_entry`] per user.
+/// `[SYS] connected to <server> as <user>`, shown when the server welcomes us.
+pub fn connected(server: &dyn fmt::Display, user: &str) -> Output {
+    Output::sys(format_args!("connected to {server} as {}", Clean(user)))
+}
+
+/// The line for one client event, or `None` for [`Event::Registered`] and
+/// [`Event::Directory`], which the caller expands into [`connected`],
+/// [`directory_header`] and one [`directory_entry`] per user.
 pub fn event_line(event: &Event<'_>) -> Option<Output> {
     Some(match *event {
-        Event::Registered { users } => Output::sys(format_args!(
-            "registered; {users} user{} online",
-            if users == 1 { "" } else { "s" }
-        )),
+        Event::Registered { .. } | Event::Directory => return None,
         Event::Joined { name, key } => Output::sys(format_args!(
             "{} joined, fp {}",
             Clean(name),
@@ -135,32 +138,25 @@ pub fn event_line(event: &Event<'_>) -> Option<Output> {
             ))
         }
         Event::DirectoryTruncated(dropped) => Output::warn(format_args!(
-            "the directory is larger than this client can hold: {} user(s) not shown, {} name(s) too long",
-            dropped.over_capacity, dropped.name_too_long
+            "the directory is larger than this client holds: {} user(s) not shown",
+            dropped.over_capacity.saturating_add(dropped.name_too_long)
         )),
-        Event::Directory => return None,
         Event::Message { from, text } => Output::new(
             Kind::Message,
             format_args!("[{}] {}", Clean(from), Clean(text)),
         ),
-        Event::Undecryptable { from, .. } => Output::error(format_args!(
-            "could not decrypt message from {}",
+        Event::Undecryptable { from, reason } => Output::error(format_args!(
+            "could not decrypt message from {} ({reason})",
             Clean(from)
         )),
-        Event::Undeliverable { from, reason } => match reason {
-            Undeliverable::NoSender => Output::warn(format_args!("dropped a message: {reason}")),
-            _ => Output::warn(format_args!(
-                "dropped a message from {}: {reason}",
-                Clean(from)
-            )),
-        },
+        Event::Undeliverable { from, reason } => Output::error(format_args!(
+            "message from {} dropped: {reason}",
+            Clean(if from.is_empty() { "?" } else { from })
+        )),
         Event::ServerText { text } => {
             Output::new(Kind::Server, format_args!("[SERVER] {}", Clean(text)))
         }
         Event::ServerError { text } => Output::error(format_args!("{}", Clean(text))),
-        // Events added to the core later are shown rather than lost.
-        #[allow(unreachable_patterns)]
-        _ => Output::sys(format_args!("{event:?}")),
     })
 }
 
@@ -180,6 +176,7 @@ mod tests {
         let s = event_line(&Event::ServerText { text: "echo: hi" }).unwrap();
         assert_eq!(s.text.as_str(), "[SERVER] echo: hi");
         assert!(event_line(&Event::Directory).is_none());
+        assert!(event_line(&Event::Registered { users: 1 }).is_none());
     }
 
     #[test]

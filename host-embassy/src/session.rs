@@ -24,7 +24,7 @@ use embassy_time::{Duration, Timer, with_timeout};
 use embedded_io_async::{ErrorType, Read, Write};
 use heapless::String;
 use rand_core::{CryptoRng, RngCore};
-use seguro_core::client::{Client, ClientError};
+use seguro_core::client::{Client, ClientError, Event};
 use seguro_core::command::{self, Command};
 use seguro_core::fingerprint;
 use seguro_core::frame::{FeedResult, LineAccumulator};
@@ -425,6 +425,7 @@ pub async fn run<
     R: RngCore + CryptoRng,
 {
     let mut delay = config.backoff.initial;
+    let mut ever_registered = false;
     loop {
         events
             .send(Output::sys(format_args!(
@@ -433,7 +434,16 @@ pub async fn run<
                 client.user()
             )))
             .await;
-        let end = connect_once(stack, config, &mut buffers, client, rng, commands, events).await;
+        let end = connect_once(
+            stack,
+            config,
+            &mut buffers,
+            client,
+            rng,
+            (commands, events),
+            &mut ever_registered,
+        )
+        .await;
         let (why, registered) = match end {
             End::Quit => return,
             End::Lost { why, registered } => (why, registered),
@@ -549,6 +559,8 @@ async fn local_command<
     }
 }
 
+/// Shows the events of one received line, the way `seguro chat` does: on the first
+/// registration the directory is listed whole instead of as a burst of joins.
 async fn send_events<
     M: RawMutex,
     const NE: usize,
@@ -558,16 +570,43 @@ async fn send_events<
 >(
     client: &mut Client<U, G, P>,
     events: &Events<M, NE>,
+    server: IpEndpoint,
+    ever_registered: &mut bool,
 ) {
+    let mut me: String<{ seguro_core::limits::MAX_NAME_BYTES }> = String::new();
+    let _ = me.push_str(client.user());
+    let first_registration = !*ever_registered;
+    let mut registered = false;
+    let mut show_dir = false;
     loop {
         let line = match client.poll_event() {
-            None => return,
+            None => break,
+            Some(Event::Registered { .. }) => {
+                registered = true;
+                show_dir = true;
+                None
+            }
+            Some(Event::Directory) => {
+                show_dir = true;
+                None
+            }
+            Some(Event::Joined { name, .. })
+                if (registered && first_registration) || name == me.as_str() =>
+            {
+                None
+            }
             Some(event) => output::event_line(&event),
         };
-        match line {
-            Some(line) => events.send(line).await,
-            None => show_directory(client, events).await,
+        if let Some(line) = line {
+            events.send(line).await;
         }
+    }
+    if registered {
+        *ever_registered = true;
+        events.send(output::connected(&server, &me)).await;
+    }
+    if show_dir {
+        show_directory(client, events).await;
     }
 }
 
@@ -600,7 +639,6 @@ async fn write_line<T: Read + Write>(tls: &mut Tls<'_, T>, line: &[u8]) -> Resul
     tls.flush().await.map_err(Why::Io)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn connect_once<
     M,
     R,
@@ -615,8 +653,8 @@ async fn connect_once<
     buffers: &mut Buffers<'_>,
     client: &mut Client<U, G, P>,
     rng: &mut R,
-    commands: &Commands<M, NC>,
-    events: &Events<M, NE>,
+    (commands, events): (&Commands<M, NC>, &Events<M, NE>),
+    ever_registered: &mut bool,
 ) -> End
 where
     M: RawMutex,
@@ -657,9 +695,8 @@ where
     };
     events
         .send(Output::sys(format_args!(
-            "connected to {} as {} (TLS 1.3, pinned certificate verified)",
-            config.server,
-            client.user()
+            "TLS 1.3 session with {} (pinned certificate verified)",
+            config.server
         )))
         .await;
     idle_at_boundary.set(true);
@@ -723,7 +760,7 @@ where
                             if let Err(e) = client.handle_line(line, scratch) {
                                 events.send(Output::error(format_args!("{e}"))).await;
                             }
-                            send_events(client, events).await;
+                            send_events(client, events, config.server, ever_registered).await;
                         }
                         FeedResult::Overlong { remaining } => {
                             input = remaining;
