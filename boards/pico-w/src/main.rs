@@ -1,0 +1,261 @@
+//! Seguro chat on the Raspberry Pi Pico W (RP2040, feature `rp2040`) and Pico 2 W
+//! (RP2350, feature `rp2350`): CYW43439 Wi-Fi over the PIO SPI bus, DHCP, a CSPRNG
+//! seeded from the chip's entropy sources, and a console over RTT (defmt out, a down
+//! channel in).
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use cyw43::{A4, Aligned, JoinOptions};
+use cyw43_pio::{DEFAULT_CLOCK_DIVIDER, PioSpi};
+use defmt::{info, unwrap};
+use embassy_executor::Spawner;
+use embassy_net::{Stack, StackResources};
+#[cfg(feature = "rp2350")]
+use embassy_rp::Peri;
+use embassy_rp::bind_interrupts;
+use embassy_rp::dma;
+use embassy_rp::flash::{Blocking, Flash};
+use embassy_rp::gpio::{Level, Output};
+use embassy_rp::peripherals::{DMA_CH0, PIO0};
+use embassy_rp::pio::{self, Pio};
+use embassy_time::{Duration, Instant, Timer};
+use rtt_target::{ChannelMode, DownChannel, rtt_init};
+use seguro_board::{Board, ChatStorage, EVENTS, LineEditor, Settings};
+use seguro_embassy::output::Output as Line;
+use seguro_embassy::rng::{SeededRng, Seeder};
+use static_cell::{ConstStaticCell, StaticCell};
+use {panic_probe as _, rand_core::RngCore as _};
+
+mod settings {
+    include!(concat!(env!("OUT_DIR"), "/seguro_config.rs"));
+}
+
+#[cfg(feature = "rp2040")]
+bind_interrupts!(struct Irqs {
+    PIO0_IRQ_0 => pio::InterruptHandler<PIO0>;
+    DMA_IRQ_0 => dma::InterruptHandler<DMA_CH0>;
+});
+
+#[cfg(feature = "rp2350")]
+bind_interrupts!(struct Irqs {
+    PIO0_IRQ_0 => pio::InterruptHandler<PIO0>;
+    DMA_IRQ_0 => dma::InterruptHandler<DMA_CH0>;
+    TRNG_IRQ => embassy_rp::trng::InterruptHandler<embassy_rp::peripherals::TRNG>;
+});
+
+#[cfg(feature = "rp2040")]
+const BOARD: Board = Board {
+    name: "Raspberry Pi Pico W",
+    link: "Wi-Fi",
+};
+#[cfg(feature = "rp2350")]
+const BOARD: Board = Board {
+    name: "Raspberry Pi Pico 2 W",
+    link: "Wi-Fi",
+};
+
+/// Flash size, for the unique-ID read.
+#[cfg(feature = "rp2040")]
+const FLASH_SIZE: usize = 2 * 1024 * 1024;
+#[cfg(feature = "rp2350")]
+const FLASH_SIZE: usize = 4 * 1024 * 1024;
+
+static SETTINGS: Settings = Settings {
+    missing: settings::MISSING,
+    server_host: settings::SERVER_HOST,
+    server_port: settings::SERVER_PORT,
+    user: settings::USER,
+    cert_der: settings::CERT_DER,
+};
+
+/// The CYW43439's Wi-Fi firmware and its country locale matrix (from the pinned
+/// `cyw43-firmware` crate), and the board's NVRAM (built from `cyw43/nvram-pico-w.txt`).
+static FIRMWARE: &Aligned<A4, [u8]> = &Aligned(*cyw43_firmware::CYW43_43439A0);
+static CLM: &[u8] = cyw43_firmware::CYW43_43439A0_CLM;
+static NVRAM: &Aligned<A4, [u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nvram.bin")));
+
+type Spi = PioSpi<'static, PIO0, 0>;
+
+async fn say(line: Line) {
+    EVENTS.send(line).await;
+}
+
+#[embassy_executor::task]
+async fn cyw43_task(runner: cyw43::Runner<'static, cyw43::SpiBus<Output<'static>, Spi>>) -> ! {
+    runner.run().await
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: embassy_net::Runner<'static, cyw43::NetDriver<'static>>) -> ! {
+    runner.run().await
+}
+
+/// Joins the network, and joins again whenever the link drops.
+#[embassy_executor::task]
+async fn wifi_task(mut control: cyw43::Control<'static>, stack: Stack<'static>) {
+    let ssid = black_box(settings::WIFI_SSID);
+    let password = black_box(settings::WIFI_PASSWORD);
+    if ssid.is_empty() {
+        // The chat task reports the missing setting.
+        return;
+    }
+    loop {
+        let mut delay = Duration::from_secs(2);
+        loop {
+            say(Line::sys(format_args!("joining Wi-Fi network {ssid}"))).await;
+            let options = if password.is_empty() {
+                JoinOptions::new_open()
+            } else {
+                JoinOptions::new(password.as_bytes())
+            };
+            match control.join(ssid, options).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let why = match e {
+                        cyw43::JoinError::NetworkNotFound => "network not found",
+                        cyw43::JoinError::AuthenticationFailure => "wrong password",
+                        cyw43::JoinError::JoinFailure(_) => "join failed",
+                    };
+                    say(Line::warn(format_args!(
+                        "Wi-Fi: {why}; retrying in {} s",
+                        delay.as_secs()
+                    )))
+                    .await;
+                    Timer::after(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        say(Line::sys(format_args!("joined {ssid}"))).await;
+        stack.wait_link_down().await;
+        say(Line::warn(format_args!("Wi-Fi link lost; joining again"))).await;
+    }
+}
+
+#[embassy_executor::task]
+async fn chat_task(
+    stack: Stack<'static>,
+    rng: &'static mut SeededRng,
+    storage: &'static mut ChatStorage,
+) -> ! {
+    seguro_board::chat(BOARD, stack, &SETTINGS, rng, storage).await
+}
+
+/// Lines typed at the probe-rs prompt arrive on RTT down channel 0.
+#[embassy_executor::task]
+async fn console_in(mut down: DownChannel) -> ! {
+    let mut editor = LineEditor::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = down.read(&mut buf);
+        if n == 0 {
+            Timer::after_millis(20).await;
+            continue;
+        }
+        for &b in buf.get(..n).unwrap_or(&[]) {
+            seguro_board::submit(editor.feed(b)).await;
+        }
+    }
+}
+
+/// Chat lines go out through defmt, next to the log.
+#[embassy_executor::task]
+async fn console_out() -> ! {
+    loop {
+        let line = EVENTS.receive().await;
+        defmt::println!("{=str}", line.text.as_str());
+    }
+}
+
+/// The chip's entropy, condensed by SHA-256 into the ChaCha20 seed.
+///
+/// RP2040 has no true RNG: 1 KiB of the ring oscillator's random bit (biased and
+/// correlated, hence the amount), each 64-byte block followed by the µs timer as
+/// jitter. RP2350: 128 bytes of its TRNG. Both add the flash's unique ID, which is not
+/// secret but makes the seeds of two boards differ.
+#[cfg(feature = "rp2040")]
+fn seed_chip(seeder: &mut Seeder) {
+    let mut rosc = embassy_rp::clocks::RoscRng;
+    for _ in 0..16 {
+        seeder.absorb_rng(&mut rosc, 64);
+        seeder.absorb(&Instant::now().as_ticks().to_le_bytes());
+    }
+}
+
+#[cfg(feature = "rp2350")]
+fn seed_chip(seeder: &mut Seeder, trng: Peri<'static, embassy_rp::peripherals::TRNG>) {
+    let mut trng = embassy_rp::trng::Trng::new(trng, Irqs, embassy_rp::trng::Config::default());
+    seeder.absorb_rng(&mut trng, 128);
+    seeder.absorb(&Instant::now().as_ticks().to_le_bytes());
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let channels = rtt_init! {
+        up: {
+            0: { size: 4096, mode: ChannelMode::NoBlockSkip, name: "defmt" }
+        }
+        down: {
+            0: { size: 512, name: "Terminal" }
+        }
+    };
+    rtt_target::set_defmt_channel(channels.up.0);
+    let p = embassy_rp::init(Default::default());
+    info!("Seguro firmware for the {=str}", BOARD.name);
+
+    let mut seeder = Seeder::new();
+    let mut uid = [0u8; 8];
+    let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(p.FLASH);
+    if flash.blocking_unique_id(&mut uid).is_ok() {
+        seeder.absorb(&uid);
+    }
+    #[cfg(feature = "rp2040")]
+    seed_chip(&mut seeder);
+    #[cfg(feature = "rp2350")]
+    seed_chip(&mut seeder, p.TRNG);
+    static RNG_CELL: StaticCell<SeededRng> = StaticCell::new();
+    let rng = RNG_CELL.init(seeder.finish());
+
+    spawner.spawn(unwrap!(console_out()));
+    spawner.spawn(unwrap!(console_in(channels.down.0)));
+
+    // CYW43439: power on GPIO23, SPI chip select GPIO25, data GPIO24, clock GPIO29.
+    let pwr = Output::new(p.PIN_23, Level::Low);
+    let cs = Output::new(p.PIN_25, Level::High);
+    let mut pio = Pio::new(p.PIO0, Irqs);
+    let spi = PioSpi::new(
+        &mut pio.common,
+        pio.sm0,
+        DEFAULT_CLOCK_DIVIDER,
+        pio.irq0,
+        cs,
+        p.PIN_24,
+        p.PIN_29,
+        dma::Channel::new(p.DMA_CH0, Irqs),
+    );
+    static STATE: StaticCell<cyw43::State> = StaticCell::new();
+    let state = STATE.init(cyw43::State::new());
+    let (device, mut control, runner) = cyw43::new(state, pwr, spi, FIRMWARE, NVRAM).await;
+    spawner.spawn(unwrap!(cyw43_task(runner)));
+    control.init(CLM).await;
+    control
+        .set_power_management(cyw43::PowerManagementMode::PowerSave)
+        .await;
+
+    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+    let (stack, runner) = embassy_net::new(
+        device,
+        embassy_net::Config::dhcpv4(Default::default()),
+        RESOURCES.init(StackResources::new()),
+        rng.next_u64(),
+    );
+    spawner.spawn(unwrap!(net_task(runner)));
+    spawner.spawn(unwrap!(wifi_task(control, stack)));
+
+    // 33 KiB of buffers, placed in .bss without passing through the stack.
+    static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
+    spawner.spawn(unwrap!(chat_task(stack, rng, STORAGE.take())));
+}
