@@ -154,9 +154,40 @@ fn start_plain_input(tx: Sender<Input>) {
         });
 }
 
+/// Restores the terminal's mode when dropped: the editor thread may still be inside
+/// `readline` (raw mode) when the client exits.
+struct TerminalGuard {
+    #[cfg(unix)]
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl TerminalGuard {
+    fn save() -> Self {
+        Self {
+            #[cfg(unix)]
+            saved: nix::sys::termios::tcgetattr(std::io::stdin()).ok(),
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+            println!();
+        }
+    }
+}
+
 /// Runs `seguro chat`; returns the exit code.
 pub fn run(a: ChatArgs) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let _terminal = interactive.then(TerminalGuard::save);
     let (in_tx, in_rx) = channel::unbounded();
     let mut printer: Box<dyn Printer> = if interactive {
         match start_editor(in_tx.clone()) {
@@ -210,6 +241,7 @@ pub fn run(a: ChatArgs) -> i32 {
         input: in_rx,
         input_done: false,
         ever_registered: false,
+        known: std::collections::HashMap::new(),
     };
     smol::block_on(chat.run())
 }
@@ -222,6 +254,9 @@ struct Chat {
     input: Receiver<Input>,
     input_done: bool,
     ever_registered: bool,
+    /// The last key seen for every user this session: a user who leaves and comes back
+    /// with another key is reported like a key change within one directory.
+    known: std::collections::HashMap<String, [u8; 32]>,
 }
 
 /// How one connection ended.
@@ -604,13 +639,26 @@ impl Chat {
                     if !(r.registered && first_registration) && name != me {
                         lines.push(output::joined(name, fingerprint::short(key).as_str()));
                     }
+                    if let Some(old) = self.known.insert(name.to_owned(), *key)
+                        && old != *key
+                        && name != me
+                    {
+                        lines.push(output::key_changed(
+                            name,
+                            fingerprint::short(&old).as_str(),
+                            fingerprint::short(key).as_str(),
+                        ));
+                    }
                 }
                 Event::Left { name } => lines.push(output::left(name)),
-                Event::KeyChanged { name, old, new } => lines.push(output::key_changed(
-                    name,
-                    fingerprint::short(old).as_str(),
-                    fingerprint::short(new).as_str(),
-                )),
+                Event::KeyChanged { name, old, new } => {
+                    self.known.insert(name.to_owned(), *new);
+                    lines.push(output::key_changed(
+                        name,
+                        fingerprint::short(old).as_str(),
+                        fingerprint::short(new).as_str(),
+                    ));
+                }
                 Event::DirectoryTruncated(d) => lines.push(output::warn(&format!(
                     "the directory is larger than this client holds: {} user(s) not shown",
                     d.over_capacity + d.name_too_long

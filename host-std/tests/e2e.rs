@@ -458,3 +458,20 @@ fn sigterm_shuts_down_gracefully() {
     let (code, _) = alice.finish();
     assert_eq!(code, Some(seguro::exit::CONNECT));
 }
+
+#[test]
+fn a_returning_user_with_another_key_is_a_loud_warning() {
+    let dir = TempDir::new("keychange");
+    let server = Server::start(&dir, &[]);
+    let cert = dir.path("server.crt");
+    let alice = Chat::connect("alice", server.port(), &cert);
+    let bob = Chat::connect("bob", server.port(), &cert);
+    alice.out.wait_for("[SYS] bob joined");
+    assert!(!alice.out.contains("[WARN]"));
+    let _ = bob.finish();
+    alice.out.wait_exact("[SYS] bob left");
+    // A new process: a new key pair under the same name.
+    let _bob2 = Chat::connect("bob", server.port(), &cert);
+    let w = alice.out.wait_for("[WARN] KEY CHANGED for bob: fp was ");
+    assert!(w.contains("verify the new fingerprint"), "{w}");
+}
