@@ -206,7 +206,14 @@ impl<'i> Reader<'i> {
                     }
                 }
                 Some(c) if c < 0x20 => return Err(self.err("control character in string")),
-                Some(_) => self.pos += 1,
+                Some(_) => {
+                    // Skip the run of ordinary bytes in one go.
+                    let rest = self.s.get(self.pos..).unwrap_or(&[]);
+                    self.pos += rest
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .unwrap_or(rest.len());
+                }
             }
         }
         let raw = self.s.get(start..self.pos).unwrap_or(&[]);
@@ -473,7 +480,11 @@ pub fn write_str(sink: &mut (impl Sink + ?Sized), s: &str) {
     sink.put(b"\"");
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let needs_escape = |b: &u8| *b == b'"' || *b == b'\\' || *b < 0x20;
+    let mut i = 0;
+    while let Some(off) = bytes.get(i..).and_then(|r| r.iter().position(needs_escape)) {
+        i += off;
+        let b = bytes.get(i).copied().unwrap_or(0);
         let esc: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
             b'\\' => Some(b"\\\\"),
@@ -484,11 +495,9 @@ pub fn write_str(sink: &mut (impl Sink + ?Sized), s: &str) {
             0x0c => Some(b"\\f"),
             _ => None,
         };
-        if esc.is_none() && b >= 0x20 {
-            continue;
-        }
         sink.put(bytes.get(start..i).unwrap_or(&[]));
-        start = i + 1;
+        i += 1;
+        start = i;
         match esc {
             Some(e) => sink.put(e),
             None => {
