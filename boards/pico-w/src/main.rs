@@ -12,14 +12,13 @@ use cyw43_pio::{DEFAULT_CLOCK_DIVIDER, PioSpi};
 use defmt::{info, unwrap};
 use embassy_executor::Spawner;
 use embassy_net::{Stack, StackResources};
-#[cfg(feature = "rp2350")]
-use embassy_rp::Peri;
-use embassy_rp::bind_interrupts;
 use embassy_rp::dma;
+#[cfg(feature = "rp2040")]
 use embassy_rp::flash::{Blocking, Flash};
 use embassy_rp::gpio::{Level, Output};
 use embassy_rp::peripherals::{DMA_CH0, PIO0};
 use embassy_rp::pio::{self, Pio};
+use embassy_rp::{Peri, bind_interrupts};
 use embassy_time::{Duration, Instant, Timer};
 use rtt_target::{ChannelMode, DownChannel, rtt_init};
 use seguro_board::{Board, ChatStorage, EVENTS, LineEditor, Settings};
@@ -59,8 +58,6 @@ const BOARD: Board = Board {
 /// Flash size, for the unique-ID read.
 #[cfg(feature = "rp2040")]
 const FLASH_SIZE: usize = 2 * 1024 * 1024;
-#[cfg(feature = "rp2350")]
-const FLASH_SIZE: usize = 4 * 1024 * 1024;
 
 static SETTINGS: Settings = Settings {
     missing: settings::MISSING,
@@ -174,10 +171,16 @@ async fn console_out() -> ! {
 ///
 /// RP2040 has no true RNG: 1 KiB of the ring oscillator's random bit (biased and
 /// correlated, hence the amount), each 64-byte block followed by the µs timer as
-/// jitter. RP2350: 128 bytes of its TRNG. Both add the flash's unique ID, which is not
-/// secret but makes the seeds of two boards differ.
+/// jitter, and the flash's unique ID (not secret, but makes the seeds of two boards
+/// differ). RP2350: 128 bytes of its TRNG, the chip ID and the OTP's per-device
+/// random number.
 #[cfg(feature = "rp2040")]
-fn seed_chip(seeder: &mut Seeder) {
+fn seed_chip(seeder: &mut Seeder, flash: Peri<'static, embassy_rp::peripherals::FLASH>) {
+    let mut uid = [0u8; 8];
+    let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(flash);
+    if flash.blocking_unique_id(&mut uid).is_ok() {
+        seeder.absorb(&uid);
+    }
     let mut rosc = embassy_rp::clocks::RoscRng;
     for _ in 0..16 {
         seeder.absorb_rng(&mut rosc, 64);
@@ -187,6 +190,14 @@ fn seed_chip(seeder: &mut Seeder) {
 
 #[cfg(feature = "rp2350")]
 fn seed_chip(seeder: &mut Seeder, trng: Peri<'static, embassy_rp::peripherals::TRNG>) {
+    use embassy_rp::otp;
+    if let Ok(id) = otp::get_chipid() {
+        seeder.absorb(&id.to_le_bytes());
+    }
+    // A per-device random number programmed at manufacture: secret to this board.
+    if let Ok(secret) = otp::get_private_random_number() {
+        seeder.absorb(&secret.to_le_bytes());
+    }
     let mut trng = embassy_rp::trng::Trng::new(trng, Irqs, embassy_rp::trng::Config::default());
     seeder.absorb_rng(&mut trng, 128);
     seeder.absorb(&Instant::now().as_ticks().to_le_bytes());
@@ -207,13 +218,8 @@ async fn main(spawner: Spawner) {
     info!("Seguro firmware for the {=str}", BOARD.name);
 
     let mut seeder = Seeder::new();
-    let mut uid = [0u8; 8];
-    let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(p.FLASH);
-    if flash.blocking_unique_id(&mut uid).is_ok() {
-        seeder.absorb(&uid);
-    }
     #[cfg(feature = "rp2040")]
-    seed_chip(&mut seeder);
+    seed_chip(&mut seeder, p.FLASH);
     #[cfg(feature = "rp2350")]
     seed_chip(&mut seeder, p.TRNG);
     static RNG_CELL: StaticCell<SeededRng> = StaticCell::new();

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Board firmwares: the release ELF of every board (Nucleo-F767ZI, Pico W, Pico 2 W,
+# ESP32-C3), built with throwaway settings and a throwaway P-256 certificate, then held
+# to a size budget: flash (text + rodata + data) at most 50% of the chip's flash,
+# static RAM (data + bss, plus code run from RAM) at most 60% of its RAM.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+REPO="$(pwd)"
+start=$SECONDS
+
+# One target directory for all boards, inside the repository's target/: boards on the
+# same target share their compiled dependencies.
+export CARGO_TARGET_DIR="$REPO/target/boards"
+SYSROOT="$(rustc --print sysroot)"
+LLVM_SIZE="$SYSROOT/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-size"
+if [ ! -x "$LLVM_SIZE" ]; then
+    rustup component add llvm-tools
+fi
+command -v openssl >/dev/null || apt_install openssl
+
+# The build-time settings: dummy values, and a P-256 certificate made for this run
+# (the boards' build scripts convert it from PEM and check its key type).
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$work/server.key" -out "$work/server.crt" -days 2 -subj "/CN=seguro-ci" 2>/dev/null
+export SEGURO_WIFI_SSID="seguro-ci"
+export SEGURO_WIFI_PASSWORD="not-a-real-password"
+export SEGURO_SERVER="0.tcp.eu.ngrok.io:12345"
+export SEGURO_USER="ci-board"
+export SEGURO_CERT="$work/server.crt"
+
+# Host-side unit tests of the build support (PEM, settings) and the shared board code
+# (the console line editor).
+cargo test --manifest-path boards/build-support/Cargo.toml --quiet
+cargo test --manifest-path boards/common/Cargo.toml --quiet
+
+# An RSA certificate must stop the build with a clear message (the build script runs
+# before the firmware is compiled, so this is cheap once dependencies are built).
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/rsa.key" -out "$work/rsa.crt" \
+    -days 2 -subj "/CN=seguro-ci-rsa" 2>/dev/null
+
+failed=0
+# check NAME ELF FLASH_KIB RAM_KIB: prints the sizes and holds them to the budget.
+check() {
+    local name="$1" elf="$2" flash_kib="$3" ram_kib="$4"
+    # Berkeley format: text (code, rodata, vectors), data (initialised RAM, also stored
+    # in flash), bss. llvm-size -A lists the sections for code copied to RAM.
+    local text data bss rwtext
+    read -r text data bss _ < <("$LLVM_SIZE" -B "$elf" | awk 'NR == 2 { print $1, $2, $3 }')
+    # Code that runs from RAM (ESP32-C3 `.rwtext`, IRAM) counts as RAM as well.
+    rwtext=$("$LLVM_SIZE" -A "$elf" | awk '$1 ~ /^\.rwtext$|^\.iram/ { s += $2 } END { print s + 0 }')
+    local flash=$((text + data)) ram=$((data + bss + rwtext))
+    local flash_max=$((flash_kib * 1024 / 2)) ram_max=$((ram_kib * 1024 * 6 / 10))
+    awk -v n="$name" -v f="$flash" -v fk="$flash_kib" -v r="$ram" -v rk="$ram_kib" 'BEGIN {
+        printf "%-14s flash %7d B (%4.1f%% of %d KiB)   static RAM %7d B (%4.1f%% of %d KiB)\n",
+            n, f, f * 100 / (fk * 1024), fk, r, r * 100 / (rk * 1024), rk }'
+    if [ "$flash" -gt "$flash_max" ]; then
+        echo "error: $name uses more than 50% of its flash" >&2
+        failed=1
+    fi
+    if [ "$ram" -gt "$ram_max" ]; then
+        echo "error: $name uses more than 60% of its RAM" >&2
+        failed=1
+    fi
+}
+
+build() {
+    local dir="$1"
+    shift
+    local t=$SECONDS
+    (cd "boards/$dir" && cargo build --release "$@")
+    echo "built $dir $* in $((SECONDS - t)) s"
+}
+
+build nucleo-f767zi
+build pico-w
+build pico-w --no-default-features --features rp2350 --target thumbv8m.main-none-eabihf
+build esp32c3
+
+echo "firmware sizes (budget: flash <= 50%, static RAM <= 60%):"
+check nucleo-f767zi "$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/seguro-nucleo-f767zi" 2048 512
+check pico-w "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/seguro-pico-w" 2048 264
+check pico-2-w "$CARGO_TARGET_DIR/thumbv8m.main-none-eabihf/release/seguro-pico-w" 4096 520
+check esp32c3 "$CARGO_TARGET_DIR/riscv32imc-unknown-none-elf/release/seguro-esp32c3" 4096 400
+if (cd boards/nucleo-f767zi && SEGURO_CERT="$work/rsa.crt" cargo build --release) \
+    >"$work/rsa.log" 2>&1; then
+    echo "error: the F767ZI firmware built with an RSA certificate" >&2
+    exit 1
+fi
+grep -q "RSA certificate; the boards need a P-256 one" "$work/rsa.log" || {
+    cat "$work/rsa.log" >&2
+    echo "error: the RSA refusal did not explain itself" >&2
+    exit 1
+}
+echo "an RSA certificate is refused at build time"
+echo "boards: $((SECONDS - start)) s"
+exit $failed
