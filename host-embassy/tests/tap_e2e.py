@@ -25,6 +25,7 @@ SERVER_IP = "10.211.0.1"
 CLIENT_CIDR = "10.211.0.2/24"
 PORT = 7000
 RSA_PORT = 7001
+SMALL_PORT = 7002
 WAIT = 30.0  # seconds for any single expected line
 
 
@@ -134,11 +135,12 @@ def main():
         procs.append(p)
         return p
 
-    def board(name, cert, port=PORT):
-        return start(name, [runner, TAP, CLIENT_CIDR, f"{SERVER_IP}:{port}", "--cert", cert, name])
+    def board(name, cert, port=PORT, extra=()):
+        return start(name, [runner, TAP, CLIENT_CIDR, f"{SERVER_IP}:{port}", "--cert", cert, name, *extra])
 
-    def serve(name, cert, key, port=PORT):
-        s = start(name, [seguro, "serve", "--bind", f"{SERVER_IP}:{port}", "--cert", cert, "--key", key])
+    def serve(name, cert, key, port=PORT, extra=()):
+        s = start(name, [seguro, "serve", "--bind", f"{SERVER_IP}:{port}", "--cert", cert, "--key", key,
+                         *extra])
         s.expect(lambda l: "listening on" in l, what="'listening on'")
         return s
 
@@ -247,6 +249,21 @@ def main():
         carol.wait_exit()
         if bob.none_match(lambda l: "carol" in l, since=mb):
             raise Fail("the server registered carol")
+
+        print("== a server capping TLS fragments at 512 bytes, a board with a 529-byte record buffer",
+              flush=True)
+        serve("small", server_crt, server_key, port=SMALL_PORT, extra=("--max-fragment-size", "512"))
+        frank = board("frank", server_crt, port=SMALL_PORT, extra=("--tls-read-buffer", "529"))
+        frank.expect_line(f"[SYS] connected to {SERVER_IP}:{SMALL_PORT} as frank")
+        # Lines longer than a record: each arrives in several records.
+        text = " ".join(f"word{i:03d}-ñ" for i in range(80))
+        frank.send(f"/to frank {text}")
+        frank.expect_line(f"[frank] {text}")
+        frank.send(f"/server {text}")
+        frank.expect_line(f"[SERVER] echo: {text}")
+        frank.send("/quit")
+        if frank.wait_exit() != 0:
+            raise Fail("frank did not exit with 0 after /quit")
 
         print("== RSA: a server with an RSA certificate, and an RSA pin", flush=True)
         serve("rsasrv", rsa_crt, rsa_key, port=RSA_PORT)

@@ -7,8 +7,12 @@
 //!
 //! ```text
 //! seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user>
-//!     [--gateway <ipv4>]
+//!     [--gateway <ipv4>] [--tls-read-buffer <bytes>]
 //! ```
+//!
+//! `--tls-read-buffer` sizes embedded-tls's record buffer like a board would (default
+//! 16 640, enough for any server; a server started with `--max-fragment-size F` needs
+//! only F + 17).
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -25,13 +29,17 @@ use seguro_embassy::rand_core::RngCore as _;
 use seguro_embassy::rng::{SeededRng, Seeder};
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
-use seguro_embassy::session::{self, Commands, Config, Events, Input, Storage};
+use seguro_embassy::session::{self, Buffers, Commands, Config, Events, Input};
 
 type Mutex = CriticalSectionRawMutex;
 type CommandChannel = Commands<Mutex, 4>;
 type EventChannel = Events<Mutex, 8>;
 
-const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>]";
+const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>]";
+
+/// The default record buffer: the largest TLS 1.3 record (16 KiB of plain text, a
+/// content-type byte, the tag and what a server may pad).
+const TLS_READ_DEFAULT: usize = 16_640;
 
 struct Args {
     tap: String,
@@ -40,12 +48,14 @@ struct Args {
     cert: String,
     user: String,
     gateway: Option<Ipv4Addr>,
+    tls_read: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut cert = None;
     let mut gateway = None;
+    let mut tls_read = TLS_READ_DEFAULT;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -53,6 +63,14 @@ fn parse_args() -> Result<Args, String> {
             "--gateway" => {
                 let g = it.next().ok_or("--gateway needs an address")?;
                 gateway = Some(g.parse().map_err(|_| format!("bad gateway: {g}"))?);
+            }
+            "--tls-read-buffer" => {
+                let n = it.next().ok_or("--tls-read-buffer needs a size")?;
+                tls_read = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (512..=65_536).contains(n))
+                    .ok_or_else(|| format!("bad --tls-read-buffer (512..=65536): {n}"))?;
             }
             "-h" | "--help" => return Err(String::new()),
             _ => positional.push(arg),
@@ -79,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
         cert: cert.ok_or("--cert is required")?,
         user,
         gateway,
+        tls_read,
     })
 }
 
@@ -149,7 +168,7 @@ fn print_line(text: &str) {
 struct ClientParts {
     stack: Stack<'static>,
     config: Config<'static>,
-    storage: &'static mut Storage,
+    buffers: Buffers<'static>,
     client: &'static mut Client,
     rng: SeededRng,
     commands: &'static CommandChannel,
@@ -161,23 +180,14 @@ async fn client_task(parts: ClientParts) {
     let ClientParts {
         stack,
         config,
-        storage,
+        buffers,
         client,
         mut rng,
         commands,
         events,
     } = parts;
     stack.wait_config_up().await;
-    session::run(
-        stack,
-        &config,
-        storage.buffers(),
-        client,
-        &mut rng,
-        commands,
-        events,
-    )
-    .await;
+    session::run(stack, &config, buffers, client, &mut rng, commands, events).await;
     while let Ok(line) = events.try_receive() {
         print_line(&line.text);
     }
@@ -224,6 +234,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn leak(len: usize) -> &'static mut [u8] {
+    Box::leak(vec![0u8; len].into_boxed_slice())
+}
+
 fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let der: &'static [u8] = Box::leak(load_cert(&args.cert)?.into_boxed_slice());
     let pin = Pin::new(der).map_err(|e| e.to_string())?;
@@ -255,7 +269,15 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let parts = ClientParts {
         stack,
         config: Config::new(server, pin),
-        storage: Box::leak(Box::new(Storage::new())),
+        buffers: Buffers {
+            tcp_rx: leak(2_048),
+            tcp_tx: leak(2_048),
+            tls_read: leak(args.tls_read),
+            tls_write: leak(2_176),
+            line: leak(4_096),
+            scratch: leak(4_096),
+            out: leak(2_048),
+        },
         client,
         rng,
         commands,
