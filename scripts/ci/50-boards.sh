@@ -44,13 +44,25 @@ failed=0
 # check NAME ELF FLASH_KIB RAM_KIB: prints the sizes and holds them to the budget.
 check() {
     local name="$1" elf="$2" flash_kib="$3" ram_kib="$4"
-    # Berkeley format: text (code, rodata, vectors), data (initialised RAM, also stored
-    # in flash), bss. llvm-size -A lists the sections for code copied to RAM.
-    local text data bss rwtext
-    read -r text data bss _ < <("$LLVM_SIZE" -B "$elf" | awk 'NR == 2 { print $1, $2, $3 }')
-    # Code that runs from RAM (ESP32-C3 `.rwtext`, IRAM) counts as RAM as well.
-    rwtext=$("$LLVM_SIZE" -A "$elf" | awk '$1 ~ /^\.rwtext$|^\.iram/ { s += $2 } END { print s + 0 }')
-    local flash=$((text + data)) ram=$((data + bss + rwtext))
+    # From the section list (`llvm-size -A`: name, size, address), leaving out what is
+    # not in the image (address 0: debug info, defmt's table) and the linker's
+    # placeholders (the ESP32-C3 `*_dummy` sections, the `.stack` that takes the rest
+    # of RAM):
+    #   flash: every section stored in flash: code, read-only data, vectors and boot
+    #          blocks, and the initial values of .data and of code run from RAM;
+    #   RAM:   .data, .bss, .uninit/.noinit, code run from RAM (ESP32-C3 .trap and
+    #          .rwtext in IRAM, which is the same SRAM), and RAM taken from the boot
+    #          loader's area (.dram2_uninit, the ESP32-C3 heap).
+    local sizes flash ram
+    sizes=$("$LLVM_SIZE" -A -d "$elf" | awk '
+        NR > 2 && NF == 3 && $3 != 0 && $1 !~ /dummy/ && $1 != ".stack" {
+            nobits = ($1 ~ /^\.(bss|uninit|noinit|dram2_uninit)/ || $1 ~ /\.bss$/)
+            inram = nobits || $1 ~ /^\.(data|rwtext|trap|rtc_fast)/
+            if (!nobits) flash += $2
+            if (inram) ram += $2
+        }
+        END { print flash + 0, ram + 0 }')
+    read -r flash ram <<<"$sizes"
     local flash_max=$((flash_kib * 1024 / 2)) ram_max=$((ram_kib * 1024 * 6 / 10))
     awk -v n="$name" -v f="$flash" -v fk="$flash_kib" -v r="$ram" -v rk="$ram_kib" 'BEGIN {
         printf "%-14s flash %7d B (%4.1f%% of %d KiB)   static RAM %7d B (%4.1f%% of %d KiB)\n",

@@ -24,7 +24,7 @@ use seguro_embassy::session::{self, Config, Input, Storage};
 /// Commands waiting for the client.
 pub const COMMAND_QUEUE: usize = 4;
 /// Lines waiting for the console.
-pub const EVENT_QUEUE: usize = 8;
+pub const EVENT_QUEUE: usize = 4;
 
 /// Lines typed on the console, for the client.
 pub static COMMANDS: session::Commands<CriticalSectionRawMutex, COMMAND_QUEUE> =
