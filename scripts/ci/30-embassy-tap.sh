@@ -8,9 +8,16 @@ apt_install iproute2 openssl python3
 
 # Everything is built before entering the namespace (it has no network).
 cargo test -p seguro-embassy --all-features
-for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
-    cargo build -p seguro-embassy --release --target "$target"
-done
+# No atomics, no std, no allocator: the library alone for a Cortex-M0+.
+cargo build -p seguro-embassy --release --target thumbv6m-none-eabi
+# A whole firmware for a Cortex-M4F (executor, embassy-net, the client with default
+# buffers) must link; its flash and static RAM are printed.
+probe_dir="${CARGO_TARGET_DIR:-$PWD/target}/size-probe"
+(cd host-embassy/size-probe && cargo build --release --target-dir "$probe_dir")
+llvm_size="$(find "$(rustc --print sysroot)/lib/rustlib" -name llvm-size -type f | head -n 1)"
+if [ -n "$llvm_size" ]; then
+    "$llvm_size" "$probe_dir/thumbv7em-none-eabihf/release/seguro-embassy-size-probe"
+fi
 cargo build -p seguro --bin seguro
 cargo build -p seguro-embassy --features std --bin seguro-embassy-linux
 

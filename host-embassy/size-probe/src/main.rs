@@ -5,11 +5,12 @@
 
 use core::task::{Context, Waker};
 
+use cortex_m as _;
 use embassy_executor::Spawner;
 use embassy_net::{Config, Ipv4Address, Ipv4Cidr, StackResources, StaticConfigV4};
 use embassy_net_driver::{Capabilities, HardwareAddress, LinkState};
+#[cfg(not(feature = "baseline"))]
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use cortex_m as _;
 use panic_halt as _;
 
 /// A network driver that never receives and drops what it sends.
@@ -64,6 +65,7 @@ impl embassy_time_driver::Driver for NullTime {
 }
 embassy_time_driver::time_driver_impl!(static DRIVER: NullTime = NullTime);
 
+#[cfg(not(feature = "baseline"))]
 type Mutex = CriticalSectionRawMutex;
 
 #[embassy_executor::task]
@@ -90,7 +92,9 @@ mod client {
         let Ok(pin) = Pin::new(CERT) else { return };
         let mut rng = SeededRng::from_seed([7; 32]);
         let keys = KeyPair::generate(&mut rng);
-        let Ok(mut client) = Client::<8>::new("board", keys) else { return };
+        let Ok(mut client) = Client::<8>::new("board", keys) else {
+            return;
+        };
         let mut storage = Storage::<16_640, 2_176, 2_048, 4_096, 2_048>::new();
         let server = embassy_net::IpEndpoint::new(
             embassy_net::IpAddress::Ipv4(embassy_net::Ipv4Address::new(10, 0, 0, 1)),
