@@ -132,6 +132,10 @@ fn relay_from_is_rewritten_and_unknown_recipient_gets_error() {
     mallory.send_line(r#"{"type":"relay","to":"nadie","nonce":"AAAA","cipher":"AAAA"}"#);
     let e = mallory.read_until("\"error\"", T);
     assert!(error_text(&e).unwrap().contains("not connected"), "{e}");
+    // Even at RUST_LOG=debug the server logs who sent to whom, never the payload.
+    server.err.wait_for("relayed");
+    assert!(!server.err.contains("c2VjcmV0c2VjcmV0c2VjcmV0"));
+    assert!(!server.err.contains("AAAAAAAAAAAAAAAA"));
 }
 
 /// Forwards TCP connections to `target`, recording every byte in both directions.
