@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// Seguro: end-to-end encrypted chat over a TLS relay.
 #[derive(Debug, Parser)]
-#[command(name = "seguro", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "seguro",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line, 3 TLS refused (certificate not the\npinned one), 4 cannot connect or refused by the server.\nLogs: RUST_LOG=debug (standard error)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
