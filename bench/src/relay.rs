@@ -1,0 +1,357 @@
+//! Relay load: P sender/receiver pairs, up to W end-to-end encrypted messages in flight
+//! per pair, S plaintext bytes each, for D seconds.
+//!
+//! The plaintext starts with the sequence number and the send time (`"<seq> <ns> "`,
+//! padded with `x`), so the receiver checks that every message arrives exactly once and
+//! in order and measures its one-way latency (both ends live in this process).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding as _};
+use rand_core::OsRng;
+use smol::Executor;
+use smol::channel::{self, Sender};
+use smol::io::AsyncWriteExt;
+
+use seguro_core::e2ee::{KeyPair, PeerKey};
+use seguro_core::msg::{self, Message};
+
+use crate::net::{self, Client, Got, Result, Target, now_ns};
+
+/// Relay load settings.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Sender/receiver pairs.
+    pub pairs: usize,
+    /// Messages in flight per pair.
+    pub window: usize,
+    /// Plaintext bytes per message.
+    pub size: usize,
+    /// Seconds of sending.
+    pub secs: f64,
+    /// Longest line accepted from the server.
+    pub max_line: usize,
+}
+
+/// What one relay run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages delivered (decrypted, in order).
+    pub delivered: u64,
+    /// Seconds from the first send to the last delivery.
+    pub secs: f64,
+    /// Latency percentiles in microseconds: p50, p99, max.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Maximum.
+    pub max_us: f64,
+    /// Messages out of order or duplicated.
+    pub out_of_order: u64,
+    /// Messages that failed to decrypt or parse.
+    pub bad: u64,
+    /// `error` lines from the server.
+    pub server_errors: u64,
+}
+
+impl Report {
+    /// Delivered messages per second.
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.delivered as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// True if every message sent arrived exactly once and in order.
+    pub fn intact(&self) -> bool {
+        self.sent == self.delivered && self.out_of_order == 0 && self.bad == 0
+    }
+}
+
+#[derive(Default)]
+struct PairStats {
+    received: u64,
+    expected_next: u64,
+    out_of_order: u64,
+    bad: u64,
+    last_ns: u64,
+    lat_ns: Vec<u64>,
+}
+
+/// The plaintext of message `seq` sent at `ts` (ns), padded to `size` bytes.
+pub fn plaintext(seq: u64, ts: u64, size: usize, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    out.clear();
+    let _ = write!(out, "{seq} {ts} ");
+    if out.len() < size {
+        out.resize(size, b'x');
+    }
+}
+
+/// Parses a plaintext made by [`plaintext`]: (seq, ts).
+pub fn parse_plaintext(p: &[u8]) -> Option<(u64, u64)> {
+    let s = std::str::from_utf8(p).ok()?;
+    let mut it = s.split(' ');
+    let seq = it.next()?.parse().ok()?;
+    let ts = it.next()?.parse().ok()?;
+    Some((seq, ts))
+}
+
+/// Seals `plain` for `key` and writes the relay line from `from` to `to` into `line`.
+pub fn relay_line(
+    key: &PeerKey,
+    to: &str,
+    from: &str,
+    plain: &[u8],
+    cbuf: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+) -> Result<()> {
+    cbuf.resize(plain.len() + 16, 0);
+    let (nonce, n) = key.seal(&mut OsRng, plain, cbuf)?;
+    let cipher = cbuf.get(..n).ok_or("seal length")?;
+    line.resize(line.capacity().max(64), 0);
+    let n = match msg::emit_relay_line(to, from, &nonce, cipher, line) {
+        Ok(n) => n,
+        Err(e) => {
+            line.resize(e.needed, 0);
+            msg::emit_relay_line(to, from, &nonce, cipher, line)?
+        }
+    };
+    line.truncate(n);
+    Ok(())
+}
+
+/// Decrypts a relay line; returns the plaintext in `out`.
+pub fn open_relay(
+    key: &PeerKey,
+    line: &[u8],
+    scratch: &mut [u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), &'static str> {
+    let Ok(Message::Relay(r)) = msg::parse(line, scratch) else {
+        return Err("not a relay line");
+    };
+    let mut nonce = [0u8; 12];
+    let n = Base64::decode(r.nonce, &mut nonce).map_err(|_| "bad nonce")?;
+    if n.len() != 12 {
+        return Err("bad nonce length");
+    }
+    out.resize(r.cipher.len(), 0);
+    let len = Base64::decode(r.cipher, out)
+        .map_err(|_| "bad cipher base64")?
+        .len();
+    out.truncate(len);
+    let plain = key.open_in_place(&nonce, out).map_err(|_| "decrypt")?;
+    out.truncate(plain);
+    Ok(())
+}
+
+/// Registers the pairs (sender then receiver, pair after pair), runs the load and
+/// reports. `tag` makes the user names unique.
+pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Result<Report> {
+    let tag = format!("{:08x}", rand_core::RngCore::next_u32(&mut OsRng));
+    let mut pairs = Vec::new();
+    for i in 0..opts.pairs {
+        let (sn, rn) = (format!("s{i}-{tag}"), format!("r{i}-{tag}"));
+        let (sk, rk) = (KeyPair::generate(&mut OsRng), KeyPair::generate(&mut OsRng));
+        let s = net::timeout(
+            Duration::from_secs(20),
+            "sender join",
+            net::join(target, &sn, &sk, opts.max_line),
+        )
+        .await?;
+        let r = net::timeout(
+            Duration::from_secs(20),
+            "receiver join",
+            net::join(target, &rn, &rk, opts.max_line),
+        )
+        .await?;
+        let skey = sk.peer_key(&rk.public())?;
+        let rkey = rk.peer_key(&sk.public())?;
+        pairs.push((sn, rn, s, r, skey, rkey));
+    }
+    // Let directory pushes after the joins settle.
+    smol::Timer::after(Duration::from_millis(300)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_errors = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    let mut stats = Vec::new();
+    let t0 = now_ns();
+    for (sn, rn, s, r, skey, rkey) in pairs {
+        let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
+        let st = Arc::new(Mutex::new(PairStats::default()));
+        stats.push(st.clone());
+        // Receiver: decrypt, check order, record latency, return credit.
+        let Client { mut lines, wr, .. } = r;
+        let size = opts.size;
+        let max_line = opts.max_line;
+        receivers.push(ex.spawn(async move {
+            let _keep = wr;
+            let mut scratch = vec![0u8; max_line];
+            let mut plain = Vec::with_capacity(size + 64);
+            loop {
+                let now_eof = lines
+                    .next_with(|g| match g {
+                        Got::Line(l) => {
+                            match open_relay(&rkey, l, &mut scratch, &mut plain) {
+                                Ok(()) => {
+                                    let now = now_ns();
+                                    let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                                    match parse_plaintext(&plain) {
+                                        Some((seq, ts)) => {
+                                            if seq != s.expected_next {
+                                                s.out_of_order += 1;
+                                            }
+                                            s.expected_next = seq + 1;
+                                            s.received += 1;
+                                            s.last_ns = now;
+                                            s.lat_ns.push(now.saturating_sub(ts));
+                                        }
+                                        None => s.bad += 1,
+                                    }
+                                    let _ = credit_rx.try_recv();
+                                }
+                                Err("not a relay line") => {}
+                                Err(_) => {
+                                    st.lock().unwrap_or_else(|e| e.into_inner()).bad += 1;
+                                }
+                            }
+                            false
+                        }
+                        Got::Overlong => false,
+                        Got::Eof => true,
+                    })
+                    .await;
+                if !matches!(now_eof, Ok(false)) {
+                    return;
+                }
+            }
+        }));
+        // Sender's own incoming lines: count errors.
+        let Client {
+            lines: mut slines,
+            wr: mut swr,
+            ..
+        } = s;
+        let errs = server_errors.clone();
+        receivers.push(ex.spawn(async move {
+            let mut scratch = vec![0u8; 1024];
+            loop {
+                let r = slines
+                    .next_with(|g| match g {
+                        Got::Line(l) => {
+                            if net::kind_of(l, &mut scratch) == net::Kind::Error {
+                                errs.fetch_add(1, Ordering::Relaxed);
+                            }
+                            false
+                        }
+                        Got::Overlong => false,
+                        Got::Eof => true,
+                    })
+                    .await;
+                if !matches!(r, Ok(false)) {
+                    return;
+                }
+            }
+        }));
+        let stop = stop.clone();
+        let size = opts.size;
+        senders.push(ex.spawn(async move {
+            let mut seq = 0u64;
+            let mut plain = Vec::with_capacity(size + 64);
+            let mut cbuf = Vec::new();
+            let mut line = Vec::with_capacity(size * 2 + 256);
+            let send_one = |seq: u64,
+                            plain: &mut Vec<u8>,
+                            cbuf: &mut Vec<u8>,
+                            line: &mut Vec<u8>|
+             -> Result<()> {
+                plaintext(seq, now_ns(), size, plain);
+                relay_line(&skey, &rn, &sn, plain, cbuf, line)
+            };
+            let credit: &Sender<()> = &credit_tx;
+            while !stop.load(Ordering::Relaxed) {
+                if credit.send(()).await.is_err() {
+                    break;
+                }
+                send_one(seq, &mut plain, &mut cbuf, &mut line)?;
+                seq += 1;
+                swr.write_all(&line).await?;
+                while !stop.load(Ordering::Relaxed) && credit.try_send(()).is_ok() {
+                    send_one(seq, &mut plain, &mut cbuf, &mut line)?;
+                    seq += 1;
+                    swr.write_all(&line).await?;
+                }
+                swr.flush().await?;
+            }
+            Ok::<(u64, smol::io::WriteHalf<net::Tls>), net::Error>((seq, swr))
+        }));
+    }
+    smol::Timer::after(Duration::from_secs_f64(opts.secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    let mut writers = Vec::new();
+    for s in senders {
+        let (n, w) = net::timeout(Duration::from_secs(10), "sender stop", s).await?;
+        sent.push(n);
+        writers.push(w);
+    }
+    // Wait (up to 10 s) for everything sent to arrive.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = stats
+            .iter()
+            .zip(&sent)
+            .all(|(st, n)| st.lock().unwrap_or_else(|e| e.into_inner()).received >= *n);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        smol::Timer::after(Duration::from_millis(5)).await;
+    }
+    let mut rep = Report {
+        sent: sent.iter().sum(),
+        server_errors: server_errors.load(Ordering::Relaxed),
+        ..Report::default()
+    };
+    let mut lat = Vec::new();
+    let mut last = t0;
+    for st in &stats {
+        let s = st.lock().unwrap_or_else(|e| e.into_inner());
+        rep.delivered += s.received;
+        rep.out_of_order += s.out_of_order;
+        rep.bad += s.bad;
+        last = last.max(s.last_ns);
+        lat.extend_from_slice(&s.lat_ns);
+    }
+    rep.secs = (last - t0) as f64 / 1e9;
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).copied().unwrap_or(0) as f64 / 1e3
+    };
+    rep.p50_us = pct(0.50);
+    rep.p99_us = pct(0.99);
+    rep.max_us = pct(1.0);
+    for mut w in writers {
+        let _ = net::timeout(Duration::from_secs(2), "close", async {
+            w.close().await?;
+            Ok(())
+        })
+        .await;
+    }
+    for r in receivers {
+        r.cancel().await;
+    }
+    Ok(rep)
+}
