@@ -312,10 +312,24 @@ pub fn run(
 }
 
 async fn broadcaster(state: Arc<State>, dirty: Receiver<()>) {
+    let mut last_push: Option<Instant> = None;
     while dirty.recv().await.is_ok() {
         if !state.cfg.users_debounce.is_zero() {
             Timer::after(state.cfg.users_debounce).await;
         }
+        // Each push costs (users × directory size) bytes: with many users, space pushes
+        // out by 1 ms per user (at most 1 s), so a steady stream of joins cannot make
+        // the traffic grow with the cube of the number of users. Nobody waits for it to
+        // chat: a recipient always gets the sender's key before the sender's first message.
+        let users = state.dir().peers.len();
+        let gap = Duration::from_millis(users as u64).min(Duration::from_secs(1));
+        if let Some(t) = last_push {
+            let since = t.elapsed();
+            if since < gap {
+                Timer::after(gap - since).await;
+            }
+        }
+        last_push = Some(Instant::now());
         // Swallow notifications that arrived during the pause: this push covers them.
         while dirty.try_recv().is_ok() {}
         let mut targets = Vec::new();
