@@ -257,7 +257,16 @@ fn reconnects_with_the_same_key_after_a_server_restart() {
     let bob2 = Chat::connect("bob", port, &cert);
     bob2.out
         .wait("alice in list", T, |l| l.starts_with("[SYS]   alice  fp "));
-    alice.out.wait_for("[SYS] bob joined");
+    // Alice knows bob's new key once any line of hers shows its fingerprint (a join,
+    // a key change or a listing, depending on the order things happened in).
+    let me_line = bob2.out.wait("bob's own line", T, |l| {
+        l.starts_with("[SYS]   bob  fp ") && l.ends_with(" (you)")
+    });
+    let bob_fp = me_line
+        .trim_start_matches("[SYS]   bob  fp ")
+        .trim_end_matches(" (you)")
+        .to_owned();
+    alice.out.wait_for(&bob_fp);
     assert!(
         bob2.out.contains(&fp_before),
         "alice kept her key pair across the reconnect"
