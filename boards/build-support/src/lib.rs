@@ -342,6 +342,50 @@ mod tests {
         assert!(check_user(&"x".repeat(33)).is_err());
     }
 
+    /// Real certificates from openssl: the PEM decodes to exactly openssl's DER, a
+    /// P-256 one is accepted, an RSA one refused with the advice.
+    #[test]
+    fn openssl_certificates() {
+        use std::process::Command;
+        let dir = std::env::temp_dir().join(format!("seguro-board-build-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let make = |name: &str, key: &[&str]| {
+            let crt = dir.join(format!("{name}.crt"));
+            let status = Command::new("openssl")
+                .args(["req", "-x509", "-newkey"])
+                .args(key)
+                .args([
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=seguro-test",
+                    "-keyout",
+                ])
+                .arg(dir.join(format!("{name}.key")))
+                .arg("-out")
+                .arg(&crt)
+                .output()
+                .expect("openssl runs");
+            assert!(status.status.success(), "openssl req failed: {status:?}");
+            let der = Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&crt)
+                .output()
+                .expect("openssl runs");
+            assert!(der.status.success());
+            (fs::read(&crt).unwrap(), der.stdout)
+        };
+        let (pem, der) = make("p256", &["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]);
+        assert_eq!(certificate_der(&pem).unwrap(), der);
+        assert_eq!(certificate_der(&der).unwrap(), der);
+        let (pem, _) = make("p384", &["ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"]);
+        assert!(certificate_der(&pem).unwrap_err().contains("not P-256"));
+        let (pem, _) = make("rsa", &["rsa:2048"]);
+        assert!(certificate_der(&pem).unwrap_err().contains("RSA"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn certificate_kinds() {
         assert!(certificate_der(b"not a cert").is_err());

@@ -191,6 +191,8 @@ async fn resolve(stack: Stack<'static>, host: &str) -> IpAddress {
 
 /// What one byte typed on the console did.
 #[derive(Debug, PartialEq, Eq)]
+// No allocator to box the line in; it moves into the command channel by value anyway.
+#[allow(clippy::large_enum_variant)]
 pub enum Key {
     /// Nothing to do yet.
     Pending,

@@ -72,7 +72,10 @@ async fn console_in(mut rx: UsbSerialJtagRx<'static, Async>) -> ! {
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(n) => n,
-            Err(_) => continue,
+            Err(_) => {
+                Timer::after_millis(20).await;
+                continue;
+            }
         };
         for &b in buf.get(..n).unwrap_or(&[]) {
             let key = editor.feed(b);
