@@ -276,11 +276,7 @@ impl Why {
 struct Shared<'c, 's> {
     socket: &'c RefCell<TcpSocket<'s>>,
     idle_at_boundary: &'c Cell<bool>,
-    /// Bytes of the current record header seen so far (0 at a record boundary).
-    header: [u8; 5],
-    header_len: usize,
-    /// Bytes of the current record body still to come.
-    body_left: usize,
+    framing: RecordFraming,
 }
 
 impl<'c, 's> Shared<'c, 's> {
@@ -288,17 +284,29 @@ impl<'c, 's> Shared<'c, 's> {
         Self {
             socket,
             idle_at_boundary,
-            header: [0; 5],
-            header_len: 0,
-            body_left: 0,
+            framing: RecordFraming::default(),
         }
     }
+}
 
+/// Follows TLS record boundaries (5-byte header with a 16-bit length, then the body)
+/// over a byte stream delivered in arbitrary pieces.
+#[derive(Debug, Default)]
+struct RecordFraming {
+    /// The current record header so far.
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes of the current record body still to come.
+    body_left: usize,
+}
+
+impl RecordFraming {
+    /// True between two records.
     fn at_boundary(&self) -> bool {
         self.header_len == 0 && self.body_left == 0
     }
 
-    /// Follows the record framing over `data`, just handed to embedded-tls.
+    /// Accounts for `data`, the next bytes of the stream.
     fn track(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.body_left > 0 {
@@ -367,7 +375,7 @@ impl Read for Shared<'_, '_> {
                 .try_borrow_mut()
                 .map_err(|_| TransportError::Busy)?;
             if self.idle_at_boundary.get()
-                && self.at_boundary()
+                && self.framing.at_boundary()
                 && !socket.can_recv()
                 && socket.may_recv()
             {
@@ -375,7 +383,7 @@ impl Read for Shared<'_, '_> {
             }
             socket.read(buf).await.map_err(TransportError::Tcp)?
         };
-        self.track(buf.get(..n).unwrap_or(&[]));
+        self.framing.track(buf.get(..n).unwrap_or(&[]));
         Ok(n)
     }
 }
@@ -404,6 +412,10 @@ impl Write for Shared<'_, '_> {
 /// and events, and reconnects with backoff whenever the connection drops. A pinning
 /// refusal is reported as `[ERROR] ...` and retried like any failure (the server may
 /// be fixed, or the network may have routed us somewhere else for a while).
+///
+/// Lines are sent into `events` with backpressure: a board that stops draining it
+/// pauses the client (and a server whose queue for it fills up drops it). The client
+/// keeps its key pair and directory across reconnects, so peers see no key change.
 pub async fn run<
     M,
     R,
@@ -819,5 +831,53 @@ where
     End::Lost {
         why,
         registered: client.is_registered(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordFraming;
+
+    fn record(len: u16) -> std::vec::Vec<u8> {
+        let mut r = std::vec![23, 3, 3];
+        r.extend_from_slice(&len.to_be_bytes());
+        r.extend(core::iter::repeat_n(0xaa, usize::from(len)));
+        r
+    }
+
+    extern crate std;
+
+    #[test]
+    fn boundaries_in_any_split() {
+        let mut stream = record(3);
+        stream.extend(record(0));
+        stream.extend(record(300));
+        // Offsets at which a record ends (a boundary), the stream start included.
+        let boundaries = [0, 8, 13, stream.len()];
+        for chunk in 1..=stream.len() {
+            let mut f = RecordFraming::default();
+            let mut at = 0;
+            for piece in stream.chunks(chunk) {
+                f.track(piece);
+                at += piece.len();
+                assert_eq!(
+                    f.at_boundary(),
+                    boundaries.contains(&at),
+                    "chunk {chunk}, at {at}"
+                );
+            }
+            assert!(f.at_boundary());
+        }
+    }
+
+    #[test]
+    fn partial_header_is_not_a_boundary() {
+        let mut f = RecordFraming::default();
+        f.track(&[23, 3]);
+        assert!(!f.at_boundary());
+        f.track(&[3, 0, 1]);
+        assert!(!f.at_boundary());
+        f.track(&[9]);
+        assert!(f.at_boundary());
     }
 }
