@@ -464,7 +464,9 @@ pub async fn run<
             delay = config.backoff.initial;
         }
         let jitter = rng.next_u64() % (delay.as_millis() / 4 + 1);
-        let wait = delay + Duration::from_millis(jitter);
+        let wait = delay
+            .checked_add(Duration::from_millis(jitter))
+            .unwrap_or(delay);
         let secs = wait.as_millis() / 1000;
         let tenths = wait.as_millis() % 1000 / 100;
         let line = if why.is_refusal() {
@@ -478,7 +480,10 @@ pub async fn run<
         if wait_offline(wait, client, commands, events).await {
             return;
         }
-        delay = (delay * 2).min(config.backoff.max);
+        delay = delay
+            .checked_mul(2)
+            .unwrap_or(config.backoff.max)
+            .min(config.backoff.max);
     }
 }
 
@@ -496,7 +501,9 @@ async fn wait_offline<
     commands: &Commands<M, NC>,
     events: &Events<M, NE>,
 ) -> bool {
-    let deadline = embassy_time::Instant::now() + wait;
+    let deadline = embassy_time::Instant::now()
+        .checked_add(wait)
+        .unwrap_or(embassy_time::Instant::MAX);
     loop {
         match select(Timer::at(deadline), commands.receive()).await {
             Either::First(()) => return false,
@@ -646,6 +653,10 @@ async fn write_line<T: Read + Write>(tls: &mut Tls<'_, T>, line: &[u8]) -> Resul
     let mut rest = line;
     while !rest.is_empty() {
         let n = tls.write(rest).await.map_err(Why::Io)?;
+        if n == 0 {
+            // A record buffer too small for even one byte past its overhead.
+            return Err(Why::Io(embedded_tls::TlsError::InsufficientSpace));
+        }
         rest = rest.get(n..).unwrap_or(&[]);
     }
     tls.flush().await.map_err(Why::Io)
