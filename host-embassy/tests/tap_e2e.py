@@ -282,17 +282,19 @@ def main():
         bob.send("/quit")
         bob.p.stdin.close()
         bob.wait_exit()
-        print("tap_e2e: 1 passed, 0 failed", flush=True)
-        return 0
-    except Fail as e:
+        ok = True
+    except (Fail, OSError, subprocess.SubprocessError) as e:
         print(f"FAIL: {e}", flush=True)
-        print("tap_e2e: 0 passed, 1 failed", flush=True)
-        return 1
+        ok = False
     finally:
         for p in procs:
             p.stop()
+        for p in procs:
+            p.reader.join(5)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    print(f"tap_e2e: {int(ok)} passed, {int(not ok)} failed", flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
