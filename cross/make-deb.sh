@@ -4,6 +4,7 @@
 #
 #   cross/make-deb.sh aarch64-unknown-linux-gnu        # -> seguro_<version>-1_arm64.deb
 #   cross/make-deb.sh armv7-unknown-linux-gnueabihf    # -> seguro_<version>-1_armhf.deb
+#   cross/make-deb.sh x86_64-unknown-linux-gnu         # -> seguro_<version>-1_amd64.deb (a PC)
 #
 # The binary is $CARGO_TARGET_DIR (default target)/<target>/release/seguro, as made by
 # `cargo build -p seguro --release --target <target>` or `cross build ...`; SEGURO_BIN overrides
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 aarch64-unknown-linux-gnu|armv7-unknown-linux-gnueabihf" >&2
+    echo "usage: $0 aarch64-unknown-linux-gnu|armv7-unknown-linux-gnueabihf|x86_64-unknown-linux-gnu" >&2
     exit 2
 }
 [ $# -eq 1 ] || usage
@@ -25,6 +26,7 @@ target="$1"
 case "$target" in
     aarch64-unknown-linux-gnu) arch=arm64 tools=aarch64-linux-gnu ;;
     armv7-unknown-linux-gnueabihf) arch=armhf tools=arm-linux-gnueabihf ;;
+    x86_64-unknown-linux-gnu) arch=amd64 tools=x86_64-linux-gnu ;; # a PC as the server
     *) usage ;;
 esac
 
@@ -39,10 +41,11 @@ if [ ! -x "$bin" ]; then
     exit 1
 fi
 
-# The ELF machine must match the package's architecture (e_machine: 183 aarch64, 40 arm).
+# The ELF machine must match the package's architecture (e_machine: 183 aarch64, 40 arm,
+# 62 x86-64).
 machine=$(od -An -t u2 -j 18 -N 2 "$bin" | tr -d ' ')
 case "$arch:$machine" in
-    arm64:183 | armhf:40) ;;
+    arm64:183 | armhf:40 | amd64:62) ;;
     *)
         echo "error: $bin is not a $arch binary (ELF machine $machine)" >&2
         exit 1
@@ -143,7 +146,8 @@ if [ -n "$glibc_needed" ]; then
     depends=("libc6 (>= ${glibc:-2.17})" "${depends[@]}")
 fi
 depends+=("adduser" "init-system-helpers (>= 1.52)")
-depends_line=$(IFS=,; echo "${depends[*]}" | sed 's/,/, /g')
+printf -v depends_line '%s, ' "${depends[@]}"
+depends_line="${depends_line%, }"
 
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat >"$root/DEBIAN/control" <<EOF
