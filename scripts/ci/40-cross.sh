@@ -83,6 +83,15 @@ for t in "$a64" "$a32"; do
     fi
 done
 
+# Optional (downloads a Debian base system, ~2 min): install, upgrade, remove and purge the
+# package for real in a chroot; an amd64 package of the native binary stands in for the Pi's.
+if [ "${SEGURO_DEB_INSTALL_TEST:-0}" = 1 ]; then
+    apt_install debootstrap
+    deb=$(SEGURO_BIN="$target_dir/debug/seguro" OUT_DIR="$work/deb" \
+        bash cross/make-deb.sh x86_64-unknown-linux-gnu)
+    bash cross/deb-install-test.sh "$deb"
+fi
+
 # The units as packaged: syntax, references and hardening, in a root holding systemd's own
 # units (for the targets they refer to) and the package. `verify` only checks that the
 # commands exist, so an empty executable stands in for the ngrok agent (not packaged).
