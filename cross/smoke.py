@@ -183,12 +183,23 @@ def main():
 
     failed = None
     try:
-        port = free_port()
-        server = Proc("server", server_cmd + [
-            "serve", "--bind", f"127.0.0.1:{port}", "--cert", crt, "--key", key,
-        ], env)
-        procs.append(server)
-        wait_listening(server, port)
+        for attempt in range(3):
+            port = free_port()
+            server = Proc("server", server_cmd + [
+                "serve", "--bind", f"127.0.0.1:{port}", "--cert", crt, "--key", key,
+            ], env)
+            procs.append(server)
+            try:
+                wait_listening(server, port)
+                break
+            except Failure:
+                # The free port may have been taken in between: try another one.
+                in_use = any("in use" in line for line in server.output())
+                if not in_use or attempt == 2:
+                    raise
+                print(f"port {port} taken meanwhile, trying another one", flush=True)
+                server.kill()
+                procs.remove(server)
         check("server listens on a free port", True, f"127.0.0.1:{port}")
         check("server generated its certificate and key",
               os.path.isfile(crt) and os.path.isfile(key))
