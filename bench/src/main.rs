@@ -110,6 +110,10 @@ struct IdleArgs {
     /// Extra arguments for the spawned server (repeat, e.g. --serve-arg=--users-debounce-ms=50).
     #[arg(long, allow_hyphen_values = true)]
     serve_arg: Vec<String>,
+    /// Milliseconds without traffic after the last welcome before measuring (keep it
+    /// above the server's --users-debounce-ms so the last push is included).
+    #[arg(long, default_value_t = 2000)]
+    quiet_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +129,10 @@ struct ChurnArgs {
     /// Extra arguments for the spawned server.
     #[arg(long, allow_hyphen_values = true)]
     serve_arg: Vec<String>,
+    /// Milliseconds without traffic that end the join and the leave phases (keep it
+    /// above the server's --users-debounce-ms so the last push is counted).
+    #[arg(long, default_value_t = 1500)]
+    quiet_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +386,7 @@ fn idle_cmd(a: IdleArgs) -> Result<()> {
     let n = a.n;
     let conc = a.concurrency;
     let max_line = a.server.max_line;
+    let quiet = Duration::from_millis(a.quiet_ms);
     let out = net::block_on_threads(tt, move |ex| {
         Box::pin(async move {
             let j = load::join_many(&ex, &target, "idle", n, conc, max_line).await;
@@ -394,7 +403,7 @@ fn idle_cmd(a: IdleArgs) -> Result<()> {
                 }
             );
             let t = Instant::now();
-            load::settle(&j.bytes, Duration::from_secs(2), Duration::from_secs(120)).await;
+            load::settle(&j.bytes, quiet, Duration::from_secs(300)).await;
             println!(
                 "directory traffic settled {:.1} s after the last welcome; clients received {} bytes in all",
                 t.elapsed().as_secs_f64(),
@@ -470,6 +479,7 @@ fn churn_cmd(a: ChurnArgs) -> Result<()> {
         let conc = a.concurrency;
         let max_line = a.server.max_line;
         let prefix = format!("c{k}-");
+        let quiet = Duration::from_millis(a.quiet_ms);
         let (welcomed, bytes, join_s, total_s) = net::block_on_threads(tt, move |ex| {
             Box::pin(async move {
                 let t = Instant::now();
@@ -477,17 +487,12 @@ fn churn_cmd(a: ChurnArgs) -> Result<()> {
                 if !j.failures.is_empty() {
                     println!("  failures: {}", load::failure_summary(&j.failures));
                 }
-                load::settle(
-                    &j.bytes,
-                    Duration::from_millis(500),
-                    Duration::from_secs(120),
-                )
-                .await;
-                let join_s = t.elapsed().as_secs_f64();
+                load::settle(&j.bytes, quiet, Duration::from_secs(300)).await;
+                let join_s = j.secs;
                 let welcomed = j.held.len();
                 let bytes = j.bytes.clone();
                 load::leave_all(&ex, j.held, conc).await;
-                load::settle(&bytes, Duration::from_millis(500), Duration::from_secs(60)).await;
+                load::settle(&bytes, quiet, Duration::from_secs(120)).await;
                 (
                     welcomed,
                     bytes.load(Ordering::Relaxed),
