@@ -15,10 +15,10 @@ import base64
 import hashlib
 import json
 import os
+import selectors
 import socket
 import ssl
 import sys
-import threading
 import time
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,27 +34,36 @@ def out(line):
     sys.stdout.flush()
 
 
-def send(sock, lock, obj):
-    data = (json.dumps(obj) + "\n").encode("utf-8")
-    with lock:
-        sock.sendall(data)
+# Each peer runs one thread that does all socket I/O (with a selector): OpenSSL
+# connections must not be read and written from two threads at once.
 
 
-def lines(sock):
-    buf = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            return
-        if not chunk:
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            line = line.rstrip(b"\r")
-            if line:
-                yield line
+def recv_all(sock):
+    """Reads what is available (one recv plus whatever TLS already decrypted)."""
+    try:
+        data = sock.recv(65536)
+        while data and sock.pending():
+            data += sock.recv(sock.pending())
+    except ssl.SSLWantReadError:
+        return None  # a TLS record without application data (e.g. a session ticket)
+    except (OSError, ssl.SSLError):
+        return b""
+    return data
+
+
+def send(sock, obj):
+    sock.sendall((json.dumps(obj) + "\n").encode("utf-8"))
+
+
+def split_lines(buf, data):
+    buf += data
+    out = []
+    while b"\n" in buf:
+        line, buf = buf.split(b"\n", 1)
+        line = line.rstrip(b"\r")
+        if line:
+            out.append(line)
+    return buf, out
 
 
 def fingerprint(pub):
@@ -70,96 +79,90 @@ def derive(secret, peer_pub):
 # ---------------------------------------------------------------- server
 
 
+class Conn:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.name = None
+
+
 class Server:
     def __init__(self, push):
         # The reference sends `users` only in reply to `list`; Seguro also pushes it.
         self.push = push
-        self.lock = threading.Lock()
-        self.users = {}  # name -> (pub_b64, sock, send_lock)
+        self.users = {}  # name -> (pub_b64, Conn)
 
     def directory(self):
-        with self.lock:
-            return {n: u[0] for n, u in self.users.items()}
+        return {n: u[0] for n, u in self.users.items()}
+
+    def safe_send(self, conn, obj):
+        try:
+            send(conn.sock, obj)
+        except (OSError, ssl.SSLError):
+            pass
 
     def broadcast_users(self):
         d = self.directory()
-        with self.lock:
-            targets = [(u[1], u[2]) for u in self.users.values()]
-        for s, l in targets:
-            try:
-                send(s, l, {"type": "users", "users": d})
-            except OSError:
-                pass
+        for _, c in list(self.users.values()):
+            self.safe_send(c, {"type": "users", "users": d})
 
-    def handle(self, sock):
-        wlock = threading.Lock()
-        name = None
+    def handle_line(self, c, line):
+        """Returns False to close the connection."""
         try:
-            it = lines(sock)
-            first = next(it, None)
-            if first is None:
-                return
-            try:
-                msg = json.loads(first)
-            except ValueError:
-                msg = None
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if c.name is None:
             if not isinstance(msg, dict) or msg.get("type") != "hello":
-                send(sock, wlock, {"type": "error", "text": "first message must be hello"})
-                return
+                self.safe_send(c, {"type": "error", "text": "first message must be hello"})
+                return False
             user, pub = msg.get("user"), msg.get("pub")
             try:
                 key = base64.b64decode(pub, validate=True)
             except Exception:
                 key = b""
             if not isinstance(user, str) or not user or len(key) != 32:
-                send(sock, wlock, {"type": "error", "text": "bad hello"})
-                return
-            with self.lock:
-                if user in self.users:
-                    taken = True
-                else:
-                    taken = False
-                    self.users[user] = (pub, sock, wlock)
-            if taken:
-                send(sock, wlock, {"type": "error", "text": "name taken"})
-                return
-            name = user
-            send(sock, wlock, {"type": "welcome", "users": self.directory()})
+                self.safe_send(c, {"type": "error", "text": "bad hello"})
+                return False
+            if user in self.users:
+                self.safe_send(c, {"type": "error", "text": "name taken"})
+                return False
+            c.name = user
+            self.users[user] = (pub, c)
+            self.safe_send(c, {"type": "welcome", "users": self.directory()})
             if self.push:
                 self.broadcast_users()
-            for line in it:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    send(sock, wlock, {"type": "error", "text": "invalid json"})
-                    continue
-                t = msg.get("type") if isinstance(msg, dict) else None
-                if t == "list":
-                    send(sock, wlock, {"type": "users", "users": self.directory()})
-                elif t == "chat":
-                    send(sock, wlock, {"type": "server", "text": "echo: " + str(msg.get("text"))})
-                elif t == "relay":
-                    to = msg.get("to")
-                    with self.lock:
-                        target = self.users.get(to)
-                    if target is None:
-                        send(sock, wlock, {"type": "error", "text": "destino no conectado"})
-                    else:
-                        fwd = dict(msg)
-                        fwd["from"] = name
-                        send(target[1], target[2], fwd)
-                else:
-                    send(sock, wlock, {"type": "error", "text": "tipo desconocido"})
-        finally:
-            if name is not None:
-                with self.lock:
-                    self.users.pop(name, None)
-                if self.push:
-                    self.broadcast_users()
-            try:
-                sock.close()
-            except OSError:
-                pass
+            return True
+        if msg is None:
+            self.safe_send(c, {"type": "error", "text": "invalid json"})
+            return True
+        t = msg.get("type") if isinstance(msg, dict) else None
+        if t == "list":
+            self.safe_send(c, {"type": "users", "users": self.directory()})
+        elif t == "chat":
+            self.safe_send(c, {"type": "server", "text": "echo: " + str(msg.get("text"))})
+        elif t == "relay":
+            target = self.users.get(msg.get("to"))
+            if target is None:
+                self.safe_send(c, {"type": "error", "text": "destino no conectado"})
+            else:
+                fwd = dict(msg)
+                fwd["from"] = c.name
+                self.safe_send(target[1], fwd)
+        else:
+            self.safe_send(c, {"type": "error", "text": "tipo desconocido"})
+        return True
+
+    def drop(self, sel, c):
+        sel.unregister(c.sock)
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+        if c.name is not None and self.users.get(c.name, (None, None))[1] is c:
+            del self.users[c.name]
+            if self.push:
+                self.broadcast_users()
 
 
 def run_server(args):
@@ -173,20 +176,32 @@ def run_server(args):
     host, port = lsock.getsockname()
     out("listening on %s:%d" % (host, port))
     srv = Server(args.push)
-
-    def conn(raw):
-        raw.settimeout(30)
-        try:
-            tls = ctx.wrap_socket(raw, server_side=True)
-        except (OSError, ssl.SSLError):
-            raw.close()
-            return
-        tls.settimeout(None)
-        srv.handle(tls)
-
+    sel = selectors.DefaultSelector()
+    sel.register(lsock, selectors.EVENT_READ, None)
     while True:
-        raw, _ = lsock.accept()
-        threading.Thread(target=conn, args=(raw,), daemon=True).start()
+        for key, _ in sel.select():
+            if key.data is None:
+                raw, _ = lsock.accept()
+                raw.settimeout(30)
+                try:
+                    tls = ctx.wrap_socket(raw, server_side=True)  # handshake, blocking
+                except (OSError, ssl.SSLError):
+                    raw.close()
+                    continue
+                sel.register(tls, selectors.EVENT_READ, Conn(tls))
+                continue
+            c = key.data
+            data = recv_all(c.sock)
+            if data is None:
+                continue
+            if not data:
+                srv.drop(sel, c)
+                continue
+            c.buf, lines = split_lines(c.buf, data)
+            for line in lines:
+                if not srv.handle_line(c, line):
+                    srv.drop(sel, c)
+                    break
 
 
 # ---------------------------------------------------------------- client
@@ -201,90 +216,122 @@ def connect_pinned(host, port, cert_path):
     ctx.check_hostname = False  # reached through tunnels: the host never matches
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=pem.decode("ascii"))  # the pinned cert is the only anchor
-    raw = socket.create_connection((host, port), timeout=15)
+    raw = socket.create_connection((host, port), timeout=30)
     tls = ctx.wrap_socket(raw, server_hostname="servidor-local")
     if tls.getpeercert(binary_form=True) != pinned_der:
         tls.close()
         raise ssl.SSLError("presented certificate is not the pinned one")
-    tls.settimeout(None)
     return tls
 
 
+class ChatClient:
+    def __init__(self, args, sock):
+        self.args = args
+        self.sock = sock
+        self.secret = X25519PrivateKey.generate()
+        self.pub = self.secret.public_key().public_bytes(
+            encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
+        self.directory = {}
+        self.registered = False
+
+    def show_dir(self):
+        out("[SYS] users: " + ", ".join(
+            "%s %s" % (n, fingerprint(base64.b64decode(k))) for n, k in sorted(self.directory.items())))
+
+    def on_line(self, line):
+        msg = json.loads(line)
+        t = msg.get("type")
+        if t in ("welcome", "users"):
+            self.directory = dict(msg["users"])
+            self.show_dir()
+            if t == "welcome":
+                self.registered = True
+        elif t == "server":
+            out("[SERVER] " + msg["text"])
+        elif t == "error":
+            out("[ERROR] " + msg["text"])
+        elif t == "relay":
+            sender = msg.get("from")
+            k = self.directory.get(sender)
+            if k is None:
+                out("[ERROR] unknown sender %s" % sender)
+                return
+            try:
+                key = derive(self.secret, base64.b64decode(k))
+                pt = AESGCM(key).decrypt(
+                    base64.b64decode(msg["nonce"]), base64.b64decode(msg["cipher"]), None)
+                out("[%s] %s" % (sender, pt.decode("utf-8")))
+            except Exception:
+                out("[ERROR] could not decrypt message from %s" % sender)
+
+    def on_command(self, line):
+        if line == "/list":
+            send(self.sock, {"type": "list"})
+        elif line.startswith("/server "):
+            send(self.sock, {"type": "chat", "text": line[len("/server "):]})
+        elif line.startswith("/fp "):
+            k = self.directory.get(line[4:])
+            out("[SYS] fp %s: %s" % (line[4:], fingerprint(base64.b64decode(k)) if k else "?"))
+        elif line.startswith("/to "):
+            _, user, text = line.split(" ", 2)
+            k = self.directory.get(user)
+            if k is None:
+                out("[ERROR] unknown user %s" % user)
+                return
+            key = derive(self.secret, base64.b64decode(k))
+            nonce = os.urandom(12)
+            ct = AESGCM(key).encrypt(nonce, text.encode("utf-8"), None)
+            send(self.sock, {
+                "type": "relay", "to": user, "from": self.args.user, "alg": ALG,
+                "nonce": base64.b64encode(nonce).decode(), "cipher": base64.b64encode(ct).decode(),
+            })
+        elif line.strip():
+            out("[ERROR] unknown command")
+
+
 def run_client(args):
-    secret = X25519PrivateKey.generate()
-    pub = secret.public_key().public_bytes(
-        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
-    )
     try:
         sock = connect_pinned(args.host, args.port, args.cert)
     except (OSError, ssl.SSLError) as e:
         out("[ERROR] %s" % e)
         return 3
-    wlock = threading.Lock()
-    directory = {}
-    registered = threading.Event()
-
-    def show_dir():
-        out("[SYS] users: " + ", ".join(
-            "%s %s" % (n, fingerprint(base64.b64decode(k))) for n, k in sorted(directory.items())))
-
-    def reader():
-        for line in lines(sock):
-            msg = json.loads(line)
-            t = msg.get("type")
-            if t in ("welcome", "users"):
-                directory.clear()
-                directory.update(msg["users"])
-                show_dir()
-                if t == "welcome":
-                    registered.set()
-            elif t == "server":
-                out("[SERVER] " + msg["text"])
-            elif t == "error":
-                out("[ERROR] " + msg["text"])
-            elif t == "relay":
-                sender = msg.get("from")
-                k = directory.get(sender)
-                if k is None:
-                    out("[ERROR] unknown sender %s" % sender)
+    c = ChatClient(args, sock)
+    send(sock, {"type": "hello", "user": args.user, "pub": base64.b64encode(c.pub).decode()})
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, "net")
+    stdin_fd = sys.stdin.fileno()
+    stdin_on = False
+    sbuf = b""
+    ibuf = b""
+    deadline = None  # set at end of input: keep receiving until then
+    while deadline is None or time.monotonic() < deadline:
+        if c.registered and not stdin_on and deadline is None:
+            # Commands wait for the registration, like the seguro client.
+            sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
+            stdin_on = True
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        for key, _ in sel.select(timeout):
+            if key.data == "net":
+                data = recv_all(sock)
+                if data is None:
                     continue
-                try:
-                    key = derive(secret, base64.b64decode(k))
-                    pt = AESGCM(key).decrypt(
-                        base64.b64decode(msg["nonce"]), base64.b64decode(msg["cipher"]), None)
-                    out("[%s] %s" % (sender, pt.decode("utf-8")))
-                except Exception:
-                    out("[ERROR] could not decrypt message from %s" % sender)
-        registered.set()
-
-    threading.Thread(target=reader, daemon=True).start()
-    send(sock, wlock, {"type": "hello", "user": args.user, "pub": base64.b64encode(pub).decode()})
-    registered.wait(15)
-    for line in sys.stdin:
-        line = line.rstrip("\n")
-        if line == "/list":
-            send(sock, wlock, {"type": "list"})
-        elif line.startswith("/server "):
-            send(sock, wlock, {"type": "chat", "text": line[len("/server "):]})
-        elif line.startswith("/fp "):
-            k = directory.get(line[4:])
-            out("[SYS] fp %s: %s" % (line[4:], fingerprint(base64.b64decode(k)) if k else "?"))
-        elif line.startswith("/to "):
-            _, user, text = line.split(" ", 2)
-            k = directory.get(user)
-            if k is None:
-                out("[ERROR] unknown user %s" % user)
-                continue
-            key = derive(secret, base64.b64decode(k))
-            nonce = os.urandom(12)
-            ct = AESGCM(key).encrypt(nonce, text.encode("utf-8"), None)
-            send(sock, wlock, {
-                "type": "relay", "to": user, "from": args.user, "alg": ALG,
-                "nonce": base64.b64encode(nonce).decode(), "cipher": base64.b64encode(ct).decode(),
-            })
-        elif line.strip():
-            out("[ERROR] unknown command")
-    time.sleep(args.linger)
+                if not data:
+                    out("[WARN] connection closed")
+                    return 0 if deadline is not None else 1
+                sbuf, lines = split_lines(sbuf, data)
+                for line in lines:
+                    c.on_line(line)
+            else:
+                data = os.read(stdin_fd, 65536)
+                if not data:
+                    sel.unregister(stdin_fd)
+                    stdin_on = False
+                    deadline = time.monotonic() + args.linger
+                    continue
+                ibuf += data
+                while b"\n" in ibuf:
+                    line, ibuf = ibuf.split(b"\n", 1)
+                    c.on_command(line.decode("utf-8"))
     try:
         sock.close()
     except OSError:

@@ -14,7 +14,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "peer.py")
 BIN = os.environ.get("SEGURO_BIN") or os.path.join(HERE, "..", "..", "..", "target", "debug", "seguro")
-T = 15.0
+T = 30.0  # generous: python start-up is slow on a loaded 2-core machine
 
 
 class Proc:
@@ -25,6 +25,7 @@ class Proc:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", bufsize=1)
         self.lines = []
+        self.err = []
         self.cv = threading.Condition()
         self.closed = False
         threading.Thread(target=self._read, daemon=True).start()
@@ -40,8 +41,9 @@ class Proc:
             self.cv.notify_all()
 
     def _drain_err(self):
-        for _ in self.p.stderr:
-            pass
+        for line in self.p.stderr:
+            with self.cv:
+                self.err.append(line.rstrip("\n"))
 
     def wait(self, pred, what, timeout=T):
         deadline = time.monotonic() + timeout
@@ -52,7 +54,8 @@ class Proc:
                         return l
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    raise AssertionError("timed out waiting for %s; output:\n%s" % (what, "\n".join(self.lines)))
+                    raise AssertionError("timed out waiting for %s; output:\n%s\nstderr:\n%s" % (
+                        what, "\n".join(self.lines), "\n".join(self.err[-30:])))
                 self.cv.wait(left)
 
     def wait_exact(self, line):
