@@ -11,6 +11,9 @@ start=$SECONDS
 # One target directory for all boards, inside the repository's target/: boards on the
 # same target share their compiled dependencies.
 export CARGO_TARGET_DIR="$REPO/target/boards"
+# No debug info in CI: it does not change what is flashed (the sizes checked here), only
+# the time to build.
+export CARGO_PROFILE_RELEASE_DEBUG=false
 SYSROOT="$(rustc --print sysroot)"
 LLVM_SIZE="$SYSROOT/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-size"
 if [ ! -x "$LLVM_SIZE" ]; then
