@@ -85,8 +85,6 @@ async fn connection(
     if lines.next_with(|g| matches!(g, Got::Eof)).await? {
         return Ok(());
     }
-    wr.write_all(WELCOME).await?;
-    wr.flush().await?;
     let (tx, rx) = channel::bounded::<Line>(opts.queue.max(2));
     let partner = {
         let mut slot = waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,6 +100,10 @@ async fn connection(
             }
         }
     };
+    // Only now answer: the client registers the partner after this welcome, so the
+    // pairing order is the registration order.
+    wr.write_all(WELCOME).await?;
+    wr.flush().await?;
     drop(tx);
     let reading = async {
         let peer: Sender<Line> = match partner {

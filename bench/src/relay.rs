@@ -13,6 +13,7 @@ use base64ct::{Base64, Encoding as _};
 use rand_core::OsRng;
 use smol::Executor;
 use smol::channel::{self, Sender};
+use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt;
 
 use seguro_core::e2ee::{KeyPair, PeerKey};
@@ -184,6 +185,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     let mut stats = Vec::new();
+    let mut sent_counters = Vec::new();
     let t0 = now_ns();
     for (sn, rn, s, r, skey, rkey) in pairs {
         let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
@@ -264,6 +266,8 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
         }));
         let stop = stop.clone();
         let size = opts.size;
+        let sent_ctr = Arc::new(AtomicU64::new(0));
+        sent_counters.push(sent_ctr.clone());
         senders.push(ex.spawn(async move {
             let mut seq = 0u64;
             let mut plain = Vec::with_capacity(size + 64);
@@ -285,25 +289,39 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
                 send_one(seq, &mut plain, &mut cbuf, &mut line)?;
                 seq += 1;
                 swr.write_all(&line).await?;
+                sent_ctr.store(seq, Ordering::Relaxed);
                 while !stop.load(Ordering::Relaxed) && credit.try_send(()).is_ok() {
                     send_one(seq, &mut plain, &mut cbuf, &mut line)?;
                     seq += 1;
                     swr.write_all(&line).await?;
+                    sent_ctr.store(seq, Ordering::Relaxed);
                 }
                 swr.flush().await?;
             }
-            Ok::<(u64, smol::io::WriteHalf<net::Tls>), net::Error>((seq, swr))
+            Ok::<smol::io::WriteHalf<net::Tls>, net::Error>(swr)
         }));
     }
     smol::Timer::after(Duration::from_secs_f64(opts.secs)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut sent = Vec::new();
+    // A sender still waiting for credit after 10 s has lost messages: stop it anyway.
     let mut writers = Vec::new();
+    let stop_deadline = Instant::now() + Duration::from_secs(10);
     for s in senders {
-        let (n, w) = net::timeout(Duration::from_secs(10), "sender stop", s).await?;
-        sent.push(n);
-        writers.push(w);
+        let left = stop_deadline.saturating_duration_since(Instant::now());
+        let r = s
+            .or(async {
+                smol::Timer::after(left).await;
+                Err("sender stuck".into())
+            })
+            .await;
+        if let Ok(w) = r {
+            writers.push(w);
+        }
     }
+    let sent: Vec<u64> = sent_counters
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
     // Wait (up to 10 s) for everything sent to arrive.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
