@@ -41,6 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+chmod 0755 "$root" # the chroot's / (mktemp makes it 0700)
 if [ ! -x "$root/usr/bin/apt-get" ]; then
     debootstrap --variant=minbase stable "$root" >"$root.debootstrap.log" 2>&1 ||
         { tail -n 20 "$root.debootstrap.log"; fail "debootstrap"; }

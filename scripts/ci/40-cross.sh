@@ -48,6 +48,7 @@ for t in "$a64" "$a32"; do
         *) arch=armhf ;;
     esac
     deb=$(OUT_DIR="$work/deb" bash cross/make-deb.sh "$t")
+    [ "$arch" = arm64 ] && deb64="$deb"
     dpkg-deb --info "$deb"
     dpkg-deb --contents "$deb" | tee "$work/contents-$arch"
     [ "$(dpkg-deb --field "$deb" Package)" = seguro ] || fail "$deb: Package"
@@ -87,17 +88,18 @@ done
 # package for real in a chroot; an amd64 package of the native binary stands in for the Pi's.
 if [ "${SEGURO_DEB_INSTALL_TEST:-0}" = 1 ]; then
     apt_install debootstrap
-    deb=$(SEGURO_BIN="$target_dir/debug/seguro" OUT_DIR="$work/deb" \
+    pc_deb=$(SEGURO_BIN="$target_dir/debug/seguro" OUT_DIR="$work/deb" \
         bash cross/make-deb.sh x86_64-unknown-linux-gnu)
-    bash cross/deb-install-test.sh "$deb"
+    bash cross/deb-install-test.sh "$pc_deb"
 fi
 
 # The units as packaged: syntax, references and hardening, in a root holding systemd's own
-# units (for the targets they refer to) and the package. `verify` only checks that the
+# units (for the targets they refer to) and the arm64 package. `verify` only checks that the
 # commands exist, so an empty executable stands in for the ngrok agent (not packaged).
-root="$work/x"
-mkdir -p "$root/usr/local/bin"
-cp -rn /lib/systemd/system/. "$root/lib/systemd/system/"
+root="$work/root"
+mkdir -p "$root/lib/systemd/system" "$root/usr/local/bin"
+cp -r /lib/systemd/system/. "$root/lib/systemd/system/"
+dpkg-deb -x "$deb64" "$root"
 install -m 0755 /dev/null "$root/usr/local/bin/ngrok"
 units=(/lib/systemd/system/seguro.service /lib/systemd/system/seguro-ngrok.service)
 verify=$(systemd-analyze verify --man=no --root="$root" "${units[@]}" 2>&1) || true
