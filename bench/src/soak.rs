@@ -60,6 +60,8 @@ const MAX_LINE: usize = 4096;
 const HELLO_TIMEOUT_S: u64 = 2;
 const QUEUE: usize = 64;
 const MAX_ERRORS: u32 = 10;
+/// Seconds the flood towards the never-reading client may last before that is a failure.
+const SLOTH_DEADLINE_S: u64 = 40;
 
 /// A misbehaving connection the server's log must account for.
 struct Expect {
@@ -927,7 +929,7 @@ async fn sloth_and_blaster(t: Target, s: Arc<Shared>, tag: String) {
         let mut plain = Vec::new();
         let mut cbuf = Vec::new();
         let mut line = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(25);
+        let deadline = Instant::now() + Duration::from_secs(SLOTH_DEADLINE_S);
         let mut seq = 0;
         while !told.load(SeqCst) && Instant::now() < deadline {
             relay::plaintext(seq, 0, 2500, &mut plain);
@@ -952,7 +954,9 @@ async fn sloth_and_blaster(t: Target, s: Arc<Shared>, tag: String) {
             started.elapsed().as_secs_f64()
         );
     } else {
-        s.fail("the reader that never reads was not dropped within 25 s".into());
+        s.fail(format!(
+            "the reader that never reads was not dropped within {SLOTH_DEADLINE_S} s"
+        ));
     }
     drop(sloth);
     s.expect(
