@@ -208,3 +208,26 @@ pub fn loglog_slope(points: &[(f64, f64)]) -> f64 {
     let den: f64 = pts.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
     num / den
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loglog_slope_recovers_exponents() {
+        let sq: Vec<(f64, f64)> = [100.0, 300.0, 1000.0]
+            .iter()
+            .map(|&n| (n, 30.0 * n * n))
+            .collect();
+        assert!((loglog_slope(&sq) - 2.0).abs() < 1e-9);
+        let cube: Vec<(f64, f64)> = [10.0, 20.0].iter().map(|&n| (n, n * n * n)).collect();
+        assert!((loglog_slope(&cube) - 3.0).abs() < 1e-9);
+        assert!(loglog_slope(&[(1.0, 1.0)]).is_nan());
+    }
+
+    #[test]
+    fn failures_are_counted_by_text() {
+        let f = vec!["a".to_owned(), "b".to_owned(), "a".to_owned()];
+        assert_eq!(failure_summary(&f), "2 x a; 1 x b");
+    }
+}

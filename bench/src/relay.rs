@@ -373,3 +373,48 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     }
     Ok(rep)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_round_trip_and_padding() {
+        let mut p = Vec::new();
+        plaintext(42, 123_456_789, 64, &mut p);
+        assert_eq!(p.len(), 64);
+        assert_eq!(parse_plaintext(&p), Some((42, 123_456_789)));
+        // Shorter than the header: never truncated.
+        plaintext(7, 8, 2, &mut p);
+        assert_eq!(parse_plaintext(&p), Some((7, 8)));
+        assert_eq!(parse_plaintext(b"garbage"), None);
+    }
+
+    #[test]
+    fn relay_line_opens_with_the_peer_key_only() {
+        let a = KeyPair::from_secret([1; 32]);
+        let b = KeyPair::from_secret([2; 32]);
+        let ka = a.peer_key(&b.public()).unwrap();
+        let kb = b.peer_key(&a.public()).unwrap();
+        let mut plain = Vec::new();
+        plaintext(3, 99, 64, &mut plain);
+        let (mut cbuf, mut line) = (Vec::new(), Vec::new());
+        relay_line(&ka, "bob", "alice", &plain, &mut cbuf, &mut line).unwrap();
+        assert_eq!(line.last(), Some(&b'\n'));
+        let body = &line[..line.len() - 1];
+        let mut scratch = vec![0u8; body.len()];
+        let mut out = Vec::new();
+        open_relay(&kb, body, &mut scratch, &mut out).unwrap();
+        assert_eq!(out, plain);
+        let c = KeyPair::from_secret([3; 32]);
+        let kc = c.peer_key(&a.public()).unwrap();
+        assert_eq!(
+            open_relay(&kc, body, &mut scratch, &mut out),
+            Err("decrypt")
+        );
+        assert_eq!(
+            open_relay(&kb, b"{\"type\":\"list\"}", &mut scratch, &mut out),
+            Err("not a relay line")
+        );
+    }
+}
