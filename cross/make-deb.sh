@@ -196,8 +196,8 @@ configure | abort-upgrade | abort-deconfigure | abort-remove)
     if [ -d /run/systemd/system ]; then
         systemctl --system daemon-reload >/dev/null || true
         if [ -n "$2" ]; then
+            # Not the tunnel: restarting the agent would change its public address.
             deb-systemd-invoke restart seguro.service >/dev/null || true
-            deb-systemd-invoke try-restart seguro-ngrok.service >/dev/null || true
         else
             deb-systemd-invoke start seguro.service >/dev/null || true
         fi
