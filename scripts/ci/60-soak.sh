@@ -17,7 +17,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 if ! timeout 180 "$bin/seguro-bench" soak --spawn "$bin/seguro" --secs 40 \
-    --after-restart-secs 10 --max-rss-mib 256 --keep-logs "$logs"; then
+    --after-restart-secs 10 --max-rss-mib 64 --keep-logs "$logs"; then
     echo "--- server log (last 40 lines, relays omitted) ---" >&2
     grep -hv " relayed " "$logs"/server-*.stderr 2>/dev/null | tail -n 40 >&2 || true
     exit 1
