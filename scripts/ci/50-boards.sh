@@ -33,10 +33,17 @@ export SEGURO_SERVER="0.tcp.eu.ngrok.io:12345"
 export SEGURO_USER="ci-board"
 export SEGURO_CERT="$work/server.crt"
 
-# Host-side unit tests of the build support (PEM, settings) and the shared board code
-# (the console line editor).
+# The board crates are outside the workspace: their formatting is checked here.
+for crate in build-support common nucleo-f767zi pico-w esp32c3; do
+    cargo fmt --manifest-path "boards/$crate/Cargo.toml" -- --check
+done
+
+# Host-side unit tests of the build support (PEM from real openssl certificates,
+# settings) and the shared board code (the console line editor).
+t=$SECONDS
 cargo test --manifest-path boards/build-support/Cargo.toml --quiet
 cargo test --manifest-path boards/common/Cargo.toml --quiet
+echo "host tests in $((SECONDS - t)) s"
 
 # An RSA certificate must stop the build with a clear message (the build script runs
 # before the firmware is compiled, so this is cheap once dependencies are built).
