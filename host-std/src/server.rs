@@ -16,14 +16,13 @@ use std::time::{Duration, Instant};
 
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
-use smol::channel::{self, Receiver, Sender, TrySendError};
+use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Timer};
 use tracing::{debug, info, warn};
 
-use seguro_core::frame::{FeedResult, LineAccumulator};
 use seguro_core::limits::KEY_LEN;
 use seguro_core::msg::{self, Message, ParseError, Relay, UserList};
 
@@ -346,21 +345,22 @@ async fn broadcaster(state: Arc<State>, dirty: Receiver<()>) {
             line
         };
         for (tx, kill) in targets {
-            deliver(&tx, &kill, line.clone());
+            deliver(&tx, &kill, state.cfg.queue, line.clone());
         }
     }
 }
 
-/// Queues `line` for a peer; a full queue means the peer does not read: drop it.
-fn deliver(tx: &Sender<Line>, kill: &Sender<()>, line: Line) -> bool {
-    match tx.try_send(line) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
-            kill.close();
-            false
-        }
-        Err(TrySendError::Closed(_)) => false,
+/// Queues `line` for a peer; a full queue (`queue` lines waiting) means the peer does
+/// not read: drop it.
+///
+/// The queue itself is unbounded so that an idle connection does not hold `queue`
+/// preallocated slots; the bound is enforced here from its length.
+fn deliver(tx: &Sender<Line>, kill: &Sender<()>, queue: usize, line: Line) -> bool {
+    if tx.len() >= queue.max(2) {
+        kill.close();
+        return false;
     }
+    tx.try_send(line).is_ok()
 }
 
 /// Why a connection ended.
@@ -406,29 +406,59 @@ fn set_keepalive(tcp: &TcpStream, idle: Duration) {
 
 type Tls = TlsStream<TcpStream>;
 
+/// Bytes read from TLS at a time (one buffer per connection, allocated up front).
+const READ_BUF: usize = 4096;
+
+/// Line and scratch buffers that grew above this are freed after use, so a connection
+/// that once sent a long line does not keep `max_line` bytes while idle.
+const KEEP_BUF: usize = 4096;
+
 /// Reads TLS application data and splits it into lines.
+///
+/// Complete lines are parsed straight from the read buffer; only a line split across
+/// reads is copied, into a buffer that grows on demand (up to `max_line`). A line longer
+/// than `max_line` is reported once and the rest of it, up to its `\n`, is skipped.
 struct LineReader {
     rd: smol::io::ReadHalf<Tls>,
-    acc: LineAccumulator<Vec<u8>>,
-    buf: Vec<u8>,
+    max_line: usize,
+    buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// The start of a line whose `\n` has not arrived yet.
+    partial: Vec<u8>,
+    /// Discarding the rest of an overlong line.
+    skipping: bool,
+    /// Scratch for the parser (escaped strings), sized to the line being parsed.
+    scratch: Vec<u8>,
 }
 
 enum Got<'a> {
-    Line(&'a [u8]),
+    /// A complete line (without `\n` or `\r\n`, never empty) and a scratch buffer
+    /// at least as long as it.
+    Line(&'a [u8], &'a mut [u8]),
     Overlong,
     Eof,
+}
+
+/// Frees a buffer that grew large; keeps a small one for reuse.
+fn trim_buf(v: &mut Vec<u8>) {
+    v.clear();
+    if v.capacity() > KEEP_BUF {
+        *v = Vec::new();
+    }
 }
 
 impl LineReader {
     fn new(rd: smol::io::ReadHalf<Tls>, max_line: usize) -> Self {
         Self {
             rd,
-            acc: LineAccumulator::new(vec![0u8; max_line]),
-            buf: vec![0u8; 8192],
+            max_line,
+            buf: vec![0u8; READ_BUF].into_boxed_slice(),
             start: 0,
             end: 0,
+            partial: Vec::new(),
+            skipping: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -436,20 +466,55 @@ impl LineReader {
     async fn next_with<R>(&mut self, f: impl FnOnce(Got<'_>) -> R) -> io::Result<R> {
         loop {
             if self.start < self.end {
-                let end = self.end;
-                let input = self.buf.get(self.start..end).unwrap_or(&[]);
-                match self.acc.feed(input) {
-                    FeedResult::Consumed => self.start = end,
-                    FeedResult::Line { line, remaining } => {
-                        self.start = end - remaining.len();
-                        return Ok(f(Got::Line(line)));
+                let input = self.buf.get(self.start..self.end).unwrap_or(&[]);
+                let newline = input.iter().position(|&b| b == b'\n');
+                if self.skipping {
+                    match newline {
+                        None => self.start = self.end,
+                        Some(i) => {
+                            self.skipping = false;
+                            self.start += i + 1;
+                        }
                     }
-                    FeedResult::Overlong { remaining } => {
-                        self.start = end - remaining.len();
+                    continue;
+                }
+                let Some(i) = newline else {
+                    if self.partial.len() + input.len() > self.max_line {
+                        trim_buf(&mut self.partial);
+                        self.skipping = true;
+                        self.start = self.end;
                         return Ok(f(Got::Overlong));
                     }
+                    self.partial.extend_from_slice(input);
+                    self.start = self.end;
+                    continue;
+                };
+                let head = input.get(..i).unwrap_or(&[]);
+                self.start += i + 1;
+                if self.partial.len() + head.len() > self.max_line {
+                    trim_buf(&mut self.partial);
+                    return Ok(f(Got::Overlong));
                 }
-                continue;
+                let line: &[u8] = if self.partial.is_empty() {
+                    head
+                } else {
+                    self.partial.extend_from_slice(head);
+                    &self.partial
+                };
+                let line = match line {
+                    [rest @ .., b'\r'] => rest,
+                    l => l,
+                };
+                if line.is_empty() {
+                    trim_buf(&mut self.partial);
+                    continue;
+                }
+                self.scratch.clear();
+                self.scratch.resize(line.len(), 0);
+                let r = f(Got::Line(line, &mut self.scratch));
+                trim_buf(&mut self.partial);
+                trim_buf(&mut self.scratch);
+                return Ok(r);
             }
             let n = self.rd.read(&mut self.buf).await?;
             if n == 0 {
@@ -485,10 +550,9 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
     };
     let (rd, mut wr) = smol::io::split(tls);
     let mut reader = LineReader::new(rd, cfg.max_line);
-    let mut scratch = vec![0u8; cfg.max_line];
 
     // Registration: the first line must be a valid hello, before the deadline.
-    let first = async { Some(read_hello(&state, &mut reader, &mut scratch).await) }
+    let first = async { Some(read_hello(&state, &mut reader).await) }
         .or(async {
             Timer::at(deadline).await;
             None
@@ -521,7 +585,7 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
     };
 
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = channel::bounded::<Line>(cfg.queue.max(2));
+    let (tx, rx) = channel::unbounded::<Line>();
     let (kill, killed) = channel::bounded::<()>(1);
     let name = hello.name;
     let registered = {
@@ -568,10 +632,11 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
         joined,
         tx: tx.clone(),
         kill: kill.clone(),
+        queue: cfg.queue,
     };
     drop(tx);
     drop(kill);
-    let reading = session(&state, &me, &mut reader, &mut scratch);
+    let reading = session(&state, &me, &mut reader);
     let writing = writer(rx, &mut wr, cfg.write_timeout);
     let end = reading
         .or(writing)
@@ -597,11 +662,7 @@ struct Hello {
 }
 
 /// Reads the first line. Outer error: the connection died; inner error: the refusal text.
-async fn read_hello(
-    state: &State,
-    reader: &mut LineReader,
-    scratch: &mut [u8],
-) -> Result<Result<Hello, String>, End> {
+async fn read_hello(state: &State, reader: &mut LineReader) -> Result<Result<Hello, String>, End> {
     let max_line = state.cfg.max_line;
     reader
         .next_with(|got| match got {
@@ -609,7 +670,7 @@ async fn read_hello(
             Got::Overlong => Ok(Err(format!(
                 "first message must be hello (line longer than {max_line} bytes)"
             ))),
-            Got::Line(line) => Ok(check_hello(line, scratch)),
+            Got::Line(line, scratch) => Ok(check_hello(line, scratch)),
         })
         .await
         .map_err(End::Io)?
@@ -640,11 +701,13 @@ struct Me {
     joined: u64,
     tx: Sender<Line>,
     kill: Sender<()>,
+    /// Lines the outbound queue may hold.
+    queue: usize,
 }
 
 impl Me {
     fn send(&self, line: Line) -> bool {
-        deliver(&self.tx, &self.kill, line)
+        deliver(&self.tx, &self.kill, self.queue, line)
     }
 }
 
@@ -653,7 +716,7 @@ struct Bucket {
     last: Instant,
 }
 
-async fn session(state: &State, me: &Me, reader: &mut LineReader, scratch: &mut [u8]) -> End {
+async fn session(state: &State, me: &Me, reader: &mut LineReader) -> End {
     let cfg = &state.cfg;
     let mut errors = 0u32;
     let mut bucket = Bucket {
@@ -672,7 +735,7 @@ async fn session(state: &State, me: &Me, reader: &mut LineReader, scratch: &mut 
         let step = reader.next_with(|got| match got {
             Got::Eof => (Step::Eof, None),
             Got::Overlong => (Step::Overlong, None),
-            Got::Line(line) => {
+            Got::Line(line, scratch) => {
                 if !take_token(cfg, &mut bucket) {
                     return (Step::Line, Some(Outcome::RateLimited));
                 }
@@ -787,9 +850,9 @@ fn handle(state: &State, me: &Me, line: &[u8], scratch: &mut [u8]) -> Outcome {
                         if let Some(p) = d.peers.get_mut(r.to) {
                             if let Some(l) = dir_line {
                                 p.seen = version;
-                                deliver(&p.tx, &p.kill, l);
+                                deliver(&p.tx, &p.kill, state.cfg.queue, l);
                             }
-                            deliver(&p.tx, &p.kill, fwd);
+                            deliver(&p.tx, &p.kill, state.cfg.queue, fwd);
                         }
                         true
                     }

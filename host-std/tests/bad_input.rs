@@ -217,6 +217,19 @@ fn bad_input_table() {
         healthy.check(case);
     }
 
+    // A line longer than the server's read buffer, sent in pieces (one TLS record each),
+    // ending in \r\n, with escapes the parser decodes: parsed whole, and so are the
+    // short lines after it.
+    let escaped = "\\u0041".repeat(1500);
+    let long = format!("{{\"type\": \"chat\", \"text\": \"{escaped}\"}}\r\n");
+    for piece in long.as_bytes().chunks(700) {
+        eve.send_bytes(piece).unwrap();
+    }
+    eve.read_until(&format!("echo: {}", "A".repeat(1500)), T);
+    eve.send_line(r#"{"type": "chat", "text": "short again"}"#);
+    eve.read_until("echo: short again", T);
+    healthy.check("line split across records");
+
     // 4. A peer that keeps sending garbage is disconnected.
     let mut spammer = Raw::register(port, server.pinned(), "spammer");
     let mut burst = Vec::new();
