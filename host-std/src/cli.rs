@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// `welcome` at once regardless).
     #[arg(long, default_value_t = 5, value_name = "MS")]
     pub users_debounce_ms: u64,
+    /// Bytes per second directory pushes may average: after a push to U users of a
+    /// D-byte directory, the next one waits U × D ÷ this (0 = no spacing).
+    #[arg(long, default_value_t = 10_000_000, value_name = "BYTES")]
+    pub users_push_rate: u64,
     /// Worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,

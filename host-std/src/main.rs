@@ -83,6 +83,7 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.keepalive = Duration::from_secs(a.keepalive.max(1));
     cfg.threads = a.threads;
     cfg.users_debounce = Duration::from_millis(a.users_debounce_ms.min(10_000));
+    cfg.users_push_rate = a.users_push_rate;
 
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let stop_tx = Arc::new(stop_tx);

@@ -56,6 +56,9 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Pause before pushing a changed directory, so bursts of joins coalesce.
     pub users_debounce: Duration,
+    /// Bytes per second that directory pushes may average (0: no spacing): after a
+    /// push of B bytes in all (users × directory line), the next waits B ÷ this.
+    pub users_push_rate: u64,
     /// Worker threads (0: one per CPU).
     pub threads: usize,
 }
@@ -91,6 +94,7 @@ impl Config {
             keepalive: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             users_debounce: Duration::from_millis(5),
+            users_push_rate: 10_000_000,
             threads: 0,
         }
     }
@@ -311,24 +315,19 @@ pub fn run(
 }
 
 async fn broadcaster(state: Arc<State>, dirty: Receiver<()>) {
-    let mut last_push: Option<Instant> = None;
+    let mut next_push: Option<Instant> = None;
     while dirty.recv().await.is_ok() {
         if !state.cfg.users_debounce.is_zero() {
             Timer::after(state.cfg.users_debounce).await;
         }
-        // Each push costs (users × directory size) bytes: with many users, space pushes
-        // out by 1 ms per user (at most 1 s), so a steady stream of joins cannot make
-        // the traffic grow with the cube of the number of users. Nobody waits for it to
-        // chat: a recipient always gets the sender's key before the sender's first message.
-        let users = state.dir().peers.len();
-        let gap = Duration::from_millis(users as u64).min(Duration::from_secs(1));
-        if let Some(t) = last_push {
-            let since = t.elapsed();
-            if since < gap {
-                Timer::after(gap - since).await;
-            }
+        // Each push costs (users × directory size) bytes, and the directory grows with
+        // the users: the pause after a push is what it cost divided by a byte budget, so
+        // however fast users join, pushes average at most `users_push_rate` bytes per
+        // second and the total for N joins stays O(N²). Nobody waits for it to chat: a
+        // recipient always gets the sender's key before the sender's first message.
+        if let Some(t) = next_push {
+            Timer::at(t).await;
         }
-        last_push = Some(Instant::now());
         // Swallow notifications that arrived during the pause: this push covers them.
         while dirty.try_recv().is_ok() {}
         let mut targets = Vec::new();
@@ -344,10 +343,54 @@ async fn broadcaster(state: Arc<State>, dirty: Receiver<()>) {
             }
             line
         };
+        let bytes = (targets.len() as u64).saturating_mul(line.len() as u64);
+        next_push = push_gap(bytes, state.cfg.users_push_rate).map(|gap| Instant::now() + gap);
         for (tx, kill) in targets {
             deliver(&tx, &kill, state.cfg.queue, line.clone());
         }
     }
+}
+
+/// The pause after a directory push of `bytes` in all, at `rate` bytes per second.
+fn push_gap(bytes: u64, rate: u64) -> Option<Duration> {
+    if rate == 0 || bytes == 0 {
+        return None;
+    }
+    // Whole microseconds, no floating point; at most about 5.8e5 years.
+    let micros = u128::from(bytes) * 1_000_000 / u128::from(rate);
+    Some(Duration::from_micros(
+        u64::try_from(micros).unwrap_or(u64::MAX),
+    ))
+}
+
+/// True for a `users` directory push (as serialized by [`line_of`]).
+fn is_users_line(line: &[u8]) -> bool {
+    line.starts_with(b"{\"type\":\"users\"")
+}
+
+/// True for a forwarded `relay` message.
+fn is_relay_line(line: &[u8]) -> bool {
+    line.starts_with(b"{\"type\":\"relay\"")
+}
+
+/// Drops `users` lines made stale by a newer one queued after them, unless a `relay`
+/// line lies between the two (its sender's key must arrive before it, and the newer
+/// directory may no longer list a sender who has since left).
+fn drop_stale_directories(batch: &mut Vec<Line>) {
+    let mut newer_ahead = false;
+    // Decided from the back; `keep` is in reverse order.
+    let mut keep = Vec::with_capacity(batch.len());
+    for line in batch.iter().rev() {
+        let users = is_users_line(line);
+        keep.push(!(users && newer_ahead));
+        if users {
+            newer_ahead = true;
+        } else if is_relay_line(line) {
+            newer_ahead = false;
+        }
+    }
+    let mut flags = keep.into_iter().rev();
+    batch.retain(|_| flags.next().unwrap_or(true));
 }
 
 /// Queues `line` for a peer; a full queue (`queue` lines waiting) means the peer does
@@ -881,11 +924,18 @@ async fn writer(rx: Receiver<Line>, wr: &mut smol::io::WriteHalf<Tls>, timeout: 
             let _ = wr.close().await;
             return End::Shutdown;
         };
+        // Write whatever else is queued before flushing once; of several directory
+        // pushes queued for a reader that is behind, only the newest is written.
+        let mut lines = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            lines.push(more);
+        }
+        if lines.len() > 1 {
+            drop_stale_directories(&mut lines);
+        }
         let batch = async {
-            wr.write_all(&first).await?;
-            // Write whatever else is queued before flushing once.
-            while let Ok(more) = rx.try_recv() {
-                wr.write_all(&more).await?;
+            for l in &lines {
+                wr.write_all(l).await?;
             }
             wr.flush().await?;
             Ok::<_, io::Error>(None)
@@ -901,5 +951,67 @@ async fn writer(rx: Receiver<Line>, wr: &mut smol::io::WriteHalf<Tls>, timeout: 
             Ok(Some(end)) => return end,
             Err(e) => return End::Io(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(n: usize) -> Line {
+        let name = format!("u{n}");
+        let key = [9u8; KEY_LEN];
+        let mut buf = vec![0u8; msg::packed_entry_len(&name)];
+        let list = UserList::pack([(name.as_str(), &key)], &mut buf).unwrap_or(UserList::EMPTY);
+        line_of(&Message::Users { users: list })
+    }
+
+    fn relay(from: &str) -> Line {
+        line_of(&Message::Relay(Relay {
+            to: "bob",
+            from: Some(from),
+            alg: None,
+            nonce: "AAAA",
+            cipher: "AAAA",
+        }))
+    }
+
+    #[test]
+    fn only_the_newest_of_adjacent_directories_is_kept() {
+        let err = error_line("x");
+        let mut batch = vec![users(1), err.clone(), users(2), users(3)];
+        drop_stale_directories(&mut batch);
+        assert_eq!(batch, vec![err, users(3)]);
+    }
+
+    #[test]
+    fn a_relay_keeps_the_directory_before_it() {
+        let r = relay("carol");
+        let mut batch = vec![users(1), users(2), r.clone(), users(3), users(4)];
+        drop_stale_directories(&mut batch);
+        assert_eq!(batch, vec![users(2), r, users(4)]);
+    }
+
+    #[test]
+    fn line_kinds_are_recognized() {
+        assert!(is_users_line(&users(1)));
+        assert!(!is_users_line(&relay("a")));
+        assert!(is_relay_line(&relay("a")));
+        assert!(!is_users_line(&directory_line(&Directory::default(), true)));
+    }
+
+    #[test]
+    fn push_gap_follows_the_byte_budget() {
+        assert_eq!(
+            push_gap(10_000_000, 10_000_000),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            push_gap(5_000, 10_000_000),
+            Some(Duration::from_micros(500))
+        );
+        assert_eq!(push_gap(0, 10_000_000), None);
+        assert_eq!(push_gap(1_000, 0), None);
+        assert!(push_gap(u64::MAX, 1).is_some());
     }
 }
