@@ -122,6 +122,44 @@ struct State {
     active: AtomicUsize,
     next_id: AtomicU64,
     dirty: Sender<()>,
+    cutoff_log: Mutex<LogBudget>,
+}
+
+/// Info-level lines about connections cut off before `hello` (failed handshakes, missed
+/// deadlines) may average this many per second: a flood of them cannot fill the disk.
+const CUTOFF_LOG_RATE: f64 = 2.0;
+/// ... in bursts of this many.
+const CUTOFF_LOG_BURST: f64 = 50.0;
+
+/// Token bucket for [`State::log_cutoff`].
+struct LogBudget {
+    tokens: f64,
+    last: Instant,
+    /// Lines demoted to debug level since the last info-level one.
+    demoted: u64,
+}
+
+impl LogBudget {
+    fn new() -> Self {
+        Self {
+            tokens: CUTOFF_LOG_BURST,
+            last: Instant::now(),
+            demoted: 0,
+        }
+    }
+
+    /// `Some(demoted since the last one)` if a line may go out at info level now.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * CUTOFF_LOG_RATE).min(CUTOFF_LOG_BURST);
+        if self.tokens < 1.0 {
+            self.demoted += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.demoted))
+    }
 }
 
 impl State {
@@ -133,6 +171,24 @@ impl State {
 
     fn mark_dirty(&self) {
         let _ = self.dirty.try_send(());
+    }
+
+    /// Logs why a connection was cut off before registering: at info level within the
+    /// budget, at debug level beyond it (and the next info line says how many).
+    fn log_cutoff(&self, addr: SocketAddr, what: fmt::Arguments<'_>) {
+        let allowed = self
+            .cutoff_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(Instant::now());
+        match allowed {
+            Some(0) => info!(%addr, "{what}"),
+            Some(n) => info!(
+                %addr,
+                "{what} ({n} earlier line(s) like this one logged at debug level only)"
+            ),
+            None => debug!(%addr, "{what}"),
+        }
     }
 }
 
@@ -204,6 +260,7 @@ impl Server {
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             dirty: dirty_tx,
+            cutoff_log: Mutex::new(LogBudget::new()),
         });
         let broadcaster = ex.spawn(broadcaster(state.clone(), dirty_rx));
         let acceptor = TlsAcceptor::from(state.cfg.tls.clone());
@@ -583,11 +640,11 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
     {
         Some(Ok(t)) => t,
         Some(Err(e)) => {
-            debug!(%addr, "TLS handshake failed: {e}");
+            state.log_cutoff(addr, format_args!("TLS handshake failed: {e}"));
             return;
         }
         None => {
-            debug!(%addr, "{}", End::HelloTimeout);
+            state.log_cutoff(addr, format_args!("{}", End::HelloTimeout));
             return;
         }
     };
@@ -603,7 +660,7 @@ async fn connection(state: Arc<State>, acceptor: TlsAcceptor, tcp: TcpStream, ad
         .await;
     let hello = match first {
         None => {
-            debug!(%addr, "{}", End::HelloTimeout);
+            state.log_cutoff(addr, format_args!("{}", End::HelloTimeout));
             return;
         }
         Some(Err(end)) => {
@@ -1013,5 +1070,26 @@ mod tests {
         assert_eq!(push_gap(0, 10_000_000), None);
         assert_eq!(push_gap(1_000, 0), None);
         assert!(push_gap(u64::MAX, 1).is_some());
+    }
+}
+
+#[cfg(test)]
+mod log_budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_demoted_and_counted() {
+        let mut b = LogBudget::new();
+        let t0 = b.last;
+        let burst = CUTOFF_LOG_BURST as usize;
+        // The burst at one instant, then demotions, counted.
+        let allowed = (0..burst + 30).filter(|_| b.take(t0).is_some()).count();
+        assert_eq!(allowed, burst);
+        assert_eq!(b.demoted, 30);
+        // A second later tokens are back; the next info line reports the demotions.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.take(t1), Some(30));
+        assert_eq!(b.take(t1), Some(0));
+        assert_eq!(b.take(t1), None);
     }
 }

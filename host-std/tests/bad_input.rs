@@ -245,6 +245,38 @@ fn bad_input_table() {
 }
 
 #[test]
+fn connections_cut_off_before_hello_are_logged_at_info_level() {
+    let dir = TempDir::new("cutofflog");
+    let server = Server::start_logging(
+        &dir.path("server.crt"),
+        &dir.path("server.key"),
+        &["--hello-timeout", "1"],
+        "info",
+    );
+    let port = server.port();
+    // Not TLS: the handshake fails.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let _ = tcp.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 4, 5]);
+    let local = tcp.local_addr().unwrap();
+    let mut b = [0u8; 512];
+    let _ = tcp.read(&mut b);
+    let l = server.err.wait_for("TLS handshake failed");
+    assert!(l.contains(&format!("addr={local}")), "{l}");
+    // TCP then silence: the deadline.
+    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let local = silent.local_addr().unwrap();
+    let l = server
+        .err
+        .wait_for("no TLS handshake and hello before the deadline");
+    assert!(l.contains(&format!("addr={local}")), "{l}");
+    assert!(
+        !server.err.contains("DEBUG"),
+        "debug lines at RUST_LOG=info"
+    );
+}
+
+#[test]
 fn rate_limit_and_connection_limit() {
     let dir = TempDir::new("limits");
     let server = Server::start(

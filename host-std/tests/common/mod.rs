@@ -199,6 +199,11 @@ impl Server {
     }
 
     pub fn start_with(cert: &Path, key: &Path, extra: &[&str]) -> Self {
+        Self::start_logging(cert, key, extra, "debug")
+    }
+
+    /// Like [`Server::start_with`], with `RUST_LOG` set to `log`.
+    pub fn start_logging(cert: &Path, key: &Path, extra: &[&str], log: &str) -> Self {
         let bind: &[&str] = if extra.contains(&"--bind") {
             &[]
         } else {
@@ -212,7 +217,7 @@ impl Server {
             .arg("--key")
             .arg(key)
             .args(extra)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
