@@ -84,6 +84,7 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.threads = a.threads;
     cfg.users_debounce = Duration::from_millis(a.users_debounce_ms.min(10_000));
     cfg.users_push_rate = a.users_push_rate;
+    raise_nofile(cfg.max_connections);
 
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let stop_tx = Arc::new(stop_tx);
@@ -130,3 +131,39 @@ fn serve(a: ServeArgs) -> i32 {
         }
     }
 }
+
+/// Raises the soft limit on open files to the hard limit, so many connections work
+/// without `ulimit -n`, and says what the limit is.
+#[cfg(unix)]
+fn raise_nofile(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("cannot read the open files limit: {e}");
+            return;
+        }
+    };
+    let soft = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    tracing::info!("open files limit: {soft} (hard limit {hard})");
+    // Each connection is one descriptor; keep a few for the listener, logs and files.
+    if u64::try_from(max_connections).map_or(true, |m| m.saturating_add(32) > soft) {
+        tracing::warn!(
+            "--max-connections {max_connections} is near or above the open files limit \
+             ({soft}): accepts will fail before it is reached"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_nofile(_max_connections: usize) {}

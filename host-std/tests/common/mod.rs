@@ -204,12 +204,32 @@ impl Server {
 
     /// Like [`Server::start_with`], with `RUST_LOG` set to `log`.
     pub fn start_logging(cert: &Path, key: &Path, extra: &[&str], log: &str) -> Self {
+        Self::spawn(Command::new(BIN), cert, key, extra, log)
+    }
+
+    /// Like [`Server::start`], from a shell that first lowers the soft limit on open
+    /// files to `soft`.
+    pub fn start_soft_nofile(dir: &TempDir, soft: u64) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -S -n {soft} && exec \"$0\" \"$@\""))
+            .arg(BIN);
+        Self::spawn(
+            cmd,
+            &dir.path("server.crt"),
+            &dir.path("server.key"),
+            &[],
+            "info",
+        )
+    }
+
+    fn spawn(mut cmd: Command, cert: &Path, key: &Path, extra: &[&str], log: &str) -> Self {
         let bind: &[&str] = if extra.contains(&"--bind") {
             &[]
         } else {
             &["--bind", "127.0.0.1:0"]
         };
-        let mut child = Command::new(BIN)
+        let mut child = cmd
             .arg("serve")
             .args(bind)
             .arg("--cert")
