@@ -157,7 +157,10 @@ fn raise_nofile(max_connections: usize) {
     };
     tracing::info!("open files limit: {soft} (hard limit {hard})");
     // Each connection is one descriptor; keep a few for the listener, logs and files.
-    if u64::try_from(max_connections).map_or(true, |m| m.saturating_add(32) > soft) {
+    // (rlim_t is 32 bits on 32-bit ARM, 64 bits elsewhere.)
+    #[allow(clippy::useless_conversion)]
+    let soft_u64 = u64::from(soft);
+    if u64::try_from(max_connections).map_or(true, |m| m.saturating_add(32) > soft_u64) {
         tracing::warn!(
             "--max-connections {max_connections} is near or above the open files limit \
              ({soft}): accepts will fail before it is reached"
