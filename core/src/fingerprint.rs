@@ -122,7 +122,7 @@ impl AsRef<str> for SafetyCode {
 pub fn safety_code(key: &[u8; 32]) -> SafetyCode {
     let digest = Sha256::digest(key);
     let mut digits = digest.chunks_exact(4).flat_map(|word| {
-        let mut word = word.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+        let mut word = u32::from_be_bytes(word.try_into().unwrap_or_default());
         let mut ten = [b'0'; 10];
         for d in ten.iter_mut().rev() {
             *d = b'0' + u8::try_from(word % 10).unwrap_or(0);

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Independent implementation of Seguro's per-key fingerprints (PROTOCOL.md section 5 and
+core/src/fingerprint.rs), written from their description with nothing but hashlib.
+
+Writes fingerprints-v1.json beside this file. Deterministic: running it again gives the
+same bytes. The keys are 32-byte strings (any 32 bytes: fingerprints hash the encoding,
+they do not check the point), chosen to exercise every digit position and the edges.
+
+    short(pub)       = hex(SHA-256(pub))[:16] as "xxxxxxxx-xxxxxxxx"
+    safety_code(pub) = SHA-256(pub) as eight big-endian u32 words, each written as 10
+                       zero-padded decimal digits, all 80 digits cut into 16 groups of 5
+                       joined by single spaces
+"""
+import base64
+import hashlib
+import json
+import pathlib
+import struct
+
+
+def short(pub: bytes) -> str:
+    h = hashlib.sha256(pub).hexdigest()[:16]
+    return h[:8] + "-" + h[8:]
+
+
+def safety_code(pub: bytes) -> str:
+    words = struct.unpack(">8I", hashlib.sha256(pub).digest())
+    digits = "".join("%010d" % w for w in words)
+    return " ".join(digits[i : i + 5] for i in range(0, 80, 5))
+
+
+def keys():
+    yield "zeros", bytes(32)
+    yield "ones", b"\xff" * 32
+    yield "counting", bytes(range(32))
+    # alice_pub of vector v1-1-0 in ../shared/vectors/e2ee-v1.json
+    yield "reference-alice", bytes.fromhex(
+        "74f1c08a94005d9530beb2b536c38a5505723c6b7c78b3df8b4b65780a04046d"
+    )
+    for i in range(24):
+        yield "derived-%02d" % i, hashlib.sha256(b"seguro fingerprint vector %d" % i).digest()
+
+
+def main():
+    out = []
+    for name, pub in keys():
+        digest = hashlib.sha256(pub).digest()
+        out.append(
+            {
+                "name": name,
+                "pub": base64.b64encode(pub).decode(),
+                "sha256": digest.hex(),
+                "short": short(pub),
+                "safety_code": safety_code(pub),
+            }
+        )
+    path = pathlib.Path(__file__).with_name("fingerprints-v1.json")
+    doc = {
+        "about": "Seguro per-key fingerprints, made by fingerprints.py (hashlib only)",
+        "vectors": out,
+    }
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
