@@ -30,5 +30,7 @@ pub mod frame;
 mod json;
 pub mod limits;
 pub mod msg;
+pub mod store;
+pub mod trust;
 
 pub use rand_core;
