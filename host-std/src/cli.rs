@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
     about,
     long_about = None,
     propagate_version = true,
-    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line, 3 TLS refused (certificate not the\npinned one), 4 cannot connect or refused by the server.\nLogs: RUST_LOG=debug (standard error)."
+    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line, 3 TLS refused (certificate not the\npinned one), 4 cannot connect or refused by the server, 5 an identity or contacts file is unusable
+(corrupt, truncated, readable by others, from a newer Seguro).\nLogs: RUST_LOG=debug (standard error)."
 )]
 pub struct Cli {
     /// What to do.
@@ -30,6 +31,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Generate a self-signed ECDSA P-256 certificate and key for the server.
     GenCert(GenCertArgs),
+    /// Show, create, rotate, back up and restore your long-term identities.
+    Id(IdArgs),
 }
 
 /// `seguro serve`.
@@ -113,6 +116,10 @@ pub struct ChatArgs {
     /// Do not reconnect when the connection drops.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// Where identities and contacts are kept (default: $XDG_DATA_HOME/seguro, else
+    /// ~/.local/share/seguro). The identity of <USER> is made there on first use.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `seguro gen-cert`.
@@ -133,4 +140,78 @@ pub struct GenCertArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `seguro id`.
+#[derive(Debug, Args)]
+#[command(after_help = "Your identity (an X25519 key pair, the key peers see, and an Ed25519 \
+signing key for protocol v2) is made by the first `seguro chat USER ...` and kept in\n\
+$XDG_DATA_HOME/seguro/users/USER/ (else ~/.local/share/seguro/users/USER/), mode 0600.\n\
+Back it up or move it with `seguro id export USER FILE` and `seguro id import FILE`, or copy\n\
+that directory keeping its permissions (cp -a, tar, rsync -a).")]
+pub struct IdArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: IdCommand,
+}
+
+/// `--state-dir`.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Where identities and contacts are kept (default: $XDG_DATA_HOME/seguro, else
+    /// ~/.local/share/seguro).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The `seguro id` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Show the fingerprint and safety code of <USER>'s identity (without <USER>: list
+    /// the identities).
+    Show {
+        /// The user name.
+        user: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Make <USER>'s identity now (`seguro chat` makes it on first use).
+    Create {
+        /// The user name.
+        user: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Replace <USER>'s identity by a new one. Every peer will see KEY CHANGED, and
+    /// contacts who verified you must verify again: only if the key may be compromised.
+    Rotate {
+        /// The user name.
+        user: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Write <USER>'s identity and contacts to <FILE> (a new file, mode 0600) to back
+    /// them up or move them to another machine. The file holds your secret keys.
+    Export {
+        /// The user name.
+        user: String,
+        /// The file to write.
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Install an identity and its contacts from a file made by `seguro id export`.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        /// Replace an existing identity of the same user (peers will see KEY CHANGED
+        /// unless it is the same key).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }

@@ -23,7 +23,6 @@ use smol::net::TcpStream;
 
 use seguro_core::client::{Client, ClientError, Event};
 use seguro_core::command::{self, Command, CommandError};
-use seguro_core::e2ee::KeyPair;
 use seguro_core::fingerprint;
 use seguro_core::frame::{FeedResult, LineAccumulator};
 
@@ -222,7 +221,16 @@ pub fn run(a: ChatArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let keys = KeyPair::generate(&mut OsRng);
+    let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
+        Ok((keys, note)) => {
+            note.inspect(|n| printer.print(&output::sys(n)));
+            keys
+        }
+        Err(e) => {
+            printer.print(&output::error(&e.to_string()));
+            return e.exit_code();
+        }
+    };
     let client = match ChatClient::new(&a.user, keys) {
         Ok(c) => Box::new(c),
         Err(e) => {

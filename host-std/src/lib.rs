@@ -6,10 +6,12 @@
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod identity;
 pub mod keycheck;
 pub mod output;
 pub mod pin;
 pub mod server;
+pub mod state;
 pub mod tls;
 
 /// Process exit codes.
@@ -24,6 +26,9 @@ pub mod exit {
     pub const TLS: i32 = 3;
     /// The server could not be reached, or refused us (e.g. name taken).
     pub const CONNECT: i32 = 4;
+    /// An identity or contacts file is unusable (corrupt, truncated, accessible to
+    /// other users, from a newer Seguro, made for another name).
+    pub const STATE: i32 = 5;
 }
 
 /// Installs the tracing subscriber: logs to stderr, filtered by `RUST_LOG`

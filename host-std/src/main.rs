@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             seguro::client::run(a)
         }
         Command::GenCert(a) => gen_cert(a),
+        Command::Id(a) => seguro::identity::run(a),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -55,7 +55,7 @@ type Shared = (Mutex<(Vec<String>, bool)>, Condvar);
 pub struct Lines(Arc<Shared>);
 
 impl Lines {
-    fn spawn_reader(&self, r: impl Read + Send + 'static) {
+    pub fn spawn_reader(&self, r: impl Read + Send + 'static) {
         let me = self.clone();
         thread::spawn(move || {
             let mut br = BufReader::new(r);
@@ -289,6 +289,8 @@ pub struct Chat {
     stdin: Option<ChildStdin>,
     pub out: Lines,
     pub err: Lines,
+    /// A fresh `XDG_DATA_HOME` (so a fresh identity) unless `--state-dir` was given.
+    _state: Option<TempDir>,
 }
 
 impl Chat {
@@ -297,7 +299,12 @@ impl Chat {
     }
 
     pub fn start_host(user: &str, host: &str, port: u16, cert: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        let state = (!extra.contains(&"--state-dir")).then(|| TempDir::new("state"));
+        let mut cmd = Command::new(BIN);
+        if let Some(s) = &state {
+            cmd.env("XDG_DATA_HOME", &s.0);
+        }
+        let mut child = cmd
             .args(["chat", user, host, &port.to_string(), "--cert"])
             .arg(cert)
             .args(extra)
@@ -316,6 +323,7 @@ impl Chat {
             stdin,
             out,
             err,
+            _state: state,
         }
     }
 

@@ -135,7 +135,8 @@ class Interop(unittest.TestCase):
         return self.port_of(s)
 
     def rs_client(self, user, port, crt):
-        c = self.start([BIN, "chat", user, "127.0.0.1", str(port), "--cert", crt])
+        c = self.start([BIN, "chat", user, "127.0.0.1", str(port), "--cert", crt,
+                        "--state-dir", self.path("state")])
         c.wait_for("[SYS] connected to 127.0.0.1:%d as %s" % (port, user))
         return c
 
