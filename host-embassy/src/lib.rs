@@ -98,6 +98,7 @@ pub mod output;
 pub mod pin;
 pub mod rng;
 pub mod session;
+pub mod store;
 pub mod tls;
 
 pub use embedded_tls;

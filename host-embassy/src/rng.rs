@@ -18,6 +18,17 @@
 //!
 //! Extra material (a device secret from flash, a saved seed file updated at each boot)
 //! can only help: absorbing predictable bytes never weakens the seed.
+//!
+//! # A seed kept in flash
+//!
+//! A board with a flash store ([`crate::store`]) keeps a 32-byte seed there. At every
+//! boot, [`crate::store::FlashStore::boot_rng`] absorbs the stored seed and the boot
+//! counter together with the fresh entropy, and [`Seeder::finish_with_next`] derives
+//! two independent values from everything absorbed: the seed of this boot's generator
+//! and the seed to store for the next boot. The next seed is written to flash before
+//! the generator is handed out, so even a board whose fresh entropy repeats exactly
+//! (a weak ring oscillator, a cold start) never runs the same stream twice, and reading
+//! the flash later reveals nothing of the stream this boot used.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
@@ -79,6 +90,25 @@ impl Seeder {
     pub fn finish(self) -> SeededRng {
         let seed: [u8; 32] = self.hash.finalize().into();
         SeededRng(ChaCha20Rng::from_seed(seed))
+    }
+
+    /// The CSPRNG and, independent of it, a seed to keep for the next boot: with `d`
+    /// the SHA-256 of everything absorbed, the generator is seeded with
+    /// `SHA-256(label ‖ "rng" ‖ d)` and the next seed is `SHA-256(label ‖ "next" ‖ d)`.
+    /// Knowing the next seed tells nothing about this generator's stream.
+    pub fn finish_with_next(self) -> (SeededRng, [u8; 32]) {
+        let mut digest: [u8; 32] = self.hash.finalize().into();
+        let derive = |what: &[u8]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(SEED_LABEL);
+            h.update(what);
+            h.update(digest);
+            h.finalize().into()
+        };
+        let rng = derive(b"rng");
+        let next = derive(b"next");
+        digest.fill(0);
+        (SeededRng(ChaCha20Rng::from_seed(rng)), next)
     }
 }
 
@@ -150,6 +180,34 @@ mod tests {
         assert_eq!(a.next_u64(), b.next_u64());
         b.mix(b"jitter");
         assert_ne!(a.next_u64(), b.next_u64());
+    }
+
+    #[test]
+    fn finish_with_next_splits_the_stream_from_the_next_seed() {
+        let mut a = Seeder::new();
+        a.absorb(b"entropy");
+        let (mut rng, next) = a.finish_with_next();
+        let mut b = Seeder::new();
+        b.absorb(b"entropy");
+        let (mut rng2, next2) = b.finish_with_next();
+        assert_eq!(next, next2);
+        let mut out = [0u8; 32];
+        rng.fill_bytes(&mut out);
+        let mut out2 = [0u8; 32];
+        rng2.fill_bytes(&mut out2);
+        assert_eq!(out, out2);
+        // The next seed is neither the stream nor what `finish` would have seeded.
+        assert_ne!(out, next);
+        let mut c = Seeder::new();
+        c.absorb(b"entropy");
+        let mut plain = c.finish();
+        let mut out3 = [0u8; 32];
+        plain.fill_bytes(&mut out3);
+        assert_ne!(out3, out);
+        let mut d = SeededRng::from_seed(next);
+        let mut out4 = [0u8; 32];
+        d.fill_bytes(&mut out4);
+        assert_ne!(out4, out);
     }
 
     #[test]
