@@ -5,8 +5,9 @@ Inside a network namespace of its own (no other network, nothing outside it is
 touched): the real `seguro serve` on the kernel side of a TAP device, the Linux
 runner of `seguro-embassy` (embassy-net on the TAP, embedded-tls, seguro-core) and a
 desktop `seguro chat`. Checks /to both ways, /server, /list (with fingerprints that
-agree across clients), reconnection after a server restart, and refusals: a wrong
-pinned certificate, an RSA server, an RSA pin.
+agree across clients), reconnection after a server restart, a restart of the board
+with the same flash image (same identity, no warning at its peer, the boot counter
+advanced), and refusals: a wrong pinned certificate, an RSA server, an RSA pin.
 
 usage: tap_e2e.py <netns-name> <seguro> <seguro-embassy-linux>   (as root)
 Every wait has a timeout; the namespace is removed on exit, also on failure.
@@ -164,16 +165,20 @@ def main():
         run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", rsa_key, "-out", rsa_crt,
             "-days", "2", "-nodes", "-subj", "/CN=servidor-local")
 
-        print("== server and board client", flush=True)
+        print("== server and board client (with a flash image)", flush=True)
         server = serve("server", server_crt, server_key)
-        alice = board("alice", server_crt)
+        flash = f"{work}/alice.flash"
+        alice = board("alice", server_crt, extra=("--flash", flash))
+        _, boot1 = alice.expect_prefix(f"[SYS] flash {flash}: boot 1, identity created (fp ")
+        alice_fp = boot1.split("(fp ")[1].split(")")[0]
         # The runner attaches to the TAP; only then does the link come up.
         wait_for(lambda: operstate() == "up", f"{TAP} operstate up")
         alice.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as alice")
 
         print("== desktop client joins", flush=True)
         m = alice.mark()
-        bob = start("bob", [seguro, "chat", "bob", SERVER_IP, str(PORT), "--cert", server_crt])
+        bob = start("bob", [seguro, "chat", "bob", SERVER_IP, str(PORT), "--cert", server_crt,
+                            "--state-dir", f"{work}/state"])
         bob.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as bob")
         alice.expect_prefix("[SYS] bob joined, fp ", since=m)
 
@@ -234,9 +239,32 @@ def main():
         bob.expect_line("[alice] back again", since=mb)
 
         print("== /quit", flush=True)
+        mb = bob.mark()
         alice.send("/quit")
         if alice.wait_exit() != 0:
             raise Fail("the runner did not exit with 0 after /quit")
+        bob.expect_line("[SYS] alice left", since=mb)
+
+        print("== the board restarts with the same flash: same key, bob sees no warning", flush=True)
+        alice = board("alice", server_crt, extra=("--flash", flash))
+        alice.expect_line(f"[SYS] flash {flash}: boot 2, identity loaded (fp {alice_fp}), 0 contact(s)")
+        alice.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as alice")
+        bob.expect_line(f"[SYS] alice joined, fp {alice_fp}", since=mb)
+        alice.send("/to bob same key after a reboot")
+        bob.expect_line("[alice] same key after a reboot", since=mb)
+        warned = bob.none_match(lambda l: l.startswith("[WARN]"), since=mb)
+        if warned:
+            raise Fail(f"bob warned about the restarted board: {warned}")
+        alice.send("/quit")
+        if alice.wait_exit() != 0:
+            raise Fail("the restarted runner did not exit with 0 after /quit")
+        # Without the flash image the board is a new identity: bob does warn.
+        mb = bob.mark()
+        eve = board("alice", server_crt)
+        eve.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as alice")
+        bob.expect_prefix("[WARN] KEY CHANGED for alice: fp was ", since=mb)
+        eve.send("/quit")
+        eve.wait_exit()
 
         print("== a wrong pinned certificate is refused", flush=True)
         mb = bob.mark()

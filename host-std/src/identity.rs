@@ -64,14 +64,13 @@ pub fn load(dir: &StateDir, user: &str) -> Result<Option<Identity>, StateError> 
 
 fn write_identity(dir: &StateDir, user: &str, id: &Identity) -> Result<PathBuf, StateError> {
     let path = dir.identity_path(user);
-    let data = state::encode_vec(|buf| id.encode_file(user, buf)).map_err(|err| {
-        StateError::Corrupt {
+    let data =
+        state::encode_vec(|buf| id.encode_file(user, buf)).map_err(|err| StateError::Corrupt {
             path: path.clone(),
             err,
             user: user.to_owned(),
             identity: true,
-        }
-    })?;
+        })?;
     state::write_atomic(&path, &data)?;
     Ok(path)
 }
@@ -211,7 +210,8 @@ pub fn import(dir: &StateDir, file: &Path, force: bool) -> Result<(String, Ident
             kind: kind::IDENTITY,
         })
     })?;
-    let mut trust = TrustFile::decode(&data, file_type::BUNDLE, &[kind::IDENTITY]).map_err(corrupt)?;
+    let mut trust =
+        TrustFile::decode(&data, file_type::BUNDLE, &[kind::IDENTITY]).map_err(corrupt)?;
     let user = name.as_str().to_owned();
     check_name(&user)?;
     let _lock = dir.lock(&user)?;
@@ -278,7 +278,10 @@ fn show(dir: &StateDir, user: &str) -> Result<(), StateError> {
         let label = if i == 0 { "safety code" } else { "" };
         println!("  {label:<11}  {}", row.join(" "));
     }
-    println!("  signing key  {} (Ed25519, protocol v2)", hex(&id.ed25519_public()));
+    println!(
+        "  signing key  {} (Ed25519, protocol v2)",
+        hex(&id.ed25519_public())
+    );
     println!("  created      {}", date(id.created()));
     let verified = trust.store.iter().filter(|c| c.verified()).count();
     println!(
@@ -344,9 +347,7 @@ fn rotate_cmd(dir: &StateDir, user: &str, yes: bool) -> Result<i32, StateError> 
     );
     drop(old);
     if !yes && !confirm(user) {
-        eprintln!(
-            "error: not confirmed; nothing changed (to rotate without a prompt, pass --yes)"
-        );
+        eprintln!("error: not confirmed; nothing changed (to rotate without a prompt, pass --yes)");
         return Ok(exit::ERROR);
     }
     let (old, new) = rotate(dir, user)?;

@@ -678,12 +678,18 @@ mod tests {
         let root = temp("atomic");
         let sd = StateDir::locate(Some(&root)).unwrap();
         let dir = sd.prepare("bob").unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let p = dir.join("f");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!dir.join(".f.tmp").exists());
         assert_eq!(read_private(&p, "bob", false).unwrap().unwrap(), b"two");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
@@ -692,7 +698,11 @@ mod tests {
         assert!(e.to_string().contains("chmod 600"), "{e}");
         assert!(e.to_string().contains("seguro id rotate bob"), "{e}");
         assert_eq!(e.exit_code(), exit::STATE);
-        assert!(read_private(&dir.join("none"), "bob", false).unwrap().is_none());
+        assert!(
+            read_private(&dir.join("none"), "bob", false)
+                .unwrap()
+                .is_none()
+        );
         assert!(matches!(
             read_private(&dir, "bob", false),
             Err(StateError::NotAFile { .. })
@@ -729,7 +739,16 @@ mod tests {
         data[mid] ^= 0x20;
         fs::write(&p, &data).unwrap();
         let e = TrustFile::load(&sd, "alice").err().unwrap();
-        assert!(matches!(e, StateError::Corrupt { identity: false, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                StateError::Corrupt {
+                    identity: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("corrupt"), "{e}");
         assert_eq!(fs::read(&p).unwrap(), data);
         fs::remove_dir_all(&root).unwrap();

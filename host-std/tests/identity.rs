@@ -66,7 +66,11 @@ fn joined_fp(lines: &Lines, user: &str, nth: usize) -> String {
         .filter(|l| l.starts_with(&prefix))
         .nth(nth - 1)
         .unwrap();
-    l[prefix.len()..].split_whitespace().next().unwrap().to_owned()
+    l[prefix.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -79,7 +83,9 @@ fn a_restarted_client_presents_the_same_key_and_peers_see_no_warning() {
 
     let bob = Chat::connect("bob", port, &cert);
     let alice = chat_in("alice", port, &cert, &state);
-    let created = alice.out.wait_for("[SYS] created a new identity for alice: fp ");
+    let created = alice
+        .out
+        .wait_for("[SYS] created a new identity for alice: fp ");
     let fp1 = joined_fp(&bob.out, "alice", 1);
     assert!(created.contains(&fp1), "{created} vs {fp1}");
     assert_eq!(shown_fp(&state, "alice"), fp1);
@@ -99,7 +105,8 @@ fn a_restarted_client_presents_the_same_key_and_peers_see_no_warning() {
     assert!(!alice.out.contains("created a new identity"));
     let (code, _) = alice.finish();
     assert_eq!(code, Some(0));
-    bob.out.wait_count("alice left", 2, T, |l| l == "[SYS] alice left");
+    bob.out
+        .wait_count("alice left", 2, T, |l| l == "[SYS] alice left");
     assert!(
         !bob.out.contains("[WARN]"),
         "bob warned: {:?}",
@@ -132,7 +139,10 @@ fn the_default_location_is_xdg_data_home_then_home() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(home.join(".local/share/seguro/users/carol/identity").is_file());
+    assert!(
+        home.join(".local/share/seguro/users/carol/identity")
+            .is_file()
+    );
     for d in [
         home.join(".local/share/seguro"),
         home.join(".local/share/seguro/users/carol"),
@@ -252,7 +262,14 @@ fn kill_9_while_writing_leaves_the_old_file_or_the_new_one() {
 /// before connecting.
 fn chat_once(state: &Path, cert: &Path) -> (Option<i32>, String) {
     let mut child = Command::new(BIN)
-        .args(["chat", "alice", "127.0.0.1", "9", "--no-reconnect", "--cert"])
+        .args([
+            "chat",
+            "alice",
+            "127.0.0.1",
+            "9",
+            "--no-reconnect",
+            "--cert",
+        ])
         .arg(cert)
         .arg("--state-dir")
         .arg(state)
@@ -294,18 +311,41 @@ fn corrupt_truncated_exposed_and_misplaced_files_get_a_clear_error() {
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x01;
     let cases: Vec<(&str, Vec<u8>, u32, &str)> = vec![
-        ("truncated", good[..good.len() - 7].to_vec(), 0o600, "truncated"),
+        (
+            "truncated",
+            good[..good.len() - 7].to_vec(),
+            0o600,
+            "truncated",
+        ),
         ("empty", Vec::new(), 0o600, "truncated"),
-        ("one bit flipped", flipped, 0o600, "corrupt (checksum mismatch)"),
-        ("garbage", b"not a key at all\n".to_vec(), 0o600, "not a Seguro state file"),
-        ("world-readable", good.clone(), 0o644, "accessible to other users (mode 0644)"),
+        (
+            "one bit flipped",
+            flipped,
+            0o600,
+            "corrupt (checksum mismatch)",
+        ),
+        (
+            "garbage",
+            b"not a key at all\n".to_vec(),
+            0o600,
+            "not a Seguro state file",
+        ),
+        (
+            "world-readable",
+            good.clone(),
+            0o644,
+            "accessible to other users (mode 0644)",
+        ),
         ("group-readable", good.clone(), 0o640, "chmod 600"),
     ];
     for (what, data, mode, needle) in cases {
         put(&data, mode);
         let (code, out) = chat_once(&state, &cert);
         assert_eq!(code, Some(5), "{what}: {out}");
-        assert!(out.contains("[ERROR]") && out.contains(needle), "{what}: {out}");
+        assert!(
+            out.contains("[ERROR]") && out.contains(needle),
+            "{what}: {out}"
+        );
         // Left exactly as it was: nothing replaced silently.
         assert_eq!(std::fs::read(&file).unwrap(), data, "{what}");
         let o = seguro(&["id", "show", "alice", "--state-dir", s]);
@@ -315,7 +355,10 @@ fn corrupt_truncated_exposed_and_misplaced_files_get_a_clear_error() {
     // Every refusal explains how to recover.
     put(&good[..good.len() - 1], 0o600);
     let (_, out) = chat_once(&state, &cert);
-    assert!(out.contains("never replaces an identity by itself"), "{out}");
+    assert!(
+        out.contains("never replaces an identity by itself"),
+        "{out}"
+    );
     assert!(out.contains("seguro id import"), "{out}");
 
     // Alice's identity copied to bob's place.
@@ -326,7 +369,11 @@ fn corrupt_truncated_exposed_and_misplaced_files_get_a_clear_error() {
     std::fs::set_permissions(&bob, std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = seguro(&["id", "show", "bob", "--state-dir", s]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(text(&o).contains("holds the identity of \"alice\", not of \"bob\""), "{}", text(&o));
+    assert!(
+        text(&o).contains("holds the identity of \"alice\", not of \"bob\""),
+        "{}",
+        text(&o)
+    );
 
     // A corrupt contact list is refused too (and left alone).
     let trust = state.join("users/alice/trust");
@@ -348,7 +395,12 @@ fn rotate_asks_export_and_import_move_the_identity() {
     let a = dir.path("machine-a");
     let b = dir.path("machine-b");
     let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
-    assert_eq!(seguro(&["id", "create", "erin", "--state-dir", sa]).status.code(), Some(0));
+    assert_eq!(
+        seguro(&["id", "create", "erin", "--state-dir", sa])
+            .status
+            .code(),
+        Some(0)
+    );
     let o = seguro(&["id", "create", "erin", "--state-dir", sa]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("already exists"), "{}", text(&o));
@@ -396,7 +448,11 @@ fn rotate_asks_export_and_import_move_the_identity() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let new_fp = shown_fp(&b, "erin");
     assert_ne!(new_fp, fp);
-    assert!(text(&o).contains(&new_fp) && text(&o).contains(&fp), "{}", text(&o));
+    assert!(
+        text(&o).contains(&new_fp) && text(&o).contains(&fp),
+        "{}",
+        text(&o)
+    );
     let o = seguro(&["id", "import", bs, "--force", "--state-dir", sb]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(shown_fp(&b, "erin"), fp);

@@ -7,12 +7,18 @@
 //!
 //! ```text
 //! seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user>
-//!     [--gateway <ipv4>] [--tls-read-buffer <bytes>]
+//!     [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]
 //! ```
 //!
 //! `--tls-read-buffer` sizes embedded-tls's record buffer like a board would (default
 //! 16 640, enough for any server; a server started with `--max-fragment-size F` needs
 //! only F + 17).
+//!
+//! `--flash FILE` keeps what a board keeps in flash (`seguro_embassy::store`: the
+//! identity, the RNG seed and boot counter, the trust store) in FILE, a 32 KiB image of
+//! NOR flash (created erased on first use): the identity survives restarts and the RNG
+//! seed advances at every start, exactly as on a board. Without it, every start makes
+//! a new identity and seeds from fresh entropy alone.
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -35,7 +41,7 @@ type Mutex = CriticalSectionRawMutex;
 type CommandChannel = Commands<Mutex, 4>;
 type EventChannel = Events<Mutex, 8>;
 
-const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>]";
+const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]";
 
 /// The default record buffer: the largest TLS 1.3 record (16 KiB of plain text, a
 /// content-type byte, the tag and what a server may pad).
@@ -49,6 +55,7 @@ struct Args {
     user: String,
     gateway: Option<Ipv4Addr>,
     tls_read: usize,
+    flash: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
     let mut cert = None;
     let mut gateway = None;
     let mut tls_read = TLS_READ_DEFAULT;
+    let mut flash = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -72,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| (512..=65_536).contains(n))
                     .ok_or_else(|| format!("bad --tls-read-buffer (512..=65536): {n}"))?;
             }
+            "--flash" => flash = Some(it.next().ok_or("--flash needs a file")?.into()),
             "-h" | "--help" => return Err(String::new()),
             _ => positional.push(arg),
         }
@@ -98,6 +107,7 @@ fn parse_args() -> Result<Args, String> {
         user,
         gateway,
         tls_read,
+        flash,
     })
 }
 
@@ -136,14 +146,58 @@ fn wait_link_up(tap: &str) {
     }
 }
 
-fn seed() -> Result<SeededRng, String> {
+fn entropy() -> Result<[u8; 64], String> {
     let mut entropy = [0u8; 64];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut entropy))
         .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(entropy)
+}
+
+fn seed() -> Result<SeededRng, String> {
     let mut seeder = Seeder::new();
-    seeder.absorb(&entropy);
+    seeder.absorb(&entropy()?);
     Ok(seeder.finish())
+}
+
+/// Pages of the runner's flash image (32 KiB: identity, seed and 16 contacts with room
+/// to spare).
+const FLASH_PAGES: u32 = 8;
+
+/// Contacts the runner's trust store holds.
+const FLASH_CONTACTS: usize = 16;
+
+/// Boots from the flash image at `path` like a board: the generator from the stored
+/// seed and fresh entropy (the seed replaced first), then the stored identity or a new
+/// one, and the trust store checked. Returns the generator and the key pair.
+fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair), String> {
+    use seguro_embassy::store::FlashStore;
+    use seguro_embassy::store::file::{ERASE_SIZE, FileFlash};
+    let what = |e: &dyn std::fmt::Display| format!("flash {}: {e}", path.display());
+    let flash = FileFlash::open(path, FLASH_PAGES).map_err(|e| what(&e))?;
+    let mut store =
+        FlashStore::new(flash, 0..FLASH_PAGES * ERASE_SIZE as u32).map_err(|e| what(&e))?;
+    let mut boot = embassy_futures::block_on(store.boot_rng(&entropy()?)).map_err(|e| what(&e))?;
+    let (id, created) = embassy_futures::block_on(store.identity(user, &mut boot.rng, boot.boots))
+        .map_err(|e| what(&e))?;
+    let mut trust = Box::new(seguro_embassy::seguro_core::trust::TrustStore::<
+        FLASH_CONTACTS,
+    >::new());
+    let loaded = embassy_futures::block_on(store.load_trust(&mut trust)).map_err(|e| what(&e))?;
+    print_line(&format!(
+        "[SYS] flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
+        path.display(),
+        boot.boots,
+        if boot.seed_lost {
+            " (stored seed unreadable: fresh entropy only)"
+        } else {
+            ""
+        },
+        if created { "created" } else { "loaded" },
+        id.fingerprint(),
+        loaded.contacts
+    ));
+    Ok((boot.rng, id.into_x25519()))
 }
 
 #[embassy_executor::task]
@@ -241,7 +295,13 @@ fn leak(len: usize) -> &'static mut [u8] {
 fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let der: &'static [u8] = Box::leak(load_cert(&args.cert)?.into_boxed_slice());
     let pin = Pin::new(der).map_err(|e| e.to_string())?;
-    let mut rng = seed()?;
+    let (mut rng, keys) = match &args.flash {
+        Some(path) => {
+            let (rng, keys) = flash_boot(path, &args.user)?;
+            (rng, Some(keys))
+        }
+        None => (seed()?, None),
+    };
 
     let mut device =
         TunTapDevice::new(&args.tap).map_err(|e| format!("cannot open {}: {e}", args.tap))?;
@@ -259,7 +319,7 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let resources = Box::leak(Box::new(StackResources::<3>::new()));
     let (stack, runner) = embassy_net::new(device, net_config, resources, rng.next_u64());
 
-    let keys = KeyPair::generate(&mut rng);
+    let keys = keys.unwrap_or_else(|| KeyPair::generate(&mut rng));
     let client: &'static mut Client = Box::leak(Box::new(
         Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?,
     ));
