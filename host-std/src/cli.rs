@@ -145,11 +145,11 @@ pub struct GenCertArgs {
 /// `seguro id`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Your identity (an X25519 key pair, the key peers see, and an Ed25519 \
+    after_help = "Your identity (an X25519 key pair, the key peers see, and an Ed25519\n\
 signing key for protocol v2) is made by the first `seguro chat USER ...` and kept in\n\
 $XDG_DATA_HOME/seguro/users/USER/ (else ~/.local/share/seguro/users/USER/), mode 0600.\n\
-Back it up or move it with `seguro id export USER FILE` and `seguro id import FILE`, or copy\n\
-that directory keeping its permissions (cp -a, tar, rsync -a)."
+Back it up or move it with `seguro id export USER FILE` and `seguro id import FILE`, or\n\
+copy that directory keeping its permissions (cp -a, tar, rsync -a)."
 )]
 pub struct IdArgs {
     /// What to do.

@@ -99,7 +99,7 @@ impl FileFlash {
         if end > u64::from(self.size) {
             return Err(FileFlashError::OutOfBounds);
         }
-        if offset as usize % align != 0 || len % align != 0 {
+        if !(offset as usize).is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(FileFlashError::NotAligned);
         }
         Ok(())
