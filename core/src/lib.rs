@@ -32,5 +32,6 @@ pub mod limits;
 pub mod msg;
 pub mod store;
 pub mod trust;
+pub mod v2;
 
 pub use rand_core;

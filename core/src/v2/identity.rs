@@ -1,0 +1,312 @@
+//! The long-term identity (spec §3–§4): an X25519 key pair (the v1 key, v2's identity
+//! DH key) and an Ed25519 signing key, the binding of both to a name, the `hello`
+//! proof of possession and prekey signatures.
+//!
+//! The client side is [`Identity`]; the server side is [`Challenge`] (with
+//! [`Challenge::verify`]); everyone checks bindings with [`verify_binding`].
+
+use core::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use x25519_dalek::StaticSecret;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::e2ee::KeyPair;
+use crate::v2::{Concat, KEY_LEN, SIG_LEN, dh, hkdf, hmac, label, name_ok, x25519_public};
+
+/// Length of the `hello` challenge nonce.
+pub const NONCE_LEN: usize = 32;
+
+/// Longest signed or MACed input: the `hello` proof.
+const MAX_SIGNED: usize = 16 + 3 * 32 + 1 + crate::v2::MAX_NAME_BYTES + 2 * KEY_LEN;
+
+/// What went wrong with an identity operation.
+///
+/// [`BadName`](Self::BadName) is a caller mistake; the others mean the peer or the
+/// server presented something that does not verify.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityError {
+    /// The name is empty or longer than 128 bytes.
+    BadName,
+    /// A signature does not verify (or the Ed25519 key is not a valid point).
+    BadSignature,
+    /// The proof's MAC does not verify.
+    BadMac,
+    /// An X25519 key is a low-order point.
+    WeakKey,
+    /// Key derivation failed (cannot happen; no panicking path).
+    KeyDerivation,
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadName => "name must be 1 to 128 bytes",
+            Self::BadSignature => "signature does not verify",
+            Self::BadMac => "proof of possession of the X25519 key does not verify",
+            Self::WeakKey => "X25519 key is a low-order point",
+            Self::KeyDerivation => "key derivation failed",
+        })
+    }
+}
+
+impl core::error::Error for IdentityError {}
+
+/// The public half of an identity, as the directory lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicIdentity {
+    /// X25519 public key (the v1 key; fingerprints are over it).
+    pub x: [u8; KEY_LEN],
+    /// Ed25519 public key.
+    pub ed: [u8; KEY_LEN],
+}
+
+/// The answer to a server's challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloProof {
+    /// Ed25519 signature over the proof input.
+    pub sig: [u8; SIG_LEN],
+    /// HMAC over the proof input with a key from `X25519(ik, eph)`.
+    pub mac: [u8; 32],
+}
+
+/// A long-term identity: X25519 and Ed25519 secrets, wiped when dropped.
+pub struct Identity {
+    x_secret: StaticSecret,
+    public: PublicIdentity,
+    ed: SigningKey,
+}
+
+impl Identity {
+    /// Makes a new identity from 64 bytes of `rng`.
+    pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Self {
+        let mut x = Zeroizing::new([0u8; KEY_LEN]);
+        let mut ed = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(x.as_mut());
+        rng.fill_bytes(ed.as_mut());
+        Self::from_secrets(&x, &ed)
+    }
+
+    /// Rebuilds an identity from its stored secrets: the X25519 secret (the same 32
+    /// bytes as [`KeyPair::from_secret`]) and the Ed25519 seed.
+    pub fn from_secrets(x_secret: &[u8; KEY_LEN], ed_seed: &[u8; KEY_LEN]) -> Self {
+        let x_secret = StaticSecret::from(*x_secret);
+        let ed = SigningKey::from_bytes(ed_seed);
+        let public = PublicIdentity {
+            x: x25519_dalek::PublicKey::from(&x_secret).to_bytes(),
+            ed: ed.verifying_key().to_bytes(),
+        };
+        Self {
+            x_secret,
+            public,
+            ed,
+        }
+    }
+
+    /// The public keys.
+    pub fn public(&self) -> PublicIdentity {
+        self.public
+    }
+
+    /// Copies of the two secrets, for storage. They are not wiped automatically: store
+    /// them readable by the owner only, then wipe them.
+    pub fn secrets(&self) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+        (self.x_secret.to_bytes(), self.ed.to_bytes())
+    }
+
+    /// The v1 key pair (the same X25519 key), for v1 conversations.
+    pub fn v1_key_pair(&self) -> KeyPair {
+        let mut s = self.x_secret.to_bytes();
+        let kp = KeyPair::from_secret(s);
+        s.zeroize();
+        kp
+    }
+
+    pub(crate) fn x_secret_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.x_secret.to_bytes())
+    }
+
+    /// The binding signature for `name` (spec §3.2).
+    pub fn bind(&self, name: &str) -> Result<[u8; SIG_LEN], IdentityError> {
+        let msg = binding_message(name, &self.public)?;
+        Ok(self.sign(msg.bytes().ok_or(IdentityError::BadName)?))
+    }
+
+    /// Signs a signed prekey (spec §5.1).
+    pub fn sign_prekey(&self, id: u32, public: &[u8; KEY_LEN]) -> [u8; SIG_LEN] {
+        let mut m = Concat::<64>::new();
+        m.push(label!("spk")).push(&id.to_be_bytes()).push(public);
+        self.sign(m.bytes().unwrap_or(&[]))
+    }
+
+    /// Answers a server's `challenge` (spec §4.2): `spki` is the SHA-256 of the pinned
+    /// server certificate's SubjectPublicKeyInfo, `nonce` and `server_eph` come from the
+    /// challenge.
+    pub fn hello_proof(
+        &self,
+        name: &str,
+        spki: &[u8; 32],
+        nonce: &[u8; NONCE_LEN],
+        server_eph: &[u8; KEY_LEN],
+    ) -> Result<HelloProof, IdentityError> {
+        let p = proof_input(name, &self.public, spki, nonce, server_eph)?;
+        let p = p.bytes().ok_or(IdentityError::BadName)?;
+        let shared = dh(&self.x_secret_bytes(), server_eph).ok_or(IdentityError::WeakKey)?;
+        let key = proof_mac_key(nonce, &shared)?;
+        Ok(HelloProof {
+            sig: self.sign(p),
+            mac: hmac(key.as_ref(), &[p]),
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> [u8; SIG_LEN] {
+        self.ed.sign(msg).to_bytes()
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("x", &crate::fingerprint::short(&self.public.x))
+            .finish_non_exhaustive()
+    }
+}
+
+fn binding_message(name: &str, id: &PublicIdentity) -> Result<Concat<256>, IdentityError> {
+    if !name_ok(name) {
+        return Err(IdentityError::BadName);
+    }
+    let mut m = Concat::new();
+    m.push(label!("identity"))
+        .push_name(name)
+        .push(&id.x)
+        .push(&id.ed);
+    Ok(m)
+}
+
+fn proof_input(
+    name: &str,
+    id: &PublicIdentity,
+    spki: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    server_eph: &[u8; KEY_LEN],
+) -> Result<Concat<MAX_SIGNED>, IdentityError> {
+    if !name_ok(name) {
+        return Err(IdentityError::BadName);
+    }
+    let mut m = Concat::new();
+    m.push(label!("hello"))
+        .push(spki)
+        .push(nonce)
+        .push(server_eph)
+        .push_name(name)
+        .push(&id.x)
+        .push(&id.ed);
+    Ok(m)
+}
+
+fn proof_mac_key(
+    nonce: &[u8; NONCE_LEN],
+    shared: &[u8; 32],
+) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    hkdf(nonce, shared, &[b"seguro/v2/hello-mac"], key.as_mut())
+        .map_err(|_| IdentityError::KeyDerivation)?;
+    Ok(key)
+}
+
+fn verify(ed: &[u8; KEY_LEN], msg: &[u8], sig: &[u8; SIG_LEN]) -> Result<(), IdentityError> {
+    let key = VerifyingKey::from_bytes(ed).map_err(|_| IdentityError::BadSignature)?;
+    key.verify_strict(msg, &Signature::from_bytes(sig))
+        .map_err(|_| IdentityError::BadSignature)
+}
+
+/// Checks that `bind` is `id.ed`'s signature binding `id.x` to `name` (spec §3.2).
+pub fn verify_binding(
+    name: &str,
+    id: &PublicIdentity,
+    bind: &[u8; SIG_LEN],
+) -> Result<(), IdentityError> {
+    let m = binding_message(name, id)?;
+    verify(&id.ed, m.bytes().ok_or(IdentityError::BadName)?, bind)
+}
+
+/// Checks a signed prekey's signature (spec §5.1).
+pub fn verify_prekey(
+    ed: &[u8; KEY_LEN],
+    id: u32,
+    public: &[u8; KEY_LEN],
+    sig: &[u8; SIG_LEN],
+) -> Result<(), IdentityError> {
+    let mut m = Concat::<64>::new();
+    m.push(label!("spk")).push(&id.to_be_bytes()).push(public);
+    verify(ed, m.bytes().unwrap_or(&[]), sig)
+}
+
+/// A server's challenge for one connection: a fresh nonce and X25519 key pair, wiped
+/// when dropped.
+pub struct Challenge {
+    nonce: [u8; NONCE_LEN],
+    eph_secret: Zeroizing<[u8; KEY_LEN]>,
+    eph_public: [u8; KEY_LEN],
+}
+
+impl Challenge {
+    /// Draws a challenge from `rng`.
+    pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Self {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let mut eph = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(eph.as_mut());
+        Self::from_parts(nonce, &eph)
+    }
+
+    /// Rebuilds a challenge from its nonce and ephemeral secret (test vectors).
+    pub fn from_parts(nonce: [u8; NONCE_LEN], eph_secret: &[u8; KEY_LEN]) -> Self {
+        Self {
+            nonce,
+            eph_secret: Zeroizing::new(*eph_secret),
+            eph_public: x25519_public(eph_secret),
+        }
+    }
+
+    /// The nonce to send (`challenge.nonce`).
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// The ephemeral public key to send (`challenge.eph`).
+    pub fn eph_public(&self) -> &[u8; KEY_LEN] {
+        &self.eph_public
+    }
+
+    /// Checks a client's `hello` binding and `proof` for `name` (spec §4.2). `spki` is
+    /// the SHA-256 of the server's own certificate's SubjectPublicKeyInfo.
+    pub fn verify(
+        &self,
+        name: &str,
+        id: &PublicIdentity,
+        bind: &[u8; SIG_LEN],
+        spki: &[u8; 32],
+        proof: &HelloProof,
+    ) -> Result<(), IdentityError> {
+        verify_binding(name, id, bind)?;
+        let p = proof_input(name, id, spki, &self.nonce, &self.eph_public)?;
+        let p = p.bytes().ok_or(IdentityError::BadName)?;
+        verify(&id.ed, p, &proof.sig)?;
+        let shared = dh(&self.eph_secret, &id.x).ok_or(IdentityError::WeakKey)?;
+        let key = proof_mac_key(&self.nonce, &shared)?;
+        let expected = hmac(key.as_ref(), &[p]);
+        if subtle_eq(&expected, &proof.mac) {
+            Ok(())
+        } else {
+            Err(IdentityError::BadMac)
+        }
+    }
+}
+
+/// Constant-time equality of two 32-byte values.
+pub(crate) fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
