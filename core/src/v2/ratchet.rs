@@ -227,10 +227,10 @@ pub struct Session {
 }
 
 /// A pair of derived keys, wiped when dropped.
-type KeyPair32 = (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
+pub type KeyPair32 = (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
 
-/// `KDF_RK`: (new root key, chain key).
-fn kdf_rk(rk: &[u8; 32], dh_out: &[u8; 32]) -> Result<KeyPair32, ()> {
+/// `KDF_RK` (spec §6): (new root key, chain key). Public for the test vectors.
+pub fn kdf_rk(rk: &[u8; 32], dh_out: &[u8; 32]) -> Result<KeyPair32, ()> {
     let mut okm = Zeroizing::new([0u8; 64]);
     hkdf(rk, dh_out, &[b"seguro/v2/root"], okm.as_mut()).map_err(|_| ())?;
     let (a, b) = okm.split_at(32);
@@ -241,16 +241,17 @@ fn kdf_rk(rk: &[u8; 32], dh_out: &[u8; 32]) -> Result<KeyPair32, ()> {
     Ok((root, chain))
 }
 
-/// `KDF_CK`: (message key, next chain key).
-fn kdf_ck(ck: &[u8; 32]) -> KeyPair32 {
+/// `KDF_CK` (spec §6): (message key, next chain key). Public for the test vectors.
+pub fn kdf_ck(ck: &[u8; 32]) -> KeyPair32 {
     (
         Zeroizing::new(hmac(ck, &[&[0x01]])),
         Zeroizing::new(hmac(ck, &[&[0x02]])),
     )
 }
 
-/// AES key and nonce of a message key.
-fn message_keys(mk: &[u8; 32]) -> Result<Zeroizing<[u8; 44]>, ()> {
+/// AES key (bytes 0..32) and nonce (32..44) of a message key (spec §6). Public for the
+/// test vectors.
+pub fn message_keys(mk: &[u8; 32]) -> Result<Zeroizing<[u8; 44]>, ()> {
     let mut okm = Zeroizing::new([0u8; 44]);
     hkdf(&Z32, mk, &[b"seguro/v2/message"], okm.as_mut()).map_err(|_| ())?;
     Ok(okm)
@@ -577,6 +578,7 @@ impl Session {
         self.ckr = *next;
         self.nr = h.n + 1;
         self.dhs_secret.zeroize();
+        self.dhs_public.zeroize();
         self.cks.zeroize();
         self.flags = (self.flags | HAS_DHR | HAS_CKR) & !(HAS_DHS | HAS_CKS);
         self.received();
