@@ -178,6 +178,7 @@ class Session:
         self.ckr = None
         self.ns = self.nr = self.pn = 0
         self.prelude = None
+        self.prev_tag = None
         self.ring = [None] * RING  # (dh_tag, n, mk)
         self.head = 0
 
@@ -250,6 +251,9 @@ class Session:
                 self._store(self.dhr[:8], i, skipped)
             self.ckr, self.nr = ck_next, n + 1
             return self._received(pt)
+        # The previous receiving chain: its remaining keys are all in the ring.
+        if self.prev_tag is not None and dh[:8] == self.prev_tag:
+            raise Refused("Stale")
         # A new ratchet key.
         if self.dhs is None:
             raise Refused("BadHeader")
@@ -272,6 +276,8 @@ class Session:
         for i in range(n):
             skipped, ck = kdf_ck(ck)
             self._store(dh[:8], i, skipped)
+        if self.dhr is not None:
+            self.prev_tag = self.dhr[:8]
         self.rk, self.dhr, self.ckr, self.nr = rk, dh, ck_next, n + 1
         self.dhs, self.cks = None, None
         return self._received(pt)
@@ -494,6 +500,7 @@ def gen_ratchet(rng):
     a6 = send("alice", "alice, third chain")
     deliver(a6)
     deliver(b3)  # late from bob's previous chain: still in alice's ring
+    deliver(b3, "Stale")  # replayed from the previous chain
     flipped = bytearray(sent[a6]["wire"])
     flipped[1] ^= FLAG_RESPONDER
     deliver_raw("alice", bytes(flipped), "Decrypt")  # bit flipped to dodge the reflection check

@@ -35,7 +35,8 @@ pub const RING: usize = 32;
 /// Bytes of one [`Session`] in RAM.
 pub const SESSION_SIZE: usize = core::mem::size_of::<Session>();
 /// Length of a stored session record ([`Session::encode`]).
-pub const STATE_LEN: usize = 4 + 3 + 6 * 32 + 4 * 4 + 32 + PRELUDE_LEN + 1 + RING * SKIPPED_LEN + 8;
+pub const STATE_LEN: usize =
+    4 + 3 + 6 * 32 + 4 * 4 + 32 + PRELUDE_LEN + 8 + 1 + RING * SKIPPED_LEN + 8;
 
 const SKIPPED_LEN: usize = 1 + 8 + 4 + 32;
 const MAGIC: &[u8; 4] = b"SGR2";
@@ -223,6 +224,8 @@ pub struct Session {
     next_text_id: u32,
     binding: [u8; 32],
     prelude: [u8; PRELUDE_LEN],
+    /// First 8 bytes of the previous receiving ratchet key (zeros before the second).
+    prev_tag: [u8; 8],
     ring: [Skipped; RING],
 }
 
@@ -313,6 +316,7 @@ impl Session {
             next_text_id: 1,
             binding,
             prelude: [0; PRELUDE_LEN],
+            prev_tag: [0; 8],
             ring: [Skipped::EMPTY; RING],
         }
     }
@@ -552,7 +556,12 @@ impl Session {
             return Ok(inner_len);
         }
 
-        // 3. A new ratchet key.
+        // 3. The previous receiving chain, whose remaining keys are all in the ring.
+        if self.prev_tag != [0; 8] && tag8 == self.prev_tag {
+            return Err(OpenError::Stale);
+        }
+
+        // 4. A new ratchet key.
         if self.flags & HAS_DHS == 0 {
             return Err(OpenError::UnexpectedRatchetKey);
         }
@@ -573,6 +582,9 @@ impl Session {
             self.store_skipped(&ckr, self.nr, h.pn, old_tag);
         }
         self.store_skipped(&ck, 0, h.n, tag8);
+        if self.flags & HAS_DHR != 0 {
+            self.prev_tag = self.dhr.first_chunk::<8>().copied().unwrap_or([0; 8]);
+        }
         self.rk = *rk;
         self.dhr = h.dh;
         self.ckr = *next;
@@ -639,6 +651,7 @@ impl Session {
         }
         w.put(&self.binding);
         w.put(&self.prelude);
+        w.put(&self.prev_tag);
         w.put(&[self.ring_head]);
         for e in &self.ring {
             w.put(&[e.used]);
@@ -687,6 +700,7 @@ impl Session {
         s.next_text_id = u32::from_be_bytes(r.take()?);
         s.binding = r.take()?;
         s.prelude = r.take()?;
+        s.prev_tag = r.take()?;
         let [head] = r.take::<1>()?;
         if usize::from(head) >= RING {
             return Err(StateError::Corrupt);
