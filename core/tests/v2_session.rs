@@ -95,8 +95,15 @@ fn open(s: &mut Session, wire: &[u8]) -> Result<Vec<u8>, OpenError> {
 
 #[test]
 fn one_session_fits_in_two_kib() {
-    assert!(SESSION_SIZE <= 2048, "Session is {SESSION_SIZE} bytes");
-    assert!(STATE_LEN <= 2048, "record is {STATE_LEN} bytes");
+    assert!(
+        std::hint::black_box(SESSION_SIZE) <= 2048,
+        "Session is {SESSION_SIZE} bytes"
+    );
+    assert_eq!(SESSION_SIZE, std::mem::size_of::<Session>());
+    assert!(
+        std::hint::black_box(STATE_LEN) <= 2048,
+        "record is {STATE_LEN} bytes"
+    );
     assert_eq!(STATE_LEN, 1744);
     println!("Session: {SESSION_SIZE} bytes in RAM, {STATE_LEN} bytes stored");
 }

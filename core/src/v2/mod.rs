@@ -60,7 +60,15 @@ pub(crate) use label;
 /// HKDF-SHA256 expand failed: cannot happen for the fixed lengths v2 uses (at most 64
 /// bytes); it exists so that no key derivation has a panicking path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KdfFailed;
+pub struct KdfFailed;
+
+impl core::fmt::Display for KdfFailed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("key derivation failed")
+    }
+}
+
+impl core::error::Error for KdfFailed {}
 
 /// `HKDF(salt, ikm, info = concatenation of info, L = out.len())`.
 pub(crate) fn hkdf(

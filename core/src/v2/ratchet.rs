@@ -26,7 +26,7 @@ use crate::v2::wire::{
 use crate::v2::x3dh::{
     Bundle, PeerIdentity, PrekeyPair, SetupError, binding_hash, initiator_sk, responder_sk,
 };
-use crate::v2::{KEY_LEN, Z32, dh, hkdf, hmac, x25519_public};
+use crate::v2::{KEY_LEN, KdfFailed, Z32, dh, hkdf, hmac, x25519_public};
 
 /// The most message keys one received message may make a chain skip.
 pub const MAX_SKIP: u32 = 256;
@@ -37,6 +37,9 @@ pub const SESSION_SIZE: usize = core::mem::size_of::<Session>();
 /// Length of a stored session record ([`Session::encode`]).
 pub const STATE_LEN: usize =
     4 + 3 + 6 * 32 + 4 * 4 + 32 + PRELUDE_LEN + 8 + 1 + RING * SKIPPED_LEN + 8;
+
+// A board holds 8 sessions in 16 KiB.
+const _: () = assert!(SESSION_SIZE <= 2048 && STATE_LEN <= 2048);
 
 const SKIPPED_LEN: usize = 1 + 8 + 4 + 32;
 const MAGIC: &[u8; 4] = b"SGR2";
@@ -233,9 +236,9 @@ pub struct Session {
 pub type KeyPair32 = (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>);
 
 /// `KDF_RK` (spec §6): (new root key, chain key). Public for the test vectors.
-pub fn kdf_rk(rk: &[u8; 32], dh_out: &[u8; 32]) -> Result<KeyPair32, ()> {
+pub fn kdf_rk(rk: &[u8; 32], dh_out: &[u8; 32]) -> Result<KeyPair32, KdfFailed> {
     let mut okm = Zeroizing::new([0u8; 64]);
-    hkdf(rk, dh_out, &[b"seguro/v2/root"], okm.as_mut()).map_err(|_| ())?;
+    hkdf(rk, dh_out, &[b"seguro/v2/root"], okm.as_mut())?;
     let (a, b) = okm.split_at(32);
     let mut root = Zeroizing::new([0u8; 32]);
     let mut chain = Zeroizing::new([0u8; 32]);
@@ -254,9 +257,9 @@ pub fn kdf_ck(ck: &[u8; 32]) -> KeyPair32 {
 
 /// AES key (bytes 0..32) and nonce (32..44) of a message key (spec §6). Public for the
 /// test vectors.
-pub fn message_keys(mk: &[u8; 32]) -> Result<Zeroizing<[u8; 44]>, ()> {
+pub fn message_keys(mk: &[u8; 32]) -> Result<Zeroizing<[u8; 44]>, KdfFailed> {
     let mut okm = Zeroizing::new([0u8; 44]);
-    hkdf(&Z32, mk, &[b"seguro/v2/message"], okm.as_mut()).map_err(|_| ())?;
+    hkdf(&Z32, mk, &[b"seguro/v2/message"], okm.as_mut())?;
     Ok(okm)
 }
 
@@ -447,7 +450,7 @@ impl Session {
             let mut secret = Zeroizing::new([0u8; KEY_LEN]);
             rng.fill_bytes(secret.as_mut());
             let shared = dh(&secret, &self.dhr).ok_or(SealError::WeakKey)?;
-            let (rk, cks) = kdf_rk(&self.rk, &shared).map_err(|()| SealError::KeyDerivation)?;
+            let (rk, cks) = kdf_rk(&self.rk, &shared).map_err(|_| SealError::KeyDerivation)?;
             self.rk = *rk;
             self.cks = *cks;
             self.dhs_secret = *secret;
@@ -457,7 +460,7 @@ impl Session {
             self.flags |= HAS_DHS | HAS_CKS;
         }
         let (mk, next) = kdf_ck(&self.cks);
-        let keys = message_keys(&mk).map_err(|()| SealError::KeyDerivation)?;
+        let keys = message_keys(&mk).map_err(|_| SealError::KeyDerivation)?;
         let header = Header {
             flags: if self.role == ROLE_RESPONDER {
                 FLAG_RESPONDER
@@ -573,7 +576,7 @@ impl Session {
             return Err(OpenError::TooFarAhead);
         }
         let shared = dh(&self.dhs_secret, &h.dh).ok_or(OpenError::WeakKey)?;
-        let (rk, ck) = kdf_rk(&self.rk, &shared).map_err(|()| OpenError::KeyDerivation)?;
+        let (rk, ck) = kdf_rk(&self.rk, &shared).map_err(|_| OpenError::KeyDerivation)?;
         let (mk, next) = walk(&ck, h.n);
         decrypt(&mk, ad, view.ciphertext, out)?;
         if old_chain && h.pn > self.nr {
@@ -761,7 +764,7 @@ fn decrypt(mk: &[u8; 32], ad: &[u8], cipher: &[u8], out: &mut [u8]) -> Result<()
         .get_mut(..body_len)
         .ok_or(OpenError::BufferTooSmall { needed: body_len })?;
     dst.copy_from_slice(body);
-    let keys = message_keys(mk).map_err(|()| OpenError::KeyDerivation)?;
+    let keys = message_keys(mk).map_err(|_| OpenError::KeyDerivation)?;
     let (cipher, nonce) = cipher_and_nonce(&keys);
     match cipher.decrypt_in_place_detached(&nonce.into(), ad, dst, &Tag::from(tag)) {
         Ok(()) => Ok(()),
