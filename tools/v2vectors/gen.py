@@ -212,7 +212,7 @@ class Session:
             raise Refused("UnsupportedVersion")
         flags = wire[1]
         if flags & ~0x03:
-            raise Refused("BadHeader")
+            raise Refused("BadFlags")
         hlen = 42 + (40 if flags & FLAG_PRELUDE else 0)
         if len(wire) < hlen + 16:
             raise Refused("TooShort")
@@ -256,7 +256,7 @@ class Session:
             raise Refused("Stale")
         # A new ratchet key.
         if self.dhs is None:
-            raise Refused("BadHeader")
+            raise Refused("UnexpectedRatchetKey")
         if self.ckr is not None and pn > self.nr and pn - self.nr > MAX_SKIP:
             raise Refused("TooFarAhead")
         if n > MAX_SKIP:
