@@ -14,6 +14,7 @@
 //! | [`ratchet`] | [`ratchet::Session`]: seal and open v2 messages, persist the state |
 //! | [`sas`] | short authentication strings (commit, key, reveal, confirm) |
 //! | [`wire`] | the header, the prelude and the inner messages, byte for byte |
+//! | [`json`] | the v2 JSON messages (`challenge`, `proof`, `relay2`, `ack`, `ping`, …) and the `hello` extension |
 //!
 //! A typical exchange (the JSON around it is §2 and §7.2 of the spec):
 //!
@@ -25,6 +26,7 @@
 //!    [`ratchet::Session::open`].
 
 pub mod identity;
+pub mod json;
 pub mod ratchet;
 pub mod sas;
 pub mod wire;
