@@ -1,5 +1,5 @@
 #![no_std]
-use ml_kem::{DecapsulationKey768, B32, Seed, kem::Decapsulate};
+use ml_kem::{B32, DecapsulationKey768, Seed, kem::Decapsulate};
 
 #[cfg(feature = "with")]
 #[unsafe(no_mangle)]
@@ -19,4 +19,6 @@ pub extern "C" fn mlkem_roundtrip(seed: &[u8; 64], m: &[u8; 32], out: &mut [u8; 
 }
 #[cfg(target_os = "none")]
 #[panic_handler]
-fn p(_: &core::panic::PanicInfo) -> ! { loop {} }
+fn p(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
