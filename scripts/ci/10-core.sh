@@ -12,6 +12,7 @@ python3 -c 'import cryptography' 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages cryptography 2>/dev/null \
     || apt_install python3-cryptography
 python3 tools/v2vectors/gen.py --check
+python3 core/tests/vectors/fingerprints.py --check
 for target in thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
     cargo build -p seguro-core --release --target "$target"
 done

@@ -2,7 +2,8 @@
 """Independent implementation of Seguro's per-key fingerprints (PROTOCOL.md section 5 and
 core/src/fingerprint.rs), written from their description with nothing but hashlib.
 
-Writes fingerprints-v1.json beside this file. Deterministic: running it again gives the
+Writes fingerprints-v1.json beside this file (with --check: only verifies that the file
+is exactly what this script writes). Deterministic: running it again gives the
 same bytes. The keys are 32-byte strings (any 32 bytes: fingerprints hash the encoding,
 they do not check the point), chosen to exercise every digit position and the edges.
 
@@ -16,6 +17,7 @@ import hashlib
 import json
 import pathlib
 import struct
+import sys
 
 
 def short(pub: bytes) -> str:
@@ -59,7 +61,13 @@ def main():
         "about": "Seguro per-key fingerprints, made by fingerprints.py (hashlib only)",
         "vectors": out,
     }
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    text = json.dumps(doc, indent=1) + "\n"
+    if "--check" in sys.argv[1:]:
+        if path.read_text() != text:
+            sys.exit(f"{path} differs from what {__file__} writes: regenerate it")
+        print(f"{path.name}: reproduced byte for byte")
+        return
+    path.write_text(text)
 
 
 if __name__ == "__main__":
