@@ -754,6 +754,10 @@ impl<'a> Invite<'a> {
         }
         let check = check.ok_or(InviteError::MissingChecksum)?;
         let pin = pin.ok_or(InviteError::MissingPin)?;
+        if check.len() < CHECK_LEN {
+            // Cut short when copied: say so rather than "mistyped".
+            return Err(InviteError::MissingChecksum);
+        }
         let expected = read_check(check.as_bytes()).ok_or(InviteError::BadChecksum)?;
         let body = line
             .as_bytes()
@@ -961,8 +965,10 @@ mod tests {
         assert_eq!(parse("seguro://h:1"), Err(InviteError::NoFields));
         assert_eq!(parse("seguro://h:1 /#v=1"), Err(InviteError::BadCharacter));
         assert_eq!(parse(&format!("{s}x").repeat(20)), Err(InviteError::TooLong));
-        // Truncated: the check is gone.
+        // Truncated: the check is gone, or part of it.
         assert_eq!(parse(&s[..s.len() - 8]), Err(InviteError::MissingChecksum));
+        assert_eq!(parse(&s[..s.len() - 1]), Err(InviteError::MissingChecksum));
+        assert_eq!(parse(&format!("{s}a")), Err(InviteError::BadChecksum));
         assert_eq!(parse(&s.replace("12345", "123456")), Err(InviteError::BadPort(1)));
         assert_eq!(parse(&s.replace("12345", "0")), Err(InviteError::BadPort(1)));
         assert_eq!(

@@ -30,7 +30,7 @@ use crate::cli::ChatArgs;
 use crate::exit;
 use crate::output::{self, OutLine};
 use crate::pin::PinMismatch;
-use crate::{certs, tls};
+use crate::tls;
 
 /// Directory capacity of the desktop client.
 pub const USERS: usize = 256;
@@ -204,21 +204,12 @@ pub fn run(a: ChatArgs) -> i32 {
     };
     drop(in_tx);
 
-    let cert = match certs::load_cert(&a.cert) {
-        Ok(c) => c,
-        Err(e) => {
-            printer.print(&output::error(&format!(
-                "cannot read the server certificate: {e}. Get the server's server.crt from \
-                 its operator and pass it with --cert"
-            )));
-            return exit::ERROR;
-        }
-    };
-    let tls = match tls::client_config(cert) {
+    // Where to connect and what to pin: an invite, or host, port and --cert.
+    let target = match crate::invite::chat_target(&a) {
         Ok(t) => t,
-        Err(e) => {
-            printer.print(&output::error(&format!("TLS setup failed: {e}")));
-            return exit::ERROR;
+        Err((message, code)) => {
+            printer.print(&output::error(&message));
+            return code;
         }
     };
     let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
@@ -243,7 +234,9 @@ pub fn run(a: ChatArgs) -> i32 {
     };
     let mut chat = Chat {
         args: a,
-        tls: TlsConnector::from(tls),
+        tls: TlsConnector::from(target.tls),
+        targets: target.addresses,
+        at: std::cell::Cell::new(0),
         client,
         printer,
         input: in_rx,
@@ -257,6 +250,10 @@ pub fn run(a: ChatArgs) -> i32 {
 struct Chat {
     args: ChatArgs,
     tls: TlsConnector,
+    /// The server's addresses (one, or an invite's), tried in order.
+    targets: Vec<(String, u16)>,
+    /// The address of the current connection.
+    at: std::cell::Cell<usize>,
     client: Box<ChatClient>,
     printer: Box<dyn Printer>,
     input: Receiver<Input>,
@@ -278,7 +275,8 @@ enum End {
 }
 
 enum ConnectError {
-    Pin(String),
+    /// The message, and whether a key (an invite) was pinned.
+    Pin(String, bool),
     Tls(String),
     Net(String),
 }
@@ -299,9 +297,38 @@ impl Chat {
         self.printer.print(&line);
     }
 
-    async fn connect(&self) -> Result<TlsStream<TcpStream>, ConnectError> {
-        let host = self.args.host.as_str();
-        let port = self.args.port;
+    /// Connects to the first address that works; when none does, returns the most
+    /// telling failure (a pin mismatch before a TLS error before a network error).
+    async fn connect(&mut self) -> Result<TlsStream<TcpStream>, ConnectError> {
+        let mut worst: Option<ConnectError> = None;
+        let targets = self.targets.clone();
+        for (i, (host, port)) in targets.iter().enumerate() {
+            let e = match self.connect_to(host, *port).await {
+                Ok(s) => {
+                    self.at.set(i);
+                    return Ok(s);
+                }
+                Err(e) => e,
+            };
+            if i + 1 < targets.len() {
+                let why = match &e {
+                    ConnectError::Pin(m, _) | ConnectError::Tls(m) | ConnectError::Net(m) => m,
+                };
+                self.print(output::warn(&format!("{why}; trying the next address")));
+            }
+            let rank = |e: &ConnectError| match e {
+                ConnectError::Pin(..) => 2,
+                ConnectError::Tls(_) => 1,
+                ConnectError::Net(_) => 0,
+            };
+            if worst.as_ref().is_none_or(|w| rank(&e) > rank(w)) {
+                worst = Some(e);
+            }
+        }
+        Err(worst.unwrap_or_else(|| ConnectError::Net("no server address".into())))
+    }
+
+    async fn connect_to(&self, host: &str, port: u16) -> Result<TlsStream<TcpStream>, ConnectError> {
         let tcp =
             async {
                 Some(TcpStream::connect((host, port)).await.map_err(|e| {
@@ -334,7 +361,7 @@ impl Chat {
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => {
                 if let Some(m) = pin_mismatch(&e) {
-                    return Err(ConnectError::Pin(m.to_string()));
+                    return Err(ConnectError::Pin(m.to_string(), m.by_key()));
                 }
                 if let Some(te) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                     let hint = match te {
@@ -363,11 +390,15 @@ impl Chat {
         loop {
             let stream = match self.connect().await {
                 Ok(s) => s,
-                Err(ConnectError::Pin(m)) => {
+                Err(ConnectError::Pin(m, by_key)) => {
+                    let what = if by_key {
+                        "the invite is not for this server"
+                    } else {
+                        "you have the wrong server.crt"
+                    };
                     self.print(output::error(&format!(
-                        "{m}. Either you have the wrong server.crt, or someone is \
-                         intercepting the connection: do not continue; check the \
-                         fingerprint with the server's operator"
+                        "{m}. Either {what}, or someone is intercepting the connection: do \
+                         not continue; check the fingerprint with the server's operator"
                     )));
                     return exit::TLS;
                 }
@@ -691,7 +722,8 @@ impl Chat {
         }
         if r.registered {
             self.ever_registered = true;
-            self.print(output::connected(&self.args.host, self.args.port, &me));
+            let (host, port) = self.targets.get(self.at.get()).cloned().unwrap_or_default();
+            self.print(output::connected(&host, port, &me));
         }
         if show_directory {
             self.print_directory();
