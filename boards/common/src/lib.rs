@@ -19,6 +19,7 @@ use seguro_embassy::rng::SeededRng;
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
 use seguro_embassy::seguro_core::fingerprint;
+use seguro_embassy::seguro_core::invite::{Invite, InviteError};
 use seguro_embassy::session::{self, Config, Input, Storage};
 
 /// Commands waiting for the client.
@@ -47,8 +48,25 @@ pub struct Settings {
     pub server_port: u16,
     /// Chat user name.
     pub user: &'static str,
-    /// The pinned server certificate, DER.
+    /// The pinned server certificate, DER (empty when `invite` is set).
     pub cert_der: &'static [u8],
+    /// The invite whose key pins the server (empty when `cert_der` is set).
+    pub invite: &'static str,
+}
+
+/// Why the invite setting gives no pin.
+enum PinSetting {
+    Invite(InviteError),
+    Pin(seguro_embassy::pin::PinError),
+}
+
+impl core::fmt::Display for PinSetting {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Invite(e) => write!(f, "{e}"),
+            Self::Pin(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// What the board's name and console look like, for the greeting.
@@ -104,9 +122,20 @@ pub async fn chat(
         )))
         .await;
     }
-    let pin = match Pin::new(settings.cert_der) {
-        Ok(pin) => pin,
-        Err(e) => park(Output::error(format_args!("SEGURO_CERT: {e}"))).await,
+    let pin = if settings.invite.is_empty() {
+        match Pin::new(settings.cert_der) {
+            Ok(pin) => pin,
+            Err(e) => park(Output::error(format_args!("SEGURO_CERT: {e}"))).await,
+        }
+    } else {
+        // Checked at build time already; parsed again here with the same code.
+        match Invite::parse(settings.invite)
+            .map_err(PinSetting::Invite)
+            .and_then(|inv| Pin::from_invite(&inv).map_err(PinSetting::Pin))
+        {
+            Ok(pin) => pin,
+            Err(e) => park(Output::error(format_args!("SEGURO_INVITE: {e}"))).await,
+        }
     };
     let keys = KeyPair::generate(rng);
     let mut client: Client = match Client::new(settings.user, keys) {

@@ -40,6 +40,7 @@ static SETTINGS: Settings = Settings {
     server_port: settings::SERVER_PORT,
     user: settings::USER,
     cert_der: settings::CERT_DER,
+    invite: settings::INVITE,
 };
 
 #[embassy_executor::task]

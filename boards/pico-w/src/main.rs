@@ -65,6 +65,7 @@ static SETTINGS: Settings = Settings {
     server_port: settings::SERVER_PORT,
     user: settings::USER,
     cert_der: settings::CERT_DER,
+    invite: settings::INVITE,
 };
 
 /// The CYW43439's Wi-Fi firmware and its country locale matrix (from the pinned
