@@ -133,10 +133,7 @@ impl fmt::Display for InviteError {
                 "address {i} of the invite is not host:port (a DNS name, an IPv4 address \
                  or [IPv6], then the port)"
             ),
-            Self::BadPort(i) => write!(
-                f,
-                "address {i} of the invite has a bad port (1 to 65535)"
-            ),
+            Self::BadPort(i) => write!(f, "address {i} of the invite has a bad port (1 to 65535)"),
             Self::MissingVersion => f.write_str("the invite has no version (v=) after /#"),
             Self::UnknownVersion(v) => write!(
                 f,
@@ -155,9 +152,9 @@ impl fmt::Display for InviteError {
                 "the invite's backup pin (b=) is not a key type, ':' and 52 base32 characters",
             ),
             Self::UnknownKeyType => f.write_str("the invite's pin names an unknown key type"),
-            Self::BadToken => f.write_str(
-                "the invite's join token (t=) is not 16 to 64 base32 characters",
-            ),
+            Self::BadToken => {
+                f.write_str("the invite's join token (t=) is not 16 to 64 base32 characters")
+            }
             Self::MissingChecksum => f.write_str(
                 "the invite does not end with its check (&c= and 4 characters): it is \
                  incomplete, copy all of it",
@@ -427,9 +424,9 @@ pub enum AddressError {
 impl fmt::Display for AddressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Host => f.write_str(
-                "expected host:port, the host a DNS name, an IPv4 address or [IPv6]",
-            ),
+            Self::Host => {
+                f.write_str("expected host:port, the host a DNS name, an IPv4 address or [IPv6]")
+            }
             Self::Port => f.write_str("the port must be a number from 1 to 65535"),
         }
     }
@@ -444,7 +441,9 @@ fn is_dns_name(s: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     });
     // All digits and dots: it must then be an IPv4 address, not a name.
     labels_ok && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -688,7 +687,9 @@ impl<'a> Invite<'a> {
         // The version first: a newer format may differ in everything after it.
         let mut parts = fields.split('&');
         let first = parts.next().unwrap_or("");
-        let version = first.strip_prefix("v=").ok_or(InviteError::MissingVersion)?;
+        let version = first
+            .strip_prefix("v=")
+            .ok_or(InviteError::MissingVersion)?;
         if version != "1" {
             let v = if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
                 version.parse::<u32>().unwrap_or(u32::MAX)
@@ -845,7 +846,10 @@ mod tests {
         assert!(text.starts_with(
             "seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000,[fd00::1]:5000/#v=1&k=p256:"
         ));
-        assert_eq!(back.pins().collect::<std::vec::Vec<_>>(), [inv.pin(), pin(2, KeyAlg::Rsa)]);
+        assert_eq!(
+            back.pins().collect::<std::vec::Vec<_>>(),
+            [inv.pin(), pin(2, KeyAlg::Rsa)]
+        );
         assert_eq!(back.token().unwrap().as_str(), "abcdefghijklmnop234567");
     }
 
@@ -964,13 +968,22 @@ mod tests {
         assert_eq!(parse("seguro://h:1/#k=x"), Err(InviteError::MissingVersion));
         assert_eq!(parse("seguro://h:1"), Err(InviteError::NoFields));
         assert_eq!(parse("seguro://h:1 /#v=1"), Err(InviteError::BadCharacter));
-        assert_eq!(parse(&format!("{s}x").repeat(20)), Err(InviteError::TooLong));
+        assert_eq!(
+            parse(&format!("{s}x").repeat(20)),
+            Err(InviteError::TooLong)
+        );
         // Truncated: the check is gone, or part of it.
         assert_eq!(parse(&s[..s.len() - 8]), Err(InviteError::MissingChecksum));
         assert_eq!(parse(&s[..s.len() - 1]), Err(InviteError::MissingChecksum));
         assert_eq!(parse(&format!("{s}a")), Err(InviteError::BadChecksum));
-        assert_eq!(parse(&s.replace("12345", "123456")), Err(InviteError::BadPort(1)));
-        assert_eq!(parse(&s.replace("12345", "0")), Err(InviteError::BadPort(1)));
+        assert_eq!(
+            parse(&s.replace("12345", "123456")),
+            Err(InviteError::BadPort(1))
+        );
+        assert_eq!(
+            parse(&s.replace("12345", "0")),
+            Err(InviteError::BadPort(1))
+        );
         assert_eq!(
             parse(&s.replace("192.168.1.20", "192.168.1.300")),
             Err(InviteError::BadAddress(2))
@@ -979,8 +992,14 @@ mod tests {
             parse(&s.replace("&k=p256", "&k=p257")),
             Err(InviteError::UnknownKeyType)
         );
-        assert_eq!(parse(&s.replace("&t=", "&q=")), Err(InviteError::UnknownField));
-        assert_eq!(parse(&s.replace("&t=", "&k=")), Err(InviteError::DuplicateField));
+        assert_eq!(
+            parse(&s.replace("&t=", "&q=")),
+            Err(InviteError::UnknownField)
+        );
+        assert_eq!(
+            parse(&s.replace("&t=", "&k=")),
+            Err(InviteError::DuplicateField)
+        );
         assert_eq!(parse(&s.replace("&t=", "&")), Err(InviteError::BadField));
         assert_eq!(
             parse(&s.replace("&b=rsa:", "&b=rsa:a")),
@@ -1000,7 +1019,10 @@ mod tests {
             Err(InviteError::MissingChecksum)
         );
         // A well-formed line whose check does not match.
-        assert_eq!(parse(&s.replace("ngrok", "ngrak")), Err(InviteError::BadChecksum));
+        assert_eq!(
+            parse(&s.replace("ngrok", "ngrak")),
+            Err(InviteError::BadChecksum)
+        );
         // Surrounding white space is fine.
         assert!(parse(&format!("  {s}\n")).is_ok());
         // Every error has a message.
@@ -1073,11 +1095,17 @@ mod tests {
             Invite::new(&a, pin(0, KeyAlg::P256)),
             Err(BuildError::TooManyAddresses)
         );
-        assert_eq!(Invite::new(&[], pin(0, KeyAlg::P256)), Err(BuildError::NoAddress));
+        assert_eq!(
+            Invite::new(&[], pin(0, KeyAlg::P256)),
+            Err(BuildError::NoAddress)
+        );
         let l = "a".repeat(63);
         let long = format!("{l}.{l}.{l}.{}:65535", "b".repeat(61));
         let a = [Address::parse(&long).unwrap(); MAX_ADDRESSES];
-        assert_eq!(Invite::new(&a, pin(0, KeyAlg::P256)), Err(BuildError::TooLong));
+        assert_eq!(
+            Invite::new(&a, pin(0, KeyAlg::P256)),
+            Err(BuildError::TooLong)
+        );
         let nine = ["h:1"; MAX_ADDRESSES + 1].join(",");
         assert_eq!(
             Invite::parse(&format!("seguro://{nine}/#v=1&c=aaaa")),
@@ -1101,7 +1129,11 @@ mod tests {
         // RFC 4648 test vector: "foobar" → MZXW6YTBOI.
         let mut h = [0u8; 32];
         h[..6].copy_from_slice(b"foobar");
-        let t = KeyPin { alg: KeyAlg::Rsa, sha256: h }.to_string();
+        let t = KeyPin {
+            alg: KeyAlg::Rsa,
+            sha256: h,
+        }
+        .to_string();
         assert!(t.starts_with("rsa:mzxw6ytboi"), "{t}");
         for alg in KeyAlg::ALL {
             assert_eq!(KeyAlg::from_label(alg.label()), Some(alg));

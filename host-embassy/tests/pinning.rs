@@ -17,8 +17,8 @@ use p256::ecdsa::{Signature, SigningKey};
 use rand_core::OsRng;
 use seguro_embassy::embedded_tls::{TlsConfig, TlsConnection, TlsContext};
 use seguro_embassy::pin::{Pin, PinError, PinnedProvider, PinnedVerifier};
-use seguro_embassy::seguro_core::invite::KeyPin;
 use seguro_embassy::rng::SeededRng;
+use seguro_embassy::seguro_core::invite::KeyPin;
 use seguro_embassy::seguro_core::invite::{Address, Invite, KeyAlg};
 use seguro_embassy::tls::{self, TlsOpenError, TlsOptions};
 use sha2::{Digest, Sha256};
@@ -575,7 +575,10 @@ fn pins_from_an_invite() {
         .unwrap()
         .with_backup(key_pin(RSA_CERT))
         .unwrap();
-    assert_eq!(Pin::from_invite(&backup_rsa).unwrap_err(), PinError::PinnedRsa);
+    assert_eq!(
+        Pin::from_invite(&backup_rsa).unwrap_err(),
+        PinError::PinnedRsa
+    );
     let mut ed = key_pin(SERVER_CERT);
     ed.alg = KeyAlg::Ed25519;
     assert_eq!(

@@ -328,7 +328,11 @@ impl Chat {
         Err(worst.unwrap_or_else(|| ConnectError::Net("no server address".into())))
     }
 
-    async fn connect_to(&self, host: &str, port: u16) -> Result<TlsStream<TcpStream>, ConnectError> {
+    async fn connect_to(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
         let tcp =
             async {
                 Some(TcpStream::connect((host, port)).await.map_err(|e| {

@@ -213,16 +213,10 @@ pub fn chat_target(a: &ChatArgs) -> Result<ChatTarget, (String, i32)> {
         _ => None,
     };
     let config = |pins: Vec<Pin>| {
-        tls::client_config_pins(pins)
-            .map_err(|e| (format!("TLS setup failed: {e}"), exit::ERROR))
+        tls::client_config_pins(pins).map_err(|e| (format!("TLS setup failed: {e}"), exit::ERROR))
     };
     if let Some(text) = invite_text {
-        let inv = Invite::parse(text).map_err(|e| {
-            (
-                format!("invalid invite: {e}"),
-                exit::USAGE,
-            )
-        })?;
+        let inv = Invite::parse(text).map_err(|e| (format!("invalid invite: {e}"), exit::USAGE))?;
         let addresses = inv
             .addresses()
             .iter()

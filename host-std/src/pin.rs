@@ -261,7 +261,10 @@ mod tests {
         let m = mismatch(verify(&v, &cert(&other, "a")));
         assert!(m.by_key());
         let text = m.to_string();
-        assert!(text.starts_with("server key does not match the pinned key"), "{text}");
+        assert!(
+            text.starts_with("server key does not match the pinned key"),
+            "{text}"
+        );
         assert!(text.contains(&pin.to_string()), "{text}");
         assert!(
             text.contains(&key_pin_of(&cert(&other, "z")).unwrap().to_string()),
@@ -269,7 +272,10 @@ mod tests {
         );
         // A backup pin.
         let v = PinnedCertVerifier::with_pins(
-            vec![Pin::Key(key_pin_of(&cert(&other, "x")).unwrap()), Pin::Key(pin)],
+            vec![
+                Pin::Key(key_pin_of(&cert(&other, "x")).unwrap()),
+                Pin::Key(pin),
+            ],
             &provider,
         );
         verify(&v, &renewed).unwrap();

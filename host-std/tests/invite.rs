@@ -73,7 +73,10 @@ fn the_invite_serve_prints_joins_without_a_certificate_file() {
     // It decodes, and says what it holds.
     let (code, out, _) = seguro(&["invite", "--decode", &made], None);
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("address 1: 127.0.0.1:{port}")), "{out}");
+    assert!(
+        out.contains(&format!("address 1: 127.0.0.1:{port}")),
+        "{out}"
+    );
     assert!(out.contains("the check matches"), "{out}");
 
     let mut alice = chat_invite("alice", &made, &dir);
@@ -112,9 +115,8 @@ fn addresses_are_tried_in_order() {
         &[],
     );
     let chat = chat_invite("carol", &line, &dir);
-    chat.out.wait_for(&format!(
-        "[WARN] cannot connect to 127.0.0.1:{dead}: "
-    ));
+    chat.out
+        .wait_for(&format!("[WARN] cannot connect to 127.0.0.1:{dead}: "));
     chat.out.wait_for("trying the next address");
     chat.out.wait_exact(&format!(
         "[SYS] connected to localhost:{} as carol",
@@ -139,7 +141,10 @@ fn a_renewed_certificate_for_the_same_key_is_accepted() {
     // The invite is made before the renewal, with a placeholder port fixed below.
     let port = closed_port();
     let line = invite(&crt, &[format!("127.0.0.1:{port}")], &[]);
-    let (code, out, err) = seguro(&["gen-cert", "--renew", "--cert", &crt, "--key", &key], None);
+    let (code, out, err) = seguro(
+        &["gen-cert", "--renew", "--cert", &crt, "--key", &key],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("invites stay valid"), "{out}");
     let new = seguro::certs::load_cert(Path::new(&crt)).unwrap();
@@ -172,7 +177,9 @@ fn a_server_with_another_key_is_refused_like_a_wrong_certificate() {
     let expected = seguro::certs::key_pin(&seguro::certs::load_cert(Path::new(&other)).unwrap())
         .unwrap()
         .to_string();
-    let presented = seguro::certs::key_pin(&server.pinned()).unwrap().to_string();
+    let presented = seguro::certs::key_pin(&server.pinned())
+        .unwrap()
+        .to_string();
     let l = out.wait_for("[ERROR] server key does not match the pinned key");
     assert!(l.contains(&format!("expected key {expected}")), "{l}");
     assert!(l.contains(&format!("presented key {presented}")), "{l}");
@@ -188,7 +195,11 @@ fn a_backup_key_is_accepted_and_only_when_pinned() {
     let (next_crt, next_key) = gen_cert(&dir, "next");
     let port = closed_port();
     let addr = format!("127.0.0.1:{port}");
-    let with_backup = invite(&crt, std::slice::from_ref(&addr), &["--backup-cert", &next_crt]);
+    let with_backup = invite(
+        &crt,
+        std::slice::from_ref(&addr),
+        &["--backup-cert", &next_crt],
+    );
     assert!(with_backup.contains("&b=p256:"), "{with_backup}");
     let without = invite(&crt, std::slice::from_ref(&addr), &[]);
     // The server has switched to the backup key.
@@ -228,8 +239,8 @@ fn serve_prints_the_invite_for_the_given_addresses() {
     );
     let (code, out, _) = seguro(&["invite", "--decode", &line], None);
     assert_eq!(code, 0);
-    let next = seguro::certs::key_pin(&seguro::certs::load_cert(Path::new(&next_crt)).unwrap())
-        .unwrap();
+    let next =
+        seguro::certs::key_pin(&seguro::certs::load_cert(Path::new(&next_crt)).unwrap()).unwrap();
     assert!(out.contains(&format!("backup key: {next}")), "{out}");
     // Listening on every interface: the printed invite is for this machine, and says
     // how to make one for others.
@@ -238,7 +249,8 @@ fn serve_prints_the_invite_for_the_given_addresses() {
     s2.out.wait_exact("invite (for this machine):");
     s2.out
         .wait_for(&format!("  seguro://127.0.0.1:{}/#v=1&k=p256:", s2.port()));
-    s2.out.wait_for("for friends elsewhere: seguro invite --cert ");
+    s2.out
+        .wait_for("for friends elsewhere: seguro invite --cert ");
 }
 
 #[test]
@@ -258,14 +270,20 @@ fn mistyped_invites_are_refused_saying_what_is_wrong() {
             },
             "check does not match",
         ),
-        (line.replacen("localhost", "lcoalhost", 1), "check does not match"),
+        (
+            line.replacen("localhost", "lcoalhost", 1),
+            "check does not match",
+        ),
         (line.replacen("v=1", "v=2", 1), "version 2"),
         (
             line.replacen(&format!(":{}", server.port()), ":99999", 1),
             "address 1 of the invite has a bad port",
         ),
         (line[..line.len() - 3].to_owned(), "incomplete"),
-        ("https://example.org".to_owned(), "must start with seguro://"),
+        (
+            "https://example.org".to_owned(),
+            "must start with seguro://",
+        ),
     ];
     for (bad, why) in cases {
         let (code, out) = chat_invite("ivan", &bad, &dir).finish();
@@ -314,7 +332,11 @@ fn invite_qr_and_usage_errors() {
     let width = qr[0].chars().count();
     assert!(qr.iter().all(|l| l.chars().count() == width));
     // The QR's rows are half as many as its columns (two modules per character).
-    assert!((qr.len() * 2).abs_diff(width) <= 1, "{} x {width}", qr.len());
+    assert!(
+        (qr.len() * 2).abs_diff(width) <= 1,
+        "{} x {width}",
+        qr.len()
+    );
 
     let (code, _, err) = seguro(&["invite", "--cert", &crt, "--address", "nope"], None);
     assert_eq!(code, seguro::exit::USAGE);

@@ -148,7 +148,10 @@ fn an_impostor_is_refused_by_a_key_pin_too() {
     let line = out.wait_for("[ERROR] TLS handshake with");
     assert!(line.contains("could not prove"), "{line}");
     assert!(!line.contains("does not match the pinned"), "{line}");
-    assert!(!srv.join().unwrap(), "no application data reached the impostor");
+    assert!(
+        !srv.join().unwrap(),
+        "no application data reached the impostor"
+    );
 }
 
 fn handshake(
