@@ -49,7 +49,7 @@ def check(body):
 
 
 def invite(cert_path, addresses):
-    body = f"seguro://{','.join(addresses)}/#v=1&k={key_pin(spki_der(cert_path))}&c="
+    body = f"seguro://{','.join(addresses)}/v=1/k={key_pin(spki_der(cert_path))}/c="
     return body + check(body)
 
 

@@ -1,5 +1,5 @@
 //! Invites: one line that carries a server's addresses and the pin of its key,
-//! `seguro://HOST:PORT[,HOST:PORT...]/#v=1&k=ALG:PIN[&b=ALG:PIN][&t=TOKEN]&c=CHECK`.
+//! `seguro://HOST:PORT[,HOST:PORT...]/v=1/k=ALG:PIN[/b=ALG:PIN][/t=TOKEN]/c=CHECK`.
 //!
 //! The format is specified in `docs/invite.md`. In short:
 //!
@@ -77,9 +77,9 @@ pub enum InviteError {
     TooLong,
     /// It contains a character no invite contains (white space, non-ASCII, ...).
     BadCharacter,
-    /// The `/#` between the addresses and the fields is missing.
+    /// The `/` between the addresses and the fields is missing.
     NoFields,
-    /// No address before `/#`.
+    /// No address before the first `/`.
     NoAddress,
     /// More than [`MAX_ADDRESSES`] addresses.
     TooManyAddresses,
@@ -108,7 +108,7 @@ pub enum InviteError {
     UnknownKeyType,
     /// The `t=` token is not 16 to 64 base32 characters.
     BadToken,
-    /// The line does not end with `&c=` and four check characters: it is incomplete.
+    /// The line does not end with `/c=` and four check characters: it is incomplete.
     MissingChecksum,
     /// The check does not match: a character was changed, swapped, added or dropped.
     BadChecksum,
@@ -123,7 +123,7 @@ impl fmt::Display for InviteError {
                 "the invite contains a character invites never contain (a space, a line \
                  break, a non-ASCII letter?)",
             ),
-            Self::NoFields => f.write_str("the invite has no /# after its addresses"),
+            Self::NoFields => f.write_str("the invite has nothing after its addresses"),
             Self::NoAddress => f.write_str("the invite has no server address"),
             Self::TooManyAddresses => {
                 write!(f, "the invite has more than {MAX_ADDRESSES} addresses")
@@ -134,7 +134,7 @@ impl fmt::Display for InviteError {
                  or [IPv6], then the port)"
             ),
             Self::BadPort(i) => write!(f, "address {i} of the invite has a bad port (1 to 65535)"),
-            Self::MissingVersion => f.write_str("the invite has no version (v=) after /#"),
+            Self::MissingVersion => f.write_str("the invite has no version (/v=) after its addresses"),
             Self::UnknownVersion(v) => write!(
                 f,
                 "the invite is of version {v}, this program reads version {VERSION}: update it"
@@ -156,7 +156,7 @@ impl fmt::Display for InviteError {
                 f.write_str("the invite's join token (t=) is not 16 to 64 base32 characters")
             }
             Self::MissingChecksum => f.write_str(
-                "the invite does not end with its check (&c= and 4 characters): it is \
+                "the invite does not end with its check (/c= and 4 characters): it is \
                  incomplete, copy all of it",
             ),
             Self::BadChecksum => f.write_str(
@@ -682,10 +682,10 @@ impl<'a> Invite<'a> {
         if !line.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(InviteError::BadCharacter);
         }
-        let (addrs, fields) = rest.split_once("/#").ok_or(InviteError::NoFields)?;
+        let (addrs, fields) = rest.split_once('/').ok_or(InviteError::NoFields)?;
 
         // The version first: a newer format may differ in everything after it.
-        let mut parts = fields.split('&');
+        let mut parts = fields.split('/');
         let first = parts.next().unwrap_or("");
         let version = first
             .strip_prefix("v=")
@@ -790,14 +790,14 @@ impl fmt::Display for Invite<'_> {
             }
             fmt::write(&mut w, format_args!("{a}"))?;
         }
-        fmt::write(&mut w, format_args!("/#v={VERSION}&k={}", self.pin))?;
+        fmt::write(&mut w, format_args!("/v={VERSION}/k={}", self.pin))?;
         if let Some(b) = self.backup {
-            fmt::write(&mut w, format_args!("&b={b}"))?;
+            fmt::write(&mut w, format_args!("/b={b}"))?;
         }
         if let Some(t) = self.token {
-            fmt::write(&mut w, format_args!("&t={}", t.as_str()))?;
+            fmt::write(&mut w, format_args!("/t={}", t.as_str()))?;
         }
-        fmt::Write::write_str(&mut w, "&c=")?;
+        fmt::Write::write_str(&mut w, "/c=")?;
         let value = w.check.sum;
         write_check(w.inner, value)
     }
@@ -844,7 +844,7 @@ mod tests {
         assert_eq!(back, inv);
         assert_eq!(back.to_string(), text);
         assert!(text.starts_with(
-            "seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000,[fd00::1]:5000/#v=1&k=p256:"
+            "seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000,[fd00::1]:5000/v=1/k=p256:"
         ));
         assert_eq!(
             back.pins().collect::<std::vec::Vec<_>>(),
@@ -858,8 +858,8 @@ mod tests {
         let a = [Address::parse("localhost:5000").unwrap()];
         let inv = Invite::new(&a, pin(9, KeyAlg::P256)).unwrap();
         let text = inv.to_string();
-        // scheme + "localhost:5000" + "/#v=1&k=p256:" + 52 + "&c=" + 4
-        assert_eq!(text.len(), 9 + 14 + 13 + 52 + 3 + 4);
+        // scheme + "localhost:5000" + "/v=1/k=p256:" + 52 + "/c=" + 4
+        assert_eq!(text.len(), 9 + 14 + 12 + 52 + 3 + 4);
         let back = Invite::parse(&text).unwrap();
         assert_eq!(back.addresses(), &a);
         assert_eq!(back.backup(), None);
@@ -954,7 +954,7 @@ mod tests {
         assert_eq!(parse("https://example.org"), Err(InviteError::NotAnInvite));
         // A newer version is reported as such, whatever follows.
         assert_eq!(
-            parse("seguro://h:1/#v=2&x=y"),
+            parse("seguro://h:1/v=2/x=y"),
             Err(InviteError::UnknownVersion(2))
         );
         assert_eq!(
@@ -962,12 +962,13 @@ mod tests {
             Err(InviteError::UnknownVersion(12))
         );
         assert_eq!(
-            parse("seguro://h:1/#v=x"),
+            parse("seguro://h:1/v=x"),
             Err(InviteError::UnknownVersion(u32::MAX))
         );
-        assert_eq!(parse("seguro://h:1/#k=x"), Err(InviteError::MissingVersion));
+        assert_eq!(parse("seguro://h:1/k=x"), Err(InviteError::MissingVersion));
         assert_eq!(parse("seguro://h:1"), Err(InviteError::NoFields));
-        assert_eq!(parse("seguro://h:1 /#v=1"), Err(InviteError::BadCharacter));
+        assert_eq!(parse("seguro:///v=1"), Err(InviteError::NoAddress));
+        assert_eq!(parse("seguro://h:1 /v=1"), Err(InviteError::BadCharacter));
         assert_eq!(
             parse(&format!("{s}x").repeat(20)),
             Err(InviteError::TooLong)
@@ -989,33 +990,33 @@ mod tests {
             Err(InviteError::BadAddress(2))
         );
         assert_eq!(
-            parse(&s.replace("&k=p256", "&k=p257")),
+            parse(&s.replace("/k=p256", "/k=p257")),
             Err(InviteError::UnknownKeyType)
         );
         assert_eq!(
-            parse(&s.replace("&t=", "&q=")),
+            parse(&s.replace("/t=", "/q=")),
             Err(InviteError::UnknownField)
         );
         assert_eq!(
-            parse(&s.replace("&t=", "&k=")),
+            parse(&s.replace("/t=", "/k=")),
             Err(InviteError::DuplicateField)
         );
-        assert_eq!(parse(&s.replace("&t=", "&")), Err(InviteError::BadField));
+        assert_eq!(parse(&s.replace("/t=", "/")), Err(InviteError::BadField));
         assert_eq!(
-            parse(&s.replace("&b=rsa:", "&b=rsa:a")),
+            parse(&s.replace("/b=rsa:", "/b=rsa:a")),
             Err(InviteError::BadBackupPin)
         );
         assert_eq!(
-            parse(&s.replace("&k=p256:", "&k=p256:a")),
+            parse(&s.replace("/k=p256:", "/k=p256:a")),
             Err(InviteError::BadPin)
         );
         assert_eq!(
-            parse(&s.replace("&t=abcdefghijklmnop", "&t=abc")),
+            parse(&s.replace("/t=abcdefghijklmnop", "/t=abc")),
             Err(InviteError::BadToken)
         );
         // `c=` must come last.
         assert_eq!(
-            parse(&format!("{s}&t=abcdefghijklmnop")),
+            parse(&format!("{s}/t=abcdefghijklmnop")),
             Err(InviteError::MissingChecksum)
         );
         // A well-formed line whose check does not match.
@@ -1040,15 +1041,15 @@ mod tests {
         for g in [
             "",
             "seguro://",
-            "seguro:///#",
-            "seguro://,/#v=1",
-            "seguro://[::1/#v=1",
-            "seguro://[::1]/#v=1",
-            "seguro://a:1/#v=1&&&&",
-            "seguro://a:1/#v=1&c=",
-            "seguro://a:1/#v=1&c=zzzz&k=p256:",
-            "seguro://é:1/#v=1",
-            "seguro://a:1/#v=1&k=p256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa&c=",
+            "seguro:///",
+            "seguro://,/v=1",
+            "seguro://[::1/v=1",
+            "seguro://[::1]/v=1",
+            "seguro://a:1/v=1////",
+            "seguro://a:1/v=1/c=",
+            "seguro://a:1/v=1/c=zzzz/k=p256:",
+            "seguro://é:1/v=1",
+            "seguro://a:1/v=1/k=p256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/c=",
         ] {
             assert!(Invite::parse(g).is_err(), "{g}");
         }
@@ -1108,7 +1109,7 @@ mod tests {
         );
         let nine = ["h:1"; MAX_ADDRESSES + 1].join(",");
         assert_eq!(
-            Invite::parse(&format!("seguro://{nine}/#v=1&c=aaaa")),
+            Invite::parse(&format!("seguro://{nine}/v=1/c=aaaa")),
             Err(InviteError::TooManyAddresses)
         );
     }

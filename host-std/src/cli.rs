@@ -112,7 +112,7 @@ fn parse_max_line(s: &str) -> Result<usize, String> {
 /// `seguro chat`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  seguro chat alice --invite 'seguro://0.tcp.eu.ngrok.io:12345/#v=1&k=p256:...&c=...'\n  seguro chat alice 'seguro://...'                      # the invite in place of host and port\n  seguro chat alice 0.tcp.eu.ngrok.io 12345 --cert server.crt"
+    after_help = "Examples:\n  seguro chat alice --invite 'seguro://0.tcp.eu.ngrok.io:12345/v=1/k=p256:.../c=...'\n  seguro chat alice 'seguro://...'                      # the invite in place of host and port\n  seguro chat alice 0.tcp.eu.ngrok.io 12345 --cert server.crt"
 )]
 pub struct ChatArgs {
     /// Your user name (1-32 characters, no spaces).

@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn qr_codes_are_text() {
-        let q = qr("seguro://h:1/#v=1").unwrap();
+        let q = qr("seguro://h:1/v=1").unwrap();
         assert!(q.lines().count() > 10);
         assert!(q.contains('█') || q.contains('▀') || q.contains('▄'));
     }

@@ -64,7 +64,7 @@ fn the_invite_serve_prints_joins_without_a_certificate_file() {
     let pin_line = server.out.wait_for("key pin: p256:");
     server.out.wait_exact("invite (for this machine):");
     let printed = server.out.wait_for("  seguro://").trim().to_owned();
-    assert!(printed.starts_with(&format!("seguro://127.0.0.1:{port}/#v=1&k=p256:")));
+    assert!(printed.starts_with(&format!("seguro://127.0.0.1:{port}/v=1/k=p256:")));
     assert!(printed.contains(pin_line.trim_start_matches("key pin: ")));
     // `seguro invite` makes the same line from server.crt.
     let crt = dir.path("server.crt").display().to_string();
@@ -200,7 +200,7 @@ fn a_backup_key_is_accepted_and_only_when_pinned() {
         std::slice::from_ref(&addr),
         &["--backup-cert", &next_crt],
     );
-    assert!(with_backup.contains("&b=p256:"), "{with_backup}");
+    assert!(with_backup.contains("/b=p256:"), "{with_backup}");
     let without = invite(&crt, std::slice::from_ref(&addr), &[]);
     // The server has switched to the backup key.
     let _server = Server::start_with(
@@ -234,7 +234,7 @@ fn serve_prints_the_invite_for_the_given_addresses() {
     );
     let line = server.out.wait_for("  seguro://").trim().to_owned();
     assert!(
-        line.starts_with("seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000/#v=1&k=p256:"),
+        line.starts_with("seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000/v=1/k=p256:"),
         "{line}"
     );
     let (code, out, _) = seguro(&["invite", "--decode", &line], None);
@@ -248,7 +248,7 @@ fn serve_prints_the_invite_for_the_given_addresses() {
     let s2 = Server::start(&dir2, &["--bind", "0.0.0.0:0"]);
     s2.out.wait_exact("invite (for this machine):");
     s2.out
-        .wait_for(&format!("  seguro://127.0.0.1:{}/#v=1&k=p256:", s2.port()));
+        .wait_for(&format!("  seguro://127.0.0.1:{}/v=1/k=p256:", s2.port()));
     s2.out
         .wait_for("for friends elsewhere: seguro invite --cert ");
 }
@@ -263,7 +263,7 @@ fn mistyped_invites_are_refused_saying_what_is_wrong() {
         // A letter of the pin changed: only the check can tell.
         (
             {
-                let i = line.find("&k=p256:").unwrap() + 12;
+                let i = line.find("/k=p256:").unwrap() + 12;
                 let mut b = line.clone().into_bytes();
                 b[i] = if b[i] == b'a' { b'b' } else { b'a' };
                 String::from_utf8(b).unwrap()
@@ -304,7 +304,7 @@ fn the_reference_kind_of_rsa_server_works_with_an_invite() {
     let (crt, key) = openssl_rsa_pair(&dir);
     let server = Server::start_with(&crt, &key, &[]);
     let line = server.out.wait_for("  seguro://").trim().to_owned();
-    assert!(line.contains("&k=rsa:"), "{line}");
+    assert!(line.contains("/k=rsa:"), "{line}");
     let chat = chat_invite("judy", &line, &dir);
     chat.out.wait_for("[SYS] connected to 127.0.0.1:");
     assert_eq!(chat.finish().0, Some(0));
@@ -320,7 +320,7 @@ fn invite_qr_and_usage_errors() {
     );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.last().unwrap().starts_with("seguro://h.example:1/#"));
+    assert!(lines.last().unwrap().starts_with("seguro://h.example:1/v=1/k=p256:"));
     // Above it, a square of half-block characters with a light quiet zone.
     let qr: Vec<&str> = lines[..lines.len() - 1]
         .iter()
