@@ -96,6 +96,8 @@ pub enum InviteError {
     UnknownField,
     /// A field appears twice.
     DuplicateField,
+    /// The fields are not in the order `v`, `k`, `b`, `t`, `c`.
+    MisplacedField,
     /// A field is not `name=value`.
     BadField,
     /// There is no `k=` pin.
@@ -134,7 +136,9 @@ impl fmt::Display for InviteError {
                  or [IPv6], then the port)"
             ),
             Self::BadPort(i) => write!(f, "address {i} of the invite has a bad port (1 to 65535)"),
-            Self::MissingVersion => f.write_str("the invite has no version (/v=) after its addresses"),
+            Self::MissingVersion => {
+                f.write_str("the invite has no version (/v=) after its addresses")
+            }
             Self::UnknownVersion(v) => write!(
                 f,
                 "the invite is of version {v}, this program reads version {VERSION}: update it"
@@ -143,6 +147,9 @@ impl fmt::Display for InviteError {
                 "the invite has a field this program does not know (is it from a newer version?)",
             ),
             Self::DuplicateField => f.write_str("the invite has a field twice"),
+            Self::MisplacedField => {
+                f.write_str("the invite's fields are out of order (v=, k=, b=, t=, c=)")
+            }
             Self::BadField => f.write_str("the invite has a field that is not name=value"),
             Self::MissingPin => f.write_str("the invite has no key pin (k=)"),
             Self::BadPin => f.write_str(
@@ -432,6 +439,37 @@ impl fmt::Display for AddressError {
     }
 }
 
+/// A fixed-capacity text buffer.
+struct Fixed<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Fixed<N> {
+    fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl<const N: usize> fmt::Write for Fixed<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 fn is_dns_name(s: &str) -> bool {
     if s.is_empty() || s.len() > 253 {
         return false;
@@ -455,6 +493,13 @@ impl<'a> Address<'a> {
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (v6, port) = rest.split_once("]:").ok_or(AddressError::Host)?;
             let a: Ipv6Addr = v6.parse().map_err(|_| AddressError::Host)?;
+            // Only the canonical text (RFC 5952, as `Display` writes it), so that every
+            // invite has one text form.
+            let mut canon = Fixed::<39>::new();
+            fmt::write(&mut canon, format_args!("{a}")).map_err(|_| AddressError::Host)?;
+            if canon.as_bytes() != v6.as_bytes() {
+                return Err(AddressError::Host);
+            }
             (Host::Ipv6(a), port)
         } else {
             let (host, port) = s.rsplit_once(':').ok_or(AddressError::Host)?;
@@ -691,14 +736,16 @@ impl<'a> Invite<'a> {
             .strip_prefix("v=")
             .ok_or(InviteError::MissingVersion)?;
         if version != "1" {
-            let v = if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
-                version.parse::<u32>().unwrap_or(u32::MAX)
+            // Another number (without leading zeros: one text form per version), or not
+            // a number at all.
+            let canonical = !version.is_empty()
+                && !version.starts_with('0')
+                && version.bytes().all(|b| b.is_ascii_digit());
+            return Err(if canonical {
+                InviteError::UnknownVersion(version.parse::<u32>().unwrap_or(u32::MAX))
             } else {
-                u32::MAX
-            };
-            if v != VERSION {
-                return Err(InviteError::UnknownVersion(v));
-            }
+                InviteError::BadField
+            });
         }
 
         let mut addresses = heapless::Vec::new();
@@ -720,12 +767,29 @@ impl<'a> Invite<'a> {
         let mut backup = None;
         let mut token = None;
         let mut check = None;
+        // Fields come in the order k, b, t (one text form per invite).
+        let mut last = 0u8;
         for part in parts {
             if check.is_some() {
                 // `c=` must be the last field.
                 return Err(InviteError::MissingChecksum);
             }
             let (name, value) = part.split_once('=').ok_or(InviteError::BadField)?;
+            let rank = match name {
+                "k" => 1,
+                "b" => 2,
+                "t" => 3,
+                _ => 4,
+            };
+            if rank < 4 {
+                if rank == last {
+                    return Err(InviteError::DuplicateField);
+                }
+                if rank < last {
+                    return Err(InviteError::MisplacedField);
+                }
+                last = rank;
+            }
             match name {
                 "k" => {
                     if pin.is_some() {
@@ -938,7 +1002,6 @@ mod tests {
         // Swapping two different bytes changes the sum.
         assert_ne!(check_value(b"ab"), check_value(b"ba"));
         let mut s = String::new();
-        use core::fmt::Write as _;
         write_check(&mut s, CHECK_MODULUS - 1).unwrap();
         assert_eq!(read_check(s.as_bytes()), Some(CHECK_MODULUS - 1));
         // Values at or above the modulus are not checks.
@@ -961,8 +1024,10 @@ mod tests {
             parse(&s.replace("v=1", "v=12")),
             Err(InviteError::UnknownVersion(12))
         );
+        assert_eq!(parse("seguro://h:1/v=x"), Err(InviteError::BadField));
+        assert_eq!(parse(&s.replace("v=1", "v=01")), Err(InviteError::BadField));
         assert_eq!(
-            parse("seguro://h:1/v=x"),
+            parse("seguro://h:1/v=99999999999"),
             Err(InviteError::UnknownVersion(u32::MAX))
         );
         assert_eq!(parse("seguro://h:1/k=x"), Err(InviteError::MissingVersion));
@@ -999,6 +1064,14 @@ mod tests {
         );
         assert_eq!(
             parse(&s.replace("/t=", "/k=")),
+            Err(InviteError::MisplacedField)
+        );
+        assert_eq!(
+            parse(&s.replace("/t=", "/t=abcdefghijklmnop/t=")),
+            Err(InviteError::DuplicateField)
+        );
+        assert_eq!(
+            parse(&s.replace("/v=1/", "/v=1/v=1/")),
             Err(InviteError::DuplicateField)
         );
         assert_eq!(parse(&s.replace("/t=", "/")), Err(InviteError::BadField));
@@ -1080,6 +1153,10 @@ mod tests {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Address::parse("h:0"), Err(AddressError::Port));
+        // IPv6 in its canonical text only.
+        assert!(Address::parse("[fd00::1]:1").is_ok());
+        assert_eq!(Address::parse("[fd00:0::1]:1"), Err(AddressError::Host));
+        assert_eq!(Address::parse("[FD00::1]:1"), Err(AddressError::Host));
         assert_eq!(Address::parse("h h:1"), Err(AddressError::Host));
         let a = "a".repeat(63);
         let long = format!("{a}.{a}.{a}.{}:1", "b".repeat(61));

@@ -184,7 +184,7 @@ pub struct InviteArgs {
     /// next.key`): clients holding the invite also accept a server with that key.
     #[arg(long, value_name = "FILE")]
     pub backup_cert: Option<PathBuf>,
-    /// Also print the invite as a QR code (on a terminal with a dark or light background).
+    /// Also print the invite as a QR code, above it (drawn for a dark terminal background).
     #[arg(long)]
     pub qr: bool,
     /// Check an invite and show what it holds, instead of making one.

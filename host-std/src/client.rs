@@ -236,7 +236,7 @@ pub fn run(a: ChatArgs) -> i32 {
         args: a,
         tls: TlsConnector::from(target.tls),
         targets: target.addresses,
-        at: std::cell::Cell::new(0),
+        at: 0,
         client,
         printer,
         input: in_rx,
@@ -253,7 +253,7 @@ struct Chat {
     /// The server's addresses (one, or an invite's), tried in order.
     targets: Vec<(String, u16)>,
     /// The address of the current connection.
-    at: std::cell::Cell<usize>,
+    at: usize,
     client: Box<ChatClient>,
     printer: Box<dyn Printer>,
     input: Receiver<Input>,
@@ -305,7 +305,7 @@ impl Chat {
         for (i, (host, port)) in targets.iter().enumerate() {
             let e = match self.connect_to(host, *port).await {
                 Ok(s) => {
-                    self.at.set(i);
+                    self.at = i;
                     return Ok(s);
                 }
                 Err(e) => e,
@@ -726,7 +726,7 @@ impl Chat {
         }
         if r.registered {
             self.ever_registered = true;
-            let (host, port) = self.targets.get(self.at.get()).cloned().unwrap_or_default();
+            let (host, port) = self.targets.get(self.at).cloned().unwrap_or_default();
             self.print(output::connected(&host, port, &me));
         }
         if show_directory {

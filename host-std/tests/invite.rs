@@ -320,7 +320,12 @@ fn invite_qr_and_usage_errors() {
     );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.last().unwrap().starts_with("seguro://h.example:1/v=1/k=p256:"));
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("seguro://h.example:1/v=1/k=p256:")
+    );
     // Above it, a square of half-block characters with a light quiet zone.
     let qr: Vec<&str> = lines[..lines.len() - 1]
         .iter()
@@ -337,6 +342,24 @@ fn invite_qr_and_usage_errors() {
         "{} x {width}",
         qr.len()
     );
+    // As a camera sees it on a dark terminal (drawn = light), it reads back as the line.
+    let scale = 4;
+    let (w, h) = (width * scale, qr.len() * 2 * scale);
+    let rows: Vec<Vec<char>> = qr.iter().map(|l| l.chars().collect()).collect();
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        let (col, half) = (x / scale, y / scale);
+        let c = rows[half / 2][col];
+        let lit = if half % 2 == 0 {
+            matches!(c, '█' | '▀')
+        } else {
+            matches!(c, '█' | '▄')
+        };
+        if lit { 255 } else { 0 }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    let (_, content) = grids[0].decode().unwrap();
+    assert_eq!(content, *lines.last().unwrap());
 
     let (code, _, err) = seguro(&["invite", "--cert", &crt, "--address", "nope"], None);
     assert_eq!(code, seguro::exit::USAGE);
