@@ -148,6 +148,12 @@ if [ -n "$glibc_needed" ]; then
         sed 's/GLIBC_//' | sort -uV | tail -n 1)
     depends=("libc6 (>= ${glibc:-2.17})" "${depends[@]}")
 fi
+if [ -z "$needed" ]; then
+    cat >>"$root/usr/share/lintian/overrides/seguro" <<'EOF'
+# Static on purpose (musl inside): runs on every Raspberry Pi OS release whatever its glibc.
+seguro: statically-linked-binary [usr/bin/seguro]
+EOF
+fi
 depends+=("adduser" "init-system-helpers (>= 1.52)")
 printf -v depends_line '%s, ' "${depends[@]}"
 depends_line="${depends_line%, }"

@@ -50,19 +50,20 @@ qemu_for() {
 # check_libc BIN: a static binary (no interpreter, no dynamic section, no glibc symbol
 # version), or else one whose newest glibc symbol version is at most 2.31 (bullseye).
 check_libc() {
-    local bin="$1" glibc
-    glibc=$(LC_ALL=C readelf -V --wide "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' |
-        sed 's/GLIBC_//' | sort -uV | tail -n 1)
-    if LC_ALL=C readelf -lW "$bin" | grep -q 'INTERP' ||
-        LC_ALL=C readelf -d "$bin" | grep -q 'NEEDED'; then
+    local bin="$1" dynamic program versions glibc
+    dynamic=$(LC_ALL=C readelf -d "$bin")
+    program=$(LC_ALL=C readelf -lW "$bin")
+    versions=$(LC_ALL=C readelf -V --wide "$bin")
+    glibc=$(grep -o 'GLIBC_[0-9][0-9.]*' <<<"$versions" | sed 's/GLIBC_//' | sort -uV |
+        tail -n 1) || true
+    if grep -q 'INTERP' <<<"$program" || grep -q 'NEEDED' <<<"$dynamic"; then
         [ -n "$glibc" ] || fail "$bin is dynamic but names no glibc version"
         [ "$(printf '%s\n' "$glibc" 2.31 | sort -V | tail -n 1)" = 2.31 ] ||
             fail "$bin needs glibc $glibc, newer than 2.31 (Raspberry Pi OS bullseye)"
         echo "$bin: dynamic, newest glibc symbol version $glibc (<= 2.31)"
     else
         [ -z "$glibc" ] || fail "$bin is static but carries glibc $glibc symbol versions"
-        LC_ALL=C readelf -d "$bin" | grep -q 'no dynamic section' ||
-            fail "$bin: static, yet has a dynamic section"
+        grep -q 'no dynamic section' <<<"$dynamic" || fail "$bin: static, yet has a dynamic section"
         echo "$bin: static, no interpreter, no dynamic section, no glibc symbol version"
     fi
 }
@@ -71,14 +72,14 @@ check_libc() {
 check_arm_attributes() {
     local t="$1" bin="$2" attrs
     attrs=$(LC_ALL=C readelf -A "$bin")
-    echo "$attrs" | grep -E 'Tag_(CPU_arch|ARM_ISA|THUMB_ISA|FP_arch|Advanced_SIMD|ABI_VFP)'
-    echo "$attrs" | grep -q 'Tag_ABI_VFP_args: VFP registers' ||
+    grep -E 'Tag_(CPU_arch|ARM_ISA|THUMB_ISA|FP_arch|Advanced_SIMD|ABI_VFP)' <<<"$attrs"
+    grep -q 'Tag_ABI_VFP_args: VFP registers' <<<"$attrs" ||
         fail "$bin: not the hard-float ABI (armhf)"
     case "$t" in
         "$v6")
-            echo "$attrs" | grep -Eq 'Tag_CPU_arch: v6(KZ|K|Z)?$' || fail "$bin: not ARMv6"
-            echo "$attrs" | grep -q 'Tag_FP_arch: VFPv2$' || fail "$bin: not VFPv2"
-            if echo "$attrs" | grep -q 'Tag_THUMB_ISA_use: Thumb-2'; then
+            grep -Eq 'Tag_CPU_arch: v6(KZ|K|Z)?$' <<<"$attrs" || fail "$bin: not ARMv6"
+            grep -q 'Tag_FP_arch: VFPv2$' <<<"$attrs" || fail "$bin: not VFPv2"
+            if grep -q 'Tag_THUMB_ISA_use: Thumb-2' <<<"$attrs"; then
                 fail "$bin: uses Thumb-2, which ARMv6 lacks"
             fi
             # Instructions a compiler emits for ARMv7 (constants, barriers) and ARMv6 lacks, and
@@ -93,7 +94,7 @@ check_arm_attributes() {
             [ "$simd" -eq 0 ] || fail "$bin uses registers VFPv2 lacks"
             ;;
         "$v7")
-            echo "$attrs" | grep -Eq 'Tag_CPU_arch: v7$' || fail "$bin: not ARMv7"
+            grep -Eq 'Tag_CPU_arch: v7$' <<<"$attrs" || fail "$bin: not ARMv7"
             ;;
     esac
 }
@@ -142,7 +143,8 @@ for t in "$a64" "$v6"; do
     # The packaged binary is the one built, stripped, static, and still runs on the oldest CPU.
     rm -rf "$work/x" && dpkg-deb -x "$deb" "$work/x" && dpkg-deb -e "$deb" "$work/x/DEBIAN"
     packaged="$work/x/usr/bin/seguro"
-    LC_ALL=C readelf -S "$packaged" | grep -q '\.symtab' && fail "$deb: binary not stripped"
+    sections=$(LC_ALL=C readelf -SW "$packaged")
+    if grep -q '\.symtab' <<<"$sections"; then fail "$deb: binary not stripped"; fi
     check_libc "$packaged"
     out=$($(qemu_for "$t") "$packaged" --version)
     [ "$out" = "seguro $version" ] || fail "packaged binary: $out"
