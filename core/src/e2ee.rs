@@ -344,6 +344,58 @@ fn tag_from(bytes: &[u8]) -> Result<Tag, E2eeError> {
         .map_err(|_| E2eeError::CipherTooShort)
 }
 
+/// The X25519 public keys (u-coordinates, little-endian) of the points of small order,
+/// bit 255 cleared: 0 and 1, the two order-8 points, p − 1, and the non-canonical
+/// encodings p and p + 1 of 0 and 1 (no other small-order u has one below 2^255).
+const LOW_ORDER: [[u8; KEY_LEN]; 7] = {
+    let mut p_minus_1 = [0xff; KEY_LEN];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0; KEY_LEN];
+    one[0] = 1;
+    [
+        [0; KEY_LEN],
+        one,
+        [
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+            0x5f, 0x49, 0xb8, 0x00,
+        ],
+        [
+            0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+            0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+            0xd0, 0x9f, 0x11, 0x57,
+        ],
+        p_minus_1,
+        p,
+        p_plus_1,
+    ]
+};
+
+/// True if `key` is an X25519 public key of small order (all zeros, one, an order-8
+/// point, or another encoding of one of them): a Diffie-Hellman with it gives the same
+/// shared secret whatever the other side's secret, so it must be refused.
+///
+/// Deterministic and cheap (a comparison with the 7 known encodings, bit 255 ignored as
+/// X25519 ignores it), so a server can check every `hello` without a scalar
+/// multiplication; it refuses exactly the keys for which
+/// [`KeyPair::peer_key`] reports [`E2eeError::WeakPeerKey`].
+pub fn is_low_order(key: &[u8; KEY_LEN]) -> bool {
+    LOW_ORDER.iter().any(|bad| {
+        key.iter().zip(bad).enumerate().all(|(i, (&k, &b))| {
+            if i == KEY_LEN - 1 {
+                k & 0x7f == b
+            } else {
+                k == b
+            }
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
