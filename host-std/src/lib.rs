@@ -8,7 +8,6 @@ pub mod cli;
 pub mod client;
 pub mod identity;
 pub mod invite;
-pub mod keycheck;
 pub mod output;
 pub mod pin;
 pub mod server;

@@ -1,0 +1,334 @@
+//! One connection: TLS, the `hello` deadline, the reading loop and the writer.
+//!
+//! Every connection has its own task, its own writer and a bounded outbound queue
+//! ([`Handle`]); nobody ever waits for another connection's socket. A connection whose
+//! queue overflows (a slow or dead reader) is disconnected.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use smol::Timer;
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt as _;
+use smol::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use smol::net::TcpStream;
+use tracing::{debug, info};
+
+use super::State;
+use super::bucket::TokenBucket;
+use super::hub::{self, Outbox, Outgoing, Prepared, error_line};
+use super::push;
+use super::reader::{Got, LineReader};
+use super::router::{Close, Input, Joined, Refusal};
+
+type Tls = TlsStream<TcpStream>;
+
+/// How long a connection that is being closed may take to send what is queued (the
+/// refusal of its `hello`, or the error that closed it).
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// A connection's outbound queue, as the hub holds it.
+#[derive(Debug)]
+pub(super) struct Handle {
+    tx: Sender<Outgoing>,
+    kill: Sender<End>,
+    /// Lines the queue may hold.
+    queue: usize,
+}
+
+impl Outbox for Handle {
+    /// The queue itself is unbounded so that an idle connection does not hold `queue`
+    /// preallocated slots; the bound is enforced here from its length.
+    fn send(&self, item: Outgoing) {
+        if self.tx.len() >= self.queue {
+            let _ = self.kill.try_send(End::SlowReader);
+            return;
+        }
+        let _ = self.tx.try_send(item);
+    }
+
+    fn close(&self, reason: Close) {
+        let _ = self.kill.try_send(End::Closed(reason));
+    }
+}
+
+impl Handle {
+    /// Queues the shutdown notice and closes the queue: the writer sends what is
+    /// queued, then TLS close_notify.
+    pub(super) fn shutdown(&self) {
+        let _ = self
+            .tx
+            .try_send(Outgoing::Text(error_line("server shutting down")));
+        self.tx.close();
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(super) enum End {
+    Eof,
+    Io(io::Error),
+    HelloTimeout,
+    Closed(Close),
+    SlowReader,
+    WriteTimeout,
+    Shutdown,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Eof => f.write_str("peer closed the connection"),
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::HelloTimeout => f.write_str("no TLS handshake and hello before the deadline"),
+            Self::Closed(reason) => write!(f, "{reason}"),
+            Self::SlowReader => f.write_str("outbound queue full (peer does not read)"),
+            Self::WriteTimeout => f.write_str("write timed out"),
+            Self::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+fn set_keepalive(tcp: &TcpStream, idle: Duration) {
+    let sock = socket2::SockRef::from(tcp);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let ka = ka.with_retries(4);
+    if let Err(e) = sock.set_tcp_keepalive(&ka) {
+        debug!("cannot set TCP keepalive: {e}");
+    }
+    let _ = tcp.set_nodelay(true);
+}
+
+/// A refused `hello`, owned.
+struct Refused {
+    text: String,
+    /// The name, when it is already taken.
+    taken: Option<String>,
+}
+
+impl From<Refusal<'_>> for Refused {
+    fn from(r: Refusal<'_>) -> Self {
+        Self {
+            text: r.to_string(),
+            taken: match r {
+                Refusal::NameTaken(name) => Some(name.to_owned()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Serves one accepted TCP connection to its end.
+pub(super) async fn connection(
+    state: Arc<State>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) {
+    let cfg = &state.cfg;
+    set_keepalive(&tcp, cfg.keepalive);
+    let deadline = Instant::now() + cfg.hello_timeout;
+    let handshake = async { Some(acceptor.accept(tcp).await) };
+    let tls = match handshake
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await
+    {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            state.log_cutoff(addr, format_args!("TLS handshake failed: {e}"));
+            return;
+        }
+        None => {
+            state.log_cutoff(addr, format_args!("{}", End::HelloTimeout));
+            return;
+        }
+    };
+    let (mut rd, mut wr) = smol::io::split(tls);
+    let mut reader = LineReader::new(cfg.max_line);
+    let (tx, rx) = channel::unbounded::<Outgoing>();
+    let (kill, killed) = channel::bounded::<End>(1);
+    let handle = Handle {
+        tx,
+        kill,
+        queue: cfg.queue.max(2),
+    };
+
+    // Registration: the first line must be a valid hello, before the deadline.
+    let first = async { Some(read_hello(&state, &mut reader, &mut rd, handle).await) }
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await;
+    let me = match first {
+        None => {
+            state.log_cutoff(addr, format_args!("{}", End::HelloTimeout));
+            return;
+        }
+        Some(Err(end)) => {
+            debug!(%addr, "{end}");
+            return;
+        }
+        Some(Ok(Err(refused))) => {
+            match &refused.taken {
+                Some(name) => info!(%addr, user = %name, "refused hello: name already connected"),
+                None => info!(%addr, "refused hello: {}", refused.text),
+            }
+            let line = error_line(&refused.text);
+            let _ = async {
+                let _ = wr.write_all(&line).await;
+                let _ = wr.flush().await;
+                let _ = wr.close().await;
+            }
+            .or(async {
+                Timer::after(LAST_WORDS).await;
+            })
+            .await;
+            return;
+        }
+        Some(Ok(Ok(joined))) => joined,
+    };
+    state.mark_dirty();
+    info!(%addr, user = %me.name, "joined");
+
+    let end = session(&state, &me, &mut reader, &mut rd)
+        .or(writer(&rx, &mut wr, cfg.write_timeout))
+        .or(async { killed.recv().await.unwrap_or(End::SlowReader) })
+        .await;
+    // Dropping the hub's handle closes the queue once it is drained.
+    let handle = state.hub().disconnect(me.id);
+    drop(handle);
+    state.mark_dirty();
+    if matches!(end, End::Closed(_)) {
+        // Closed by the router: the error that says why is queued.
+        let _ = writer(&rx, &mut wr, cfg.write_timeout)
+            .or(async {
+                Timer::after(LAST_WORDS).await;
+                End::WriteTimeout
+            })
+            .await;
+    }
+    info!(%addr, user = %me.name, "left: {end}");
+}
+
+/// Reads the first line and registers it. Outer error: the connection died; inner
+/// error: the refusal.
+async fn read_hello(
+    state: &State,
+    reader: &mut LineReader,
+    rd: &mut ReadHalf<Tls>,
+    handle: Handle,
+) -> Result<Result<Joined, Refused>, End> {
+    loop {
+        if let Some(got) = reader.next_line() {
+            let input = match got {
+                Got::Line { line, scratch } => hub::parse(line, scratch),
+                Got::Overlong => Input::Overlong,
+            };
+            return Ok(state.hub().hello(input, handle).map_err(Refused::from));
+        }
+        match reader.fill(rd).await {
+            Ok(true) => {}
+            Ok(false) => return Err(End::Eof),
+            Err(e) => return Err(End::Io(e)),
+        }
+    }
+}
+
+/// Reads and routes lines until the connection ends or the router closes it.
+async fn session(
+    state: &State,
+    me: &Joined,
+    reader: &mut LineReader,
+    rd: &mut ReadHalf<Tls>,
+) -> End {
+    let cfg = &state.cfg;
+    let mut bucket = (cfg.rate > 0).then(|| {
+        TokenBucket::new(
+            f64::from(cfg.rate),
+            f64::from(cfg.burst.max(1)),
+            Instant::now(),
+        )
+    });
+    let mut last_rate_error: Option<Instant> = None;
+    loop {
+        // Every complete line of what one read delivered, then the next read.
+        while let Some(got) = reader.next_line() {
+            let p = match got {
+                Got::Overlong => Prepared::new(Input::Overlong),
+                Got::Line { line, scratch } => {
+                    let over_rate = bucket.as_mut().and_then(|b| {
+                        let now = Instant::now();
+                        (!b.take(now)).then_some(now)
+                    });
+                    match over_rate {
+                        None => hub::prepare(line, scratch, &me.name),
+                        Some(now) => {
+                            let notify = last_rate_error
+                                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+                            if notify {
+                                last_rate_error = Some(now);
+                            }
+                            Prepared::new(Input::OverRate { notify })
+                        }
+                    }
+                }
+            };
+            if let Some(reason) = state.hub().handle(me.id, p) {
+                return End::Closed(reason);
+            }
+        }
+        match reader.fill(rd).await {
+            Ok(true) => {}
+            Ok(false) => return End::Eof,
+            // A peer that just closes the TCP connection without TLS close_notify.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
+            Err(e) => return End::Io(e),
+        }
+    }
+}
+
+/// Writes what is queued, in batches (one flush per batch), until the queue closes.
+async fn writer(rx: &Receiver<Outgoing>, wr: &mut WriteHalf<Tls>, timeout: Duration) -> End {
+    loop {
+        let Ok(first) = rx.recv().await else {
+            // Queue closed: the server is shutting down, or the connection is closing.
+            let _ = wr.close().await;
+            return End::Shutdown;
+        };
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        push::coalesce(&mut batch);
+        let write = async {
+            for item in &batch {
+                wr.write_all(item.bytes()).await?;
+            }
+            wr.flush().await?;
+            Ok::<_, io::Error>(None)
+        };
+        let res = write
+            .or(async {
+                Timer::after(timeout).await;
+                Ok(Some(End::WriteTimeout))
+            })
+            .await;
+        match res {
+            Ok(None) => {}
+            Ok(Some(end)) => return end,
+            Err(e) => return End::Io(e),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The router with its wire side: parsed lines in, serialized lines into each
+//! connection's outbox. No I/O and no locks of its own; the server keeps one `Hub`
+//! behind a mutex, and the in-process tests drive one directly.
+//!
+//! A line's path: the connection's task parses it and, for a `relay`, serializes the
+//! forwarded line ([`prepare`]) before taking the lock; under the lock, [`Hub::handle`]
+//! asks the [`Router`] where things go and pushes the lines into the recipients'
+//! [`Outbox`]es (in-memory queues: nobody waits for a socket). Doing the pushes under
+//! the lock gives every queue the router's order, which is what makes "a recipient gets
+//! the sender's key before the sender's first relay" hold.
+//!
+//! The `users` line is built once per directory version and shared by every queue it
+//! goes to.
+
+use std::sync::Arc;
+
+use seguro_core::msg::{self, Message, Relay, UserList};
+use tracing::debug;
+
+use super::router::{self, Close, ConnId, Delivery, Input, Joined, Refusal, Router};
+
+/// One serialized line (JSON and `\n`), shared between the queues it is sent to.
+pub type Line = Arc<[u8]>;
+
+/// A line queued for a connection, with its kind (the writer's coalescing needs it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// The `welcome` reply to `hello`.
+    Welcome(Line),
+    /// A `users` line (a push or a `list` reply) listing directory `version`.
+    Directory {
+        /// The directory version it lists.
+        version: u64,
+        /// The line.
+        line: Line,
+    },
+    /// A forwarded `relay`.
+    Relay(Line),
+    /// An `error` or `server` line.
+    Text(Line),
+}
+
+impl Outgoing {
+    /// The bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Welcome(l) | Self::Directory { line: l, .. } | Self::Relay(l) | Self::Text(l) => {
+                l
+            }
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// True for an empty line (never produced).
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+}
+
+/// Where a connection's lines go: the driver's queue for it.
+pub trait Outbox {
+    /// Queues a line (never blocks; a queue that is full closes its connection).
+    fn send(&self, item: Outgoing);
+    /// Closes the connection for `reason`, after what is queued.
+    fn close(&self, reason: Close);
+}
+
+/// Serializes a message into a fresh line.
+pub fn line_of(m: &Message<'_>) -> Line {
+    let mut v = vec![0u8; m.line_len()];
+    match m.emit_line(&mut v) {
+        Ok(n) => v.truncate(n),
+        Err(e) => {
+            // line_len is exact; fall back to the size the emitter asked for.
+            v.resize(e.needed, 0);
+            let n = m.emit_line(&mut v).unwrap_or(0);
+            v.truncate(n);
+        }
+    }
+    v.into()
+}
+
+/// An `error` line.
+pub fn error_line(text: &str) -> Line {
+    line_of(&Message::Error { text })
+}
+
+/// Parses a line (`scratch` at least as long as it) into router input.
+pub fn parse<'m>(line: &'m [u8], scratch: &'m mut [u8]) -> Input<'m> {
+    match msg::parse(line, scratch) {
+        Ok(m) => Input::Message(m),
+        Err(e) => Input::Malformed(e),
+    }
+}
+
+/// A line ready for [`Hub::handle`]: the router input and, for a `relay`, the line to
+/// forward, serialized outside the lock.
+#[derive(Debug)]
+pub struct Prepared<'m> {
+    input: Input<'m>,
+    relay: Option<Line>,
+}
+
+impl<'m> Prepared<'m> {
+    /// Input that is not a `relay` (or whose forwarded line is not needed).
+    pub fn new(input: Input<'m>) -> Self {
+        Self { input, relay: None }
+    }
+}
+
+/// Parses a line from the connection registered as `from` and, if it is a `relay`,
+/// serializes the line to forward (with `from` rewritten).
+pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepared<'m> {
+    let input = parse(line, scratch);
+    let relay = match input {
+        Input::Message(Message::Relay(r)) => Some(line_of(&Message::Relay(Relay {
+            from: Some(from),
+            ..r
+        }))),
+        _ => None,
+    };
+    Prepared { input, relay }
+}
+
+/// The router, the current directory's `users` line and the outboxes.
+#[derive(Debug)]
+pub struct Hub<T> {
+    router: Router<T>,
+    /// The `users` line of directory version `.0`, built on first use.
+    users: Option<(u64, Line)>,
+    /// Scratch for pushes.
+    targets: Vec<ConnId>,
+}
+
+impl<T: Outbox> Hub<T> {
+    /// An empty hub.
+    pub fn new(cfg: router::Config) -> Self {
+        Self {
+            router: Router::new(cfg),
+            users: None,
+            targets: Vec::new(),
+        }
+    }
+
+    /// The router, to read.
+    pub fn router(&self) -> &Router<T> {
+        &self.router
+    }
+
+    /// Registers a connection from its first line and queues its `welcome` into
+    /// `outbox`, or says why not (the caller sends the refusal and closes).
+    pub fn hello<'m>(&mut self, first: Input<'m>, outbox: T) -> Result<Joined, Refusal<'m>> {
+        let joined = self.router.hello(first, outbox)?;
+        let welcome = directory_line(&self.router, true);
+        if let Some(t) = self.router.tag(joined.id) {
+            t.send(Outgoing::Welcome(welcome));
+        }
+        Ok(joined)
+    }
+
+    /// Routes a line from connection `conn` and queues what it produces. Returns the
+    /// reason if `conn` itself is to be closed now (its last lines are queued).
+    pub fn handle(&mut self, conn: ConnId, p: Prepared<'_>) -> Option<Close> {
+        let mut close_me = None;
+        let relay_to = match p.input {
+            Input::Message(Message::Relay(r)) => Some(r.to),
+            _ => None,
+        };
+        for d in self.router.handle(conn, p.input) {
+            let to = d.target();
+            let item = match d {
+                Delivery::Welcome { .. } => Outgoing::Welcome(directory_line(&self.router, true)),
+                Delivery::Directory { version, .. } => Outgoing::Directory {
+                    version,
+                    line: self.users_line(version),
+                },
+                Delivery::Relay { .. } => {
+                    let Some(line) = p.relay.clone() else {
+                        continue;
+                    };
+                    if let (Some(from), Some(to)) = (self.router.name(conn), relay_to) {
+                        debug!(from = %from, to = %to, "relayed");
+                    }
+                    Outgoing::Relay(line)
+                }
+                Delivery::Error { error, .. } => Outgoing::Text(error_line(&error.to_string())),
+                Delivery::Server { text, .. } => Outgoing::Text(line_of(&Message::Server {
+                    text: &text.to_string(),
+                })),
+                Delivery::Close { conn: c, reason } => {
+                    if c == conn {
+                        close_me = Some(reason);
+                    } else if let Some(t) = self.router.tag(c) {
+                        t.close(reason);
+                    }
+                    continue;
+                }
+            };
+            if let Some(t) = self.router.tag(to) {
+                t.send(item);
+            }
+        }
+        close_me
+    }
+
+    /// Forgets connection `conn`, giving its outbox back; `None` if it was not
+    /// registered.
+    pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
+        self.router.disconnect(conn)
+    }
+
+    /// Queues the current directory for every connection that has not been sent it.
+    /// Returns the bytes queued in all (recipients × line length), for pacing.
+    pub fn push(&mut self) -> u64 {
+        let mut targets = std::mem::take(&mut self.targets);
+        let version = self.router.push(&mut targets);
+        let mut bytes = 0u64;
+        if !targets.is_empty() {
+            let line = self.users_line(version);
+            for id in &targets {
+                if let Some(t) = self.router.tag(*id) {
+                    t.send(Outgoing::Directory {
+                        version,
+                        line: line.clone(),
+                    });
+                    bytes = bytes.saturating_add(line.len() as u64);
+                }
+            }
+        }
+        targets.clear();
+        self.targets = targets;
+        bytes
+    }
+
+    /// The `users` line of the current directory, which is `version`.
+    fn users_line(&mut self, version: u64) -> Line {
+        match &self.users {
+            Some((v, line)) if *v == version => line.clone(),
+            _ => {
+                let line = directory_line(&self.router, false);
+                self.users = Some((version, line.clone()));
+                line
+            }
+        }
+    }
+}
+
+/// The router's directory as a `welcome` or `users` line.
+fn directory_line<T>(router: &Router<T>, welcome: bool) -> Line {
+    let size: usize = router
+        .directory()
+        .map(|(n, _)| msg::packed_entry_len(n))
+        .sum();
+    let mut buf = vec![0u8; size];
+    let users = UserList::pack(router.directory(), &mut buf).unwrap_or(UserList::EMPTY);
+    if welcome {
+        line_of(&Message::Welcome { users })
+    } else {
+        line_of(&Message::Users { users })
+    }
+}

@@ -1,0 +1,864 @@
+//! The relay's routing, as a pure state machine: connection ids and parsed messages in,
+//! typed deliveries out.
+//!
+//! The router owns the directory (who is connected under which name and key, and its
+//! version), name ownership, and each connection's routing state (the directory version
+//! it has been sent, its run of bad messages). It does no I/O, takes no locks, reads no
+//! clock and never looks at bytes: the driver parses lines, serializes what a
+//! [`Delivery`] asks for and queues it. Everything here can be driven from a test
+//! without sockets.
+//!
+//! The rule the versions serve: a recipient is always sent a directory that lists a
+//! sender before the sender's first relay to it (the coalesced directory push may still
+//! be pending), so every message can be decrypted on arrival.
+//!
+//! Calls, in the order a driver makes them for one connection:
+//! [`Router::hello`] with the first line (refused, or registered under a [`ConnId`]);
+//! [`Router::handle`] for every later line; [`Router::disconnect`] when it ends.
+//! [`Router::push`] (from the directory broadcaster) names the connections whose last
+//! directory is older than the current one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use seguro_core::limits::KEY_LEN;
+use seguro_core::msg::{Message, NameError, ParseError, validate_name};
+
+/// A registered connection, as the router names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What the router needs to know of the server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Longest accepted line in bytes (for the wording of the overlong-line error).
+    pub max_line: usize,
+    /// Consecutive bad messages after which a connection is closed (at least 1).
+    pub max_errors: u32,
+}
+
+/// One line from a connection, as the driver read it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'m> {
+    /// A line that parsed.
+    Message(Message<'m>),
+    /// A line that did not parse.
+    Malformed(ParseError),
+    /// A line longer than [`Config::max_line`] (skipped to its end by the reader).
+    Overlong,
+    /// A line the driver dropped because the connection is over its rate; `notify`
+    /// asks for an `error` to tell the sender (the driver spaces those out).
+    OverRate {
+        /// Answer with an `error`.
+        notify: bool,
+    },
+}
+
+/// Something the driver must send or do.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery<'m> {
+    /// The directory as a `welcome` line (the reply to `hello`), at `version`.
+    Welcome {
+        /// Recipient.
+        to: ConnId,
+        /// Directory version ([`Router::version`]).
+        version: u64,
+    },
+    /// The directory as a `users` line (a `list` reply or a push), at `version`.
+    Directory {
+        /// Recipient.
+        to: ConnId,
+        /// Directory version ([`Router::version`]).
+        version: u64,
+    },
+    /// The `relay` being handled, forwarded to `to` with `from` set to the sender's
+    /// registered name ([`Joined::name`]).
+    Relay {
+        /// Recipient.
+        to: ConnId,
+    },
+    /// An `error` line.
+    Error {
+        /// Recipient.
+        to: ConnId,
+        /// Its text.
+        error: ErrorText<'m>,
+    },
+    /// A `server` line.
+    Server {
+        /// Recipient.
+        to: ConnId,
+        /// Its text.
+        text: ServerText<'m>,
+    },
+    /// Close the connection (after the deliveries before this one).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: Close,
+    },
+}
+
+impl Delivery<'_> {
+    /// The connection this delivery is for.
+    pub fn target(&self) -> ConnId {
+        match *self {
+            Self::Welcome { to, .. }
+            | Self::Directory { to, .. }
+            | Self::Relay { to }
+            | Self::Error { to, .. }
+            | Self::Server { to, .. } => to,
+            Self::Close { conn, .. } => conn,
+        }
+    }
+}
+
+/// The text of an `error` line the router sends.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorText<'m> {
+    /// A relay names a user who is not connected (a mistake, not counted as bad).
+    UserNotConnected(&'m str),
+    /// A line that did not parse.
+    Malformed(ParseError),
+    /// A line longer than the maximum.
+    LineTooLong {
+        /// The maximum, in bytes.
+        max: usize,
+    },
+    /// A second `hello`.
+    AlreadyRegistered,
+    /// A message only servers send.
+    UnexpectedType,
+    /// A message dropped for rate.
+    RateLimited,
+}
+
+impl fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UserNotConnected(to) => write!(f, "user not connected: {to}"),
+            Self::Malformed(ParseError::UnknownType) => f.write_str("unknown message type"),
+            Self::Malformed(e) => write!(f, "bad message: {e}"),
+            Self::LineTooLong { max } => write!(f, "line too long (maximum {max} bytes): skipped"),
+            Self::AlreadyRegistered => f.write_str("already registered"),
+            Self::UnexpectedType => f.write_str("unexpected message type from a client"),
+            Self::RateLimited => f.write_str("rate limit exceeded: message dropped"),
+        }
+    }
+}
+
+/// The text of a `server` line.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerText<'m> {
+    /// The answer to `chat`: `echo: <text>`, as the reference answers.
+    Echo(&'m str),
+}
+
+impl fmt::Display for ServerText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Echo(text) => write!(f, "echo: {text}"),
+        }
+    }
+}
+
+/// Why the router closes a connection.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// [`Config::max_errors`] bad messages in a row.
+    TooManyErrors,
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyErrors => f.write_str("too many consecutive bad messages"),
+        }
+    }
+}
+
+/// Why a first line does not register: the text of the `error` sent before closing.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal<'m> {
+    /// A valid message that is not `hello`.
+    NotHello,
+    /// A line that did not parse.
+    Malformed(ParseError),
+    /// A first line longer than the maximum.
+    Overlong {
+        /// The maximum, in bytes.
+        max: usize,
+    },
+    /// A first line dropped for rate (drivers do not rate-limit `hello`).
+    OverRate,
+    /// The name breaks the protocol's rules.
+    BadName(NameError),
+    /// The key is a low-order point ([`seguro_core::e2ee::is_low_order`]).
+    LowOrderKey,
+    /// Someone connected holds the name.
+    NameTaken(&'m str),
+}
+
+impl fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotHello | Self::OverRate => f.write_str("first message must be hello"),
+            Self::Malformed(e) => write!(f, "first message must be a valid hello: {e}"),
+            Self::Overlong { max } => {
+                write!(
+                    f,
+                    "first message must be hello (line longer than {max} bytes)"
+                )
+            }
+            Self::BadName(e) => write!(f, "invalid user name: {e}"),
+            Self::LowOrderKey => f.write_str("invalid public key: low-order point"),
+            Self::NameTaken(name) => write!(f, "name \"{name}\" is already connected"),
+        }
+    }
+}
+
+/// A registration.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The connection's id from now on.
+    pub id: ConnId,
+    /// The registered name (relays from this connection carry it as `from`).
+    pub name: Arc<str>,
+    /// The welcome to send, and the directory version it lists.
+    pub welcome: u64,
+}
+
+/// At most two deliveries: what one input produces.
+#[derive(Debug, Clone, Default)]
+pub struct Deliveries<'m> {
+    items: [Option<Delivery<'m>>; 2],
+    next: usize,
+}
+
+impl<'m> Deliveries<'m> {
+    fn one(d: Delivery<'m>) -> Self {
+        Self {
+            items: [Some(d), None],
+            next: 0,
+        }
+    }
+
+    fn two(a: Delivery<'m>, b: Delivery<'m>) -> Self {
+        Self {
+            items: [Some(a), Some(b)],
+            next: 0,
+        }
+    }
+
+    fn none() -> Self {
+        Self::default()
+    }
+}
+
+impl<'m> Iterator for Deliveries<'m> {
+    type Item = Delivery<'m>;
+
+    fn next(&mut self) -> Option<Delivery<'m>> {
+        while let Some(slot) = self.items.get_mut(self.next) {
+            self.next += 1;
+            if let Some(d) = slot.take() {
+                return Some(d);
+            }
+        }
+        None
+    }
+}
+
+/// A registered connection's routing state, and what the driver attached to it.
+#[derive(Debug)]
+struct Conn<T> {
+    name: Arc<str>,
+    /// Directory version that first listed this connection.
+    joined: u64,
+    /// Directory version this connection has last been sent.
+    seen: u64,
+    /// Bad messages in a row.
+    errors: u32,
+    tag: T,
+}
+
+/// A directory entry.
+#[derive(Debug)]
+struct Entry {
+    id: ConnId,
+    key: [u8; KEY_LEN],
+}
+
+/// The router. `T` is whatever the driver attaches to a connection (its outbound
+/// queue); the router only keeps it, so that the driver finds it by [`ConnId`].
+#[derive(Debug)]
+pub struct Router<T> {
+    cfg: Config,
+    conns: HashMap<ConnId, Conn<T>>,
+    /// Sorted by name: the directory's wire order.
+    names: BTreeMap<Arc<str>, Entry>,
+    version: u64,
+    next_id: u64,
+}
+
+impl<T> Router<T> {
+    /// An empty router.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg: Config {
+                max_errors: cfg.max_errors.max(1),
+                ..cfg
+            },
+            conns: HashMap::new(),
+            names: BTreeMap::new(),
+            version: 0,
+            next_id: 1,
+        }
+    }
+
+    /// The directory's version: it grows on every join and every leave.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Registered connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// True if no one is registered.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// The directory at [`version`](Self::version): every registered name and key, in
+    /// name order.
+    pub fn directory(&self) -> impl ExactSizeIterator<Item = (&str, &[u8; KEY_LEN])> + Clone + '_ {
+        self.names.iter().map(|(n, e)| (&**n, &e.key))
+    }
+
+    /// What the driver attached to connection `id`.
+    pub fn tag(&self, id: ConnId) -> Option<&T> {
+        self.conns.get(&id).map(|c| &c.tag)
+    }
+
+    /// Every registered connection and its tag.
+    pub fn tags(&self) -> impl Iterator<Item = (ConnId, &T)> + '_ {
+        self.conns.iter().map(|(id, c)| (*id, &c.tag))
+    }
+
+    /// The registered name of connection `id`.
+    pub fn name(&self, id: ConnId) -> Option<&Arc<str>> {
+        self.conns.get(&id).map(|c| &c.name)
+    }
+
+    /// Handles the first line of a connection: registers it (and asks for its
+    /// `welcome`) or says why not; a refused connection is to be closed after the
+    /// refusal is sent. `tag` is kept for the connection's lifetime.
+    pub fn hello<'m>(&mut self, first: Input<'m>, tag: T) -> Result<Joined, Refusal<'m>> {
+        let (user, key) = match first {
+            Input::Message(Message::Hello { user, key }) => (user, key),
+            Input::Message(_) => return Err(Refusal::NotHello),
+            Input::Malformed(e) => return Err(Refusal::Malformed(e)),
+            Input::Overlong => {
+                return Err(Refusal::Overlong {
+                    max: self.cfg.max_line,
+                });
+            }
+            Input::OverRate { .. } => return Err(Refusal::OverRate),
+        };
+        validate_name(user).map_err(Refusal::BadName)?;
+        if seguro_core::e2ee::is_low_order(&key) {
+            return Err(Refusal::LowOrderKey);
+        }
+        if self.names.contains_key(user) {
+            return Err(Refusal::NameTaken(user));
+        }
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        self.version += 1;
+        let name: Arc<str> = Arc::from(user);
+        self.names.insert(name.clone(), Entry { id, key });
+        self.conns.insert(
+            id,
+            Conn {
+                name: name.clone(),
+                joined: self.version,
+                seen: self.version,
+                errors: 0,
+                tag,
+            },
+        );
+        Ok(Joined {
+            id,
+            name,
+            welcome: self.version,
+        })
+    }
+
+    /// Handles a line from registered connection `conn`. An unknown `conn` (never
+    /// registered, or already disconnected) gets nothing.
+    pub fn handle<'m>(&mut self, conn: ConnId, input: Input<'m>) -> Deliveries<'m> {
+        let version = self.version;
+        let Some(me) = self.conns.get(&conn) else {
+            return Deliveries::none();
+        };
+        let joined = me.joined;
+        let error = match input {
+            Input::Message(Message::List) => {
+                self.good(conn);
+                return Deliveries::one(Delivery::Directory { to: conn, version });
+            }
+            Input::Message(Message::Chat { text }) => {
+                self.good(conn);
+                return Deliveries::one(Delivery::Server {
+                    to: conn,
+                    text: ServerText::Echo(text),
+                });
+            }
+            Input::Message(Message::Relay(r)) => {
+                self.good(conn);
+                let Some(to) = self.names.get(r.to).map(|e| e.id) else {
+                    // A mistake, not garbage: does not count towards max_errors.
+                    return Deliveries::one(Delivery::Error {
+                        to: conn,
+                        error: ErrorText::UserNotConnected(r.to),
+                    });
+                };
+                let relay = Delivery::Relay { to };
+                let Some(recipient) = self.conns.get_mut(&to) else {
+                    return Deliveries::one(relay);
+                };
+                if recipient.seen < joined {
+                    // The recipient has not been sent a directory with the sender's key
+                    // yet (the coalesced push may be pending): send it first.
+                    recipient.seen = version;
+                    return Deliveries::two(Delivery::Directory { to, version }, relay);
+                }
+                return Deliveries::one(relay);
+            }
+            Input::Message(Message::Hello { .. }) => ErrorText::AlreadyRegistered,
+            Input::Message(
+                Message::Welcome { .. }
+                | Message::Users { .. }
+                | Message::Server { .. }
+                | Message::Error { .. },
+            ) => ErrorText::UnexpectedType,
+            Input::Malformed(e) => ErrorText::Malformed(e),
+            Input::Overlong => ErrorText::LineTooLong {
+                max: self.cfg.max_line,
+            },
+            Input::OverRate { notify } => {
+                let close = self.bad(conn);
+                return match (notify, close) {
+                    (true, Some(c)) => Deliveries::two(
+                        Delivery::Error {
+                            to: conn,
+                            error: ErrorText::RateLimited,
+                        },
+                        c,
+                    ),
+                    (true, None) => Deliveries::one(Delivery::Error {
+                        to: conn,
+                        error: ErrorText::RateLimited,
+                    }),
+                    (false, Some(c)) => Deliveries::one(c),
+                    (false, None) => Deliveries::none(),
+                };
+            }
+        };
+        let e = Delivery::Error { to: conn, error };
+        match self.bad(conn) {
+            Some(c) => Deliveries::two(e, c),
+            None => Deliveries::one(e),
+        }
+    }
+
+    /// Forgets connection `conn`; true if it was registered (the directory changed).
+    pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
+        let c = self.conns.remove(&conn)?;
+        self.names.remove(&c.name);
+        self.version += 1;
+        Some(c.tag)
+    }
+
+    /// Marks every connection whose last directory is older than the current one as
+    /// sent the current one, and lists them in `out` (cleared first). Returns the
+    /// version they are to be sent.
+    pub fn push(&mut self, out: &mut Vec<ConnId>) -> u64 {
+        out.clear();
+        let version = self.version;
+        for (id, c) in &mut self.conns {
+            if c.seen < version {
+                c.seen = version;
+                out.push(*id);
+            }
+        }
+        version
+    }
+
+    fn good(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.errors = 0;
+        }
+    }
+
+    /// Counts a bad message; the close delivery if that was one too many.
+    fn bad(&mut self, conn: ConnId) -> Option<Delivery<'static>> {
+        let c = self.conns.get_mut(&conn)?;
+        c.errors = c.errors.saturating_add(1);
+        (c.errors >= self.cfg.max_errors).then_some(Delivery::Close {
+            conn,
+            reason: Close::TooManyErrors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seguro_core::msg::Relay;
+
+    const KEY_A: [u8; 32] = [0x11; 32];
+    const KEY_B: [u8; 32] = [0x22; 32];
+
+    fn router(max_errors: u32) -> Router<&'static str> {
+        Router::new(Config {
+            max_line: 100,
+            max_errors,
+        })
+    }
+
+    fn hello(user: &str, key: [u8; 32]) -> Input<'_> {
+        Input::Message(Message::Hello { user, key })
+    }
+
+    fn relay(to: &str) -> Input<'_> {
+        Input::Message(Message::Relay(Relay {
+            to,
+            from: Some("forged"),
+            alg: None,
+            nonce: "AAAA",
+            cipher: "AAAA",
+        }))
+    }
+
+    fn all(d: Deliveries<'_>) -> Vec<Delivery<'_>> {
+        d.collect()
+    }
+
+    #[test]
+    fn hello_registers_and_bumps_the_version() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        assert_eq!((a.welcome, &*a.name), (1, "alice"));
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        assert_eq!(b.welcome, 2);
+        assert_ne!(a.id, b.id);
+        assert_eq!(r.version(), 2);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.tag(b.id), Some(&"b"));
+        assert_eq!(r.name(a.id).map(|n| &**n), Some("alice"));
+        let dir: Vec<_> = r.directory().map(|(n, k)| (n.to_owned(), *k)).collect();
+        assert_eq!(dir, [("alice".into(), KEY_A), ("bob".into(), KEY_B)]);
+    }
+
+    #[test]
+    fn the_directory_is_in_name_order() {
+        let mut r = router(5);
+        for n in ["mallory", "bob", "alice", "Zed"] {
+            r.hello(hello(n, KEY_A), "x").unwrap();
+        }
+        let names: Vec<_> = r.directory().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Zed", "alice", "bob", "mallory"]);
+    }
+
+    #[test]
+    fn first_lines_that_are_refused() {
+        let mut r = router(5);
+        r.hello(hello("alice", KEY_A), "a").unwrap();
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let cases: Vec<(Input<'_>, Refusal<'_>, &str)> = vec![
+            (
+                Input::Message(Message::List),
+                Refusal::NotHello,
+                "first message must be hello",
+            ),
+            (
+                Input::Malformed(ParseError::MissingType),
+                Refusal::Malformed(ParseError::MissingType),
+                "first message must be a valid hello: missing \"type\"",
+            ),
+            (
+                Input::Overlong,
+                Refusal::Overlong { max: 100 },
+                "first message must be hello (line longer than 100 bytes)",
+            ),
+            (
+                Input::OverRate { notify: true },
+                Refusal::OverRate,
+                "first message must be hello",
+            ),
+            (
+                hello("a b", KEY_B),
+                Refusal::BadName(NameError::BadCharacter),
+                "invalid user name: user name contains white space or a control character",
+            ),
+            (
+                hello("", KEY_B),
+                Refusal::BadName(NameError::Empty),
+                "invalid user name: user name is empty",
+            ),
+            (
+                hello("zero", [0; 32]),
+                Refusal::LowOrderKey,
+                "invalid public key: low-order point",
+            ),
+            (
+                hello("one", one),
+                Refusal::LowOrderKey,
+                "invalid public key: low-order point",
+            ),
+            (
+                hello("alice", KEY_B),
+                Refusal::NameTaken("alice"),
+                "name \"alice\" is already connected",
+            ),
+        ];
+        for (input, refusal, text) in cases {
+            assert_eq!(r.hello(input, "x").unwrap_err(), refusal);
+            assert_eq!(refusal.to_string(), text);
+        }
+        // Nothing of that registered or changed the directory.
+        assert_eq!((r.len(), r.version()), (1, 1));
+    }
+
+    #[test]
+    fn a_relay_goes_to_its_recipient_after_a_directory_listing_the_sender() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        // alice's welcome (version 1) does not list bob: bob's first relay to alice
+        // brings the current directory first.
+        assert_eq!(
+            all(r.handle(b.id, relay("alice"))),
+            [
+                Delivery::Directory {
+                    to: a.id,
+                    version: 2
+                },
+                Delivery::Relay { to: a.id }
+            ]
+        );
+        // Only once.
+        assert_eq!(
+            all(r.handle(b.id, relay("alice"))),
+            [Delivery::Relay { to: a.id }]
+        );
+        // bob's welcome listed alice already.
+        assert_eq!(
+            all(r.handle(a.id, relay("bob"))),
+            [Delivery::Relay { to: b.id }]
+        );
+        // To oneself.
+        assert_eq!(
+            all(r.handle(a.id, relay("alice"))),
+            [Delivery::Relay { to: a.id }]
+        );
+    }
+
+    #[test]
+    fn a_pushed_directory_counts_as_sent() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        let mut out = Vec::new();
+        assert_eq!(r.push(&mut out), 2);
+        assert_eq!(out, [a.id]);
+        assert_eq!(r.push(&mut out), 2);
+        assert!(out.is_empty());
+        assert_eq!(
+            all(r.handle(b.id, relay("alice"))),
+            [Delivery::Relay { to: a.id }]
+        );
+        // A leave makes everyone else behind.
+        let c = r.hello(hello("carol", KEY_B), "c").unwrap();
+        assert_eq!(r.disconnect(c.id), Some("c"));
+        r.push(&mut out);
+        out.sort();
+        assert_eq!(out, [a.id, b.id]);
+    }
+
+    #[test]
+    fn a_relay_to_someone_not_connected_is_an_error_that_does_not_count() {
+        let mut r = router(2);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let bad = Input::Malformed(ParseError::NotUtf8);
+        assert_eq!(all(r.handle(a.id, bad)).len(), 1);
+        assert_eq!(
+            all(r.handle(a.id, relay("nobody"))),
+            [Delivery::Error {
+                to: a.id,
+                error: ErrorText::UserNotConnected("nobody")
+            }]
+        );
+        assert_eq!(
+            ErrorText::UserNotConnected("nobody").to_string(),
+            "user not connected: nobody"
+        );
+        // The run of bad messages started again: one more is not yet too many.
+        assert_eq!(all(r.handle(a.id, bad)).len(), 1);
+        assert_eq!(
+            all(r.handle(a.id, bad)),
+            [
+                Delivery::Error {
+                    to: a.id,
+                    error: ErrorText::Malformed(ParseError::NotUtf8)
+                },
+                Delivery::Close {
+                    conn: a.id,
+                    reason: Close::TooManyErrors
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn list_chat_and_the_errors_of_a_registered_connection() {
+        let mut r = router(100);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        assert_eq!(
+            all(r.handle(a.id, Input::Message(Message::List))),
+            [Delivery::Directory {
+                to: a.id,
+                version: 1
+            }]
+        );
+        let chat = Input::Message(Message::Chat { text: "hola" });
+        let d = all(r.handle(a.id, chat));
+        assert_eq!(
+            d,
+            [Delivery::Server {
+                to: a.id,
+                text: ServerText::Echo("hola")
+            }]
+        );
+        assert_eq!(ServerText::Echo("hola").to_string(), "echo: hola");
+        let errors: Vec<(Input<'_>, &str)> = vec![
+            (hello("alice", KEY_A), "already registered"),
+            (
+                Input::Message(Message::Users {
+                    users: seguro_core::msg::UserList::EMPTY,
+                }),
+                "unexpected message type from a client",
+            ),
+            (
+                Input::Message(Message::Error { text: "x" }),
+                "unexpected message type from a client",
+            ),
+            (
+                Input::Malformed(ParseError::UnknownType),
+                "unknown message type",
+            ),
+            (
+                Input::Malformed(ParseError::MissingType),
+                "bad message: missing \"type\"",
+            ),
+            (
+                Input::Overlong,
+                "line too long (maximum 100 bytes): skipped",
+            ),
+            (
+                Input::OverRate { notify: true },
+                "rate limit exceeded: message dropped",
+            ),
+        ];
+        for (input, text) in errors {
+            match all(r.handle(a.id, input))[..] {
+                [Delivery::Error { to, error }] => {
+                    assert_eq!(to, a.id);
+                    assert_eq!(error.to_string(), text);
+                }
+                ref other => panic!("{other:?}"),
+            }
+        }
+        // Over rate without notice: counted, nothing sent.
+        assert!(all(r.handle(a.id, Input::OverRate { notify: false })).is_empty());
+    }
+
+    #[test]
+    fn dropped_lines_count_towards_the_limit_even_unannounced() {
+        let mut r = router(2);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        assert!(all(r.handle(a.id, Input::OverRate { notify: false })).is_empty());
+        assert_eq!(
+            all(r.handle(a.id, Input::OverRate { notify: false })),
+            [Delivery::Close {
+                conn: a.id,
+                reason: Close::TooManyErrors
+            }]
+        );
+        assert_eq!(
+            Close::TooManyErrors.to_string(),
+            "too many consecutive bad messages"
+        );
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        r.handle(b.id, Input::Overlong);
+        assert_eq!(
+            all(r.handle(b.id, Input::OverRate { notify: true })),
+            [
+                Delivery::Error {
+                    to: b.id,
+                    error: ErrorText::RateLimited
+                },
+                Delivery::Close {
+                    conn: b.id,
+                    reason: Close::TooManyErrors
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn disconnect_frees_the_name_and_forgets_the_connection() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        assert_eq!(r.disconnect(a.id), Some("a"));
+        assert_eq!(r.version(), 2);
+        assert_eq!(r.disconnect(a.id), None);
+        assert_eq!(r.version(), 2);
+        assert!(r.is_empty());
+        assert_eq!(r.directory().len(), 0);
+        assert!(all(r.handle(a.id, Input::Message(Message::List))).is_empty());
+        let again = r.hello(hello("alice", KEY_B), "a2").unwrap();
+        assert_ne!(again.id, a.id);
+        assert_eq!(r.tags().collect::<Vec<_>>(), [(again.id, &"a2")]);
+    }
+
+    #[test]
+    fn max_errors_of_zero_means_one() {
+        let mut r = router(0);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let d = all(r.handle(a.id, Input::Overlong));
+        assert!(matches!(
+            d[..],
+            [Delivery::Error { .. }, Delivery::Close { .. }]
+        ));
+        assert_eq!(d[1].target(), a.id);
+    }
+}
