@@ -9,7 +9,7 @@
 )]
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use rand::{Rng, SeedableRng};
@@ -120,7 +120,7 @@ impl Outbox for Queue {
 impl Queue {
     /// What the connection's writer would write now: the queued lines, coalesced.
     fn take_bytes(&self) -> Vec<u8> {
-        let mut batch = std::mem::take(&mut self.0.borrow_mut().0);
+        let mut batch = VecDeque::from(std::mem::take(&mut self.0.borrow_mut().0));
         push::coalesce(&mut batch);
         batch.iter().flat_map(|o| o.bytes().to_vec()).collect()
     }

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use smol::Timer;
-use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use smol::net::TcpStream;
@@ -23,6 +22,7 @@ use super::State;
 use super::bucket::TokenBucket;
 use super::hub::{self, Outbox, Outgoing, Prepared, error_line};
 use super::push;
+use super::queue::{Kill, Next, OutQueue};
 use super::reader::{Got, LineReader};
 use super::router::{Close, Input, Joined, Refusal};
 
@@ -34,26 +34,15 @@ const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// A connection's outbound queue, as the hub holds it.
 #[derive(Debug)]
-pub(super) struct Handle {
-    tx: Sender<Outgoing>,
-    kill: Sender<End>,
-    /// Lines the queue may hold.
-    queue: usize,
-}
+pub(super) struct Handle(Arc<OutQueue>);
 
 impl Outbox for Handle {
-    /// The queue itself is unbounded so that an idle connection does not hold `queue`
-    /// preallocated slots; the bound is enforced here from its length.
     fn send(&self, item: Outgoing) {
-        if self.tx.len() >= self.queue {
-            let _ = self.kill.try_send(End::SlowReader);
-            return;
-        }
-        let _ = self.tx.try_send(item);
+        self.0.push(item);
     }
 
     fn close(&self, reason: Close) {
-        let _ = self.kill.try_send(End::Closed(reason));
+        self.0.kill(Kill::Closed(reason));
     }
 }
 
@@ -61,10 +50,9 @@ impl Handle {
     /// Queues the shutdown notice and closes the queue: the writer sends what is
     /// queued, then TLS close_notify.
     pub(super) fn shutdown(&self) {
-        let _ = self
-            .tx
-            .try_send(Outgoing::Text(error_line("server shutting down")));
-        self.tx.close();
+        self.0
+            .push(Outgoing::Text(error_line("server shutting down")));
+        self.0.close();
     }
 }
 
@@ -156,13 +144,8 @@ pub(super) async fn connection(
     };
     let (mut rd, mut wr) = smol::io::split(tls);
     let mut reader = LineReader::new(cfg.max_line);
-    let (tx, rx) = channel::unbounded::<Outgoing>();
-    let (kill, killed) = channel::bounded::<End>(1);
-    let handle = Handle {
-        tx,
-        kill,
-        queue: cfg.queue.max(2),
-    };
+    let queue = Arc::new(OutQueue::new(cfg.queue.max(2)));
+    let handle = Handle(queue.clone());
 
     // Registration: the first line must be a valid hello, before the deadline.
     let first = async { Some(read_hello(&state, &mut reader, &mut rd, handle).await) }
@@ -203,16 +186,22 @@ pub(super) async fn connection(
     info!(%addr, user = %me.name, "joined");
 
     let end = session(&state, &me, &mut reader, &mut rd)
-        .or(writer(&rx, &mut wr, cfg.write_timeout))
-        .or(async { killed.recv().await.unwrap_or(End::SlowReader) })
+        .or(writer(&queue, &mut wr, cfg.write_timeout))
+        .or(async {
+            // Also while the writer is stuck on a peer that does not read.
+            match queue.killed().await {
+                Kill::SlowReader => End::SlowReader,
+                Kill::Closed(reason) => End::Closed(reason),
+            }
+        })
         .await;
-    // Dropping the hub's handle closes the queue once it is drained.
     let handle = state.hub().disconnect(me.id);
     drop(handle);
+    queue.close();
     state.mark_dirty();
     if matches!(end, End::Closed(_)) {
         // Closed by the router: the error that says why is queued.
-        let _ = writer(&rx, &mut wr, cfg.write_timeout)
+        let _ = writer(&queue, &mut wr, cfg.write_timeout)
             .or(async {
                 Timer::after(LAST_WORDS).await;
                 End::WriteTimeout
@@ -299,18 +288,20 @@ async fn session(
     }
 }
 
-/// Writes what is queued, in batches (one flush per batch), until the queue closes.
-async fn writer(rx: &Receiver<Outgoing>, wr: &mut WriteHalf<Tls>, timeout: Duration) -> End {
+/// Writes what is queued, in batches (one flush per batch), until the queue closes or
+/// the connection is killed.
+async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) -> End {
     loop {
-        let Ok(first) = rx.recv().await else {
-            // Queue closed: the server is shutting down, or the connection is closing.
-            let _ = wr.close().await;
-            return End::Shutdown;
+        let mut batch = match queue.next().await {
+            Next::Batch(b) => b,
+            Next::Killed(Kill::SlowReader) => return End::SlowReader,
+            Next::Killed(Kill::Closed(reason)) => return End::Closed(reason),
+            Next::Closed => {
+                // The server is shutting down, or the connection is closing.
+                let _ = wr.close().await;
+                return End::Shutdown;
+            }
         };
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
         push::coalesce(&mut batch);
         let write = async {
             for item in &batch {

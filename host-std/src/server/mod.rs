@@ -6,6 +6,7 @@
 //!   connection's outbox; what the in-process tests drive.
 //! - `conn`: TLS, sockets and one task per connection (reading loop and writer).
 //! - [`push`]: the directory broadcaster, its pacing, and the newest-directory rule.
+//! - [`queue`]: a connection's outbound queue (counted in lines and bytes).
 //! - [`reader`]: core's line framer over storage that grows on demand.
 //! - [`bucket`]: the token bucket (message rate, log budget).
 //!
@@ -18,6 +19,7 @@ pub mod bucket;
 mod conn;
 pub mod hub;
 pub mod push;
+pub mod queue;
 pub mod reader;
 pub mod router;
 

@@ -11,6 +11,7 @@
 //! - Nobody waits for a push to chat: the router sends a recipient the directory first
 //!   when a relay's sender is newer than the last directory it was sent.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ pub fn push_gap(bytes: u64, rate: u64) -> Option<Duration> {
 /// Drops the `users` lines of a batch made stale by a newer one queued after them,
 /// unless a relay lies between the two (its sender's key must arrive before it, and
 /// the newer directory may no longer list a sender who has since left).
-pub fn coalesce(batch: &mut Vec<Outgoing>) {
+pub fn coalesce(batch: &mut VecDeque<Outgoing>) {
     if batch.len() < 2 {
         return;
     }
@@ -98,14 +99,14 @@ mod tests {
 
     #[test]
     fn only_the_newest_of_adjacent_directories_is_kept() {
-        let mut batch = vec![users(1), text(), users(2), users(3)];
+        let mut batch = VecDeque::from([users(1), text(), users(2), users(3)]);
         coalesce(&mut batch);
         assert_eq!(batch, vec![text(), users(3)]);
     }
 
     #[test]
     fn a_relay_keeps_the_directory_before_it() {
-        let mut batch = vec![users(1), users(2), relay(1), users(3), users(4)];
+        let mut batch = VecDeque::from([users(1), users(2), relay(1), users(3), users(4)]);
         coalesce(&mut batch);
         assert_eq!(batch, vec![users(2), relay(1), users(4)]);
     }
@@ -113,10 +114,10 @@ mod tests {
     #[test]
     fn a_welcome_is_never_dropped() {
         let w = Outgoing::Welcome(Line::from(&b"w\n"[..]));
-        let mut batch = vec![w.clone(), users(2), users(3)];
+        let mut batch = VecDeque::from([w.clone(), users(2), users(3)]);
         coalesce(&mut batch);
         assert_eq!(batch, vec![w, users(3)]);
-        let mut one = vec![users(1)];
+        let mut one = VecDeque::from([users(1)]);
         coalesce(&mut one);
         assert_eq!(one, vec![users(1)]);
     }
