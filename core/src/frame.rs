@@ -48,8 +48,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]> + ?Sized> Storage for B {
         self.as_ref().len()
     }
 
-    fn reserve(&mut self, len: usize) -> bool {
-        len <= self.as_ref().len()
+    /// A fixed buffer always has its [`max_len`](Storage::max_len) bytes.
+    fn reserve(&mut self, _len: usize) -> bool {
+        true
     }
 
     fn bytes(&self) -> &[u8] {
@@ -141,7 +142,8 @@ impl<B: Storage> LineAccumulator<B> {
                     None => return FeedResult::Consumed,
                     Some(i) => {
                         self.skipping = false;
-                        input = input.get(i + 1..).unwrap_or(&[]);
+                        let (_, rest) = input.split_at(i);
+                        input = rest.get(1..).unwrap_or(&[]);
                         continue;
                     }
                 }
