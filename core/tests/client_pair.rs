@@ -1,5 +1,6 @@
-//! Client state machines driven against each other through a tiny in-test router that
-//! speaks protocol v1 with core's own message code, fed in 1-byte and random chunks.
+//! Chat sessions (core's `Chat` around its `Client`) driven against each other through a
+//! tiny in-test router that speaks protocol v1 with core's own message code, fed in
+//! 1-byte and random chunks. What each user sees is the rendered text of every line.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,79 +12,67 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use seguro_core::chat::{Action, Chat, RecentKeys};
 use seguro_core::client::{Client, Event, Undecryptable, Undeliverable};
-use seguro_core::command::{Command, parse_command};
 use seguro_core::e2ee::KeyPair;
-use seguro_core::frame::{FeedResult, LineAccumulator};
+use seguro_core::fingerprint;
+use seguro_core::frame::LineAccumulator;
 use seguro_core::msg::{self, Message, Relay, UserList};
 
-/// What a client saw, rendered as text for easy assertions.
+/// What a user saw: the rendered lines.
 type Seen = Vec<String>;
 
+type PeerChat = Chat<RecentKeys<8>, 8, 256, 2>;
+
 struct Peer {
-    client: Client<8, 256, 2>,
+    chat: PeerChat,
     acc: LineAccumulator<[u8; 1024]>,
     seen: Seen,
 }
 
 impl Peer {
     fn new(name: &str, rng: &mut ChaCha20Rng) -> Self {
+        let client = Client::new(name, KeyPair::generate(rng)).unwrap();
+        let mut chat = Chat::new(client, RecentKeys::new());
+        chat.set_server(&"router");
         Self {
-            client: Client::new(name, KeyPair::generate(rng)).unwrap(),
+            chat,
             acc: LineAccumulator::new([0; 1024]),
             seen: Vec::new(),
+        }
+    }
+
+    fn fp(&self) -> String {
+        fingerprint::short(&self.chat.client().public_key())
+            .as_str()
+            .to_owned()
+    }
+
+    /// Shows every pending line and appends every pending transmission to `out`.
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(line) = self.chat.poll_line() {
+            self.seen.push(line.to_string());
+        }
+        let mut buf = [0u8; 1024];
+        while let Some(n) = self.chat.poll_transmit(&mut buf).unwrap() {
+            out.extend_from_slice(&buf[..n]);
         }
     }
 
     /// Feeds bytes from the server in chunks of the given sizes.
     fn receive(&mut self, bytes: &[u8], chunking: &mut dyn FnMut() -> usize, out: &mut Vec<u8>) {
         let mut rest = bytes;
+        let mut scratch = [0u8; 1024];
         while !rest.is_empty() {
             let n = chunking().clamp(1, rest.len());
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut w = chunk;
-            loop {
-                match self.acc.feed(w) {
-                    FeedResult::Consumed => break,
-                    FeedResult::Overlong { remaining } => {
-                        self.seen.push("overlong".into());
-                        w = remaining;
-                    }
-                    FeedResult::Line { line, remaining } => {
-                        let mut scratch = vec![0u8; line.len()];
-                        match self.client.handle_line(line, &mut scratch) {
-                            Ok(()) => {}
-                            Err(e) => self.seen.push(format!("client error: {e}")),
-                        }
-                        while let Some(ev) = self.client.poll_event() {
-                            self.seen.push(render(&ev));
-                        }
-                        let mut buf = [0u8; 1024];
-                        while let Some(n) = self.client.poll_transmit(&mut buf).unwrap() {
-                            out.extend_from_slice(&buf[..n]);
-                        }
-                        w = remaining;
-                    }
-                }
+            while !w.is_empty() {
+                w = self.chat.receive(&mut self.acc, w, &mut scratch, 0);
+                self.drain(out);
             }
         }
-    }
-}
-
-fn render(ev: &Event<'_>) -> String {
-    match ev {
-        Event::Registered { users } => format!("registered {users}"),
-        Event::Joined { name, .. } => format!("joined {name}"),
-        Event::Left { name } => format!("left {name}"),
-        Event::KeyChanged { name, .. } => format!("key changed {name}"),
-        Event::DirectoryTruncated(d) => format!("truncated {d:?}"),
-        Event::Directory => "directory".into(),
-        Event::Message { from, text } => format!("[{from}] {text}"),
-        Event::Undecryptable { from, reason } => format!("undecryptable {from}: {reason:?}"),
-        Event::Undeliverable { from, reason } => format!("undeliverable {from}: {reason:?}"),
-        Event::ServerText { text } => format!("[SERVER] {text}"),
-        Event::ServerError { text } => format!("[ERROR] {text}"),
     }
 }
 
@@ -229,26 +218,43 @@ impl World {
     }
 
     fn connect(&mut self, name: &str) {
-        let mut peer = Peer::new(name, &mut self.rng);
-        let mut buf = [0u8; 512];
-        let n = peer.client.poll_transmit(&mut buf).unwrap().unwrap();
+        let peer = Peer::new(name, &mut self.rng);
+        self.attach(name, peer);
+    }
+
+    /// Registers `peer` (new, or reset after a disconnect) with the router.
+    fn attach(&mut self, name: &str, mut peer: Peer) {
+        let mut hello = Vec::new();
+        peer.drain(&mut hello);
         let mut who = None;
-        self.router.handle(&mut who, &buf[..n]);
+        self.router.handle(&mut who, &hello);
         self.peers.insert(name.into(), (peer, who));
         self.settle();
     }
 
-    fn type_line(&mut self, name: &str, line: &str) -> Result<(), String> {
-        let cmd = parse_command(line).map_err(|e| e.to_string())?;
-        let (peer, who) = self.peers.get_mut(name).unwrap();
-        let mut out = [0u8; 1024];
-        let n = peer
-            .client
-            .send(&cmd, &mut self.rng, &mut out)
-            .map_err(|e| e.to_string())?;
-        self.router.handle(who, &out[..n]);
+    /// `name` drops its connection (the router sees it leave) and connects again with
+    /// the same key pair.
+    fn reconnect(&mut self, name: &str) {
+        let (mut peer, _) = self.peers.remove(name).unwrap();
+        self.router.leave(name);
         self.settle();
-        Ok(())
+        peer.chat.reset();
+        self.attach(name, peer);
+    }
+
+    fn fp(&self, name: &str) -> String {
+        self.peers[name].0.fp()
+    }
+
+    /// `name` types `line`; the lines it causes are in `seen`.
+    fn type_line(&mut self, name: &str, line: &str) -> Action {
+        let (peer, who) = self.peers.get_mut(name).unwrap();
+        let action = peer.chat.input(line, &mut self.rng);
+        let mut out = Vec::new();
+        peer.drain(&mut out);
+        self.router.handle(who, &out);
+        self.settle();
+        action
     }
 
     /// Delivers router output to clients (and client output back) until quiet.
@@ -293,56 +299,120 @@ fn random_chunks(r: &mut ChaCha20Rng) -> usize {
 fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
     let mut w = World::new(true, chunk, seed);
     w.connect("alice");
-    assert_eq!(w.seen("alice"), ["registered 1", "joined alice"]);
+    let a = w.fp("alice");
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] connected to router as alice".to_string(),
+            "[SYS] users online (1):".into(),
+            format!("[SYS]   alice  fp {a} (you)"),
+        ]
+    );
     w.connect("bob");
+    let b = w.fp("bob");
     assert_eq!(
         w.seen("bob"),
-        ["registered 2", "joined alice", "joined bob"]
+        [
+            "[SYS] connected to router as bob".to_string(),
+            "[SYS] users online (2):".into(),
+            format!("[SYS]   alice  fp {a}"),
+            format!("[SYS]   bob  fp {b} (you)"),
+        ]
     );
-    assert_eq!(w.seen("alice"), ["joined bob"]);
+    assert_eq!(w.seen("alice"), [format!("[SYS] bob joined, fp {b}")]);
 
-    w.type_line("alice", "/to bob hola juan").unwrap();
+    assert_eq!(w.type_line("alice", "/to bob hola juan"), Action::Sent);
     assert_eq!(w.seen("bob"), ["[alice] hola juan"]);
-    w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\")
-        .unwrap();
+    w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\");
     assert_eq!(w.seen("alice"), ["[bob] ¿Qué tal? ñandú 🚀 \"q\" \\"]);
-    w.type_line("alice", "/server hola server").unwrap();
+    w.type_line("alice", "/server hola server");
     assert_eq!(w.seen("alice"), ["[SERVER] echo: hola server"]);
-    w.type_line("alice", "/list").unwrap();
-    assert_eq!(w.seen("alice"), ["directory"]);
+    assert_eq!(w.type_line("alice", "/list"), Action::Sent);
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] users online (2):".to_string(),
+            format!("[SYS]   alice  fp {a} (you)"),
+            format!("[SYS]   bob  fp {b}"),
+        ]
+    );
+    w.type_line("alice", "/fp bob");
+    let seen = w.seen("alice");
+    assert_eq!(seen[0], format!("[SYS] fp bob: {b}"));
+    assert!(seen[1].starts_with("[SYS] safety code bob: "), "{seen:?}");
 
-    // Unknown recipient: refused locally, with a directory refresh.
-    let err = w.type_line("alice", "/to nobody hi").unwrap_err();
-    assert!(err.contains("unknown user"), "{err}");
+    // Unknown recipient: refused locally (a directory refresh goes out, silently).
+    assert_eq!(w.type_line("alice", "/to nobody hi"), Action::Shown);
+    assert_eq!(
+        w.seen("alice"),
+        ["[ERROR] unknown user: nobody (try /list)"]
+    );
 
     // Too long.
     let long = format!("/to bob {}", "x".repeat(300));
-    assert!(
-        w.type_line("alice", &long)
-            .unwrap_err()
-            .contains("too long")
+    assert_eq!(w.type_line("alice", &long), Action::Shown);
+    assert_eq!(
+        w.seen("alice"),
+        ["[ERROR] message too long (at most 240 bytes)"]
     );
+    assert!(w.seen("bob").is_empty());
 
     // bob leaves and comes back with a new key: alice is warned.
     w.peers.remove("bob");
     w.router.leave("bob");
     w.settle();
-    assert_eq!(w.seen("alice"), ["left bob"]);
+    assert_eq!(w.seen("alice"), ["[SYS] bob left"]);
     w.connect("bob");
-    assert_eq!(w.seen("alice"), ["joined bob"]);
-    // A reconnect of the SAME client with a new key while alice's directory still
-    // lists the old one is a key change.
-    let mut new_bob = Peer::new("bob", &mut w.rng);
-    let mut buf = [0u8; 512];
-    let n = new_bob.client.poll_transmit(&mut buf).unwrap().unwrap();
+    let b2 = w.fp("bob");
+    assert_ne!(b, b2);
+    let seen = w.seen("alice");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], format!("[SYS] bob joined, fp {b2}"));
+    assert!(
+        seen[1].starts_with(&format!(
+            "[WARN] KEY CHANGED for bob: fp was {b}, now {b2}. Either bob restarted"
+        )),
+        "{seen:?}"
+    );
+
+    // A new key under the same name while alice's directory still lists the old one
+    // (no leave in between) is a key change too.
+    let new_bob = Peer::new("bob", &mut w.rng);
+    let b3 = new_bob.fp();
     w.router.users.remove("bob");
-    let mut who = None;
-    w.router.handle(&mut who, &buf[..n]);
-    w.peers.insert("bob".into(), (new_bob, who));
-    w.settle();
-    assert_eq!(w.seen("alice"), ["key changed bob"]);
-    w.type_line("bob", "/to alice still me").unwrap();
+    w.peers.remove("bob");
+    w.attach("bob", new_bob);
+    let seen = w.seen("alice");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!(
+            "[WARN] KEY CHANGED for bob: fp was {b2}, now {b3}."
+        )),
+        "{seen:?}"
+    );
+    w.type_line("bob", "/to alice still me");
     assert_eq!(w.seen("alice"), ["[bob] still me"]);
+
+    // The same bob reconnecting with the same key: a leave and a join, no warning;
+    // bob sees his listing again (not a burst of joins).
+    w.seen("bob");
+    w.reconnect("bob");
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] bob left".to_string(),
+            format!("[SYS] bob joined, fp {b3}")
+        ]
+    );
+    assert_eq!(
+        w.seen("bob"),
+        [
+            "[SYS] connected to router as bob".to_string(),
+            "[SYS] users online (2):".into(),
+            format!("[SYS]   alice  fp {a}"),
+            format!("[SYS]   bob  fp {b3} (you)"),
+        ]
+    );
 }
 
 #[test]
@@ -363,10 +433,17 @@ fn relay_from_unknown_sender_is_held_until_the_directory_arrives() {
     let mut w = World::new(false, random_chunks, 7);
     w.connect("alice");
     w.connect("carol");
-    assert_eq!(w.seen("alice"), ["registered 1", "joined alice"]);
-    w.type_line("carol", "/to alice hi from carol").unwrap();
+    assert_eq!(w.seen("alice").len(), 3);
+    let c = w.fp("carol");
+    w.type_line("carol", "/to alice hi from carol");
     // alice held the message, asked for the list, and then decrypted it.
-    assert_eq!(w.seen("alice"), ["joined carol", "[carol] hi from carol"]);
+    assert_eq!(
+        w.seen("alice"),
+        [
+            format!("[SYS] carol joined, fp {c}"),
+            "[carol] hi from carol".into()
+        ]
+    );
 }
 
 #[test]
@@ -377,17 +454,20 @@ fn relay_from_a_sender_who_left_is_reported() {
     w.seen("alice");
     // carol sends, then leaves before alice's list request is answered.
     let (carol, who) = w.peers.get_mut("carol").unwrap();
-    let mut out = [0u8; 512];
-    let cmd = Command::To {
-        user: "alice",
-        text: "bye",
-    };
     // carol knows alice from her welcome.
-    let n = carol.client.send(&cmd, &mut w.rng, &mut out).unwrap();
-    w.router.handle(who, &out[..n]);
+    assert_eq!(
+        carol.chat.send_text("alice", "bye", &mut w.rng),
+        Action::Sent
+    );
+    let mut out = Vec::new();
+    carol.drain(&mut out);
+    w.router.handle(who, &out);
     w.router.users.remove("carol");
     w.settle();
-    assert_eq!(w.seen("alice"), ["undeliverable carol: UnknownSender"]);
+    assert_eq!(
+        w.seen("alice"),
+        ["[ERROR] message from carol dropped: the sender is not in the directory"]
+    );
 }
 
 #[test]
@@ -398,19 +478,10 @@ fn tampered_message_is_reported_not_shown() {
     w.seen("alice");
     w.seen("bob");
     let (alice, _) = w.peers.get_mut("alice").unwrap();
-    let mut out = [0u8; 512];
-    let n = alice
-        .client
-        .send(
-            &Command::To {
-                user: "bob",
-                text: "secret",
-            },
-            &mut w.rng,
-            &mut out,
-        )
-        .unwrap();
-    let line = std::str::from_utf8(&out[..n]).unwrap().to_string();
+    alice.chat.send_text("bob", "secret", &mut w.rng);
+    let mut out = Vec::new();
+    alice.drain(&mut out);
+    let line = String::from_utf8(out).unwrap();
     // Flip one character of the cipher text's base64.
     let i = line.find("\"cipher\":\"").unwrap() + 12;
     let mut bytes = line.into_bytes();
@@ -421,10 +492,12 @@ fn tampered_message_is_reported_not_shown() {
     let seen = w.seen("bob");
     assert_eq!(
         seen,
-        [format!("undecryptable alice: {:?}", Undecryptable::BadTag)]
+        [format!(
+            "[ERROR] could not decrypt message from alice ({})",
+            Undecryptable::BadTag
+        )]
     );
     assert!(!seen.iter().any(|s| s.contains("secret")));
-    let _ = Undeliverable::TooLong;
 }
 
 #[test]
@@ -455,4 +528,5 @@ fn hostile_server_lines_are_errors_not_panics() {
             reason: Undeliverable::TooLong
         })
     );
+    assert_eq!(c.poll_event(), None);
 }
