@@ -214,6 +214,8 @@ pub struct Driver {
     acc: LineAccumulator<Vec<u8>>,
     scratch: Vec<u8>,
     out: Vec<u8>,
+    /// A connection is up: transmissions go out.
+    online: bool,
 }
 
 impl Driver {
@@ -224,6 +226,7 @@ impl Driver {
             acc: LineAccumulator::new(vec![0u8; max_line]),
             scratch: vec![0u8; max_line],
             out: vec![0u8; max_line],
+            online: false,
         }
     }
 
@@ -236,12 +239,14 @@ impl Driver {
     pub fn connected(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) {
         self.chat.reset();
         self.acc.clear();
+        self.online = true;
         self.drain(printer, wire);
     }
 
-    /// The connection ended.
+    /// The connection ended: nothing goes to `wire` until the next [`Driver::connected`].
     pub fn disconnected(&mut self) {
         self.chat.reset();
+        self.online = false;
     }
 
     /// Bytes from the server. Returns the text of an error the server sent before it
@@ -288,8 +293,8 @@ impl Driver {
         action
     }
 
-    /// Prints every pending line and appends every pending transmission to `wire`;
-    /// returns the text of a server error received while not registered.
+    /// Prints every pending line and, while online, appends every pending transmission
+    /// to `wire`; returns the text of a server error received while not registered.
     fn drain(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) -> Option<String> {
         let registered = self.chat.is_registered();
         let mut refusal = None;
@@ -301,7 +306,7 @@ impl Driver {
             }
             printer.print(&line);
         }
-        loop {
+        while self.online {
             match self.chat.poll_transmit(&mut self.out) {
                 Ok(Some(n)) => wire.extend_from_slice(self.out.get(..n).unwrap_or(&[])),
                 Ok(None) => break,
