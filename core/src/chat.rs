@@ -48,6 +48,7 @@ use crate::limits::{
 
 /// What a typed line asks of the host. After any of them but [`Action::Quit`], drain
 /// [`Chat::poll_line`] and [`Chat::poll_transmit`].
+#[must_use]
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

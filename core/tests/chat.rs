@@ -433,8 +433,8 @@ fn transmissions_are_queued_and_survive_a_small_buffer() {
     assert!(s.sent[0].contains("\"to\":\"bob\""));
     assert!(!s.sent[0].contains("hola"));
     // Undrained lines are discarded by the next input.
-    s.typed("/help");
-    s.chat.input("/fp alice", &mut s.rng);
+    assert_eq!(s.chat.input("/help", &mut s.rng), Action::Shown);
+    assert_eq!(s.chat.input("/fp alice", &mut s.rng), Action::Shown);
     assert_eq!(s.drain().len(), 2);
 }
 

@@ -323,9 +323,12 @@ fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
 
     assert_eq!(w.type_line("alice", "/to bob hola juan"), Action::Sent);
     assert_eq!(w.seen("bob"), ["[alice] hola juan"]);
-    w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\");
+    assert_eq!(
+        w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\"),
+        Action::Sent
+    );
     assert_eq!(w.seen("alice"), ["[bob] ¿Qué tal? ñandú 🚀 \"q\" \\"]);
-    w.type_line("alice", "/server hola server");
+    assert_eq!(w.type_line("alice", "/server hola server"), Action::Sent);
     assert_eq!(w.seen("alice"), ["[SERVER] echo: hola server"]);
     assert_eq!(w.type_line("alice", "/list"), Action::Sent);
     assert_eq!(
@@ -336,7 +339,7 @@ fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
             format!("[SYS]   bob  fp {b}"),
         ]
     );
-    w.type_line("alice", "/fp bob");
+    assert_eq!(w.type_line("alice", "/fp bob"), Action::Shown);
     let seen = w.seen("alice");
     assert_eq!(seen[0], format!("[SYS] fp bob: {b}"));
     assert!(seen[1].starts_with("[SYS] safety code bob: "), "{seen:?}");
@@ -390,7 +393,7 @@ fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
         )),
         "{seen:?}"
     );
-    w.type_line("bob", "/to alice still me");
+    assert_eq!(w.type_line("bob", "/to alice still me"), Action::Sent);
     assert_eq!(w.seen("alice"), ["[bob] still me"]);
 
     // The same bob reconnecting with the same key: a leave and a join, no warning;
@@ -435,7 +438,10 @@ fn relay_from_unknown_sender_is_held_until_the_directory_arrives() {
     w.connect("carol");
     assert_eq!(w.seen("alice").len(), 3);
     let c = w.fp("carol");
-    w.type_line("carol", "/to alice hi from carol");
+    assert_eq!(
+        w.type_line("carol", "/to alice hi from carol"),
+        Action::Sent
+    );
     // alice held the message, asked for the list, and then decrypted it.
     assert_eq!(
         w.seen("alice"),
@@ -478,7 +484,10 @@ fn tampered_message_is_reported_not_shown() {
     w.seen("alice");
     w.seen("bob");
     let (alice, _) = w.peers.get_mut("alice").unwrap();
-    alice.chat.send_text("bob", "secret", &mut w.rng);
+    assert_eq!(
+        alice.chat.send_text("bob", "secret", &mut w.rng),
+        Action::Sent
+    );
     let mut out = Vec::new();
     alice.drain(&mut out);
     let line = String::from_utf8(out).unwrap();

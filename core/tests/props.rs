@@ -177,7 +177,7 @@ proptest! {
                 prop_assert!(shown < 64);
             }
         }
-        chat.input(&typed, &mut rng);
+        let _ = chat.input(&typed, &mut rng);
         while let Some(l) = chat.poll_line() {
             prop_assert!(!l.to_string().chars().any(is_hidden));
         }

@@ -80,13 +80,13 @@
 //! about 1.2 KiB.
 //!
 //! Measured for `thumbv7em-none-eabihf` (opt-level "s", LTO; `size-probe/`, a whole
-//! firmware with the executor, embassy-net, `Client<8>`, the buffers above and two
-//! channels of two slots): about 154 KiB of flash and 52 KiB of static RAM, of which
-//! 32 KiB are the buffers; the same firmware without the client takes 12 KiB of flash
-//! and 1 KiB of RAM. Stack is extra: the frames along the deepest path (the task's
-//! poll, the session, embedded-tls's server verification, the P-256 multiplication)
-//! add up to about 20 KiB (`-Z emit-stack-sizes`), so give the executor's stack
-//! 24–32 KiB.
+//! firmware with the executor, embassy-net, a `Chat` of 8 users (`Client<8>`,
+//! `RecentKeys<8>`), the buffers above and two channels of two slots): about 157 KiB of
+//! flash and 54 KiB of static RAM, of which 32 KiB are the buffers; the same firmware
+//! without the client takes 12 KiB of flash and 1 KiB of RAM. Stack is extra: the
+//! frames along the deepest path (the task's poll, the session, embedded-tls's server
+//! verification, the P-256 multiplication) add up to about 20 KiB
+//! (`-Z emit-stack-sizes`), so give the executor's stack 24–32 KiB.
 //!
 //! [`Stack`]: embassy_net::Stack
 #![no_std]

@@ -711,3 +711,16 @@ async fn write_all(
     wire.clear();
     wr.flush().await.map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_of_the_desktop_session() {
+        let chat = std::mem::size_of::<DesktopChat>();
+        println!("size_of::<DesktopChat>() = {chat} bytes (on the heap)");
+        // 256 users in two directories dominate: about 86 KiB, plus 1,024 remembered keys.
+        assert!(chat < 256 * 1024, "{chat}");
+    }
+}
