@@ -1,36 +1,19 @@
 //! The memory of the keys seen per user name, across leave and rejoin: the hook where
 //! a persistent trust store plugs in.
 //!
-//! [`crate::chat::Chat`] asks its [`KeyMemory`] for a [`Verdict`] every time the
+//! [`crate::chat::Chat`] asks its [`KeyMemory`] for a [`Verdict`] (the trust store's:
+//! first contact, unchanged, changed, changed of a verified contact) every time the
 //! directory shows a user with a key, and warns when the verdict is a change. The
 //! default, [`RecentKeys`], remembers the last key of the most recently seen users for
-//! as long as the program runs; a store that survives restarts (and knows which
-//! contacts the user verified) implements the same trait.
+//! as long as the program runs; [`TrustStore`], the persistent store of contacts (which
+//! also knows which ones the user verified), implements the same trait.
 
 use heapless::Vec;
 use sha2::{Digest, Sha256};
 
 use crate::limits::{CHAT_KNOWN_KEYS, KEY_LEN};
-
-/// What a key means for a name, judged against what was remembered.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The name was never seen (or was forgotten): announced quietly.
-    FirstContact,
-    /// The same key as last time: nothing to say.
-    Unchanged,
-    /// Another key than last time: warn loudly.
-    Changed {
-        /// The key remembered before.
-        old: [u8; KEY_LEN],
-    },
-    /// Another key than the one the user verified: warn louder still.
-    ChangedVerified {
-        /// The verified key.
-        old: [u8; KEY_LEN],
-    },
-}
+use crate::trust::TrustStore;
+pub use crate::trust::Verdict;
 
 /// Remembers the last key seen per user name.
 pub trait KeyMemory {
@@ -50,6 +33,21 @@ impl<M: KeyMemory + ?Sized> KeyMemory for &mut M {
 
     fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
         (**self).last_key(name)
+    }
+}
+
+/// The persistent store judges and remembers; what it could not remember (a full store
+/// of verified contacts, an evicted contact: [`crate::trust::Observation::kept`]) is the
+/// host's to report and to save.
+impl<const N: usize> KeyMemory for TrustStore<N> {
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict {
+        // Directory names are never empty nor longer than a stored name, the only
+        // refusals: such a name could not be remembered anyway.
+        TrustStore::observe(self, name, key, now).map_or(Verdict::FirstContact, |o| o.verdict)
+    }
+
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
+        self.get(name).map(|c| *c.key())
     }
 }
 
@@ -178,6 +176,30 @@ mod tests {
         assert_eq!(m.observe("a", &[1; 32], 0), Verdict::FirstContact);
         assert_eq!(m.observe("a", &[2; 32], 0), Verdict::FirstContact);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn the_trust_store_is_a_key_memory() {
+        let mut t = TrustStore::<4>::new();
+        let m: &mut dyn KeyMemory = &mut t;
+        assert_eq!(m.observe("bob", &[1; 32], 10), Verdict::FirstContact);
+        assert_eq!(m.observe("bob", &[1; 32], 11), Verdict::Unchanged);
+        assert_eq!(
+            m.observe("bob", &[2; 32], 12),
+            Verdict::Changed { old: [1; 32] }
+        );
+        assert_eq!(m.last_key("bob"), Some([2; 32]));
+        assert_eq!(m.last_key("eve"), None);
+        assert_eq!(m.observe("", &[3; 32], 13), Verdict::FirstContact);
+        t.verify("bob", &[2; 32]).unwrap();
+        let m: &mut dyn KeyMemory = &mut t;
+        assert_eq!(
+            m.observe("bob", &[3; 32], 14),
+            Verdict::ChangedVerified { old: [2; 32] }
+        );
+        // The store kept the verified key and holds the new one for the user to decide.
+        assert_eq!(KeyMemory::last_key(&t, "bob"), Some([2; 32]));
+        assert!(t.get("bob").is_some_and(|c| c.pending().is_some()));
     }
 
     #[test]

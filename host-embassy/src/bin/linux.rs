@@ -188,19 +188,22 @@ fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair)
         FLASH_CONTACTS,
     >::new());
     let loaded = embassy_futures::block_on(store.load_trust(&mut trust)).map_err(|e| what(&e))?;
-    print_line(&format!(
-        "[SYS] flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
-        path.display(),
-        boot.boots,
-        if boot.seed_lost {
-            " (stored seed unreadable: fresh entropy only)"
-        } else {
-            ""
-        },
-        if created { "created" } else { "loaded" },
-        id.fingerprint(),
-        loaded.contacts
-    ));
+    print_line(
+        &Output::sys(format_args!(
+            "flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
+            path.display(),
+            boot.boots,
+            if boot.seed_lost {
+                " (stored seed unreadable: fresh entropy only)"
+            } else {
+                ""
+            },
+            if created { "created" } else { "loaded" },
+            id.fingerprint(),
+            loaded.contacts
+        ))
+        .text,
+    );
     Ok((boot.rng, id.into_x25519()))
 }
 
