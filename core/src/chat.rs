@@ -493,17 +493,7 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
     }
 
     fn event_line(&self) -> Option<Line<'_>> {
-        Some(match self.client.event()? {
-            Event::Change(Change::Joined { name, key }) => Line::Joined { name, key },
-            Event::Change(Change::Left { name }) => Line::Left { name },
-            Event::DirectoryTruncated(d) => Line::Truncated(d),
-            Event::Message { from, text } => Line::Message { from, text },
-            Event::Undecryptable { from, reason } => Line::Undecryptable { from, reason },
-            Event::Undeliverable { from, reason } => Line::Undeliverable { from, reason },
-            Event::ServerText { text } => Line::ServerText { text },
-            Event::ServerError { text } => Line::ServerError { text },
-            _ => return None,
-        })
+        self.client.event().map(Line::Received)
     }
 }
 

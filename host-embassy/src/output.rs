@@ -62,16 +62,17 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seguro_core::client::Event;
 
     #[test]
     fn prefixes_and_escaping() {
-        let m = Output::from_line(&Line::Message {
+        let m = Output::from_line(&Line::Received(Event::Message {
             from: "bob",
             text: "hi\nthere",
-        });
+        }));
         assert_eq!(m.text.as_str(), "[bob] hi\\u{a}there");
         assert_eq!(m.kind, Kind::Message);
-        let s = Output::from_line(&Line::ServerText { text: "echo: hi" });
+        let s = Output::from_line(&Line::Received(Event::ServerText { text: "echo: hi" }));
         assert_eq!(s.text.as_str(), "[SERVER] echo: hi");
         assert_eq!(s.kind, Kind::Server);
         let w = Output::warn(format_args!("Wi-Fi {}", "lost"));
@@ -81,7 +82,7 @@ mod tests {
     #[test]
     fn long_lines_are_cut_not_lost() {
         let long = "é".repeat(OUTPUT_MAX);
-        let m = Output::from_line(&Line::ServerText { text: &long });
+        let m = Output::from_line(&Line::Received(Event::ServerText { text: &long }));
         assert!(m.text.starts_with("[SERVER] é"));
         assert!(m.text.len() <= OUTPUT_MAX);
         assert!(m.text.len() > OUTPUT_MAX - 2);

@@ -28,7 +28,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use seguro_core::chat::{Action, Chat, Line, RecentKeys};
-use seguro_core::client::Client;
+use seguro_core::client::{Client, Event};
 use seguro_core::frame::LineAccumulator;
 
 use crate::cli::ChatArgs;
@@ -299,7 +299,7 @@ impl Driver {
         let registered = self.chat.is_registered();
         let mut refusal = None;
         while let Some(line) = self.chat.poll_line() {
-            if let Line::ServerError { text } = line
+            if let Line::Received(Event::ServerError { text }) = line
                 && !registered
             {
                 refusal = Some(text.to_owned());

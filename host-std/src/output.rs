@@ -43,10 +43,10 @@ mod tests {
 
     #[test]
     fn plain_is_core_text_and_colour_wraps_it() {
-        let m = Line::Message {
+        let m = Line::Received(seguro_core::client::Event::Message {
             from: "bob",
             text: "hola",
-        };
+        });
         assert_eq!(render(&m, false), "[bob] hola");
         assert_eq!(render(&m, true), "\x1b[1;32m[bob]\x1b[0m hola");
         let e = Line::HostError(&"no");

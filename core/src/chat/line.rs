@@ -11,9 +11,9 @@
 
 use core::fmt;
 
-use crate::client::{LineError, SendError, Undecryptable, Undeliverable};
+use crate::client::{Event, LineError, SendError};
 use crate::command::{CommandError, Spec};
-use crate::directory::Dropped;
+use crate::directory::Change;
 use crate::fingerprint;
 use crate::limits::KEY_LEN;
 
@@ -80,18 +80,9 @@ pub enum Line<'a> {
         /// True for ourselves.
         me: bool,
     },
-    /// A user joined.
-    Joined {
-        /// Who.
-        name: &'a str,
-        /// Their key.
-        key: &'a [u8; KEY_LEN],
-    },
-    /// A user left.
-    Left {
-        /// Who.
-        name: &'a str,
-    },
+    /// A client event shown as it is: a message, a join or a leave, what could not be
+    /// decrypted or delivered, the server's text or error, a truncated directory.
+    Received(Event<'a>),
     /// A user's key is not the one remembered: the server may be substituting keys.
     KeyChanged {
         /// Who.
@@ -111,39 +102,6 @@ pub enum Line<'a> {
         listed: &'a [u8; KEY_LEN],
         /// Our key.
         yours: &'a [u8; KEY_LEN],
-    },
-    /// The directory did not fit.
-    Truncated(Dropped),
-    /// A decrypted message.
-    Message {
-        /// Sender.
-        from: &'a str,
-        /// Text.
-        text: &'a str,
-    },
-    /// A message that could not be decrypted.
-    Undecryptable {
-        /// Sender.
-        from: &'a str,
-        /// Why.
-        reason: Undecryptable,
-    },
-    /// A message dropped before decryption.
-    Undeliverable {
-        /// Sender (empty when the relay named none).
-        from: &'a str,
-        /// Why.
-        reason: Undeliverable,
-    },
-    /// The server's text.
-    ServerText {
-        /// Text.
-        text: &'a str,
-    },
-    /// The server's error.
-    ServerError {
-        /// Text.
-        text: &'a str,
     },
     /// A line from the server that is not a valid message.
     BadLine(LineError),
@@ -213,11 +171,10 @@ impl Line<'_> {
     /// What the line is.
     pub fn kind(&self) -> Kind {
         match self {
+            Self::Received(e) => event_kind(e),
             Self::Connected { .. }
             | Self::Users { .. }
             | Self::User { .. }
-            | Self::Joined { .. }
-            | Self::Left { .. }
             | Self::HelpHeader
             | Self::Help(_)
             | Self::Fingerprint { .. }
@@ -226,17 +183,11 @@ impl Line<'_> {
             Self::KeyChanged {
                 verified: false, ..
             }
-            | Self::Truncated(_)
             | Self::Reconnecting { .. }
             | Self::ConnectionLost { .. }
             | Self::HostWarn(_) => Kind::Warn,
             Self::KeyChanged { verified: true, .. } | Self::NotYourKey { .. } => Kind::Alert,
-            Self::Message { .. } => Kind::Message,
-            Self::ServerText { .. } => Kind::Server,
-            Self::Undecryptable { .. }
-            | Self::Undeliverable { .. }
-            | Self::ServerError { .. }
-            | Self::BadLine(_)
+            Self::BadLine(_)
             | Self::Overlong { .. }
             | Self::UnknownUser { .. }
             | Self::Command(_)
@@ -252,14 +203,20 @@ impl Line<'_> {
     /// `None` for lines about the session, the server or the host.
     pub fn peer(&self) -> Option<&str> {
         match *self {
-            Self::User {
+            Self::Received(
+                Event::Change(
+                    Change::Joined { name, .. }
+                    | Change::Left { name }
+                    | Change::KeyChanged { name, .. },
+                )
+                | Event::Message { from: name, .. }
+                | Event::Undecryptable { from: name, .. },
+            )
+            | Self::User {
                 name, me: false, ..
             }
-            | Self::Joined { name, .. }
-            | Self::Left { name }
             | Self::KeyChanged { name, .. } => Some(name),
-            Self::Message { from, .. } | Self::Undecryptable { from, .. } => Some(from),
-            Self::Undeliverable { from, .. } if !from.is_empty() => Some(from),
+            Self::Received(Event::Undeliverable { from, .. }) if !from.is_empty() => Some(from),
             Self::Fingerprint { user, .. }
             | Self::SafetyCode { user, .. }
             | Self::UnknownUser { user } => Some(user),
@@ -300,7 +257,7 @@ pub struct Prefix<'l>(&'l Line<'l>);
 impl fmt::Display for Prefix<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.0, self.0.kind().prefix()) {
-            (Line::Message { from, .. }, _) => write!(f, "[{}]", Name(from)),
+            (Line::Received(Event::Message { from, .. }), _) => write!(f, "[{}]", Name(from)),
             (_, Some(p)) => f.write_str(p),
             (_, None) => Ok(()),
         }
@@ -341,24 +298,13 @@ impl fmt::Display for Body<'_> {
                 let you = if me { " (you)" } else { "" };
                 write!(f, "  {}  fp {}{you}", Name(name), short(key))
             }
-            Line::Joined { name, key } => write!(f, "{} joined, fp {}", Name(name), short(key)),
-            Line::Left { name } => write!(f, "{} left", Name(name)),
+            Line::Received(event) => write_event(f, &event),
             Line::KeyChanged {
                 name,
                 old,
                 new,
                 verified: false,
-            } => {
-                let name = Name(name);
-                write!(
-                    f,
-                    "KEY CHANGED for {name}: fp was {}, now {}. Either {name} restarted \
-                     their client or someone (the server?) is substituting keys: verify the \
-                     new fingerprint with {name} over another channel before trusting messages.",
-                    short(old),
-                    short(new)
-                )
-            }
+            } => key_changed(f, name, old, new),
             Line::KeyChanged {
                 name,
                 old,
@@ -389,24 +335,6 @@ impl fmt::Display for Body<'_> {
                 short(listed),
                 short(yours)
             ),
-            Line::Truncated(d) => write!(
-                f,
-                "the directory is larger than this client holds: {} user(s) not shown",
-                d.over_capacity.saturating_add(d.name_too_long)
-            ),
-            Line::Message { text, .. } => write!(f, "{}", Text(text)),
-            Line::Undecryptable { from, reason } => write!(
-                f,
-                "could not decrypt message from {} ({reason})",
-                Name(from)
-            ),
-            Line::Undeliverable { from, reason } => {
-                let from = if from.is_empty() { "?" } else { from };
-                write!(f, "message from {} dropped: {reason}", Name(from))
-            }
-            Line::ServerText { text } | Line::ServerError { text } => {
-                write!(f, "{}", Text(text))
-            }
             Line::BadLine(e) => write!(f, "{e}"),
             Line::Overlong { max } => {
                 write!(f, "the server sent a line longer than {max} bytes; skipped")
@@ -448,6 +376,66 @@ impl fmt::Display for Body<'_> {
     }
 }
 
+/// What a client event is, as a line.
+fn event_kind(event: &Event<'_>) -> Kind {
+    match event {
+        Event::Message { .. } => Kind::Message,
+        Event::ServerText { .. } => Kind::Server,
+        Event::Change(Change::KeyChanged { .. }) | Event::DirectoryTruncated(_) => Kind::Warn,
+        Event::Undecryptable { .. } | Event::Undeliverable { .. } | Event::ServerError { .. } => {
+            Kind::Error
+        }
+        _ => Kind::Sys,
+    }
+}
+
+fn key_changed(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    old: &[u8; KEY_LEN],
+    new: &[u8; KEY_LEN],
+) -> fmt::Result {
+    let name = Name(name);
+    write!(
+        f,
+        "KEY CHANGED for {name}: fp was {}, now {}. Either {name} restarted \
+         their client or someone (the server?) is substituting keys: verify the \
+         new fingerprint with {name} over another channel before trusting messages.",
+        fingerprint::short(old),
+        fingerprint::short(new)
+    )
+}
+
+/// The body of a client event shown as it is.
+fn write_event(f: &mut fmt::Formatter<'_>, event: &Event<'_>) -> fmt::Result {
+    let short = fingerprint::short;
+    match *event {
+        Event::Change(Change::Joined { name, key }) => {
+            write!(f, "{} joined, fp {}", Name(name), short(key))
+        }
+        Event::Change(Change::Left { name }) => write!(f, "{} left", Name(name)),
+        Event::Change(Change::KeyChanged { name, old, new }) => key_changed(f, name, old, new),
+        Event::DirectoryTruncated(d) => write!(
+            f,
+            "the directory is larger than this client holds: {} user(s) not shown",
+            d.over_capacity.saturating_add(d.name_too_long)
+        ),
+        Event::Message { text, .. } => write!(f, "{}", Text(text)),
+        Event::Undecryptable { from, reason } => write!(
+            f,
+            "could not decrypt message from {} ({reason})",
+            Name(from)
+        ),
+        Event::Undeliverable { from, reason } => {
+            let from = if from.is_empty() { "?" } else { from };
+            write!(f, "message from {} dropped: {reason}", Name(from))
+        }
+        Event::ServerText { text } | Event::ServerError { text } => write!(f, "{}", Text(text)),
+        Event::Registered { users } => write!(f, "registered; users online ({users})"),
+        Event::Listed => f.write_str("the directory arrived"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -456,19 +444,23 @@ mod tests {
 
     #[test]
     fn reference_prefixes() {
-        let m = Line::Message {
+        let m = Line::Received(Event::Message {
             from: "bob",
             text: "hola",
-        };
+        });
         assert_eq!(m.to_string(), "[bob] hola");
         assert_eq!(m.kind(), Kind::Message);
         assert_eq!(m.peer(), Some("bob"));
         assert_eq!(m.prefix().to_string(), "[bob]");
         assert_eq!(m.body().to_string(), "hola");
-        let s = Line::ServerText { text: "echo: hi" };
+        let s = Line::Received(Event::ServerText { text: "echo: hi" });
         assert_eq!(s.to_string(), "[SERVER] echo: hi");
         assert_eq!(s.peer(), None);
-        assert_eq!(Line::ServerError { text: "x" }.to_string(), "[ERROR] x");
+        let e = Line::Received(Event::ServerError { text: "x" });
+        assert_eq!(
+            (e.to_string().as_str(), e.kind()),
+            ("[ERROR] x", Kind::Error)
+        );
         assert_eq!(Line::HostInfo(&"up").to_string(), "[SYS] up");
         assert_eq!(Line::HostWarn(&"hm").to_string(), "[WARN] hm");
         assert_eq!(Line::HostError(&"no").to_string(), "[ERROR] no");
@@ -480,23 +472,23 @@ mod tests {
 
     #[test]
     fn messages_cannot_forge_lines() {
-        let m = Line::Message {
+        let m = Line::Received(Event::Message {
             from: "bob",
             text: "hi\n[SERVER] pwned\x1b[2J\u{202e}",
-        };
+        });
         assert_eq!(
             m.to_string(),
             "[bob] hi\\u{a}[SERVER] pwned\\u{1b}[2J\\u{202e}"
         );
-        let forged = Line::Message {
+        let forged = Line::Received(Event::Message {
             from: "SYS",
             text: "all fine",
-        };
+        });
         assert_eq!(forged.to_string(), "[\\u{53}YS] all fine");
-        let sneaky = Line::Joined {
+        let sneaky = Line::Received(Event::Change(Change::Joined {
             name: "eve\u{202e}bob",
             key: &[1; 32],
-        };
+        }));
         assert!(
             sneaky
                 .to_string()
