@@ -428,26 +428,16 @@ impl<
     }
 }
 
-/// The client: a [`Console`] plus the network (socket, pinned TLS, timeouts,
-/// reconnects with backoff).
-pub struct Session<
-    'a,
-    M: RawMutex,
-    R,
-    K,
-    const NC: usize,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
-> {
+/// The client: a console `C` (a [`Console`]) plus the network (socket, pinned TLS,
+/// timeouts, reconnects with backoff).
+pub struct Session<'a, C> {
     config: &'a Config<'a>,
     tcp_rx: &'a mut [u8],
     tcp_tx: &'a mut [u8],
     tls_read: &'a mut [u8],
     tls_write: &'a mut [u8],
     line: &'a mut [u8],
-    console: Console<'a, M, R, K, NC, NE, U, G, P>,
+    console: C,
 }
 
 impl<
@@ -460,7 +450,7 @@ impl<
     const U: usize,
     const G: usize,
     const P: usize,
-> Session<'a, M, R, K, NC, NE, U, G, P>
+> Session<'a, Console<'a, M, R, K, NC, NE, U, G, P>>
 {
     /// A client for `chat` that connects as `config` says, in `buffers`, taking typed
     /// lines from `commands` and sending lines for the user into `events`.
