@@ -2,31 +2,34 @@
 # Builds the Debian package of the Seguro server for a Raspberry Pi from an already
 # cross-compiled release binary:
 #
-#   cross/make-deb.sh aarch64-unknown-linux-gnu        # -> seguro_<version>-1_arm64.deb
-#   cross/make-deb.sh armv7-unknown-linux-gnueabihf    # -> seguro_<version>-1_armhf.deb
+#   cross/make-deb.sh aarch64-unknown-linux-musl       # -> seguro_<version>-1_arm64.deb (64-bit Pi OS)
+#   cross/make-deb.sh arm-unknown-linux-musleabihf     # -> seguro_<version>-1_armhf.deb (32-bit Pi OS,
+#                                                      #    ARMv6: every Pi, the Zero and Pi 1 too)
+#   cross/make-deb.sh armv7-unknown-linux-musleabihf   # -> seguro_<version>-1_armhf.deb (ARMv7 only)
 #   cross/make-deb.sh x86_64-unknown-linux-gnu         # -> seguro_<version>-1_amd64.deb (a PC)
 #
 # The binary is $CARGO_TARGET_DIR (default target)/<target>/release/seguro, as made by
-# `cargo build -p seguro --release --target <target>` or `cross build ...`; SEGURO_BIN overrides
-# it. The package lands in $OUT_DIR (default target/deb). Maintainer: $DEBFULLNAME <$DEBEMAIL>.
+# cross/build.sh <target>; SEGURO_BIN overrides it. The package lands in $OUT_DIR (default
+# target/deb). Maintainer: $DEBFULLNAME <$DEBEMAIL>.
 #
 # The package installs /usr/bin/seguro, the services seguro.service (enabled and started on
 # installation: it runs as the system user `seguro`, created by postinst, and generates
 # /var/lib/seguro/server.crt and server.key on its first start) and seguro-ngrok.service (not
 # enabled: it needs an ngrok authtoken in /etc/seguro/ngrok.yml), /etc/default/seguro, and the
-# guide in /usr/share/doc/seguro/README.md.
+# guide in /usr/share/doc/seguro/README.md. Its Depends come from the binary: a static one
+# (the Pi builds) needs no libc6.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 aarch64-unknown-linux-gnu|armv7-unknown-linux-gnueabihf|x86_64-unknown-linux-gnu" >&2
+    echo "usage: $0 aarch64-unknown-linux-musl|arm-unknown-linux-musleabihf|armv7-unknown-linux-musleabihf|x86_64-unknown-linux-gnu" >&2
     exit 2
 }
 [ $# -eq 1 ] || usage
 target="$1"
 case "$target" in
-    aarch64-unknown-linux-gnu) arch=arm64 tools=aarch64-linux-gnu ;;
-    armv7-unknown-linux-gnueabihf) arch=armhf tools=arm-linux-gnueabihf ;;
-    x86_64-unknown-linux-gnu) arch=amd64 tools=x86_64-linux-gnu ;; # a PC as the server
+    aarch64-unknown-linux-musl) arch=arm64 ;;
+    arm-unknown-linux-musleabihf | armv7-unknown-linux-musleabihf) arch=armhf ;;
+    x86_64-unknown-linux-gnu | x86_64-unknown-linux-musl) arch=amd64 ;; # a PC as the server
     *) usage ;;
 esac
 
@@ -37,7 +40,7 @@ bin="${SEGURO_BIN:-$target_dir/$target/release/seguro}"
 out_dir="${OUT_DIR:-target/deb}"
 if [ ! -x "$bin" ]; then
     echo "error: $bin not found; build it first:" >&2
-    echo "  cargo build -p seguro --release --target $target   (or: cross build ...)" >&2
+    echo "  cross/build.sh $target" >&2
     exit 1
 fi
 
@@ -68,13 +71,13 @@ root="$stage/root"
 mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/default" \
     "$root/etc/seguro" "$root/usr/share/doc/seguro"
 
-# The binary, stripped like Debian's own packages when the cross binutils are there.
-install -m 0755 "$bin" "$root/usr/bin/seguro"
-if command -v "$tools-strip" >/dev/null; then
-    "$tools-strip" --remove-section=.comment --remove-section=.note "$root/usr/bin/seguro"
-else
-    echo "warning: $tools-strip not found, the binary stays unstripped" >&2
-fi
+# The binary, stripped like Debian's own packages, with the llvm-objcopy that ships with
+# rustc (it handles every architecture).
+objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
+[ -x "$objcopy" ] || { echo "error: $objcopy not found" >&2; exit 1; }
+"$objcopy" --strip-all --remove-section=.comment --remove-section=.note "$bin" \
+    "$root/usr/bin/seguro"
+chmod 0755 "$root/usr/bin/seguro"
 
 install -m 0644 cross/seguro.service cross/seguro-ngrok.service "$root/lib/systemd/system/"
 install -m 0600 cross/ngrok.yml "$root/etc/seguro/ngrok.yml"
@@ -144,6 +147,12 @@ if [ -n "$glibc_needed" ]; then
     glibc=$(LC_ALL=C readelf -V --wide "$root/usr/bin/seguro" | grep -o 'GLIBC_[0-9][0-9.]*' |
         sed 's/GLIBC_//' | sort -uV | tail -n 1)
     depends=("libc6 (>= ${glibc:-2.17})" "${depends[@]}")
+fi
+if [ -z "$needed" ]; then
+    cat >>"$root/usr/share/lintian/overrides/seguro" <<'EOF'
+# Static on purpose (musl inside): runs on every Raspberry Pi OS release whatever its glibc.
+seguro: statically-linked-binary [usr/bin/seguro]
+EOF
 fi
 depends+=("adduser" "init-system-helpers (>= 1.52)")
 printf -v depends_line '%s, ' "${depends[@]}"

@@ -206,9 +206,13 @@ def main():
         mode = stat.S_IMODE(os.stat(key).st_mode)
         check("server.key is private to its owner", mode & 0o077 == 0, f"mode {mode:o}")
 
+        # The clients keep their identities in the temporary directory, not in the home
+        # directory of whoever runs the test.
+        client_env = dict(env, XDG_DATA_HOME=os.path.join(tmp, "data"))
+
         def chat(user):
             return Proc(user, [client, "chat", user, "127.0.0.1", str(port), "--cert", crt,
-                               "--no-reconnect", "--linger", "2"], env, stdin=True)
+                               "--no-reconnect", "--linger", "2"], client_env, stdin=True)
 
         alice = chat("alice")
         procs.append(alice)

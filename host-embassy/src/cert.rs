@@ -2,7 +2,8 @@
 //! find the subject public key and tell which kind of key it is.
 //!
 //! The pinned certificate is compared byte for byte with the one the server
-//! presents, so nothing else in it (names, validity, extensions) matters here.
+//! presents, or the SubjectPublicKeyInfo's hash with a pinned key's, so nothing else in
+//! it (names, validity, extensions) matters here.
 
 /// `id-ecPublicKey` (1.2.840.10045.2.1), DER content octets.
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -70,8 +71,9 @@ fn expect(input: &[u8], tag: u8) -> Result<Tlv<'_>, Malformed> {
     if t.tag == tag { Ok(t) } else { Err(Malformed) }
 }
 
-/// Finds the subject public key of a DER-encoded X.509 certificate.
-pub fn public_key(cert_der: &[u8]) -> Result<KeyKind<'_>, Malformed> {
+/// The SubjectPublicKeyInfo of a DER-encoded X.509 certificate: the whole DER element,
+/// header included (what a key pin hashes), and its content.
+fn spki_element(cert_der: &[u8]) -> Result<(&[u8], Tlv<'_>), Malformed> {
     let cert = expect(cert_der, TAG_SEQUENCE)?;
     let tbs = expect(cert.content, TAG_SEQUENCE)?;
     let mut fields = tbs.content;
@@ -85,6 +87,21 @@ pub fn public_key(cert_der: &[u8]) -> Result<KeyKind<'_>, Malformed> {
         fields = tlv(fields)?.rest;
     }
     let spki = expect(fields, TAG_SEQUENCE)?;
+    let whole = fields
+        .get(..fields.len().saturating_sub(spki.rest.len()))
+        .ok_or(Malformed)?;
+    Ok((whole, spki))
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate, with its `SEQUENCE` header: the
+/// bytes whose SHA-256 is the certificate's key pin.
+pub fn spki(cert_der: &[u8]) -> Result<&[u8], Malformed> {
+    spki_element(cert_der).map(|(whole, _)| whole)
+}
+
+/// Finds the subject public key of a DER-encoded X.509 certificate.
+pub fn public_key(cert_der: &[u8]) -> Result<KeyKind<'_>, Malformed> {
+    let (_, spki) = spki_element(cert_der)?;
     let algorithm = expect(spki.content, TAG_SEQUENCE)?;
     let key_bits = expect(algorithm.rest, TAG_BIT_STRING)?;
     let oid = expect(algorithm.content, TAG_OID)?;
@@ -122,6 +139,18 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_spki_is_the_whole_element() {
+        let spki = spki(P256_CERT).unwrap();
+        // SEQUENCE of 0x59 bytes: { SEQUENCE { ecPublicKey, prime256v1 }, BIT STRING }.
+        assert_eq!(&spki[..4], &[0x30, 0x59, 0x30, 0x13]);
+        assert_eq!(spki.len(), 2 + 0x59);
+        let pin = seguro_core::invite::KeyPin::of_spki(spki).unwrap();
+        assert_eq!(pin.alg, seguro_core::invite::KeyAlg::P256);
+        let rsa = seguro_core::invite::KeyPin::of_spki(super::spki(RSA_CERT).unwrap()).unwrap();
+        assert_eq!(rsa.alg, seguro_core::invite::KeyAlg::Rsa);
     }
 
     #[test]

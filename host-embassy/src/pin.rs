@@ -1,7 +1,11 @@
-//! Certificate pinning for embedded-tls without a heap: the server is accepted if and
-//! only if its end-entity certificate is byte-for-byte the pinned DER AND its TLS 1.3
+//! Pinning for embedded-tls without a heap: the server is accepted if and only if its
+//! end-entity certificate is byte-for-byte the pinned DER, or carries a pinned key (the
+//! SHA-256 of its SubjectPublicKeyInfo is an invite's pin or backup pin), AND its TLS 1.3
 //! CertificateVerify signature (ECDSA P-256 / SHA-256 over the handshake transcript)
 //! verifies with the key of that certificate.
+//!
+//! A key pin keeps a board working when the server's certificate is renewed for the same
+//! key (`seguro gen-cert --renew`), and a backup pin lets the server move to a new key.
 //!
 //! The verifier also records that both steps ran: embedded-tls 0.19.0 lets a server
 //! that sends neither Certificate nor CertificateVerify complete the handshake without
@@ -18,6 +22,8 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use rand_core::{CryptoRng, CryptoRngCore, RngCore};
 use sha2::{Digest, Sha256};
+
+use seguro_core::invite::{Invite, KeyAlg, KeyPin};
 
 use crate::cert::{self, KeyKind};
 
@@ -39,6 +45,8 @@ pub enum PinError {
     ServerRsa,
     /// The server presented a certificate other than the pinned one.
     CertificateMismatch,
+    /// The server presented a certificate for another key than the pinned ones.
+    KeyMismatch,
     /// The server sent an empty or unusable Certificate message.
     NoCertificate,
     /// The server sent Certificate more than once.
@@ -76,6 +84,7 @@ impl fmt::Display for PinError {
             Self::CertificateMismatch => {
                 f.write_str("the server's certificate is not the pinned certificate")
             }
+            Self::KeyMismatch => f.write_str("the server's key is not the pinned key"),
             Self::NoCertificate => f.write_str("the server sent no usable certificate"),
             Self::DuplicateCertificate => f.write_str("the server sent two certificates"),
             Self::UnexpectedCertificateVerify => {
@@ -92,18 +101,44 @@ impl fmt::Display for PinError {
     }
 }
 
-/// A pinned server certificate, checked once: it must carry a P-256 key.
+/// What the server is pinned by, checked once: a P-256 certificate, or the hashes of one
+/// or two P-256 keys.
 #[derive(Clone, Copy)]
 pub struct Pin<'a> {
-    der: &'a [u8],
-    key: VerifyingKey,
+    kind: PinKind<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum PinKind<'a> {
+    /// This certificate, and so its key.
+    Certificate { der: &'a [u8], key: VerifyingKey },
+    /// SHA-256 of the SubjectPublicKeyInfo: the key, then an optional backup key.
+    Keys {
+        primary: [u8; 32],
+        backup: Option<[u8; 32]>,
+    },
 }
 
 impl fmt::Debug for Pin<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pin")
-            .field("der_len", &self.der.len())
-            .finish_non_exhaustive()
+        match &self.kind {
+            PinKind::Certificate { der, .. } => f
+                .debug_struct("Pin")
+                .field("der_len", &der.len())
+                .finish_non_exhaustive(),
+            PinKind::Keys { backup, .. } => f
+                .debug_struct("Pin")
+                .field("keys", &(1 + usize::from(backup.is_some())))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+fn check_alg(alg: KeyAlg) -> Result<(), PinError> {
+    match alg {
+        KeyAlg::P256 => Ok(()),
+        KeyAlg::Rsa => Err(PinError::PinnedRsa),
+        _ => Err(PinError::PinnedUnsupportedKey),
     }
 }
 
@@ -117,7 +152,9 @@ impl<'a> Pin<'a> {
             Ok(KeyKind::P256(point)) => {
                 let key =
                     VerifyingKey::from_sec1_bytes(point).map_err(|_| PinError::PinnedMalformed)?;
-                Ok(Self { der, key })
+                Ok(Self {
+                    kind: PinKind::Certificate { der, key },
+                })
             }
             Ok(KeyKind::Rsa) => Err(PinError::PinnedRsa),
             Ok(KeyKind::OtherCurve | KeyKind::Other) => Err(PinError::PinnedUnsupportedKey),
@@ -125,9 +162,64 @@ impl<'a> Pin<'a> {
         }
     }
 
-    /// The pinned certificate, DER.
-    pub fn der(&self) -> &'a [u8] {
-        self.der
+    /// Pins a key (and optionally a backup key) by the SHA-256 of its
+    /// SubjectPublicKeyInfo. Both must be P-256 keys: an RSA pin is refused with
+    /// [`PinError::PinnedRsa`].
+    pub fn keys(primary: KeyPin, backup: Option<KeyPin>) -> Result<Self, PinError> {
+        check_alg(primary.alg)?;
+        if let Some(b) = backup {
+            check_alg(b.alg)?;
+        }
+        Ok(Self {
+            kind: PinKind::Keys {
+                primary: primary.sha256,
+                backup: backup.map(|b| b.sha256),
+            },
+        })
+    }
+
+    /// Pins the key and backup key of an invite.
+    pub fn from_invite(invite: &Invite<'_>) -> Result<Self, PinError> {
+        Self::keys(invite.pin(), invite.backup())
+    }
+
+    /// The pinned certificate, DER (`None` for a key pin).
+    pub fn der(&self) -> Option<&'a [u8]> {
+        match self.kind {
+            PinKind::Certificate { der, .. } => Some(der),
+            PinKind::Keys { .. } => None,
+        }
+    }
+
+    /// The key of `presented` if it is what this pin accepts.
+    fn accept(&self, presented: &[u8]) -> Result<VerifyingKey, PinError> {
+        let refused = |mismatch| match cert::public_key(presented) {
+            Ok(KeyKind::Rsa) => PinError::ServerRsa,
+            _ => mismatch,
+        };
+        match self.kind {
+            PinKind::Certificate { der, key } => {
+                if presented == der {
+                    Ok(key)
+                } else {
+                    Err(refused(PinError::CertificateMismatch))
+                }
+            }
+            PinKind::Keys { primary, backup } => {
+                let spki = cert::spki(presented).map_err(|_| PinError::NoCertificate)?;
+                let digest: [u8; 32] = Sha256::digest(spki).into();
+                if digest != primary && Some(digest) != backup {
+                    return Err(refused(PinError::KeyMismatch));
+                }
+                match cert::public_key(presented) {
+                    Ok(KeyKind::P256(point)) => {
+                        VerifyingKey::from_sec1_bytes(point).map_err(|_| PinError::KeyMismatch)
+                    }
+                    Ok(KeyKind::Rsa) => Err(PinError::ServerRsa),
+                    _ => Err(PinError::KeyMismatch),
+                }
+            }
+        }
     }
 }
 
@@ -137,6 +229,8 @@ const SERVER_CONTEXT: &[u8] = b"TLS 1.3, server CertificateVerify\x00";
 /// One handshake's pinning state. Create a fresh one for every connection.
 pub struct PinnedVerifier<'a> {
     pin: Pin<'a>,
+    /// The key of the accepted certificate, for CertificateVerify.
+    key: Option<VerifyingKey>,
     /// Transcript hash up to and including Certificate, kept for CertificateVerify.
     transcript: Option<Sha256>,
     certificate_ok: bool,
@@ -149,6 +243,7 @@ impl<'a> PinnedVerifier<'a> {
     pub fn new(pin: Pin<'a>) -> Self {
         Self {
             pin,
+            key: None,
             transcript: None,
             certificate_ok: false,
             signature_ok: false,
@@ -176,6 +271,7 @@ impl<'a> PinnedVerifier<'a> {
     }
 
     fn fail(&mut self, error: PinError) -> TlsError {
+        self.key = None;
         self.certificate_ok = false;
         self.signature_ok = false;
         if self.failure.is_none() {
@@ -189,7 +285,7 @@ impl<'a> PinnedVerifier<'a> {
         }
     }
 
-    fn check_certificate(&self, cert: &CertificateRef<'_>) -> Result<(), PinError> {
+    fn check_certificate(&self, cert: &CertificateRef<'_>) -> Result<VerifyingKey, PinError> {
         if self.certificate_ok || self.failure.is_some() {
             return Err(PinError::DuplicateCertificate);
         }
@@ -199,18 +295,12 @@ impl<'a> PinnedVerifier<'a> {
                 return Err(PinError::NoCertificate);
             }
         };
-        if presented == self.pin.der {
-            return Ok(());
-        }
-        match cert::public_key(presented) {
-            Ok(KeyKind::Rsa) => Err(PinError::ServerRsa),
-            _ => Err(PinError::CertificateMismatch),
-        }
+        self.pin.accept(presented)
     }
 
     fn check_signature(&mut self, verify: &CertificateVerifyRef<'_>) -> Result<(), PinError> {
-        let transcript = match self.transcript.take() {
-            Some(t) if self.certificate_ok && !self.signature_ok => t,
+        let (transcript, key) = match (self.transcript.take(), self.key) {
+            (Some(t), Some(key)) if self.certificate_ok && !self.signature_ok => (t, key),
             _ => return Err(PinError::UnexpectedCertificateVerify),
         };
         match verify.signature_scheme {
@@ -237,9 +327,7 @@ impl<'a> PinnedVerifier<'a> {
             .split_at_mut(SERVER_CONTEXT.len());
         context.copy_from_slice(SERVER_CONTEXT);
         hash.copy_from_slice(&transcript.finalize());
-        self.pin
-            .key
-            .verify(&message, &signature)
+        key.verify(&message, &signature)
             .map_err(|_| PinError::BadSignature)
     }
 }
@@ -257,7 +345,8 @@ impl TlsVerifier<CipherSuite> for PinnedVerifier<'_> {
         cert: CertificateRef<'_>,
     ) -> Result<(), TlsError> {
         match self.check_certificate(&cert) {
-            Ok(()) => {
+            Ok(key) => {
+                self.key = Some(key);
                 self.transcript = Some(transcript.clone());
                 self.certificate_ok = true;
                 Ok(())

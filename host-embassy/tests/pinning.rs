@@ -1,7 +1,7 @@
-//! Pinning and the certificate-less handshake guard, against a small TLS 1.3 server
-//! written here (over real loopback TCP) so that it can misbehave on purpose: skip
-//! Certificate and CertificateVerify, present another certificate, sign the wrong
-//! transcript, or present an RSA certificate.
+//! Pinning (by certificate, and by key as invites do) and the certificate-less
+//! handshake guard, against a small TLS 1.3 server written here (over real loopback TCP)
+//! so that it can misbehave on purpose: skip Certificate and CertificateVerify, present
+//! another certificate, sign the wrong transcript, or present an RSA certificate.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -18,11 +18,16 @@ use rand_core::OsRng;
 use seguro_embassy::embedded_tls::{TlsConfig, TlsConnection, TlsContext};
 use seguro_embassy::pin::{Pin, PinError, PinnedProvider, PinnedVerifier};
 use seguro_embassy::rng::SeededRng;
+use seguro_embassy::seguro_core::invite::KeyPin;
+use seguro_embassy::seguro_core::invite::{Address, Invite, KeyAlg};
 use seguro_embassy::tls::{self, TlsOpenError, TlsOptions};
 use sha2::{Digest, Sha256};
 
 const SERVER_CERT: &[u8] = include_bytes!("data/server-p256.der");
 const SERVER_SCALAR: &[u8; 32] = include_bytes!("data/server-p256-scalar.bin");
+/// Another certificate for the key of `SERVER_CERT` (new serial number and validity):
+/// what `seguro gen-cert --renew` makes.
+const RENEWED_CERT: &[u8] = include_bytes!("data/server-p256-renewed.der");
 const OTHER_CERT: &[u8] = include_bytes!("data/other-p256.der");
 const RSA_CERT: &[u8] = include_bytes!("data/server-rsa.der");
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +66,8 @@ fn rng() -> SeededRng {
 enum Mode {
     /// A correct server with the pinned certificate.
     Good,
+    /// A correct server with a renewed certificate for the same key.
+    Renewed,
     /// Presents another P-256 certificate.
     OtherCert,
     /// Presents the pinned certificate but signs the wrong bytes.
@@ -253,6 +260,7 @@ fn serve(mut s: TcpStream, mode: Mode) -> Option<Vec<u8>> {
         let cert = match mode {
             Mode::OtherCert => OTHER_CERT,
             Mode::Rsa => RSA_CERT,
+            Mode::Renewed => RENEWED_CERT,
             _ => SERVER_CERT,
         };
         let mut body = vec![0];
@@ -332,13 +340,26 @@ fn connect(port: u16) -> StdIo {
     StdIo(s)
 }
 
-/// Opens a pinned connection to a server in `mode`; on success, exchanges one line
-/// each way.
+/// Opens a connection pinned to `SERVER_CERT` to a server in `mode`; on success,
+/// exchanges one line each way.
 fn run_client(mode: Mode) -> Result<(), TlsOpenError> {
+    run_client_pinned(mode, Pin::new(SERVER_CERT).unwrap())
+}
+
+/// The key pin of a certificate, as an invite carries it.
+fn key_pin(cert: &[u8]) -> KeyPin {
+    KeyPin::of_spki(seguro_embassy::cert::spki(cert).unwrap()).unwrap()
+}
+
+/// Pinned to `SERVER_CERT`'s key, as with an invite.
+fn key_pinned() -> Pin<'static> {
+    Pin::keys(key_pin(SERVER_CERT), None).unwrap()
+}
+
+fn run_client_pinned(mode: Mode, pin: Pin<'_>) -> Result<(), TlsOpenError> {
     let (port, server) = start(mode);
     let mut read_buf = vec![0; 16_640];
     let mut write_buf = vec![0; 4_096];
-    let pin = Pin::new(SERVER_CERT).unwrap();
     let mut rng = rng();
     let result = embassy_futures::block_on(async {
         let mut conn = tls::open(
@@ -461,5 +482,107 @@ fn garbage_pin_is_refused() {
     assert_eq!(
         Pin::new(b"not a certificate").unwrap_err(),
         PinError::PinnedMalformed
+    );
+}
+
+// ---------------------------------------------------------------- pinned by key
+
+#[test]
+fn the_renewed_certificate_is_another_certificate_for_the_same_key() {
+    assert_ne!(RENEWED_CERT, SERVER_CERT);
+    assert_eq!(key_pin(RENEWED_CERT), key_pin(SERVER_CERT));
+    assert_ne!(key_pin(OTHER_CERT), key_pin(SERVER_CERT));
+}
+
+#[test]
+fn key_pin_accepts_the_certificate_and_a_renewed_one() {
+    run_client_pinned(Mode::Good, key_pinned()).unwrap();
+    run_client_pinned(Mode::Renewed, key_pinned()).unwrap();
+}
+
+#[test]
+fn certificate_pin_refuses_a_renewed_certificate() {
+    assert_eq!(
+        pin_error(run_client(Mode::Renewed)),
+        PinError::CertificateMismatch
+    );
+}
+
+#[test]
+fn key_pin_refuses_another_key() {
+    assert_eq!(
+        pin_error(run_client_pinned(Mode::OtherCert, key_pinned())),
+        PinError::KeyMismatch
+    );
+}
+
+#[test]
+fn key_pin_still_checks_the_signature() {
+    assert_eq!(
+        pin_error(run_client_pinned(Mode::BadSignature, key_pinned())),
+        PinError::BadSignature
+    );
+}
+
+#[test]
+fn key_pin_keeps_the_guard_against_skipped_proofs() {
+    for mode in [Mode::NoCertificate, Mode::NoCertificateVerify] {
+        assert_eq!(
+            pin_error(run_client_pinned(mode, key_pinned())),
+            PinError::NotVerified,
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn key_pin_refuses_an_rsa_server_with_advice() {
+    let e = pin_error(run_client_pinned(Mode::Rsa, key_pinned()));
+    assert_eq!(e, PinError::ServerRsa);
+    assert!(e.to_string().contains("seguro gen-cert"), "{e}");
+}
+
+#[test]
+fn a_backup_key_is_accepted() {
+    // The server moved to the backup key: the invite's first pin is another key.
+    let pin = Pin::keys(key_pin(OTHER_CERT), Some(key_pin(SERVER_CERT))).unwrap();
+    run_client_pinned(Mode::Good, pin).unwrap();
+    // Without the backup it is refused.
+    let pin = Pin::keys(key_pin(OTHER_CERT), None).unwrap();
+    assert_eq!(
+        pin_error(run_client_pinned(Mode::Good, pin)),
+        PinError::KeyMismatch
+    );
+}
+
+#[test]
+fn pins_from_an_invite() {
+    let a = [Address::parse("10.0.0.1:5000").unwrap()];
+    let invite = Invite::new(&a, key_pin(OTHER_CERT))
+        .unwrap()
+        .with_backup(key_pin(RENEWED_CERT))
+        .unwrap();
+    let text = invite.to_string();
+    let parsed = Invite::parse(&text).unwrap();
+    run_client_pinned(Mode::Good, Pin::from_invite(&parsed).unwrap()).unwrap();
+    // An invite pinning an RSA key cannot be used by a board.
+    let rsa = Invite::new(&a, key_pin(RSA_CERT)).unwrap();
+    assert_eq!(key_pin(RSA_CERT).alg, KeyAlg::Rsa);
+    let e = Pin::from_invite(&rsa).unwrap_err();
+    assert_eq!(e, PinError::PinnedRsa);
+    assert!(e.to_string().contains("seguro gen-cert"), "{e}");
+    let backup_rsa = Invite::new(&a, key_pin(SERVER_CERT))
+        .unwrap()
+        .with_backup(key_pin(RSA_CERT))
+        .unwrap();
+    assert_eq!(
+        Pin::from_invite(&backup_rsa).unwrap_err(),
+        PinError::PinnedRsa
+    );
+    let mut ed = key_pin(SERVER_CERT);
+    ed.alg = KeyAlg::Ed25519;
+    assert_eq!(
+        Pin::keys(ed, None).unwrap_err(),
+        PinError::PinnedUnsupportedKey
     );
 }

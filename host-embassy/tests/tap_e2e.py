@@ -7,8 +7,9 @@ runner of `seguro-embassy` (embassy-net on the TAP, embedded-tls, seguro-core) a
 desktop `seguro chat`. Checks /to both ways, /server, /list (with fingerprints that
 agree across clients), reconnection after a server restart, the loud warning on the
 board when a user comes back with another key, a restart of the board with the same
-flash image (same identity, no warning at its peer, the boot counter advanced), and
-refusals: a wrong pinned certificate, an RSA server, an RSA pin.
+flash image (same identity, no warning at its peer, the boot counter advanced), a board
+pinned by an invite (the server's key, not its certificate), and refusals: a wrong
+pinned certificate, an invite for another key, an RSA server, an RSA pin.
 
 usage: tap_e2e.py <netns-name> <seguro> <seguro-embassy-linux>   (as root)
 Every wait has a timeout; the namespace is removed on exit, also on failure.
@@ -297,6 +298,35 @@ def main():
         carol.wait_exit()
         if bob.none_match(lambda l: "carol" in l, since=mb):
             raise Fail("the server registered carol")
+
+        print("== a board pinned by an invite: the server's key, the address from the invite",
+              flush=True)
+
+        def invite(cert):
+            out = run(seguro, "invite", "--cert", cert, "--address", f"{SERVER_IP}:{PORT}").stdout
+            return out.strip().splitlines()[-1]
+
+        mb = bob.mark()
+        gina = start("gina", [runner, TAP, CLIENT_CIDR, "--invite", invite(server_crt), "gina"])
+        gina.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as gina")
+        bob.expect_prefix("[SYS] gina joined, fp ", since=mb)
+        gina.send("/to bob pinned by key")
+        bob.expect_line("[gina] pinned by key", since=mb)
+        gina.send("/quit")
+        if gina.wait_exit() != 0:
+            raise Fail("gina did not exit with 0 after /quit")
+
+        print("== an invite for another key is refused", flush=True)
+        mb = bob.mark()
+        hank = start("hank", [runner, TAP, CLIENT_CIDR, "--invite", invite(other_crt), "hank"])
+        hank.expect_prefix("[ERROR] server refused: the server's key is not the pinned key")
+        bad = hank.none_match(lambda l: l.startswith("[SYS] connected to") or l.startswith("[SYS] TLS"))
+        if bad:
+            raise Fail(f"hank got through: {bad}")
+        hank.send("/quit")
+        hank.wait_exit()
+        if bob.none_match(lambda l: "hank" in l, since=mb):
+            raise Fail("the server registered hank")
 
         print("== a server capping TLS fragments at 512 bytes, a board with a 529-byte record buffer",
               flush=True)

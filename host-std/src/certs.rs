@@ -259,3 +259,42 @@ pub fn load_or_generate(cert: &Path, key: &Path) -> Result<(CertPair, Origin), C
         }),
     }
 }
+
+/// The key pin (SHA-256 of the SubjectPublicKeyInfo, with the key type) of a
+/// certificate: what invites carry.
+pub fn key_pin(cert: &CertificateDer<'_>) -> Result<seguro_core::invite::KeyPin, String> {
+    crate::pin::key_pin_of(cert)
+}
+
+/// Writes a new self-signed certificate for the key already in `key` (PKCS#8 PEM), so
+/// that clients pinning the key (invites) keep accepting the server. Overwrites `cert`.
+pub fn renew(cert: &Path, key: &Path, cn: &str, days: u32) -> Result<(), CertError> {
+    let pem = String::from_utf8(read(key)?).map_err(|_| CertError::Pem {
+        path: key.to_owned(),
+        what: "not a PEM text file".into(),
+    })?;
+    let pair = rcgen::KeyPair::from_pem(&pem).map_err(|e| CertError::Pem {
+        path: key.to_owned(),
+        what: format!(
+            "cannot use this key to sign a new certificate ({e}); --renew reads PKCS#8 \
+             (\"BEGIN PRIVATE KEY\") keys, e.g. `openssl pkcs8 -topk8 -nocrypt` converts others"
+        ),
+    })?;
+    let g = |e: rcgen::Error| CertError::Generate(e.to_string());
+    let mut params = rcgen::CertificateParams::new(vec![cn.to_owned()]).map_err(g)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(i64::from(days.max(1)));
+    let new = params.self_signed(&pair).map_err(g)?;
+    // Written beside, then renamed: the old certificate or the new one, never half.
+    let tmp = cert.with_extension("crt.tmp");
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, &new.pem(), false, false)?;
+    fs::rename(&tmp, cert).map_err(|err| CertError::Io {
+        path: cert.to_owned(),
+        err,
+    })
+}

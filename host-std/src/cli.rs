@@ -1,4 +1,4 @@
-//! Command line: `seguro serve`, `seguro chat`, `seguro gen-cert`.
+//! Command line: `seguro serve`, `seguro chat`, `seguro gen-cert`, `seguro invite`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +13,7 @@ use clap::{Args, Parser, Subcommand};
     about,
     long_about = None,
     propagate_version = true,
-    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line, 3 TLS refused (certificate not the\npinned one), 4 cannot connect or refused by the server, 5 an identity or contacts file is unusable
-(corrupt, truncated, readable by others, from a newer Seguro).\nLogs: RUST_LOG=debug (standard error)."
+    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run, prints an invite\n  seguro chat alice --invite seguro://127.0.0.1:5000/v=1/k=p256:...\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line or invite, 3 TLS refused (certificate\nor key not the pinned one), 4 cannot connect or refused by the server, 5 an identity or\ncontacts file is unusable (corrupt, truncated, readable by others, from a newer Seguro).\nLogs: RUST_LOG=debug (standard error)."
 )]
 pub struct Cli {
     /// What to do.
@@ -33,6 +32,9 @@ pub enum Command {
     GenCert(GenCertArgs),
     /// Show, create, rotate, back up and restore your long-term identities.
     Id(IdArgs),
+    /// Print an invite: one line with the server's addresses and the pin of its key,
+    /// which `seguro chat <user> --invite <line>` joins with.
+    Invite(InviteArgs),
 }
 
 /// `seguro serve`.
@@ -88,6 +90,15 @@ pub struct ServeArgs {
     /// Worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Address friends reach the server at (e.g. the ngrok address), for the invite
+    /// printed at start; repeat it for several. Default: the listening address (the
+    /// loopback address when listening on all interfaces).
+    #[arg(long = "invite-address", value_name = "HOST:PORT", value_parser = crate::invite::parse_address_arg)]
+    pub invite_addresses: Vec<String>,
+    /// The certificate (PEM) of a backup key, pinned in the printed invite too, for a
+    /// later switch to that key (see `seguro invite --help`).
+    #[arg(long, value_name = "FILE")]
+    pub backup_cert: Option<PathBuf>,
 }
 
 fn parse_max_line(s: &str) -> Result<usize, String> {
@@ -100,16 +111,24 @@ fn parse_max_line(s: &str) -> Result<usize, String> {
 
 /// `seguro chat`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  seguro chat alice --invite 'seguro://0.tcp.eu.ngrok.io:12345/v=1/k=p256:.../c=...'\n  seguro chat alice 'seguro://...'                      # the invite in place of host and port\n  seguro chat alice 0.tcp.eu.ngrok.io 12345 --cert server.crt"
+)]
 pub struct ChatArgs {
     /// Your user name (1-32 characters, no spaces).
     pub user: String,
-    /// Server host name or address (e.g. the ngrok host).
-    pub host: String,
-    /// Server port.
-    pub port: u16,
+    /// Server host name or address (e.g. the ngrok host), or an invite (seguro://...).
+    #[arg(required_unless_present = "invite")]
+    pub host: Option<String>,
+    /// Server port (not with an invite).
+    pub port: Option<u16>,
     /// The server's certificate (PEM) to pin: only this exact certificate is accepted.
     #[arg(long, default_value = "server.crt")]
     pub cert: PathBuf,
+    /// An invite from the server's operator (`seguro invite`): its addresses are tried in
+    /// order, and only a server with the pinned key is accepted. No certificate file needed.
+    #[arg(long, value_name = "INVITE", conflicts_with_all = ["host", "port"])]
+    pub invite: Option<String>,
     /// Seconds to keep receiving after standard input ends (non-interactive use).
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     pub linger: f64,
@@ -140,6 +159,37 @@ pub struct GenCertArgs {
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
+    /// Keep the key in --key and write a new certificate for it (overwriting --cert):
+    /// invites stay valid, since they pin the key; clients that pinned the old
+    /// certificate file need the new one.
+    #[arg(long, conflicts_with = "force")]
+    pub renew: bool,
+}
+
+/// `seguro invite`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  seguro invite --address 0.tcp.eu.ngrok.io:12345            # the address ngrok prints\n  seguro invite --address tcp://0.tcp.eu.ngrok.io:12345 --address 192.168.1.20:5000 --qr\n  seguro invite --backup-cert next.crt --address ...          # also pin the key you will switch to\n  seguro invite --decode 'seguro://...'                       # check and show an invite"
+)]
+pub struct InviteArgs {
+    /// Where friends reach the server, e.g. the ngrok address (`tcp://` is dropped);
+    /// repeat it for several, tried in this order.
+    #[arg(long = "address", value_name = "HOST:PORT", required_unless_present = "decode",
+          value_parser = crate::invite::parse_address_arg)]
+    pub addresses: Vec<String>,
+    /// The server's certificate (PEM): the invite pins its key.
+    #[arg(long, default_value = "server.crt")]
+    pub cert: PathBuf,
+    /// The certificate (PEM) of a backup key (`seguro gen-cert --cert next.crt --key
+    /// next.key`): clients holding the invite also accept a server with that key.
+    #[arg(long, value_name = "FILE")]
+    pub backup_cert: Option<PathBuf>,
+    /// Also print the invite as a QR code, above it (drawn for a dark terminal background).
+    #[arg(long)]
+    pub qr: bool,
+    /// Check an invite and show what it holds, instead of making one.
+    #[arg(long, value_name = "INVITE", conflicts_with_all = ["addresses", "backup_cert"])]
+    pub decode: Option<String>,
 }
 
 /// `seguro id`.

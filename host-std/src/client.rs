@@ -35,7 +35,7 @@ use crate::cli::ChatArgs;
 use crate::exit;
 use crate::output;
 use crate::pin::PinMismatch;
-use crate::{certs, tls};
+use crate::tls;
 
 /// Directory capacity of the desktop client.
 pub const USERS: usize = 256;
@@ -235,6 +235,11 @@ impl Driver {
         &self.chat
     }
 
+    /// Names the server in `connected to <server> as <user>`.
+    pub fn set_server(&mut self, server: &dyn std::fmt::Display) {
+        self.chat.set_server(server);
+    }
+
     /// A connection is up: framing starts afresh and the `hello` goes to `wire`.
     pub fn connected(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) {
         self.chat.reset();
@@ -342,21 +347,12 @@ pub fn run(a: ChatArgs) -> i32 {
     };
     drop(in_tx);
 
-    let cert = match certs::load_cert(&a.cert) {
-        Ok(c) => c,
-        Err(e) => {
-            printer.print(&Line::HostError(&format_args!(
-                "cannot read the server certificate: {e}. Get the server's server.crt from \
-                 its operator and pass it with --cert"
-            )));
-            return exit::ERROR;
-        }
-    };
-    let tls = match tls::client_config(cert) {
+    // Where to connect and what to pin: an invite, or host, port and --cert.
+    let target = match crate::invite::chat_target(&a) {
         Ok(t) => t,
-        Err(e) => {
-            printer.print(&Line::HostError(&format_args!("TLS setup failed: {e}")));
-            return exit::ERROR;
+        Err((message, code)) => {
+            printer.print(&Line::HostError(&message));
+            return code;
         }
     };
     let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
@@ -381,11 +377,12 @@ pub fn run(a: ChatArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let mut chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
-    chat.set_server(&format_args!("{}:{}", a.host, a.port));
+    let chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
     let mut desktop = Desktop {
         args: a,
-        tls: TlsConnector::from(tls),
+        tls: TlsConnector::from(target.tls),
+        targets: target.addresses,
+        at: 0,
         driver: Driver::new(chat, MAX_LINE),
         printer,
         input: in_rx,
@@ -398,6 +395,10 @@ pub fn run(a: ChatArgs) -> i32 {
 struct Desktop {
     args: ChatArgs,
     tls: TlsConnector,
+    /// The server's addresses (one, or an invite's), tried in order.
+    targets: Vec<(String, u16)>,
+    /// The address of the current connection.
+    at: usize,
     driver: Driver,
     printer: Box<dyn Printer>,
     input: Receiver<Input>,
@@ -416,7 +417,8 @@ enum End {
 }
 
 enum ConnectError {
-    Pin(String),
+    /// The message, and whether a key (an invite) was pinned.
+    Pin(String, bool),
     Tls(String),
     Net(String),
 }
@@ -436,9 +438,46 @@ impl Desktop {
     fn error(&mut self, text: &dyn std::fmt::Display) {
         self.printer.print(&Line::HostError(text));
     }
-    async fn connect(&self) -> Result<TlsStream<TcpStream>, ConnectError> {
-        let host = self.args.host.as_str();
-        let port = self.args.port;
+
+    /// Connects to the first address that works; when none does, returns the most
+    /// telling failure (a pin mismatch before a TLS error before a network error).
+    async fn connect(&mut self) -> Result<TlsStream<TcpStream>, ConnectError> {
+        let mut worst: Option<ConnectError> = None;
+        let targets = self.targets.clone();
+        for (i, (host, port)) in targets.iter().enumerate() {
+            let e = match self.connect_to(host, *port).await {
+                Ok(s) => {
+                    self.at = i;
+                    self.driver.set_server(&format_args!("{host}:{port}"));
+                    return Ok(s);
+                }
+                Err(e) => e,
+            };
+            if i + 1 < targets.len() {
+                let why = match &e {
+                    ConnectError::Pin(m, _) | ConnectError::Tls(m) | ConnectError::Net(m) => m,
+                };
+                self.printer.print(&Line::HostWarn(&format_args!(
+                    "{why}; trying the next address"
+                )));
+            }
+            let rank = |e: &ConnectError| match e {
+                ConnectError::Pin(..) => 2,
+                ConnectError::Tls(_) => 1,
+                ConnectError::Net(_) => 0,
+            };
+            if worst.as_ref().is_none_or(|w| rank(&e) > rank(w)) {
+                worst = Some(e);
+            }
+        }
+        Err(worst.unwrap_or_else(|| ConnectError::Net("no server address".into())))
+    }
+
+    async fn connect_to(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
         let tcp =
             async {
                 Some(TcpStream::connect((host, port)).await.map_err(|e| {
@@ -471,7 +510,7 @@ impl Desktop {
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => {
                 if let Some(m) = pin_mismatch(&e) {
-                    return Err(ConnectError::Pin(m.to_string()));
+                    return Err(ConnectError::Pin(m.to_string(), m.by_key()));
                 }
                 if let Some(te) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                     let hint = match te {
@@ -500,11 +539,15 @@ impl Desktop {
         loop {
             let stream = match self.connect().await {
                 Ok(s) => s,
-                Err(ConnectError::Pin(m)) => {
+                Err(ConnectError::Pin(m, by_key)) => {
+                    let what = if by_key {
+                        "the invite is not for this server"
+                    } else {
+                        "you have the wrong server.crt"
+                    };
                     self.error(&format_args!(
-                        "{m}. Either you have the wrong server.crt, or someone is \
-                         intercepting the connection: do not continue; check the \
-                         fingerprint with the server's operator"
+                        "{m}. Either {what}, or someone is intercepting the connection: do \
+                         not continue; check the fingerprint with the server's operator"
                     ));
                     return exit::TLS;
                 }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod identity;
+pub mod invite;
 pub mod keycheck;
 pub mod output;
 pub mod pin;

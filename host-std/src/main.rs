@@ -18,11 +18,15 @@ fn main() -> ExitCode {
         }
         Command::GenCert(a) => gen_cert(a),
         Command::Id(a) => seguro::identity::run(a),
+        Command::Invite(a) => seguro::invite::run(a),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn gen_cert(a: GenCertArgs) -> i32 {
+    if a.renew {
+        return renew_cert(a);
+    }
     match certs::generate_files(&a.cert, &a.key, &a.cn, a.days, a.force) {
         Ok(()) => match certs::load_cert(&a.cert) {
             Ok(c) => {
@@ -48,6 +52,51 @@ fn gen_cert(a: GenCertArgs) -> i32 {
     }
 }
 
+fn renew_cert(a: GenCertArgs) -> i32 {
+    let old_pin = certs::load_cert(&a.cert)
+        .ok()
+        .and_then(|c| certs::key_pin(&c).ok());
+    if let Err(e) = certs::renew(&a.cert, &a.key, &a.cn, a.days) {
+        eprintln!("error: {e}");
+        return exit::ERROR;
+    }
+    match certs::load_cert(&a.cert) {
+        Ok(c) => {
+            println!(
+                "wrote {} for the key in {} (CN {}, {} days)",
+                a.cert.display(),
+                a.key.display(),
+                a.cn,
+                a.days
+            );
+            println!("certificate SHA-256: {}", certs::sha256_colon_hex(&c));
+            match certs::key_pin(&c) {
+                Ok(pin) => {
+                    println!("key pin: {pin}");
+                    if old_pin.is_some_and(|o| o != pin) {
+                        println!(
+                            "note: the old {} was for another key: invites made from it \
+                             do not match this key",
+                            a.cert.display()
+                        );
+                    } else {
+                        println!(
+                            "invites stay valid; clients using --cert need the new {}",
+                            a.cert.display()
+                        );
+                    }
+                }
+                Err(e) => println!("key pin: unavailable ({e})"),
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
 fn serve(a: ServeArgs) -> i32 {
     seguro::init_logging("info");
     let (pair, origin) = match certs::load_or_generate(&a.cert, &a.key) {
@@ -62,6 +111,18 @@ fn serve(a: ServeArgs) -> i32 {
         return exit::ERROR;
     };
     let fp = certs::sha256_colon_hex(&ee);
+    let backup_pin = match a
+        .backup_cert
+        .as_deref()
+        .map(seguro::invite::pin_of_file)
+        .transpose()
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: backup certificate: {e}");
+            return exit::ERROR;
+        }
+    };
     let tls = match tls::server_config(pair, a.max_fragment_size.map(usize::from)) {
         Ok(t) => t,
         Err(e) => {
@@ -120,6 +181,11 @@ fn serve(a: ServeArgs) -> i32 {
             "  seguro chat <user> <host> <port> --cert {}",
             cert_path.display()
         );
+        for line in
+            seguro::invite::serve_banner(&ee, &cert_path, &a.invite_addresses, backup_pin, addr)
+        {
+            println!("{line}");
+        }
     });
     match result {
         Ok(()) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::certs::CertPair;
-use crate::pin::PinnedCertVerifier;
+use crate::pin::{Pin, PinnedCertVerifier};
 
 /// The SNI the reference client sends; servers accept any SNI or none.
 pub const SNI: &str = "servidor-local";
@@ -40,8 +40,14 @@ pub fn server_config(
 pub fn client_config(
     pinned: CertificateDer<'static>,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    client_config_pins(vec![Pin::Certificate(pinned)])
+}
+
+/// Client configuration that trusts a server matching any of `pins` (a certificate, or
+/// a key: an invite's pin and backup pin).
+pub fn client_config_pins(pins: Vec<Pin>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = provider();
-    let verifier = Arc::new(PinnedCertVerifier::new(pinned, &provider));
+    let verifier = Arc::new(PinnedCertVerifier::with_pins(pins, &provider));
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .dangerous()

@@ -1,4 +1,5 @@
-//! TLS: pinning (wrong certificate, impostor key), suites and groups, max fragment size.
+//! TLS: pinning by certificate and by key (wrong certificate, impostor key), suites and
+//! groups, max fragment size.
 
 mod common;
 
@@ -102,6 +103,51 @@ fn an_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
         !line.contains("does not match the pinned"),
         "the bytes match; the signature must fail: {line}"
     );
+    assert!(
+        !srv.join().unwrap(),
+        "no application data reached the impostor"
+    );
+}
+
+/// With a key pin (an invite) too, presenting the pinned certificate is not enough:
+/// the handshake signature must verify with its key.
+#[test]
+fn an_impostor_is_refused_by_a_key_pin_too() {
+    let dir = TempDir::new("impostor-key");
+    let crt = dir.path("server.crt");
+    let o = std::process::Command::new(BIN)
+        .args(["gen-cert", "--cert"])
+        .arg(&crt)
+        .arg("--key")
+        .arg(dir.path("server.key"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let cfg = impostor_config(seguro::certs::load_cert(&crt).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let srv = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(T)).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut b = [0u8; 64];
+        tls.read(&mut b).is_ok_and(|n| n > 0)
+    });
+    let o = std::process::Command::new(BIN)
+        .args(["invite", "--cert"])
+        .arg(&crt)
+        .args(["--address", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let line = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    let chat = Chat::start_args(&["chat", "alice", "--invite", &line], Some(&dir.0));
+    let (code, out) = chat.finish();
+    assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
+    let line = out.wait_for("[ERROR] TLS handshake with");
+    assert!(line.contains("could not prove"), "{line}");
+    assert!(!line.contains("does not match the pinned"), "{line}");
     assert!(
         !srv.join().unwrap(),
         "no application data reached the impostor"

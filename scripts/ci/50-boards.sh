@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Board firmwares: the release ELF of every board (Nucleo-F767ZI, Pico W, Pico 2 W,
-# ESP32-C3), built with throwaway settings and a throwaway P-256 certificate, then held
-# to a size budget: flash (text + rodata + data) at most 50% of the chip's flash,
+# ESP32-C3), built with throwaway settings and an invite for a throwaway P-256 key, then
+# held to a size budget: flash (text + rodata + data) at most 50% of the chip's flash,
 # static RAM (data + bss, plus code run from RAM) at most 60% of its RAM.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -20,18 +20,22 @@ if [ ! -x "$LLVM_SIZE" ]; then
     rustup component add llvm-tools
 fi
 command -v openssl >/dev/null || apt_install openssl
+command -v python3 >/dev/null || apt_install python3
 
-# The build-time settings: dummy values, and a P-256 certificate made for this run
-# (the boards' build scripts convert it from PEM and check its key type).
+# The build-time settings: dummy values, and an invite for a P-256 key made for this run,
+# by make_invite.py (written from docs/invite.md independently of the Rust code, which
+# the build scripts parse it with).
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$work/server.key" -out "$work/server.crt" -days 2 -subj "/CN=seguro-ci" 2>/dev/null
+make_invite() { python3 boards/build-support/make_invite.py "$@"; }
 export SEGURO_WIFI_SSID="seguro-ci"
 export SEGURO_WIFI_PASSWORD="not-a-real-password"
-export SEGURO_SERVER="0.tcp.eu.ngrok.io:12345"
 export SEGURO_USER="ci-board"
-export SEGURO_CERT="$work/server.crt"
+SEGURO_INVITE="$(make_invite "$work/server.crt" 0.tcp.eu.ngrok.io:12345)"
+export SEGURO_INVITE
+unset SEGURO_SERVER SEGURO_CERT
 
 # The board crates are outside the workspace: their formatting is checked here.
 for crate in build-support common nucleo-f767zi pico-w esp32c3; do
@@ -105,16 +109,32 @@ check nucleo-f767zi "$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/seguro-nucl
 check pico-w "$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/seguro-pico-w" 2048 264
 check pico-2-w "$CARGO_TARGET_DIR/thumbv8m.main-none-eabihf/release/seguro-pico-w" 4096 520
 check esp32c3 "$CARGO_TARGET_DIR/riscv32imc-unknown-none-elf/release/seguro-esp32c3" 4096 400
-if (cd boards/nucleo-f767zi && SEGURO_CERT="$work/rsa.crt" cargo build --release) \
-    >"$work/rsa.log" 2>&1; then
-    echo "error: the F767ZI firmware built with an RSA certificate" >&2
-    exit 1
-fi
-grep -q "RSA certificate; the boards need a P-256 one" "$work/rsa.log" || {
-    cat "$work/rsa.log" >&2
-    echo "error: the RSA refusal did not explain itself" >&2
-    exit 1
+# refused NAME LOG_TEXT VAR=VALUE...: the F767ZI build must stop, saying LOG_TEXT.
+refused() {
+    local name="$1" text="$2"
+    shift 2
+    if (cd boards/nucleo-f767zi && env "$@" cargo build --release) >"$work/$name.log" 2>&1; then
+        echo "error: the F767ZI firmware built with $name" >&2
+        exit 1
+    fi
+    grep -q "$text" "$work/$name.log" || {
+        cat "$work/$name.log" >&2
+        echo "error: the refusal of $name did not explain itself" >&2
+        exit 1
+    }
+    echo "$name is refused at build time"
 }
-echo "an RSA certificate is refused at build time"
+refused "an invite for an RSA key" "pins an RSA key; the boards need a P-256 one" \
+    SEGURO_INVITE="$(make_invite "$work/rsa.crt" 0.tcp.eu.ngrok.io:12345)"
+refused "a mistyped invite" "the invite's check does not match" \
+    SEGURO_INVITE="${SEGURO_INVITE/ngrok/ngrak}"
+refused "an RSA certificate" "RSA certificate; the boards need a P-256 one" \
+    SEGURO_INVITE= SEGURO_CERT="$work/rsa.crt"
+# The certificate file instead of an invite still works.
+t=$SECONDS
+(cd boards/nucleo-f767zi && SEGURO_INVITE= SEGURO_CERT="$work/server.crt" \
+    SEGURO_SERVER=0.tcp.eu.ngrok.io:12345 cargo build --release)
+echo "built nucleo-f767zi from SEGURO_CERT in $((SECONDS - t)) s"
+check nucleo-f767zi-cert "$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/seguro-nucleo-f767zi" 2048 512
 echo "boards: $((SECONDS - start)) s"
 exit $failed

@@ -2,15 +2,21 @@
 //!
 //! [`generate`] reads the build-time settings from the environment and writes
 //! `$OUT_DIR/seguro_config.rs` (included by the firmware) and `$OUT_DIR/server.der`
-//! (the pinned server certificate, converted from PEM):
+//! (the pinned server certificate, converted from PEM, or empty with an invite):
 //!
 //! | variable | meaning |
 //! | --- | --- |
 //! | `SEGURO_WIFI_SSID` | Wi-Fi network name (Wi-Fi boards only) |
 //! | `SEGURO_WIFI_PASSWORD` | Wi-Fi password, WPA2; empty for an open network (Wi-Fi boards only) |
-//! | `SEGURO_SERVER` | `host:port` of the server or of the tunnel in front of it: an IPv4 address or a DNS name |
+//! | `SEGURO_INVITE` | the invite from `seguro invite` / `seguro serve`: the server's address and the pin of its key (P-256) |
+//! | `SEGURO_SERVER` | `host:port` of the server or of the tunnel in front of it: an IPv4 address or a DNS name; with an invite, overrides its address |
 //! | `SEGURO_USER` | the chat user name |
-//! | `SEGURO_CERT` | path of the server's `server.crt` (P-256, PEM or DER); relative paths are taken from the board's directory |
+//! | `SEGURO_CERT` | instead of an invite: path of the server's `server.crt` (P-256, PEM or DER); relative paths are taken from the board's directory |
+//!
+//! The invite is parsed here with `seguro_core::invite` (the firmware parses it again at
+//! boot with the same code): a mistyped invite, or one that pins an RSA key (boards
+//! verify P-256 only), stops the build with the reason. The firmware connects to the
+//! invite's first address it can use (IPv4 or DNS name; boards have no IPv6).
 //!
 //! A missing setting is not a build error: the build warns (`cargo:warning`), writes a
 //! placeholder, and lists the setting in `MISSING`; the firmware then reports it at boot
@@ -47,6 +53,7 @@ struct Settings {
     server_port: u16,
     user: String,
     cert_der: Vec<u8>,
+    invite: String,
     missing: Vec<&'static str>,
 }
 
@@ -111,13 +118,30 @@ fn read(board: Board, manifest_dir: &Path) -> Result<Settings, String> {
             None => s.missing.push("SEGURO_WIFI_PASSWORD"),
         }
     }
+    let invite = match var("SEGURO_INVITE")? {
+        Some(v) if !v.trim().is_empty() => Some(board_invite(v.trim())?),
+        _ => None,
+    };
     match var("SEGURO_SERVER")? {
         Some(v) if !v.is_empty() => {
             let (host, port) = parse_server(&v)?;
             s.server_host = host;
             s.server_port = port;
         }
-        _ => s.missing.push("SEGURO_SERVER"),
+        _ => match &invite {
+            Some(inv) => {
+                s.server_host = inv.host.clone();
+                s.server_port = inv.port;
+                for ignored in &inv.ignored {
+                    println!(
+                        "cargo:warning=SEGURO_INVITE: the firmware connects to {}:{}; it does \
+                         not use {ignored}",
+                        inv.host, inv.port
+                    );
+                }
+            }
+            None => s.missing.push("SEGURO_SERVER"),
+        },
     }
     match var("SEGURO_USER")? {
         Some(v) if !v.is_empty() => {
@@ -126,8 +150,17 @@ fn read(board: Board, manifest_dir: &Path) -> Result<Settings, String> {
         }
         _ => s.missing.push("SEGURO_USER"),
     }
-    match var("SEGURO_CERT")? {
-        Some(v) if !v.is_empty() => {
+    let cert = var("SEGURO_CERT")?.filter(|v| !v.is_empty());
+    match (cert, invite) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "SEGURO_INVITE and SEGURO_CERT are both set: the invite pins the server's \
+                 key, the certificate pins one certificate; set only one"
+                    .into(),
+            );
+        }
+        (None, Some(inv)) => s.invite = inv.text,
+        (Some(v), None) => {
             let path = manifest_dir.join(&v);
             println!("cargo:rerun-if-changed={}", path.display());
             let bytes = fs::read(&path)
@@ -135,9 +168,63 @@ fn read(board: Board, manifest_dir: &Path) -> Result<Settings, String> {
             s.cert_der = certificate_der(&bytes)
                 .map_err(|e| format!("SEGURO_CERT ({}): {e}", path.display()))?;
         }
-        _ => s.missing.push("SEGURO_CERT"),
+        (None, None) => s.missing.push("SEGURO_INVITE"),
     }
     Ok(s)
+}
+
+/// An invite, checked for a board.
+#[derive(Debug)]
+struct BoardInvite {
+    /// The invite as given (the firmware parses it again at boot).
+    text: String,
+    /// The first address a board can use.
+    host: String,
+    port: u16,
+    /// The addresses the board does not use (later ones, IPv6 ones).
+    ignored: Vec<String>,
+}
+
+/// Parses `SEGURO_INVITE` with the firmware's parser; refuses a key boards cannot verify.
+fn board_invite(text: &str) -> Result<BoardInvite, String> {
+    use seguro_core::invite::{Host, Invite, KeyAlg};
+    let inv = Invite::parse(text).map_err(|e| format!("SEGURO_INVITE: {e}"))?;
+    for (what, pin) in [("key", Some(inv.pin())), ("backup key", inv.backup())] {
+        match pin.map(|p| p.alg) {
+            None | Some(KeyAlg::P256) => {}
+            Some(KeyAlg::Rsa) => {
+                return Err(format!(
+                    "SEGURO_INVITE pins an RSA {what}; the boards need a P-256 one (`seguro \
+                     gen-cert` on the server, then a new invite; see the board's README)"
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "SEGURO_INVITE pins a {other} {what}; the boards need a P-256 one \
+                     (`seguro gen-cert` on the server, then a new invite)"
+                ));
+            }
+        }
+    }
+    let mut chosen = None;
+    let mut ignored = Vec::new();
+    for a in inv.addresses() {
+        match (&chosen, a.host) {
+            (None, Host::Name(n)) => chosen = Some((n.to_owned(), a.port)),
+            (None, Host::Ipv4(ip)) => chosen = Some((ip.to_string(), a.port)),
+            _ => ignored.push(a.to_string()),
+        }
+    }
+    let (host, port) = chosen.ok_or_else(|| {
+        "SEGURO_INVITE has only IPv6 addresses; the boards speak IPv4 only (set SEGURO_SERVER)"
+            .to_owned()
+    })?;
+    Ok(BoardInvite {
+        text: text.to_owned(),
+        host,
+        port,
+        ignored,
+    })
 }
 
 /// `host:port` → (host, port). The host is an IPv4 address or a DNS name.
@@ -298,7 +385,15 @@ fn render(s: &Settings) -> String {
     let _ = writeln!(f, "pub const SERVER_PORT: u16 = {};", s.server_port);
     let _ = writeln!(f, "/// Chat user name.");
     let _ = writeln!(f, "pub const USER: &str = {:?};", s.user);
-    let _ = writeln!(f, "/// The pinned server certificate (DER).");
+    let _ = writeln!(
+        f,
+        "/// The invite (its key pins the server); empty when a certificate is pinned."
+    );
+    let _ = writeln!(f, "pub const INVITE: &str = {:?};", s.invite);
+    let _ = writeln!(
+        f,
+        "/// The pinned server certificate (DER); empty when an invite pins the key."
+    );
     let _ = writeln!(
         f,
         "pub static CERT_DER: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/server.der\"));"
@@ -333,6 +428,53 @@ mod tests {
         assert!(parse_server("host:0").is_err());
         assert!(parse_server("[::1]:7878").is_err());
         assert!(parse_server("bad host:1").is_err());
+    }
+
+    fn invite_for(alg: seguro_core::invite::KeyAlg, addresses: &[&str]) -> String {
+        use seguro_core::invite::{Address, Invite, KeyPin};
+        let addrs: Vec<Address<'_>> = addresses
+            .iter()
+            .map(|a| Address::parse(a).unwrap())
+            .collect();
+        let pin = KeyPin {
+            alg,
+            sha256: [7; 32],
+        };
+        Invite::new(&addrs, pin).unwrap().to_string()
+    }
+
+    #[test]
+    fn invites() {
+        use seguro_core::invite::KeyAlg;
+        let text = invite_for(
+            KeyAlg::P256,
+            &[
+                "[fd00::1]:5000",
+                "0.tcp.eu.ngrok.io:12345",
+                "192.168.1.20:5000",
+            ],
+        );
+        let inv = board_invite(&text).unwrap();
+        assert_eq!((inv.host.as_str(), inv.port), ("0.tcp.eu.ngrok.io", 12345));
+        assert_eq!(inv.ignored, ["[fd00::1]:5000", "192.168.1.20:5000"]);
+        assert_eq!(inv.text, text);
+        let inv = board_invite(&invite_for(KeyAlg::P256, &["10.0.0.2:7000"])).unwrap();
+        assert_eq!((inv.host.as_str(), inv.port), ("10.0.0.2", 7000));
+
+        let e = board_invite(&invite_for(KeyAlg::Rsa, &["h:1"])).unwrap_err();
+        assert!(
+            e.contains("pins an RSA key; the boards need a P-256 one"),
+            "{e}"
+        );
+        let e = board_invite(&invite_for(KeyAlg::P384, &["h:1"])).unwrap_err();
+        assert!(e.contains("p384"), "{e}");
+        let e = board_invite(&invite_for(KeyAlg::P256, &["[::1]:1"])).unwrap_err();
+        assert!(e.contains("IPv4 only"), "{e}");
+        // A typo is caught by the invite's check, with the parser's words.
+        let typo = text.replacen("ngrok", "ngrak", 1);
+        let e = board_invite(&typo).unwrap_err();
+        assert!(e.starts_with("SEGURO_INVITE: "), "{e}");
+        assert!(e.contains("check does not match"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
 use seguro_embassy::seguro_core::fingerprint;
+use seguro_embassy::seguro_core::invite::{Invite, InviteError};
 use seguro_embassy::session::{self, Config, Input, Session, Storage};
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -62,8 +63,25 @@ pub struct Settings {
     pub server_port: u16,
     /// Chat user name.
     pub user: &'static str,
-    /// The pinned server certificate, DER.
+    /// The pinned server certificate, DER (empty when `invite` is set).
     pub cert_der: &'static [u8],
+    /// The invite whose key pins the server (empty when `cert_der` is set).
+    pub invite: &'static str,
+}
+
+/// Why the invite setting gives no pin.
+enum PinSetting {
+    Invite(InviteError),
+    Pin(seguro_embassy::pin::PinError),
+}
+
+impl core::fmt::Display for PinSetting {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Invite(e) => write!(f, "{e}"),
+            Self::Pin(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// What every firmware defines the same way: `static SETTINGS: seguro_board::Settings`
@@ -89,6 +107,7 @@ macro_rules! firmware {
             server_port: seguro_config::SERVER_PORT,
             user: seguro_config::USER,
             cert_der: seguro_config::CERT_DER,
+            invite: seguro_config::INVITE,
         };
 
         const BOARD: $crate::Board = $crate::Board {
@@ -199,9 +218,20 @@ pub async fn chat(
         )))
         .await;
     }
-    let pin = match Pin::new(settings.cert_der) {
-        Ok(pin) => pin,
-        Err(e) => park(Output::error(format_args!("SEGURO_CERT: {e}"))).await,
+    let pin = if settings.invite.is_empty() {
+        match Pin::new(settings.cert_der) {
+            Ok(pin) => pin,
+            Err(e) => park(Output::error(format_args!("SEGURO_CERT: {e}"))).await,
+        }
+    } else {
+        // Checked at build time already; parsed again here with the same code.
+        match Invite::parse(settings.invite)
+            .map_err(PinSetting::Invite)
+            .and_then(|inv| Pin::from_invite(&inv).map_err(PinSetting::Pin))
+        {
+            Ok(pin) => pin,
+            Err(e) => park(Output::error(format_args!("SEGURO_INVITE: {e}"))).await,
+        }
     };
     let keys = KeyPair::generate(rng);
     // Made in the match: a `Client` bound to a variable of its own would be kept in

@@ -8,7 +8,11 @@
 //! ```text
 //! seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user>
 //!     [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]
+//! seguro-embassy-linux <tap> <ipv4/prefix> [<server-ip:port>] --invite <invite> <user> ...
 //! ```
+//!
+//! With `--invite`, the server is pinned by the invite's key (and backup key), and the
+//! server address defaults to the invite's first IPv4 address (the runner has no DNS).
 //!
 //! `--tls-read-buffer` sizes embedded-tls's record buffer like a board would (default
 //! 16 640, enough for any server; a server started with `--max-fragment-size F` needs
@@ -45,17 +49,23 @@ type EventChannel = Events<Mutex, 8>;
 /// The chat session, with a board's default capacities.
 type BoardChat = Chat<RecentKeys>;
 
-const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> --cert <server.crt> <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]";
+const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> (--cert <server.crt> | --invite <invite>) <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]";
 
 /// The default record buffer: the largest TLS 1.3 record (16 KiB of plain text, a
 /// content-type byte, the tag and what a server may pad).
 const TLS_READ_DEFAULT: usize = 16_640;
 
+enum PinSource {
+    Cert(String),
+    Invite(String),
+}
+
 struct Args {
     tap: String,
     cidr: Ipv4Cidr,
     server: SocketAddrV4,
-    cert: String,
+    /// A certificate file, or an invite.
+    pin: PinSource,
     user: String,
     gateway: Option<Ipv4Addr>,
     tls_read: usize,
@@ -65,6 +75,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut positional = Vec::new();
     let mut cert = None;
+    let mut invite = None;
     let mut gateway = None;
     let mut tls_read = TLS_READ_DEFAULT;
     let mut flash = None;
@@ -72,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--cert" => cert = Some(it.next().ok_or("--cert needs a file")?),
+            "--invite" => invite = Some(it.next().ok_or("--invite needs an invite")?),
             "--gateway" => {
                 let g = it.next().ok_or("--gateway needs an address")?;
                 gateway = Some(g.parse().map_err(|_| format!("bad gateway: {g}"))?);
@@ -88,6 +100,23 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => return Err(String::new()),
             _ => positional.push(arg),
         }
+    }
+    let pin = match (cert, invite) {
+        (Some(c), None) => PinSource::Cert(c),
+        (None, Some(i)) => PinSource::Invite(i),
+        (None, None) => return Err("--cert or --invite is required".into()),
+        (Some(_), Some(_)) => return Err("give --cert or --invite, not both".into()),
+    };
+    if let (PinSource::Invite(i), 3) = (&pin, positional.len()) {
+        // No server address given: the invite's first IPv4 address.
+        let inv = seguro_embassy::seguro_core::invite::Invite::parse(i)
+            .map_err(|e| format!("invalid invite: {e}"))?;
+        let first = inv.addresses().iter().find_map(|a| match a.host {
+            seguro_embassy::seguro_core::invite::Host::Ipv4(ip) => Some(format!("{ip}:{}", a.port)),
+            _ => None,
+        });
+        let first = first.ok_or("the invite has no IPv4 address: give <server-ip:port>")?;
+        positional.insert(2, first);
     }
     let [tap, cidr, server, user]: [String; 4] = positional
         .try_into()
@@ -107,7 +136,7 @@ fn parse_args() -> Result<Args, String> {
         server: server
             .parse()
             .map_err(|_| format!("bad server address (want a.b.c.d:port): {server}"))?,
-        cert: cert.ok_or("--cert is required")?,
+        pin,
         user,
         gateway,
         tls_read,
@@ -302,8 +331,17 @@ fn leak(len: usize) -> &'static mut [u8] {
 }
 
 fn start(args: Args) -> Result<std::convert::Infallible, String> {
-    let der: &'static [u8] = Box::leak(load_cert(&args.cert)?.into_boxed_slice());
-    let pin = Pin::new(der).map_err(|e| e.to_string())?;
+    let pin = match &args.pin {
+        PinSource::Cert(path) => {
+            let der: &'static [u8] = Box::leak(load_cert(path)?.into_boxed_slice());
+            Pin::new(der).map_err(|e| e.to_string())?
+        }
+        PinSource::Invite(line) => {
+            let inv = seguro_embassy::seguro_core::invite::Invite::parse(line)
+                .map_err(|e| format!("invalid invite: {e}"))?;
+            Pin::from_invite(&inv).map_err(|e| e.to_string())?
+        }
+    };
     let (mut rng, keys) = match &args.flash {
         Some(path) => {
             let (rng, keys) = flash_boot(path, &args.user)?;

@@ -299,15 +299,27 @@ impl Chat {
     }
 
     pub fn start_host(user: &str, host: &str, port: u16, cert: &Path, extra: &[&str]) -> Self {
-        let state = (!extra.contains(&"--state-dir")).then(|| TempDir::new("state"));
+        let mut args = vec!["chat", user, host];
+        let port = port.to_string();
+        let cert = cert.to_str().expect("UTF-8 path");
+        args.extend([port.as_str(), "--cert", cert]);
+        args.extend(extra);
+        Self::start_args(&args, None)
+    }
+
+    /// Starts `seguro <args>` (e.g. `chat alice --invite ...`), in `cwd` if given, with a
+    /// state directory of its own unless `--state-dir` is among the arguments.
+    pub fn start_args(args: &[&str], cwd: Option<&Path>) -> Self {
+        let state = (!args.contains(&"--state-dir")).then(|| TempDir::new("state"));
         let mut cmd = Command::new(BIN);
         if let Some(s) = &state {
             cmd.env("XDG_DATA_HOME", &s.0);
         }
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         let mut child = cmd
-            .args(["chat", user, host, &port.to_string(), "--cert"])
-            .arg(cert)
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
