@@ -12,7 +12,6 @@ use criterion::{Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use seguro_core::client::Client;
-use seguro_core::command::Command;
 use seguro_core::e2ee::KeyPair;
 use seguro_core::frame::{FeedResult, LineAccumulator};
 use seguro_core::msg::{self, Message, UserList};
@@ -108,16 +107,11 @@ fn client_receive(c: &mut Criterion) {
         while c.poll_event().is_some() {}
     }
     let text = "x".repeat(100);
+    alice.send_to("bob", &text, &mut rng).expect("send");
     let n = alice
-        .send(
-            &Command::To {
-                user: "bob",
-                text: &text,
-            },
-            &mut rng,
-            &mut buf,
-        )
-        .expect("send");
+        .poll_transmit(&mut buf)
+        .expect("fits")
+        .expect("queued");
     let line = buf[..n - 1].to_vec();
     c.bench_function("client: receive + decrypt a 100 B message", |b| {
         b.iter(|| {
@@ -133,15 +127,9 @@ fn client_receive(c: &mut Criterion) {
     c.bench_function("client: encrypt + emit a 100 B message", |b| {
         b.iter(|| {
             alice
-                .send(
-                    &Command::To {
-                        user: "bob",
-                        text: black_box(&text),
-                    },
-                    &mut rng,
-                    &mut buf,
-                )
-                .expect("send")
+                .send_to("bob", black_box(&text), &mut rng)
+                .expect("send");
+            alice.poll_transmit(&mut buf).expect("fits")
         })
     });
 }

@@ -2,17 +2,26 @@
 //!
 //! The host owns the connection, the clock and the randomness. Its loop is:
 //!
-//! 1. after connecting (and after every reconnect, with [`Client::reset`]), write every
-//!    line [`Client::poll_transmit`] produces (the first is the `hello`);
+//! 1. when a connection ends, and before a new one, call [`Client::reset`];
 //! 2. for every line received (from a [`crate::frame::LineAccumulator`]), call
 //!    [`Client::handle_line`], then drain [`Client::poll_event`] until it returns
-//!    `None`, then write what [`Client::poll_transmit`] produces (for example a `list`
-//!    request the client decided to make);
-//! 3. for every command the user types, write the line [`Client::send`] returns.
+//!    `None`;
+//! 3. to send, call [`Client::send_to`], [`Client::send_server`] or
+//!    [`Client::request_list`]: they only queue;
+//! 4. after each of the above, write every line [`Client::poll_transmit`] produces
+//!    until it returns `None`: every byte leaves through it (the `hello` first after
+//!    connecting, then what was queued, then the `list` requests the client decides to
+//!    make itself).
 //!
 //! Events borrow from the client, so one is handled before the next is polled;
 //! `handle_line` discards events a host left undrained. Nothing here blocks, allocates,
-//! reads a clock or panics on input.
+//! reads a clock or panics on input. Errors are per operation: [`LineError`] (the server
+//! sent something wrong), [`SendError`] (the user asked for something impossible, or
+//! the caller sent while something was queued) and [`TransmitError`] (the caller's
+//! buffer is too small).
+//!
+//! Most hosts use [`crate::chat::Chat`], which owns a client and adds the commands,
+//! the wording and the memory of keys.
 //!
 //! A `relay` from a sender whose key the client does not know is kept in a bounded
 //! pending slot and a `list` is requested; it is decrypted as soon as a directory that
@@ -24,13 +33,12 @@ use core::fmt;
 use base64ct::{Base64, Encoding};
 use heapless::{String, Vec};
 
-use crate::command::Command;
 use crate::directory::{Change, Directory, Dropped};
 use crate::e2ee::{E2eeError, KeyPair, PeerKey};
 use crate::limits::{
     CLIENT_MAX_TEXT, CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, NONCE_LEN, TAG_LEN,
 };
-use crate::msg::{self, ALG_V1, BufferTooSmall, Message, ParseError, Relay, UserList};
+use crate::msg::{self, ALG_V1, BufferTooSmall, Message, NameError, ParseError, Relay, UserList};
 
 /// Default capacity of a client's message buffer: the longest text plus the tag.
 pub const DEFAULT_MSG: usize = CLIENT_MAX_TEXT + TAG_LEN;
@@ -92,6 +100,7 @@ impl fmt::Display for Undeliverable {
 }
 
 /// Something the host should show the user.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
     /// The server accepted our `hello`; `users` are connected, us included.
@@ -99,31 +108,13 @@ pub enum Event<'a> {
         /// Number of users in the directory.
         users: usize,
     },
-    /// A user joined.
-    Joined {
-        /// Who.
-        name: &'a str,
-        /// Their key.
-        key: &'a [u8; KEY_LEN],
-    },
-    /// A user left.
-    Left {
-        /// Who.
-        name: &'a str,
-    },
-    /// A known user's key changed: the server may be substituting keys. Warn loudly.
-    KeyChanged {
-        /// Who.
-        name: &'a str,
-        /// The key before.
-        old: &'a [u8; KEY_LEN],
-        /// The key now.
-        new: &'a [u8; KEY_LEN],
-    },
+    /// The directory changed: a user joined, left, or now has another key (the server
+    /// may be substituting keys: warn loudly).
+    Change(Change<'a>),
     /// The directory had more users (or longer names) than this client can hold.
     DirectoryTruncated(Dropped),
-    /// The answer to the user's `/list`: show [`Client::directory`].
-    Directory,
+    /// The answer to the user's [`Client::request_list`]: show [`Client::directory`].
+    Listed,
     /// A decrypted message.
     Message {
         /// Sender (as the server names it).
@@ -157,37 +148,19 @@ pub enum Event<'a> {
     },
 }
 
-/// Errors of [`Client::new`], [`Client::handle_line`] and [`Client::send`].
+/// Why [`Client::handle_line`] refused a line: the server (the peer) sent something
+/// wrong. The client's state is unchanged and the connection can go on.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientError {
-    /// The server sent a line that is not a valid message.
+pub enum LineError {
+    /// The line is not a valid message ([`ParseError::ScratchTooSmall`] alone is the
+    /// caller's fault: the scratch buffer must be as long as the line).
     Parse(ParseError),
-    /// The server sent a message only clients send.
+    /// The server sent a message only clients send (its `type`).
     Unexpected(&'static str),
-    /// The user name is invalid.
-    BadName(msg::NameError),
-    /// `/to` names a user who is not in the directory (a refresh has been requested).
-    UnknownUser,
-    /// The text is longer than this client can encrypt.
-    TextTooLong {
-        /// The longest text, in bytes.
-        max: usize,
-    },
-    /// The recipient's key is a low-order point; nothing was sent.
-    WeakKey,
-    /// Not registered yet: wait for [`Event::Registered`].
-    NotRegistered,
-    /// The command is handled by the host (`/fp`, `/help`, `/quit`), not sent.
-    LocalCommand,
-    /// The output buffer is too small.
-    BufferTooSmall {
-        /// Bytes needed.
-        needed: usize,
-    },
 }
 
-impl fmt::Display for ClientError {
+impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Parse(e) => write!(f, "bad line from the server: {e}"),
@@ -195,16 +168,80 @@ impl fmt::Display for ClientError {
                 f,
                 "the server sent a '{t}' message, which only clients send"
             ),
-            Self::BadName(e) => write!(f, "{e}"),
-            Self::UnknownUser => {
-                f.write_str("unknown user (the directory is being refreshed; try again, or /list)")
-            }
+        }
+    }
+}
+
+impl core::error::Error for LineError {}
+
+impl From<ParseError> for LineError {
+    fn from(e: ParseError) -> Self {
+        Self::Parse(e)
+    }
+}
+
+/// Why [`Client::send_to`], [`Client::send_server`] or [`Client::request_list`]
+/// queued nothing. Nothing was sent; the text the user typed is still the caller's.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError<'a> {
+    /// Not connected, or the server has not welcomed us yet: keep the text and send it
+    /// after [`Event::Registered`].
+    NotRegistered,
+    /// The user asked for a recipient who is not in the directory (a refresh of the
+    /// directory has been queued).
+    UnknownUser {
+        /// The name as given.
+        user: &'a str,
+    },
+    /// The user's text is longer than this client can send.
+    TextTooLong {
+        /// The longest text, in bytes.
+        max: usize,
+    },
+    /// The recipient's key, as the server listed it, is a low-order point: no key can
+    /// be agreed with it.
+    WeakKey {
+        /// The recipient.
+        user: &'a str,
+    },
+    /// Caller misuse: a transmission is still queued; drain [`Client::poll_transmit`]
+    /// after every send.
+    Busy,
+}
+
+impl fmt::Display for SendError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRegistered => f.write_str("not connected to the server"),
+            Self::UnknownUser { user } => write!(f, "unknown user: {user}"),
             Self::TextTooLong { max } => write!(f, "message too long (at most {max} bytes)"),
-            Self::WeakKey => {
-                f.write_str("the recipient's key is invalid (low-order point); not sent")
-            }
-            Self::NotRegistered => f.write_str("not connected to the server yet"),
-            Self::LocalCommand => f.write_str("this command is handled locally"),
+            Self::WeakKey { user } => write!(
+                f,
+                "the key the server lists for {user} is invalid (low-order point); not sent"
+            ),
+            Self::Busy => f.write_str("the previous line has not been transmitted yet"),
+        }
+    }
+}
+
+impl core::error::Error for SendError<'_> {}
+
+/// Why [`Client::poll_transmit`] wrote nothing: caller misuse. The transmission stays
+/// queued; call again with a larger buffer.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransmitError {
+    /// The output buffer is too small.
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
+}
+
+impl fmt::Display for TransmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Self::BufferTooSmall { needed } => {
                 write!(f, "output buffer too small: {needed} bytes needed")
             }
@@ -212,15 +249,9 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl core::error::Error for ClientError {}
+impl core::error::Error for TransmitError {}
 
-impl From<ParseError> for ClientError {
-    fn from(e: ParseError) -> Self {
-        Self::Parse(e)
-    }
-}
-
-impl From<BufferTooSmall> for ClientError {
+impl From<BufferTooSmall> for TransmitError {
     fn from(e: BufferTooSmall) -> Self {
         Self::BufferTooSmall { needed: e.needed }
     }
@@ -246,6 +277,28 @@ enum Primary {
     ServerError(usize),
 }
 
+/// The event [`Client::event`] shows, set by [`Client::advance`].
+#[derive(Debug, Clone, Copy)]
+enum Current {
+    None,
+    Registered,
+    /// The change found at this cursor of `dir.changes_since(&prev)`.
+    Change(usize),
+    Truncated(Dropped),
+    Listed,
+    Primary(Primary),
+}
+
+/// The transmission [`Client::send_to`] or [`Client::send_server`] queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    None,
+    /// `chat` with the text in `Client::out`.
+    Chat,
+    /// `relay` to `Client::out_to` with the cipher text in `Client::out`.
+    Relay([u8; NONCE_LEN]),
+}
+
 struct Pending<const MSG: usize> {
     from: String<MAX_NAME_BYTES>,
     nonce: [u8; NONCE_LEN],
@@ -257,7 +310,8 @@ struct Pending<const MSG: usize> {
 ///
 /// Capacities: `USERS` directory entries (two directories are kept, about 168 bytes
 /// per entry each), `MSG` bytes of cipher text (the longest text is `MSG - 16`; the
-/// client holds one such buffer plus `PENDING` pending messages of up to `MSG` bytes).
+/// client holds a receive and a send buffer of `MSG` bytes plus `PENDING` pending
+/// messages of up to `MSG` bytes).
 pub struct Client<
     const USERS: usize = CLIENT_MAX_USERS,
     const MSG: usize = DEFAULT_MSG,
@@ -274,26 +328,30 @@ pub struct Client<
     buf: [u8; MSG],
     from: String<MAX_NAME_BYTES>,
     // Events waiting to be polled.
+    current: Current,
     ev_registered: bool,
     ev_diff: Option<usize>,
     ev_truncated: Dropped,
-    ev_directory: bool,
+    ev_listed: bool,
     ev_pending: bool,
     ev_primary: Option<Primary>,
     // Transmissions.
+    queued: Queued,
+    out: Vec<u8, MSG>,
+    out_to: String<MAX_NAME_BYTES>,
     list_due: bool,
     list_in_flight: bool,
+    user_list_due: bool,
     user_lists: u8,
 }
 
 impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, MSG, PENDING> {
     /// A client for `user` with key pair `keys`. The name must follow the protocol's
     /// rules ([`msg::validate_name`]).
-    pub fn new(user: &str, keys: KeyPair) -> Result<Self, ClientError> {
-        msg::validate_name(user).map_err(ClientError::BadName)?;
+    pub fn new(user: &str, keys: KeyPair) -> Result<Self, NameError> {
+        msg::validate_name(user)?;
         let mut name = String::new();
-        name.push_str(user)
-            .map_err(|_| ClientError::BadName(msg::NameError::TooLong))?;
+        name.push_str(user).map_err(|_| NameError::TooLong)?;
         Ok(Self {
             user: name,
             keys,
@@ -305,14 +363,19 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             pending: Vec::new(),
             buf: [0; MSG],
             from: String::new(),
+            current: Current::None,
             ev_registered: false,
             ev_diff: None,
             ev_truncated: Dropped::default(),
-            ev_directory: false,
+            ev_listed: false,
             ev_pending: false,
             ev_primary: None,
+            queued: Queued::None,
+            out: Vec::new(),
+            out_to: String::new(),
             list_due: false,
             list_in_flight: false,
+            user_list_due: false,
             user_lists: 0,
         })
     }
@@ -332,12 +395,12 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.phase == Phase::Ready
     }
 
-    /// The longest text [`Client::send`] can encrypt.
+    /// The longest text [`Client::send_to`] can encrypt.
     pub const fn max_text(&self) -> usize {
         MSG.saturating_sub(TAG_LEN)
     }
 
-    /// The directory as last received.
+    /// The directory as last received (kept while disconnected).
     pub fn directory(&self) -> &Directory<USERS> {
         &self.dir
     }
@@ -347,30 +410,43 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.dir.get(user)
     }
 
-    /// Prepares for a new connection: the next transmission is the `hello` again.
-    /// The key pair, the directory (so key changes across reconnects are noticed) and
-    /// pending messages are kept.
+    /// Call when a connection ends, and before a new one: the next transmission is the
+    /// `hello` again, and sending is refused with [`SendError::NotRegistered`] until
+    /// the server welcomes us. The key pair, the directory (so key changes across
+    /// reconnects are noticed) and pending received messages are kept; a queued
+    /// transmission is dropped (it was sealed to a key that may change meanwhile).
     pub fn reset(&mut self) {
         self.phase = Phase::Hello;
         self.discard_events();
+        self.clear_queued();
         self.list_due = false;
         self.list_in_flight = false;
+        self.user_list_due = false;
         self.user_lists = 0;
     }
 
+    fn clear_queued(&mut self) {
+        self.queued = Queued::None;
+        self.out.fill(0);
+        self.out.clear();
+    }
+
     fn discard_events(&mut self) {
+        self.current = Current::None;
         self.ev_registered = false;
         if self.ev_diff.take().is_some() {
             self.prev.clone_from(&self.dir);
         }
         self.ev_truncated = Dropped::default();
-        self.ev_directory = false;
+        self.ev_listed = false;
         self.ev_primary = None;
     }
 
     /// The next line to write, if any, `\n` included: the `hello` after
-    /// (re)connecting, or a `list` request the client decided to make.
-    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, ClientError> {
+    /// (re)connecting, then what [`Client::send_to`], [`Client::send_server`] and
+    /// [`Client::request_list`] queued, and the `list` requests the client decides to
+    /// make. Call it until it returns `None` after every other call.
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
         match self.phase {
             Phase::Hello => {
                 let n = Message::Hello {
@@ -383,20 +459,41 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
             Phase::AwaitWelcome => Ok(None),
             Phase::Ready => {
-                if self.list_due && !self.list_in_flight {
-                    let n = Message::List.emit_line(out)?;
-                    self.list_due = false;
-                    self.list_in_flight = true;
-                    return Ok(Some(n));
-                }
-                Ok(None)
+                let n = match self.queued {
+                    Queued::Chat => {
+                        let text = core::str::from_utf8(&self.out).unwrap_or("");
+                        Message::Chat { text }.emit_line(out)?
+                    }
+                    Queued::Relay(nonce) => {
+                        msg::emit_relay_line(&self.out_to, &self.user, &nonce, &self.out, out)?
+                    }
+                    Queued::None => return self.poll_list(out),
+                };
+                self.clear_queued();
+                Ok(Some(n))
             }
         }
     }
 
+    fn poll_list(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
+        let automatic = self.list_due && !self.list_in_flight;
+        if !automatic && !self.user_list_due {
+            return Ok(None);
+        }
+        let n = Message::List.emit_line(out)?;
+        if core::mem::take(&mut self.user_list_due) {
+            self.user_lists = self.user_lists.saturating_add(1);
+        }
+        self.list_due = false;
+        self.list_in_flight = true;
+        Ok(Some(n))
+    }
+
     /// Handles one received line (without its `\n`). `scratch` receives decoded
-    /// strings; as long as the line is always enough. Then drain [`Client::poll_event`].
-    pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), ClientError> {
+    /// strings; as long as the line is always enough. Then drain
+    /// [`Client::poll_event`] and [`Client::poll_transmit`]. Events of the previous
+    /// line that were not drained are discarded.
+    pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), LineError> {
         self.discard_events();
         let m = msg::parse(line, scratch)?;
         match m {
@@ -411,7 +508,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                 self.apply_directory(&users);
                 if self.user_lists > 0 {
                     self.user_lists -= 1;
-                    self.ev_directory = true;
+                    self.ev_listed = true;
                 }
             }
             Message::Server { text } => {
@@ -424,7 +521,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
             Message::Relay(r) => self.receive_relay(&r),
             other @ (Message::Hello { .. } | Message::List | Message::Chat { .. }) => {
-                return Err(ClientError::Unexpected(other.type_name()));
+                return Err(LineError::Unexpected(other.type_name()));
             }
         }
         Ok(())
@@ -447,28 +544,16 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
 
     /// Copies `text` into the buffer, cut at a character boundary if too long.
     fn copy_text(&mut self, text: &str) -> usize {
-        let mut n = text.len().min(MSG);
-        while !text.is_char_boundary(n) {
-            n -= 1;
-        }
+        let n = floor_char_boundary(text, MSG);
         if let (Some(dst), Some(src)) = (self.buf.get_mut(..n), text.as_bytes().get(..n)) {
             dst.copy_from_slice(src);
         }
         n
     }
 
-    fn set_from(&mut self, from: &str) {
-        self.from.clear();
-        for c in from.chars() {
-            if self.from.push(c).is_err() {
-                break;
-            }
-        }
-    }
-
     fn receive_relay(&mut self, r: &Relay<'_>) {
         let from = r.from.unwrap_or("");
-        self.set_from(from);
+        copy_name(&mut self.from, from);
         if from.is_empty() {
             self.ev_primary = Some(Primary::Undeliverable(Undeliverable::NoSender));
             return;
@@ -562,49 +647,60 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
 
     /// The next event, or `None` when all are drained.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        if self.advance() { self.event() } else { None }
+    }
+
+    /// Moves to the next event (shown by [`Client::event`]); false when all are drained.
+    pub(crate) fn advance(&mut self) -> bool {
+        self.current = self.next_current();
+        !matches!(self.current, Current::None)
+    }
+
+    fn next_current(&mut self) -> Current {
         if core::mem::take(&mut self.ev_registered) {
-            return Some(Event::Registered {
-                users: self.dir.len(),
-            });
+            return Current::Registered;
         }
         if let Some(cursor) = self.ev_diff {
-            // Find the next change first, then borrow it for the returned event.
             let mut probe = self.dir.changes_since(&self.prev).resume(cursor);
-            let found = probe.next().map(|_| probe.cursor());
-            match found {
-                Some(after) => {
-                    self.ev_diff = Some(after);
-                    let change = self.dir.changes_since(&self.prev).resume(cursor).next()?;
-                    return Some(match change {
-                        Change::Joined { name, key } => Event::Joined { name, key },
-                        Change::Left { name } => Event::Left { name },
-                        Change::KeyChanged { name, old, new } => {
-                            Event::KeyChanged { name, old, new }
-                        }
-                    });
-                }
-                None => {
-                    self.ev_diff = None;
-                    self.prev.clone_from(&self.dir);
-                }
+            if probe.next().is_some() {
+                self.ev_diff = Some(probe.cursor());
+                return Current::Change(cursor);
             }
+            self.ev_diff = None;
+            self.prev.clone_from(&self.dir);
         }
         if !self.ev_truncated.is_empty() {
-            return Some(Event::DirectoryTruncated(core::mem::take(
-                &mut self.ev_truncated,
-            )));
+            return Current::Truncated(core::mem::take(&mut self.ev_truncated));
         }
-        if core::mem::take(&mut self.ev_directory) {
-            return Some(Event::Directory);
+        if core::mem::take(&mut self.ev_listed) {
+            return Current::Listed;
         }
         if self.ev_pending {
             if let Some(p) = self.next_pending() {
-                return Some(self.primary_event(p));
+                return Current::Primary(p);
             }
             self.ev_pending = false;
         }
-        let p = self.ev_primary.take()?;
-        Some(self.primary_event(p))
+        match self.ev_primary.take() {
+            Some(p) => Current::Primary(p),
+            None => Current::None,
+        }
+    }
+
+    /// The event [`Client::advance`] moved to.
+    pub(crate) fn event(&self) -> Option<Event<'_>> {
+        Some(match self.current {
+            Current::None => return None,
+            Current::Registered => Event::Registered {
+                users: self.dir.len(),
+            },
+            Current::Change(cursor) => {
+                Event::Change(self.dir.changes_since(&self.prev).resume(cursor).next()?)
+            }
+            Current::Truncated(d) => Event::DirectoryTruncated(d),
+            Current::Listed => Event::Listed,
+            Current::Primary(p) => self.primary_event(p),
+        })
     }
 
     /// Resolves the first pending message that a newer directory makes decidable.
@@ -648,65 +744,98 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         }
     }
 
-    /// The line to write for a command, `\n` included. `/list`, `/to` and `/server`
-    /// produce lines; `/fp`, `/help` and `/quit` are the host's
-    /// ([`ClientError::LocalCommand`]).
-    pub fn send(
-        &mut self,
-        cmd: &Command<'_>,
-        rng: &mut impl rand_core::CryptoRngCore,
-        out: &mut [u8],
-    ) -> Result<usize, ClientError> {
+    fn check_can_queue(&self) -> Result<(), SendError<'static>> {
         if self.phase != Phase::Ready {
-            return Err(ClientError::NotRegistered);
+            return Err(SendError::NotRegistered);
         }
-        match *cmd {
-            Command::List => {
-                let n = Message::List.emit_line(out)?;
-                self.user_lists = self.user_lists.saturating_add(1);
-                Ok(n)
-            }
-            Command::Server { text } => Ok(Message::Chat { text }.emit_line(out)?),
-            Command::To { user, text } => self.seal_to(user, text, rng, out),
-            Command::Fingerprint { .. } | Command::Help | Command::Quit => {
-                Err(ClientError::LocalCommand)
-            }
+        if self.queued != Queued::None {
+            return Err(SendError::Busy);
         }
+        Ok(())
     }
 
-    fn seal_to(
+    /// Queues a `list` request; its answer is reported as [`Event::Listed`].
+    pub fn request_list(&mut self) -> Result<(), SendError<'static>> {
+        if self.phase != Phase::Ready {
+            return Err(SendError::NotRegistered);
+        }
+        self.user_list_due = true;
+        Ok(())
+    }
+
+    /// Queues `text` for the server itself (a `chat` message).
+    pub fn send_server(&mut self, text: &str) -> Result<(), SendError<'static>> {
+        self.check_can_queue()?;
+        self.out.clear();
+        self.out
+            .extend_from_slice(text.as_bytes())
+            .map_err(|_| SendError::TextTooLong { max: MSG })?;
+        self.queued = Queued::Chat;
+        Ok(())
+    }
+
+    /// Encrypts `text` to `user`'s key as the directory lists it now and queues the
+    /// `relay`. A fresh nonce is drawn from `rng`.
+    pub fn send_to<'u>(
         &mut self,
-        user: &str,
+        user: &'u str,
         text: &str,
         rng: &mut impl rand_core::CryptoRngCore,
-        out: &mut [u8],
-    ) -> Result<usize, ClientError> {
+    ) -> Result<(), SendError<'u>> {
+        self.check_can_queue()?;
         let Some(key) = self.dir.get(user).copied() else {
             self.list_due = true;
-            return Err(ClientError::UnknownUser);
+            return Err(SendError::UnknownUser { user });
         };
         let max = self.max_text();
         if text.len() > max {
-            return Err(ClientError::TextTooLong { max });
+            return Err(SendError::TextTooLong { max });
         }
+        let i = self
+            .peer_index(&key)
+            .map_err(|_| SendError::WeakKey { user })?;
+        let Some((_, peer)) = self.peer_keys.get(i) else {
+            return Err(SendError::WeakKey { user });
+        };
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let i = self.peer_index(&key).map_err(|_| ClientError::WeakKey)?;
-        let Some((_, peer)) = self.peer_keys.get(i) else {
-            return Err(ClientError::WeakKey);
+        self.out.clear();
+        let _ = self.out.resize_default(MSG);
+        let sealed = match self.out.get_mut(..text.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(text.as_bytes());
+                peer.seal_in_place_with_nonce(&nonce, &mut self.out, text.len())
+                    .ok()
+            }
+            None => None,
         };
-        let Some(dst) = self.buf.get_mut(..text.len()) else {
-            return Err(ClientError::TextTooLong { max });
+        let Some(n) = sealed else {
+            self.clear_queued();
+            return Err(SendError::TextTooLong { max });
         };
-        dst.copy_from_slice(text.as_bytes());
-        let n = peer
-            .seal_in_place_with_nonce(&nonce, &mut self.buf, text.len())
-            .map_err(|_| ClientError::TextTooLong { max })?;
-        let cipher = self.buf.get(..n).unwrap_or(&[]);
-        let result = msg::emit_relay_line(user, &self.user, &nonce, cipher, out);
-        self.buf.fill(0);
-        Ok(result?)
+        self.out.truncate(n);
+        copy_name(&mut self.out_to, user);
+        self.queued = Queued::Relay(nonce);
+        Ok(())
     }
+}
+
+/// The largest `n <= max` that is a character boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+/// Copies `name` into `dst`, cut at a character boundary if too long.
+fn copy_name(dst: &mut String<MAX_NAME_BYTES>, name: &str) {
+    dst.clear();
+    let _ = dst.push_str(
+        name.get(..floor_char_boundary(name, MAX_NAME_BYTES))
+            .unwrap_or(""),
+    );
 }
 
 impl<const USERS: usize, const MSG: usize, const PENDING: usize> fmt::Debug

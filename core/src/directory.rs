@@ -81,11 +81,6 @@ impl<const N: usize> Directory<N> {
         self.entries.iter()
     }
 
-    /// The entry at `index`.
-    pub fn entry(&self, index: usize) -> Option<&Entry> {
-        self.entries.get(index)
-    }
-
     /// Replaces the contents with `users` (a later duplicate name wins) and reports
     /// what did not fit. Never fails: a directory that is too small keeps the first
     /// `N` users.
@@ -121,6 +116,7 @@ impl<const N: usize> Directory<N> {
 }
 
 /// One difference between two directories.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
     /// `name` appeared.

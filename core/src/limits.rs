@@ -4,14 +4,7 @@
 //! ones: types that hold data are generic over their capacity, and the constants
 //! below are the defaults and the hard protocol limits.
 
-/// Length of an X25519 public key, in bytes.
-pub const KEY_LEN: usize = 32;
-
-/// Length of an AES-GCM nonce, in bytes.
-pub const NONCE_LEN: usize = 12;
-
-/// Length of an AES-GCM authentication tag, in bytes (appended to every cipher text).
-pub const TAG_LEN: usize = 16;
+pub use crate::e2ee::{KEY_LEN, NONCE_LEN, TAG_LEN};
 
 /// The longest user name, in characters (Unicode scalar values). Protocol rule.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -35,7 +28,8 @@ pub const CLIENT_MAX_LINE: usize = 4 * 1024;
 pub const CLIENT_MAX_USERS: usize = 32;
 
 /// Default longest plain text of one end-to-end message, in bytes: 1 KiB. The
-/// client keeps one plain-text buffer and one cipher-text buffer of about this size.
+/// client keeps a receive buffer and a send buffer (the transmission it has queued)
+/// of about this size.
 pub const CLIENT_MAX_TEXT: usize = 1024;
 
 /// The number of relayed messages from not-yet-known senders that a client holds
@@ -43,12 +37,12 @@ pub const CLIENT_MAX_TEXT: usize = 1024;
 /// (`CLIENT_MAX_TEXT + TAG_LEN`), a nonce and a name: ≈ 1.2 KiB by default.
 pub const CLIENT_PENDING: usize = 2;
 
-/// Base64 length (with padding) of `n` bytes.
-pub const fn base64_len(n: usize) -> usize {
-    n.div_ceil(3) * 4
-}
+/// Default number of users whose last key a chat session remembers across leave and
+/// rejoin (`chat::RecentKeys`): 32. Each entry is a 16-byte hash of the name, the key
+/// and a use counter (56 bytes): about 1.8 KiB. The least recently seen is forgotten
+/// first.
+pub const CHAT_KNOWN_KEYS: usize = 32;
 
-/// Largest number of bytes that base64 text of length `n` decodes to.
-pub const fn base64_decoded_max(n: usize) -> usize {
-    n / 4 * 3 + 3
-}
+/// The longest server label a chat session shows (`connected to <label> as <user>`),
+/// in bytes: a DNS name (253) and a port.
+pub const SERVER_LABEL_BYTES: usize = 264;

@@ -11,7 +11,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use seguro_core::client::{Client, Event, Undeliverable};
-use seguro_core::command::Command;
+use seguro_core::directory::Change;
 use seguro_core::e2ee::KeyPair;
 use seguro_core::msg::{Message, UserList};
 
@@ -38,7 +38,7 @@ fn feed(c: &mut C, line: &[u8]) -> Vec<String> {
     let mut seen = Vec::new();
     while let Some(ev) = c.poll_event() {
         seen.push(match ev {
-            Event::Joined { name, .. } => format!("joined {name}"),
+            Event::Change(Change::Joined { name, .. }) => format!("joined {name}"),
             Event::Message { from, text } => format!("[{from}] {text}"),
             Event::Undeliverable { from, reason } => format!("undeliverable {from}: {reason:?}"),
             other => format!("{other:?}"),
@@ -70,13 +70,9 @@ fn carol_writes_to_alice_unknown() -> (C, ChaCha20Rng, [u8; 32], Vec<u8>) {
         &mut carol,
         &directory(true, &[("alice", ka), ("carol", kc)]),
     );
-    let mut out = [0u8; 512];
-    let cmd = Command::To {
-        user: "alice",
-        text: "hi from carol",
-    };
-    let n = carol.send(&cmd, &mut rng, &mut out).unwrap();
-    let relay = out[..n - 1].to_vec();
+    carol.send_to("alice", "hi from carol", &mut rng).unwrap();
+    let mut relay = transmit(&mut carol);
+    assert_eq!(relay.pop(), Some(b'\n'));
     (alice, rng, kc, relay)
 }
 

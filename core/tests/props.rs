@@ -142,6 +142,48 @@ proptest! {
     }
 
     #[test]
+    fn chat_output_never_hides_characters(
+        name in "\\PC{1,12}|[a\\]\\u{202e}\\u{200d}\\x1b\\n ]{1,8}",
+        text in "\\PC{0,40}|[\\x00-\\x1f\\x7f-\\u{9f}\\u{200b}-\\u{200f}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}a\\]\\[ ]{0,20}",
+        typed in "\\PC{0,30}",
+    ) {
+        use seguro_core::chat::{Chat, RecentKeys, escape::is_hidden};
+        let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(2);
+        let client: Client<4, 128, 1> = Client::new("me", seguro_core::e2ee::KeyPair::generate(&mut rng)).unwrap();
+        let mut chat = Chat::new(client, RecentKeys::<4>::new());
+        let mut out = [0u8; 1024];
+        while chat.poll_transmit(&mut out).unwrap().is_some() {}
+        let key = [9u8; 32];
+        let mut packed = [0u8; 512];
+        let list = UserList::pack([(name.as_str(), &key)], &mut packed).unwrap();
+        let lines = [
+            Message::Welcome { users: list },
+            Message::Server { text: &text },
+            Message::Error { text: &text },
+            Message::Relay(Relay { to: "me", from: Some(&name), alg: None, nonce: "AAAAAAAAAAAAAAAA", cipher: "QUJD" }),
+            Message::Users { users: UserList::EMPTY },
+        ];
+        let mut shown = 0;
+        for m in &lines {
+            let mut buf = vec![0u8; m.line_len()];
+            let n = m.emit_line(&mut buf).unwrap();
+            let mut scratch = vec![0u8; n];
+            chat.handle_line(&buf[..n - 1], &mut scratch, 0);
+            while let Some(l) = chat.poll_line() {
+                let r = l.to_string();
+                prop_assert!(r.starts_with('['), "{:?}", r);
+                prop_assert!(!r.chars().any(is_hidden), "{:?}", r);
+                shown += 1;
+                prop_assert!(shown < 64);
+            }
+        }
+        let _ = chat.input(&typed, &mut rng);
+        while let Some(l) = chat.poll_line() {
+            prop_assert!(!l.to_string().chars().any(is_hidden));
+        }
+    }
+
+    #[test]
     fn json_like_garbage_never_panics(s in "[{}\\[\\]\":,a-z0-9 \\\\u.+-]{0,80}") {
         let line = format!("{{\"type\":\"users\",\"users\":{s}}}");
         let mut scratch = vec![0u8; line.len()];
@@ -173,4 +215,7 @@ fn sizes_of_the_client_state() {
     // Budget for the defaults documented in limits.rs: under 24 KiB.
     assert!(default < 24 * 1024, "{default}");
     assert!(small < default);
+    let chat = size_of::<seguro_core::chat::Chat<seguro_core::chat::RecentKeys>>();
+    println!("size_of::<Chat<RecentKeys>>() with default capacities = {chat} bytes");
+    assert!(chat < default + 3 * 1024, "{chat}");
 }

@@ -1,10 +1,13 @@
-//! The client state machine fed arbitrary server lines: never panics, events drain,
-//! and transmissions fit a line buffer.
+//! The chat session (core's `Chat` around its `Client`) fed arbitrary server lines and
+//! typed lines: never panics, lines and transmissions drain, every rendered line has a
+//! prefix and no hidden (control, bidi, format) character, and transmissions fit a
+//! line buffer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use seguro_core::chat::escape::is_hidden;
+use seguro_core::chat::{Chat, RecentKeys};
 use seguro_core::client::Client;
-use seguro_core::command::Command;
 use seguro_core::e2ee::KeyPair;
 
 /// A deterministic RNG: fuzzing explores the protocol, not the randomness.
@@ -29,26 +32,45 @@ impl rand_core::RngCore for Counter {
 }
 impl rand_core::CryptoRng for Counter {}
 
+type FuzzChat = Chat<RecentKeys<2>, 4, 128, 2>;
+
+fn drain(c: &mut FuzzChat, out: &mut [u8]) {
+    let mut n = 0;
+    while let Some(line) = c.poll_line() {
+        let text = line.to_string();
+        assert!(text.starts_with('['), "{text:?}");
+        assert!(!text.chars().any(is_hidden), "{text:?}");
+        n += 1;
+        assert!(n < 64, "lines must drain");
+    }
+    let mut n = 0;
+    while let Ok(Some(len)) = c.poll_transmit(out) {
+        assert!(len <= out.len() && out[len - 1] == b'\n');
+        n += 1;
+        assert!(n < 8, "transmissions must drain");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut rng = Counter(1);
-    let mut c: Client<4, 128, 2> = Client::new("alice", KeyPair::from_secret([7; 32])).unwrap();
+    let client = Client::new("alice", KeyPair::from_secret([7; 32])).unwrap();
+    let mut c: FuzzChat = Chat::new(client, RecentKeys::new());
     let mut out = [0u8; 1024];
-    let _ = c.poll_transmit(&mut out);
     let mut scratch = [0u8; 1024];
+    drain(&mut c, &mut out);
+    // Lines starting with '/' are typed by the user, the others come from the server;
+    // a line "~" drops the connection.
     for line in data.split(|&b| b == b'\n') {
-        let _ = c.handle_line(line, &mut scratch);
-        let mut n = 0;
-        while c.poll_event().is_some() {
-            n += 1;
-            assert!(n < 64, "events must drain");
+        match line.first() {
+            Some(b'/') => {
+                let typed = String::from_utf8_lossy(line);
+                let _ = c.input(&typed, &mut rng);
+            }
+            Some(b'~') => c.reset(),
+            _ => c.handle_line(line, &mut scratch, 0),
         }
-        while let Ok(Some(_)) = c.poll_transmit(&mut out) {}
-        for cmd in [
-            Command::To { user: "bob", text: "hi" },
-            Command::List,
-            Command::Server { text: "x" },
-        ] {
-            let _ = c.send(&cmd, &mut rng, &mut out);
-        }
+        drain(&mut c, &mut out);
+        let _ = c.send_text("bob", "hi", &mut rng);
+        drain(&mut c, &mut out);
     }
 });

@@ -1,5 +1,6 @@
 //! Seguro's client for microcontrollers: embassy-net TCP, TLS 1.3 with embedded-tls,
-//! and the `seguro-core` client state machine, with no allocator.
+//! and the `seguro-core` chat session (the client state machine, the wording, the key
+//! memory), with no allocator.
 //!
 //! The same code runs on a board and on Linux (the `seguro-embassy-linux` runner,
 //! feature `std`, over a TAP device), which is how it is tested against the real
@@ -20,16 +21,19 @@
 //! let mut rng = seeder.finish();
 //! let pin = Pin::new(include_bytes!(env!("SEGURO_SERVER_DER")))?;  // P-256 only
 //! let client = Client::<8>::new("board", KeyPair::generate(&mut rng))?;
+//! let mut chat = Chat::new(client, RecentKeys::<8>::new());
 //! let config = Config::new(IpEndpoint::new(server_ip, 5000), pin);
-//! session::run(stack, &config, STORAGE.init(Storage::new()).buffers(),
-//!              &mut client, &mut rng, &COMMANDS, &EVENTS).await;   // returns on /quit
+//! Session::new(&config, STORAGE.init(Storage::new()).buffers(), &mut chat, &mut rng,
+//!              (&COMMANDS, &EVENTS)).run(stack).await;   // returns on /quit
 //! ```
 //!
 //! Another task sends typed lines (`/to bob hi`, `/list`, `/server hi`, `/fp bob`) into
 //! `COMMANDS` and takes [`output::Output`] lines (`[SYS] ...`, `[bob] hi`, ...) out of
 //! `EVENTS`; their [`output::Kind`] lets a display or an LED tell messages from
-//! notices. After a drop, [`session::run`] reconnects with exponential backoff
-//! (1 s doubling to 60 s, with jitter) and registers again with the same key.
+//! notices. The lines are core's ([`seguro_core::chat::Line`]): the same words as the
+//! desktop client's, including the `[WARN] KEY CHANGED` for a user who comes back with
+//! another key. After a drop, [`session::Session::run`] reconnects with exponential
+//! backoff (1 s doubling to 60 s, with jitter) and registers again with the same key.
 //!
 //! The library enables no critical-section implementation, no embassy-time driver or
 //! tick rate and no embassy-net logging: the board chooses those.
@@ -47,12 +51,14 @@
 //! embedded-tls 0.19.0 completes a handshake in which the server sends neither
 //! Certificate nor CertificateVerify without calling the verifier; [`tls::open`]
 //! refuses such a connection (tested against a TLS 1.3 server in `tests/pinning.rs`
-//! that skips those messages).
+//! that skips those messages). The socket under embedded-tls follows the TLS record
+//! boundaries (module `transport`), so the session loop never waits inside a record
+//! that carries no application data.
 //!
 //! # Memory
 //!
 //! Buffers come from the caller ([`session::Buffers`], or [`session::Storage`] as
-//! arrays). With a server that does not cap its TLS fragments:
+//! arrays), and so does the [`seguro_core::chat::Chat`]. With a server that does not cap its TLS fragments:
 //!
 //! | buffer | bytes | why |
 //! |---|---|---|
@@ -67,17 +73,20 @@
 //! slack): 4 224 for F = 4096, 640 for F = 512. The TLS handshake messages of a P-256
 //! server (its certificate is about 400 bytes) fit in any of these.
 //!
-//! The core [`seguro_core::client::Client`] costs about 7 KiB with 8 directory entries
-//! (`Client<8>`) and 16 KiB with the default 32; each channel slot about 1.2 KiB.
+//! The core [`seguro_core::client::Client`] costs about 6 KiB with 8 directory entries
+//! (`Client<8>`) and 17.5 KiB with the default 32 (a receive and a send buffer of 1 KiB
+//! each included); the [`seguro_core::chat::Chat`] around it adds the key memory (56
+//! bytes per remembered user, 32 by default) and about 0.6 KiB; each channel slot costs
+//! about 1.2 KiB.
 //!
 //! Measured for `thumbv7em-none-eabihf` (opt-level "s", LTO; `size-probe/`, a whole
-//! firmware with the executor, embassy-net, `Client<8>`, the buffers above and two
-//! channels of two slots): about 154 KiB of flash and 52 KiB of static RAM, of which
-//! 32 KiB are the buffers; the same firmware without the client takes 12 KiB of flash
-//! and 1 KiB of RAM. Stack is extra: the frames along the deepest path (the task's
-//! poll, the session, embedded-tls's server verification, the P-256 multiplication)
-//! add up to about 20 KiB (`-Z emit-stack-sizes`), so give the executor's stack
-//! 24–32 KiB.
+//! firmware with the executor, embassy-net, a `Chat` of 8 users (`Client<8>`,
+//! `RecentKeys<8>`), the buffers above and two channels of two slots): about 157 KiB of
+//! flash and 54 KiB of static RAM, of which 32 KiB are the buffers; the same firmware
+//! without the client takes 12 KiB of flash and 1 KiB of RAM. Stack is extra: the
+//! frames along the deepest path (the task's poll, the session, embedded-tls's server
+//! verification, the P-256 multiplication) add up to about 20 KiB
+//! (`-Z emit-stack-sizes`), so give the executor's stack 24–32 KiB.
 //!
 //! [`Stack`]: embassy_net::Stack
 #![no_std]
@@ -100,6 +109,7 @@ pub mod rng;
 pub mod session;
 pub mod store;
 pub mod tls;
+mod transport;
 
 pub use embedded_tls;
 pub use rand_core;

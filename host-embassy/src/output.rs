@@ -1,38 +1,26 @@
-//! What the client shows the user: one line per [`Output`], with the reference
-//! client's prefixes (`[SYS]`, `[SERVER]`, `[ERROR]`, `[WARN]`, `[<from>]`) and the
-//! same wording as the desktop client `seguro chat`, so one script reads both.
+//! What the client shows the user: one [`Output`] per line of core's chat session,
+//! rendered into a bounded string with the reference client's prefixes (`[SYS]`,
+//! `[SERVER]`, `[ERROR]`, `[WARN]`, `[<from>]`) and the wording every Seguro client
+//! shares ([`seguro_core::chat::Line`]), so one script reads the desktop client and a
+//! board alike.
 
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 use heapless::String;
-use seguro_core::client::Event;
-use seguro_core::fingerprint;
+use seguro_core::chat::{self, Line};
 use seguro_core::limits::{CLIENT_MAX_TEXT, MAX_NAME_BYTES};
+
+pub use seguro_core::chat::Kind;
 
 /// The longest output line, in bytes: a message of the default maximum text length
 /// from a sender with the longest name, with room for its prefix. Longer lines are cut
 /// at a character boundary.
 pub const OUTPUT_MAX: usize = CLIENT_MAX_TEXT + MAX_NAME_BYTES + 64;
 
-/// What a line is: lets a board pick a colour, a display area or an LED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `[SYS]`: the client's own information.
-    Sys,
-    /// `[SERVER]`: text from the server.
-    Server,
-    /// `[ERROR]`.
-    Error,
-    /// `[WARN]`.
-    Warn,
-    /// `[<from>] <text>`: a decrypted message.
-    Message,
-}
-
 /// One line for the user, prefix included, without a newline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// What the line is.
+    /// What the line is: lets a board pick a colour, a display area or an LED.
     pub kind: Kind,
     /// The full line.
     pub text: String<OUTPUT_MAX>,
@@ -44,146 +32,59 @@ impl fmt::Display for Output {
     }
 }
 
-/// Writes into a `heapless::String`, cutting at a character boundary when full.
-struct Cut<'a, const N: usize>(&'a mut String<N>);
-
-impl<const N: usize> fmt::Write for Cut<'_, N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            if self.0.push(c).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Text from the network with control characters (newlines, escape sequences)
-/// replaced, so a peer can neither forge extra lines nor drive a terminal.
-struct Clean<'a>(&'a str);
-
-impl fmt::Display for Clean<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            f.write_char(if c.is_control() { '\u{FFFD}' } else { c })?;
-        }
-        Ok(())
-    }
-}
-
 impl Output {
-    /// A line of `kind` made of `args`.
-    pub fn new(kind: Kind, args: fmt::Arguments<'_>) -> Self {
+    /// The rendering of one of core's lines.
+    pub fn from_line(line: &Line<'_>) -> Self {
         let mut text = String::new();
-        let _ = Cut(&mut text).write_fmt(args);
-        Self { kind, text }
+        chat::render_into(line, &mut text);
+        Self {
+            kind: line.kind(),
+            text,
+        }
     }
 
-    /// `[SYS] <args>`.
+    /// The board's own information: `[SYS] <args>`.
     pub fn sys(args: fmt::Arguments<'_>) -> Self {
-        Self::new(Kind::Sys, format_args!("[SYS] {args}"))
+        Self::from_line(&Line::HostInfo(&args))
     }
 
-    /// `[ERROR] <args>`.
+    /// The board's own error: `[ERROR] <args>`.
     pub fn error(args: fmt::Arguments<'_>) -> Self {
-        Self::new(Kind::Error, format_args!("[ERROR] {args}"))
+        Self::from_line(&Line::HostError(&args))
     }
 
-    /// `[WARN] <args>`.
+    /// The board's own warning: `[WARN] <args>`.
     pub fn warn(args: fmt::Arguments<'_>) -> Self {
-        Self::new(Kind::Warn, format_args!("[WARN] {args}"))
+        Self::from_line(&Line::HostWarn(&args))
     }
-}
-
-/// `[SYS]   <name>  fp <short>` (one line of a `/list` answer).
-pub fn directory_entry(name: &str, key: &[u8; 32], me: bool) -> Output {
-    let you = if me { " (you)" } else { "" };
-    Output::sys(format_args!(
-        "  {}  fp {}{you}",
-        Clean(name),
-        fingerprint::short(key)
-    ))
-}
-
-/// `[SYS] users online (<n>):`.
-pub fn directory_header(n: usize) -> Output {
-    Output::sys(format_args!("users online ({n}):"))
-}
-
-/// `[SYS] connected to <server> as <user>`, shown when the server welcomes us.
-pub fn connected(server: &dyn fmt::Display, user: &str) -> Output {
-    Output::sys(format_args!("connected to {server} as {}", Clean(user)))
-}
-
-/// The line for one client event, or `None` for [`Event::Registered`] and
-/// [`Event::Directory`], which the caller expands into [`connected`],
-/// [`directory_header`] and one [`directory_entry`] per user.
-pub fn event_line(event: &Event<'_>) -> Option<Output> {
-    Some(match *event {
-        Event::Registered { .. } | Event::Directory => return None,
-        Event::Joined { name, key } => Output::sys(format_args!(
-            "{} joined, fp {}",
-            Clean(name),
-            fingerprint::short(key)
-        )),
-        Event::Left { name } => Output::sys(format_args!("{} left", Clean(name))),
-        Event::KeyChanged { name, old, new } => {
-            let name = Clean(name);
-            Output::warn(format_args!(
-                "KEY CHANGED for {name}: fp was {}, now {}. Either {name} restarted \
-                 their client or someone (the server?) is substituting keys: verify the new \
-                 fingerprint with {name} over another channel before trusting messages.",
-                fingerprint::short(old),
-                fingerprint::short(new)
-            ))
-        }
-        Event::DirectoryTruncated(dropped) => Output::warn(format_args!(
-            "the directory is larger than this client holds: {} user(s) not shown",
-            dropped.over_capacity.saturating_add(dropped.name_too_long)
-        )),
-        Event::Message { from, text } => Output::new(
-            Kind::Message,
-            format_args!("[{}] {}", Clean(from), Clean(text)),
-        ),
-        Event::Undecryptable { from, reason } => Output::error(format_args!(
-            "could not decrypt message from {} ({reason})",
-            Clean(from)
-        )),
-        Event::Undeliverable { from, reason } => Output::error(format_args!(
-            "message from {} dropped: {reason}",
-            Clean(if from.is_empty() { "?" } else { from })
-        )),
-        Event::ServerText { text } => {
-            Output::new(Kind::Server, format_args!("[SERVER] {}", Clean(text)))
-        }
-        Event::ServerError { text } => Output::error(format_args!("{}", Clean(text))),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seguro_core::client::Event;
 
     #[test]
-    fn prefixes_and_cleaning() {
-        let m = event_line(&Event::Message {
+    fn prefixes_and_escaping() {
+        let m = Output::from_line(&Line::Received(Event::Message {
             from: "bob",
             text: "hi\nthere",
-        })
-        .unwrap();
-        assert_eq!(m.text.as_str(), "[bob] hi\u{FFFD}there");
+        }));
+        assert_eq!(m.text.as_str(), "[bob] hi\\u{a}there");
         assert_eq!(m.kind, Kind::Message);
-        let s = event_line(&Event::ServerText { text: "echo: hi" }).unwrap();
+        let s = Output::from_line(&Line::Received(Event::ServerText { text: "echo: hi" }));
         assert_eq!(s.text.as_str(), "[SERVER] echo: hi");
-        assert!(event_line(&Event::Directory).is_none());
-        assert!(event_line(&Event::Registered { users: 1 }).is_none());
+        assert_eq!(s.kind, Kind::Server);
+        let w = Output::warn(format_args!("Wi-Fi {}", "lost"));
+        assert_eq!((w.kind, w.text.as_str()), (Kind::Warn, "[WARN] Wi-Fi lost"));
     }
 
     #[test]
     fn long_lines_are_cut_not_lost() {
         let long = "é".repeat(OUTPUT_MAX);
-        let m = event_line(&Event::ServerText { text: &long }).unwrap();
+        let m = Output::from_line(&Line::Received(Event::ServerText { text: &long }));
         assert!(m.text.starts_with("[SERVER] é"));
         assert!(m.text.len() <= OUTPUT_MAX);
+        assert!(m.text.len() > OUTPUT_MAX - 2);
     }
 }

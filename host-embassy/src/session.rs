@@ -1,16 +1,20 @@
-//! The board-facing client: connect over embassy-net, open pinned TLS, run the
-//! `seguro-core` client, reconnect with backoff. Commands come in and lines for the
-//! user go out through embassy-sync channels that the board wires to a serial console,
-//! a display or an LED.
+//! The board-facing client: connect over embassy-net, open pinned TLS, run core's chat
+//! session, reconnect with backoff. Commands come in and lines for the user go out
+//! through embassy-sync channels that the board wires to a serial console, a display
+//! or an LED.
 //!
 //! ```text
-//!  board ── Input ──> [commands channel] ──> run() ──> [events channel] ── Output ──> board
+//!  board ── Input ──> [commands channel] ──> Session ──> [events channel] ── Output ──> board
 //!                                              │
-//!                               TcpSocket ─ embedded-tls ─ seguro-core Client
+//!                        TcpSocket ─ embedded-tls ─ seguro-core Chat (Client, wording, keys)
 //! ```
 //!
-//! Everything is in caller memory: [`Buffers`] (or [`Storage`], the same as arrays),
-//! the [`Client`] and the two channels. Nothing allocates.
+//! [`Session`] owns the network side (socket, TLS, timeouts, backoff); [`Console`] is
+//! the part between the connection and the board's console, without network: it feeds
+//! core's [`Chat`] and sends the lines it renders, so a test can drive it with a
+//! script. Every line's wording is core's; this module only words its connection
+//! errors. Everything is in caller memory: [`Buffers`] (or [`Storage`], the same as
+//! arrays), the [`Chat`] and the two channels. Nothing allocates.
 
 use core::cell::{Cell, RefCell};
 use core::fmt;
@@ -21,17 +25,17 @@ use embassy_net::{IpEndpoint, Stack};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::channel::Channel;
 use embassy_time::{Duration, Timer, with_timeout};
-use embedded_io_async::{ErrorType, Read, Write};
+use embedded_io_async::{Read, Write};
 use heapless::String;
 use rand_core::{CryptoRng, RngCore};
-use seguro_core::client::{Client, ClientError, Event};
-use seguro_core::command::{self, Command};
-use seguro_core::fingerprint;
-use seguro_core::frame::{FeedResult, LineAccumulator};
+use seguro_core::chat::{Action, Chat, KeyMemory, Line};
+use seguro_core::client::TransmitError;
+use seguro_core::frame::LineAccumulator;
 
-use crate::output::{self, Output};
+use crate::output::Output;
 use crate::pin::Pin;
 use crate::tls::{self, Tls, TlsOpenError, TlsOptions};
+use crate::transport::Shared;
 
 /// The longest command line a board can send, in bytes.
 pub const INPUT_MAX: usize = seguro_core::limits::CLIENT_MAX_TEXT + 160;
@@ -230,7 +234,7 @@ enum Why {
     Tls(TlsOpenError),
     Io(embedded_tls::TlsError),
     Closed,
-    Protocol(ClientError),
+    Protocol(TransmitError),
 }
 
 impl fmt::Display for Why {
@@ -250,6 +254,12 @@ impl fmt::Display for Why {
     }
 }
 
+impl From<TransmitError> for Why {
+    fn from(e: TransmitError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
 impl Why {
     /// Refusals that retrying cannot fix are errors; the rest are warnings.
     fn is_refusal(&self) -> bool {
@@ -257,638 +267,378 @@ impl Why {
     }
 }
 
-/// The TCP socket shared between embedded-tls (which owns this handle) and the loop
-/// that waits for it to become readable.
-///
-/// embedded-tls reads a record header and body with several reads and is not
-/// cancel-safe, so the loop never races a TLS read against a command: it waits for
-/// readability (which consumes nothing) and only then reads. The two borrows of the
-/// cell are therefore never alive at the same time; if they were, the TLS side would
-/// get an I/O error rather than a panic.
-///
-/// embedded-tls's `read_buffered` also keeps reading after a record that carries no
-/// application data (a NewSessionTicket right after the handshake), which would block
-/// the loop until the server's next line. To avoid that, this transport follows the
-/// record framing of what it hands over, and once `idle_at_boundary` is set it answers
-/// a read that would start a new record with [`TransportError::NoRecord`] when no byte
-/// is waiting. The record reader has consumed nothing at that point, so the
-/// connection stays usable and the loop simply waits again.
-struct Shared<'c, 's> {
-    socket: &'c RefCell<TcpSocket<'s>>,
-    idle_at_boundary: &'c Cell<bool>,
-    framing: RecordFraming,
+/// Where [`Console::transmit`] writes the lines for the server: the TLS connection on
+/// a board, a buffer in a test.
+// The executors boards use are single-threaded: no `Send` bound is needed on the
+// futures, which is what the lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait Wire {
+    /// Why a write failed.
+    type Error: From<TransmitError>;
+    /// Writes one whole line, `\n` included, and flushes it.
+    async fn send(&mut self, line: &[u8]) -> Result<(), Self::Error>;
 }
 
-impl<'c, 's> Shared<'c, 's> {
-    fn new(socket: &'c RefCell<TcpSocket<'s>>, idle_at_boundary: &'c Cell<bool>) -> Self {
-        Self {
-            socket,
-            idle_at_boundary,
-            framing: RecordFraming::default(),
-        }
-    }
-}
+/// The TLS connection as a [`Wire`].
+struct TlsWire<'t, 'b, T: Read + Write>(&'t mut Tls<'b, T>);
 
-/// Follows TLS record boundaries (5-byte header with a 16-bit length, then the body)
-/// over a byte stream delivered in arbitrary pieces.
-#[derive(Debug, Default)]
-struct RecordFraming {
-    /// The current record header so far.
-    header: [u8; 5],
-    header_len: usize,
-    /// Bytes of the current record body still to come.
-    body_left: usize,
-}
+impl<T: Read + Write> Wire for TlsWire<'_, '_, T> {
+    type Error = Why;
 
-impl RecordFraming {
-    /// True between two records.
-    fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.body_left == 0
-    }
-
-    /// Accounts for `data`, the next bytes of the stream.
-    fn track(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.body_left > 0 {
-                let n = self.body_left.min(data.len());
-                self.body_left -= n;
-                data = data.get(n..).unwrap_or(&[]);
-            } else if let (Some(&b), Some(slot)) =
-                (data.first(), self.header.get_mut(self.header_len))
-            {
-                *slot = b;
-                self.header_len += 1;
-                data = data.get(1..).unwrap_or(&[]);
-                if self.header_len == self.header.len() {
-                    self.header_len = 0;
-                    self.body_left =
-                        usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
-                }
-            } else {
-                self.header_len = 0;
+    async fn send(&mut self, line: &[u8]) -> Result<(), Why> {
+        let mut rest = line;
+        while !rest.is_empty() {
+            let n = self.0.write(rest).await.map_err(Why::Io)?;
+            if n == 0 {
+                // A record buffer too small for even one byte past its overhead.
+                return Err(Why::Io(embedded_tls::TlsError::InsufficientSpace));
             }
+            rest = rest.get(n..).unwrap_or(&[]);
         }
+        self.0.flush().await.map_err(Why::Io)
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum TransportError {
-    Tcp(embassy_net::tcp::Error),
-    /// No record has started arriving (see [`Shared`]).
-    NoRecord,
-    /// The socket is borrowed elsewhere (never happens by construction).
-    Busy,
-}
-
-impl fmt::Display for TransportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(e) => write!(f, "{e:?}"),
-            Self::NoRecord => f.write_str("no record waiting"),
-            Self::Busy => f.write_str("socket busy"),
-        }
-    }
-}
-
-impl core::error::Error for TransportError {}
-
-impl embedded_io_async::Error for TransportError {
-    fn kind(&self) -> embedded_io_async::ErrorKind {
-        match self {
-            Self::Tcp(e) => e.kind(),
-            Self::NoRecord => embedded_io_async::ErrorKind::Interrupted,
-            Self::Busy => embedded_io_async::ErrorKind::Other,
-        }
-    }
-}
-
-impl ErrorType for Shared<'_, '_> {
-    type Error = TransportError;
-}
-
-impl Read for Shared<'_, '_> {
-    #[allow(clippy::await_holding_refcell_ref)]
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        let n = {
-            let mut socket = self
-                .socket
-                .try_borrow_mut()
-                .map_err(|_| TransportError::Busy)?;
-            if self.idle_at_boundary.get()
-                && self.framing.at_boundary()
-                && !socket.can_recv()
-                && socket.may_recv()
-            {
-                return Err(TransportError::NoRecord);
-            }
-            socket.read(buf).await.map_err(TransportError::Tcp)?
-        };
-        self.framing.track(buf.get(..n).unwrap_or(&[]));
-        Ok(n)
-    }
-}
-
-impl Write for Shared<'_, '_> {
-    #[allow(clippy::await_holding_refcell_ref)]
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        let mut socket = self
-            .socket
-            .try_borrow_mut()
-            .map_err(|_| TransportError::Busy)?;
-        socket.write(buf).await.map_err(TransportError::Tcp)
-    }
-
-    #[allow(clippy::await_holding_refcell_ref)]
-    async fn flush(&mut self) -> Result<(), Self::Error> {
-        let mut socket = self
-            .socket
-            .try_borrow_mut()
-            .map_err(|_| TransportError::Busy)?;
-        socket.flush().await.map_err(TransportError::Tcp)
-    }
-}
-
-/// Runs the client until the user sends `/quit`: connects, registers, relays commands
-/// and events, and reconnects with backoff whenever the connection drops. A pinning
-/// refusal is reported as `[ERROR] ...` and retried like any failure (the server may
-/// be fixed, or the network may have routed us somewhere else for a while).
-///
-/// Lines are sent into `events` with backpressure: a board that stops draining it
-/// pauses the client (and a server whose queue for it fills up drops it). The client
-/// keeps its key pair and directory across reconnects, so peers see no key change.
-pub async fn run<
-    M,
+/// The part of the client between the connection and the board's console, without
+/// network: server bytes and typed commands go into core's [`Chat`], the lines it
+/// renders go out on the events channel, and its transmissions to a [`Wire`].
+pub struct Console<
+    'a,
+    M: RawMutex,
     R,
+    K,
     const NC: usize,
     const NE: usize,
     const U: usize,
     const G: usize,
     const P: usize,
->(
-    stack: Stack<'_>,
-    config: &Config<'_>,
-    mut buffers: Buffers<'_>,
-    client: &mut Client<U, G, P>,
-    rng: &mut R,
-    commands: &Commands<M, NC>,
-    events: &Events<M, NE>,
-) where
+> {
+    chat: &'a mut Chat<K, U, G, P>,
+    rng: &'a mut R,
+    commands: &'a Commands<M, NC>,
+    events: &'a Events<M, NE>,
+    scratch: &'a mut [u8],
+    out: &'a mut [u8],
+}
+
+impl<
+    'a,
     M: RawMutex,
     R: RngCore + CryptoRng,
+    K: KeyMemory,
+    const NC: usize,
+    const NE: usize,
+    const U: usize,
+    const G: usize,
+    const P: usize,
+> Console<'a, M, R, K, NC, NE, U, G, P>
 {
-    let mut delay = config.backoff.initial;
-    let mut ever_registered = false;
-    loop {
-        events
-            .send(Output::sys(format_args!(
-                "connecting to {} as {}",
-                config.server,
-                client.user()
-            )))
-            .await;
-        let end = connect_once(
-            stack,
-            config,
-            &mut buffers,
-            client,
+    /// A console for `chat`: `scratch` as long as the longest line accepted from the
+    /// server, `out` as long as the longest line written (see [`Buffers`]).
+    pub fn new(
+        chat: &'a mut Chat<K, U, G, P>,
+        rng: &'a mut R,
+        (commands, events): (&'a Commands<M, NC>, &'a Events<M, NE>),
+        scratch: &'a mut [u8],
+        out: &'a mut [u8],
+    ) -> Self {
+        Self {
+            chat,
             rng,
-            (commands, events),
-            &mut ever_registered,
+            commands,
+            events,
+            scratch,
+            out,
+        }
+    }
+
+    /// The chat session.
+    pub fn chat(&self) -> &Chat<K, U, G, P> {
+        self.chat
+    }
+
+    /// A connection is up (the `hello` is queued), or one ended.
+    pub fn reset(&mut self) {
+        self.chat.reset();
+    }
+
+    /// Sends one line to the board.
+    pub async fn show(&self, line: &Line<'_>) {
+        self.events.send(Output::from_line(line)).await;
+    }
+
+    /// Shows the lines the chat has ready.
+    async fn show_pending(&mut self) {
+        while let Some(line) = self.chat.poll_line() {
+            let output = Output::from_line(&line);
+            self.events.send(output).await;
+        }
+    }
+
+    /// Bytes from the server (`acc` frames them across calls): the lines they cause
+    /// are shown; what they make the chat send waits for [`Console::transmit`].
+    pub async fn received<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &mut self,
+        acc: &mut LineAccumulator<B>,
+        data: &[u8],
+    ) {
+        let now = embassy_time::Instant::now().as_secs();
+        let mut rest = data;
+        while !rest.is_empty() {
+            rest = self.chat.receive(acc, rest, self.scratch, now);
+            self.show_pending().await;
+        }
+    }
+
+    /// A line the user typed: its lines are shown (a message typed while not connected
+    /// is reported as not sent); what it sends waits for [`Console::transmit`].
+    pub async fn typed(&mut self, input: &str) -> Action {
+        let action = self.chat.input(input, self.rng);
+        match action {
+            Action::Quit => {}
+            Action::Offline => self.show(&Line::NotSent).await,
+            _ => self.show_pending().await,
+        }
+        action
+    }
+
+    /// Writes every line the chat has queued for the server.
+    pub async fn transmit<W: Wire>(&mut self, wire: &mut W) -> Result<(), W::Error> {
+        while let Some(n) = self.chat.poll_transmit(self.out)? {
+            wire.send(self.out.get(..n).unwrap_or(&[])).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits `wait` while offline, answering commands; true if the user quit.
+    async fn wait_offline(&mut self, wait: Duration) -> bool {
+        let deadline = embassy_time::Instant::now()
+            .checked_add(wait)
+            .unwrap_or(embassy_time::Instant::MAX);
+        loop {
+            match select(Timer::at(deadline), self.commands.receive()).await {
+                Either::First(()) => return false,
+                Either::Second(input) => {
+                    if self.typed(&input).await == Action::Quit {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The client: a console `C` (a [`Console`]) plus the network (socket, pinned TLS,
+/// timeouts, reconnects with backoff).
+pub struct Session<'a, C> {
+    config: &'a Config<'a>,
+    tcp_rx: &'a mut [u8],
+    tcp_tx: &'a mut [u8],
+    tls_read: &'a mut [u8],
+    tls_write: &'a mut [u8],
+    line: &'a mut [u8],
+    console: C,
+}
+
+impl<
+    'a,
+    M: RawMutex,
+    R: RngCore + CryptoRng,
+    K: KeyMemory,
+    const NC: usize,
+    const NE: usize,
+    const U: usize,
+    const G: usize,
+    const P: usize,
+> Session<'a, Console<'a, M, R, K, NC, NE, U, G, P>>
+{
+    /// A client for `chat` that connects as `config` says, in `buffers`, taking typed
+    /// lines from `commands` and sending lines for the user into `events`.
+    pub fn new(
+        config: &'a Config<'a>,
+        buffers: Buffers<'a>,
+        chat: &'a mut Chat<K, U, G, P>,
+        rng: &'a mut R,
+        channels: (&'a Commands<M, NC>, &'a Events<M, NE>),
+    ) -> Self {
+        chat.set_server(&config.server);
+        let Buffers {
+            tcp_rx,
+            tcp_tx,
+            tls_read,
+            tls_write,
+            line,
+            scratch,
+            out,
+        } = buffers;
+        Self {
+            config,
+            tcp_rx,
+            tcp_tx,
+            tls_read,
+            tls_write,
+            line,
+            console: Console::new(chat, rng, channels, scratch, out),
+        }
+    }
+
+    /// Runs the client until the user sends `/quit`: connects, registers, relays
+    /// commands and lines, and reconnects with backoff whenever the connection drops.
+    /// A pinning refusal is reported as `[ERROR] ...` and retried like any failure (the
+    /// server may be fixed, or the network may have routed us somewhere else for a
+    /// while).
+    ///
+    /// Lines are sent into the events channel with backpressure: a board that stops
+    /// draining it pauses the client (and a server whose queue for it fills up drops
+    /// it). The chat keeps its key pair, directory and key memory across reconnects.
+    pub async fn run(&mut self, stack: Stack<'_>) {
+        let mut delay = self.config.backoff.initial;
+        loop {
+            let server = self.config.server;
+            self.console
+                .show(&Line::HostInfo(&format_args!(
+                    "connecting to {server} as {}",
+                    self.console.chat.user()
+                )))
+                .await;
+            let end = self.connect_once(stack).await;
+            self.console.reset();
+            let (why, registered) = match end {
+                End::Quit => return,
+                End::Lost { why, registered } => (why, registered),
+            };
+            if registered {
+                delay = self.config.backoff.initial;
+            }
+            let jitter = self.console.rng.next_u64() % (delay.as_millis() / 4 + 1);
+            let wait = delay
+                .checked_add(Duration::from_millis(jitter))
+                .unwrap_or(delay);
+            let after_ms = wait.as_millis();
+            let line = if why.is_refusal() {
+                Line::Retrying {
+                    why: &why,
+                    after_ms,
+                }
+            } else {
+                Line::Reconnecting {
+                    why: &why,
+                    after_ms,
+                }
+            };
+            self.console.show(&line).await;
+            if self.console.wait_offline(wait).await {
+                return;
+            }
+            delay = delay
+                .checked_mul(2)
+                .unwrap_or(self.config.backoff.max)
+                .min(self.config.backoff.max);
+        }
+    }
+
+    async fn connect_once(&mut self, stack: Stack<'_>) -> End {
+        let lost = |why| End::Lost {
+            why,
+            registered: false,
+        };
+        let config = self.config;
+        let t = &config.timeouts;
+        let mut socket = TcpSocket::new(stack, &mut *self.tcp_rx, &mut *self.tcp_tx);
+        socket.set_timeout(Some(t.connect));
+        match with_timeout(t.connect, socket.connect(config.server)).await {
+            Err(_) => return lost(Why::ConnectTimeout),
+            Ok(Err(e)) => return lost(Why::Connect(e)),
+            Ok(Ok(())) => {}
+        }
+        socket.set_timeout(Some(t.idle));
+        socket.set_keep_alive(Some(t.keep_alive));
+        let cell = RefCell::new(socket);
+        let idle_at_boundary = Cell::new(false);
+        let console = &mut self.console;
+        let opened = with_timeout(
+            t.handshake,
+            tls::open(
+                Shared::new(&cell, &idle_at_boundary),
+                &mut *self.tls_read,
+                &mut *self.tls_write,
+                config.pin,
+                &mut *console.rng,
+                config.tls,
+            ),
         )
         .await;
-        let (why, registered) = match end {
-            End::Quit => return,
-            End::Lost { why, registered } => (why, registered),
+        let mut tls = match opened {
+            Err(_) => return lost(Why::HandshakeTimeout),
+            Ok(Err(e)) => return lost(Why::Tls(e)),
+            Ok(Ok(tls)) => tls,
         };
-        if registered {
-            delay = config.backoff.initial;
-        }
-        let jitter = rng.next_u64() % (delay.as_millis() / 4 + 1);
-        let wait = delay
-            .checked_add(Duration::from_millis(jitter))
-            .unwrap_or(delay);
-        let secs = wait.as_millis() / 1000;
-        let tenths = wait.as_millis() % 1000 / 100;
-        let line = if why.is_refusal() {
-            Output::error(format_args!("{why}; retrying in {secs}.{tenths} s"))
-        } else {
-            Output::warn(format_args!(
-                "connection lost ({why}); reconnecting in {secs}.{tenths} s"
-            ))
-        };
-        events.send(line).await;
-        if wait_offline(wait, client, commands, events).await {
-            return;
-        }
-        delay = delay
-            .checked_mul(2)
-            .unwrap_or(config.backoff.max)
-            .min(config.backoff.max);
-    }
-}
-
-/// Waits `wait` while offline, answering commands; true if the user quit.
-async fn wait_offline<
-    M: RawMutex,
-    const NC: usize,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
->(
-    wait: Duration,
-    client: &Client<U, G, P>,
-    commands: &Commands<M, NC>,
-    events: &Events<M, NE>,
-) -> bool {
-    let deadline = embassy_time::Instant::now()
-        .checked_add(wait)
-        .unwrap_or(embassy_time::Instant::MAX);
-    loop {
-        match select(Timer::at(deadline), commands.receive()).await {
-            Either::First(()) => return false,
-            Either::Second(input) => match command::parse_command(&input) {
-                Ok(Command::Quit) => return true,
-                Ok(cmd @ (Command::Help | Command::Fingerprint { .. })) => {
-                    local_command(&cmd, client, events).await;
-                }
-                Ok(_) => {
-                    events
-                        .send(Output::error(format_args!(
-                            "not connected to the server yet"
-                        )))
-                        .await;
-                }
-                Err(e) => events.send(Output::error(format_args!("{e}"))).await,
-            },
-        }
-    }
-}
-
-/// `/help` and `/fp`, answered without the server.
-async fn local_command<
-    M: RawMutex,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
->(
-    cmd: &Command<'_>,
-    client: &Client<U, G, P>,
-    events: &Events<M, NE>,
-) {
-    match *cmd {
-        Command::Help => {
-            events.send(Output::sys(format_args!("commands:"))).await;
-            for line in command::HELP.lines() {
-                events.send(Output::sys(format_args!("  {line}"))).await;
-            }
-        }
-        Command::Fingerprint { user } => {
-            let key = if user == client.user() {
-                Some(client.public_key())
-            } else {
-                client.key_of(user).copied()
-            };
-            match key {
-                Some(key) => {
-                    events
-                        .send(Output::sys(format_args!(
-                            "fp {user}: {}",
-                            fingerprint::short(&key)
-                        )))
-                        .await;
-                    events
-                        .send(Output::sys(format_args!(
-                            "safety code {user}: {}",
-                            fingerprint::safety_code(&key)
-                        )))
-                        .await;
-                }
-                None => {
-                    events
-                        .send(Output::error(format_args!(
-                            "unknown user: {user} (try /list)"
-                        )))
-                        .await;
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Shows the events of one received line, the way `seguro chat` does: on the first
-/// registration the directory is listed whole instead of as a burst of joins.
-async fn send_events<
-    M: RawMutex,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
->(
-    client: &mut Client<U, G, P>,
-    events: &Events<M, NE>,
-    server: IpEndpoint,
-    ever_registered: &mut bool,
-) {
-    let mut me: String<{ seguro_core::limits::MAX_NAME_BYTES }> = String::new();
-    let _ = me.push_str(client.user());
-    let first_registration = !*ever_registered;
-    let mut registered = false;
-    let mut show_dir = false;
-    loop {
-        let line = match client.poll_event() {
-            None => break,
-            Some(Event::Registered { .. }) => {
-                registered = true;
-                show_dir = true;
-                None
-            }
-            Some(Event::Directory) => {
-                show_dir = true;
-                None
-            }
-            Some(Event::Joined { name, .. })
-                if (registered && first_registration) || name == me.as_str() =>
-            {
-                None
-            }
-            Some(event) => output::event_line(&event),
-        };
-        if let Some(line) = line {
-            events.send(line).await;
-        }
-    }
-    if registered {
-        *ever_registered = true;
-        events.send(output::connected(&server, &me)).await;
-    }
-    if show_dir {
-        show_directory(client, events).await;
-    }
-}
-
-async fn show_directory<
-    M: RawMutex,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
->(
-    client: &Client<U, G, P>,
-    events: &Events<M, NE>,
-) {
-    let dir = client.directory();
-    events.send(output::directory_header(dir.len())).await;
-    for entry in dir.iter() {
-        let me = entry.name() == client.user();
-        events
-            .send(output::directory_entry(entry.name(), entry.key(), me))
+        console
+            .show(&Line::HostInfo(&format_args!(
+                "TLS 1.3 session with {} (pinned certificate verified)",
+                config.server
+            )))
             .await;
-    }
-}
+        idle_at_boundary.set(true);
+        console.reset();
+        let mut acc = LineAccumulator::new(&mut *self.line);
 
-async fn write_line<T: Read + Write>(tls: &mut Tls<'_, T>, line: &[u8]) -> Result<(), Why> {
-    let mut rest = line;
-    while !rest.is_empty() {
-        let n = tls.write(rest).await.map_err(Why::Io)?;
-        if n == 0 {
-            // A record buffer too small for even one byte past its overhead.
-            return Err(Why::Io(embedded_tls::TlsError::InsufficientSpace));
-        }
-        rest = rest.get(n..).unwrap_or(&[]);
-    }
-    tls.flush().await.map_err(Why::Io)
-}
+        let why = loop {
+            // 1. Whatever the chat wants to send: the hello, messages, list requests.
+            if let Err(why) = console.transmit(&mut TlsWire(&mut tls)).await {
+                break why;
+            }
 
-async fn connect_once<
-    M,
-    R,
-    const NC: usize,
-    const NE: usize,
-    const U: usize,
-    const G: usize,
-    const P: usize,
->(
-    stack: Stack<'_>,
-    config: &Config<'_>,
-    buffers: &mut Buffers<'_>,
-    client: &mut Client<U, G, P>,
-    rng: &mut R,
-    (commands, events): (&Commands<M, NC>, &Events<M, NE>),
-    ever_registered: &mut bool,
-) -> End
-where
-    M: RawMutex,
-    R: RngCore + CryptoRng,
-{
-    let lost = |why| End::Lost {
-        why,
-        registered: false,
-    };
-    let t = &config.timeouts;
-    let mut socket = TcpSocket::new(stack, &mut *buffers.tcp_rx, &mut *buffers.tcp_tx);
-    socket.set_timeout(Some(t.connect));
-    match with_timeout(t.connect, socket.connect(config.server)).await {
-        Err(_) => return lost(Why::ConnectTimeout),
-        Ok(Err(e)) => return lost(Why::Connect(e)),
-        Ok(Ok(())) => {}
-    }
-    socket.set_timeout(Some(t.idle));
-    socket.set_keep_alive(Some(t.keep_alive));
-    let cell = RefCell::new(socket);
-    let idle_at_boundary = Cell::new(false);
-    let opened = with_timeout(
-        t.handshake,
-        tls::open(
-            Shared::new(&cell, &idle_at_boundary),
-            &mut *buffers.tls_read,
-            &mut *buffers.tls_write,
-            config.pin,
-            rng,
-            config.tls,
-        ),
-    )
-    .await;
-    let mut tls = match opened {
-        Err(_) => return lost(Why::HandshakeTimeout),
-        Ok(Err(e)) => return lost(Why::Tls(e)),
-        Ok(Ok(tls)) => tls,
-    };
-    events
-        .send(Output::sys(format_args!(
-            "TLS 1.3 session with {} (pinned certificate verified)",
-            config.server
-        )))
-        .await;
-    idle_at_boundary.set(true);
-    client.reset();
-    let mut acc = LineAccumulator::new(&mut *buffers.line);
-    let scratch = &mut *buffers.scratch;
-    let out = &mut *buffers.out;
-
-    let why = loop {
-        // 1. Whatever the client wants to send: the hello, automatic list requests.
-        let mut failed = None;
-        loop {
-            match client.poll_transmit(out) {
-                Ok(Some(n)) => {
-                    if let Err(e) = write_line(&mut tls, out.get(..n).unwrap_or(&[])).await {
-                        failed = Some(e);
+            // 2. Wait for the server or (once registered) the user, whichever comes
+            // first. `wait_read_ready` only wakes for data; a FIN or RST without data
+            // is noticed by checking `may_recv` at least once a second.
+            #[allow(clippy::await_holding_refcell_ref)] // see `Shared`: TLS is idle here
+            let readable = async {
+                while let Ok(socket) = cell.try_borrow() {
+                    if socket.can_recv() || !socket.may_recv() {
                         break;
                     }
+                    let _ = with_timeout(Duration::from_secs(1), socket.wait_read_ready()).await;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(Why::Protocol(e));
-                    break;
+            };
+            let registered = console.chat.is_registered();
+            let commands = console.commands;
+            let typed = async {
+                if registered {
+                    commands.receive().await
+                } else {
+                    core::future::pending().await
                 }
-            }
-        }
-        if let Some(why) = failed {
-            break why;
-        }
-
-        // 2. Wait for the server or the user, whichever comes first.
-        // `wait_read_ready` only wakes for data; a FIN or RST without data is noticed
-        // by checking `may_recv` at least once a second.
-        #[allow(clippy::await_holding_refcell_ref)] // see `Shared`: TLS is idle here
-        let readable = async {
-            while let Ok(socket) = cell.try_borrow() {
-                if socket.can_recv() || !socket.may_recv() {
-                    break;
-                }
-                let _ = with_timeout(Duration::from_secs(1), socket.wait_read_ready()).await;
-            }
-        };
-        match select(readable, commands.receive()).await {
-            Either::First(()) => {
-                let mut data = match tls.read_buffered().await {
-                    Ok(data) => data,
-                    // Only records without application data (session tickets) were waiting.
-                    Err(embedded_tls::TlsError::Io(embedded_io_async::ErrorKind::Interrupted)) => {
-                        continue;
-                    }
-                    Err(embedded_tls::TlsError::ConnectionClosed) => break Why::Closed,
-                    Err(embedded_tls::TlsError::IoError) => break Why::Closed,
-                    Err(e) => break Why::Io(e),
-                };
-                let mut input = data.pop_all();
-                loop {
-                    match acc.feed(input) {
-                        FeedResult::Consumed => break,
-                        FeedResult::Line { line, remaining } => {
-                            input = remaining;
-                            if let Err(e) = client.handle_line(line, scratch) {
-                                events.send(Output::error(format_args!("{e}"))).await;
-                            }
-                            send_events(client, events, config.server, ever_registered).await;
+            };
+            match select(readable, typed).await {
+                Either::First(()) => {
+                    let mut data = match tls.read_buffered().await {
+                        Ok(data) => data,
+                        // Only records without application data (session tickets) were
+                        // waiting.
+                        Err(embedded_tls::TlsError::Io(
+                            embedded_io_async::ErrorKind::Interrupted,
+                        )) => {
+                            continue;
                         }
-                        FeedResult::Overlong { remaining } => {
-                            input = remaining;
-                            events
-                                .send(Output::error(format_args!(
-                                    "the server sent a line longer than {} bytes; skipped",
-                                    acc.capacity()
-                                )))
-                                .await;
-                        }
-                    }
+                        Err(embedded_tls::TlsError::ConnectionClosed) => break Why::Closed,
+                        Err(embedded_tls::TlsError::IoError) => break Why::Closed,
+                        Err(e) => break Why::Io(e),
+                    };
+                    console.received(&mut acc, data.pop_all()).await;
                 }
-            }
-            Either::Second(input) => {
-                let cmd = match command::parse_command(&input) {
-                    Ok(cmd) => cmd,
-                    Err(e) => {
-                        events.send(Output::error(format_args!("{e}"))).await;
-                        continue;
-                    }
-                };
-                match cmd {
-                    Command::Quit => {
+                Either::Second(input) => {
+                    if console.typed(&input).await == Action::Quit {
                         // Best effort: tell the server we are leaving.
                         let _ = with_timeout(Duration::from_secs(2), tls.close()).await;
                         return End::Quit;
                     }
-                    Command::Help | Command::Fingerprint { .. } => {
-                        local_command(&cmd, client, events).await;
-                    }
-                    _ => match client.send(&cmd, rng, out) {
-                        Ok(n) => {
-                            if let Err(why) =
-                                write_line(&mut tls, out.get(..n).unwrap_or(&[])).await
-                            {
-                                break why;
-                            }
-                        }
-                        Err(ClientError::UnknownUser) => {
-                            let user = match cmd {
-                                Command::To { user, .. } => user,
-                                _ => "",
-                            };
-                            events
-                                .send(Output::error(format_args!(
-                                    "unknown user: {user} (try /list)"
-                                )))
-                                .await;
-                        }
-                        Err(e) => events.send(Output::error(format_args!("{e}"))).await,
-                    },
                 }
             }
+        };
+        End::Lost {
+            why,
+            registered: console.chat.is_registered(),
         }
-    };
-    End::Lost {
-        why,
-        registered: client.is_registered(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RecordFraming;
-
-    fn record(len: u16) -> std::vec::Vec<u8> {
-        let mut r = std::vec![23, 3, 3];
-        r.extend_from_slice(&len.to_be_bytes());
-        r.extend(core::iter::repeat_n(0xaa, usize::from(len)));
-        r
-    }
-
-    extern crate std;
-
-    #[test]
-    fn boundaries_in_any_split() {
-        let mut stream = record(3);
-        stream.extend(record(0));
-        stream.extend(record(300));
-        // Offsets at which a record ends (a boundary), the stream start included.
-        let boundaries = [0, 8, 13, stream.len()];
-        for chunk in 1..=stream.len() {
-            let mut f = RecordFraming::default();
-            let mut at = 0;
-            for piece in stream.chunks(chunk) {
-                f.track(piece);
-                at += piece.len();
-                assert_eq!(
-                    f.at_boundary(),
-                    boundaries.contains(&at),
-                    "chunk {chunk}, at {at}"
-                );
-            }
-            assert!(f.at_boundary());
-        }
-    }
-
-    #[test]
-    fn partial_header_is_not_a_boundary() {
-        let mut f = RecordFraming::default();
-        f.track(&[23, 3]);
-        assert!(!f.at_boundary());
-        f.track(&[3, 0, 1]);
-        assert!(!f.at_boundary());
-        f.track(&[9]);
-        assert!(f.at_boundary());
     }
 }

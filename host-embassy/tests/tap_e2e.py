@@ -5,11 +5,11 @@ Inside a network namespace of its own (no other network, nothing outside it is
 touched): the real `seguro serve` on the kernel side of a TAP device, the Linux
 runner of `seguro-embassy` (embassy-net on the TAP, embedded-tls, seguro-core) and a
 desktop `seguro chat`. Checks /to both ways, /server, /list (with fingerprints that
-agree across clients), reconnection after a server restart, a restart of the board
-with the same flash image (same identity, no warning at its peer, the boot counter
-advanced), a board pinned by an invite (the server's key, not its certificate), and
-refusals: a wrong pinned certificate, an invite for another key, an RSA server, an RSA
-pin.
+agree across clients), reconnection after a server restart, the loud warning on the
+board when a user comes back with another key, a restart of the board with the same
+flash image (same identity, no warning at its peer, the boot counter advanced), a board
+pinned by an invite (the server's key, not its certificate), and refusals: a wrong
+pinned certificate, an invite for another key, an RSA server, an RSA pin.
 
 usage: tap_e2e.py <netns-name> <seguro> <seguro-embassy-linux>   (as root)
 Every wait has a timeout; the namespace is removed on exit, also on failure.
@@ -239,6 +239,25 @@ def main():
                 time.sleep(0.5)
         alice.send("/to bob back again")
         bob.expect_line("[alice] back again", since=mb)
+
+        print("== a user back with another key: the board warns", flush=True)
+        if alice.none_match(lambda l: l.startswith("[WARN]") and "KEY CHANGED" in l):
+            raise Fail("the board warned about a key change although no key changed")
+        ma = alice.mark()
+        bob.send("/quit")
+        bob.p.stdin.close()
+        bob.wait_exit()
+        alice.expect_line("[SYS] bob left", since=ma)
+        # Another state directory: another identity under the same name.
+        bob = start("bob2", [seguro, "chat", "bob", SERVER_IP, str(PORT), "--cert", server_crt,
+                             "--state-dir", f"{work}/state2"])
+        bob.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as bob")
+        alice.expect_prefix("[SYS] bob joined, fp ", since=ma)
+        _, warning = alice.expect_prefix("[WARN] KEY CHANGED for bob: fp was ", since=ma)
+        if "verify the new fingerprint with bob" not in warning:
+            raise Fail(f"no advice in {warning!r}")
+        alice.send("/to bob is that you?")
+        bob.expect_line("[alice] is that you?")
 
         print("== /quit", flush=True)
         mb = bob.mark()

@@ -1,5 +1,10 @@
 //! The desktop chat client: pinned TLS, core's sans-IO client, a terminal or plain I/O.
 //!
+//! What the user types and what the server sends go through core's chat session
+//! ([`seguro_core::chat::Chat`]), which words every line; this module only moves bytes,
+//! keeps time and draws randomness ([`Driver`] is the part between the connection and
+//! the screen, without I/O, so tests can drive it).
+//!
 //! On a terminal, a line editor (rustyline) with history reads commands, and incoming
 //! lines are printed through its external printer so they never garble the line being
 //! typed. Otherwise standard input is read line by line and output lines are plain (see
@@ -7,9 +12,10 @@
 //! awaited for `--linger` seconds, and the program exits with 0.
 //!
 //! When the connection drops, the client reconnects with exponential backoff, keeping
-//! its key pair (peers see the same fingerprint).
+//! its key pair (peers see the same fingerprint); while it waits, `/help`, `/fp` and
+//! `/list` (the directory kept from the connection) still answer.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use futures_rustls::TlsConnector;
@@ -21,14 +27,13 @@ use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
-use seguro_core::client::{Client, ClientError, Event};
-use seguro_core::command::{self, Command, CommandError};
-use seguro_core::fingerprint;
-use seguro_core::frame::{FeedResult, LineAccumulator};
+use seguro_core::chat::{Action, Chat, Line, RecentKeys};
+use seguro_core::client::{Client, Event};
+use seguro_core::frame::LineAccumulator;
 
 use crate::cli::ChatArgs;
 use crate::exit;
-use crate::output::{self, OutLine};
+use crate::output;
 use crate::pin::PinMismatch;
 use crate::tls;
 
@@ -40,27 +45,43 @@ pub const MAX_TEXT: usize = 4096;
 const MSG: usize = MAX_TEXT + seguro_core::limits::TAG_LEN;
 /// Messages from not-yet-known senders held while the directory is refreshed.
 const PENDING: usize = 8;
+/// Users whose last key is remembered across leave and rejoin.
+pub const KNOWN_KEYS: usize = 1024;
 /// Longest line accepted from the server (a directory of `USERS` users fits).
 pub const MAX_LINE: usize = 64 * 1024;
 
-type ChatClient = Client<USERS, MSG, PENDING>;
+/// The desktop client's chat session.
+pub type DesktopChat = Chat<RecentKeys<KNOWN_KEYS>, USERS, MSG, PENDING>;
 
 /// Where output lines go.
 pub trait Printer: Send {
     /// Prints one line.
-    fn print(&mut self, line: &OutLine);
+    fn print(&mut self, line: &Line<'_>);
 }
 
-/// Plain lines on standard output, flushed one by one.
-struct PlainPrinter {
+/// Plain lines (coloured if `color`) on a writer, flushed one by one: standard output
+/// when it is not a terminal.
+pub struct PlainPrinter<W> {
+    out: W,
     color: bool,
 }
 
-impl Printer for PlainPrinter {
-    fn print(&mut self, line: &OutLine) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", line.render(self.color));
-        let _ = out.flush();
+impl<W: std::io::Write + Send> PlainPrinter<W> {
+    /// Prints to `out`.
+    pub fn new(out: W, color: bool) -> Self {
+        Self { out, color }
+    }
+
+    /// The writer.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: std::io::Write + Send> Printer for PlainPrinter<W> {
+    fn print(&mut self, line: &Line<'_>) {
+        let _ = writeln!(self.out, "{}", output::render(line, self.color));
+        let _ = self.out.flush();
     }
 }
 
@@ -71,9 +92,11 @@ struct EditorPrinter<P: rustyline::ExternalPrinter + Send> {
 }
 
 impl<P: rustyline::ExternalPrinter + Send> Printer for EditorPrinter<P> {
-    fn print(&mut self, line: &OutLine) {
-        if self.inner.print(line.render(self.color)).is_err() {
-            println!("{}", line.render(self.color));
+    fn print(&mut self, line: &Line<'_>) {
+        let text = output::render(line, self.color);
+        if let Err(e) = self.inner.print(text) {
+            tracing::debug!("the line editor could not print: {e}");
+            println!("{}", output::render(line, self.color));
         }
     }
 }
@@ -183,6 +206,125 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// The desktop client between the connection and the screen, without I/O: bytes from
+/// the server and lines the user typed go in; lines go to a [`Printer`] and the bytes
+/// to send are appended to a `wire` buffer the caller writes out.
+pub struct Driver {
+    chat: Box<DesktopChat>,
+    acc: LineAccumulator<Vec<u8>>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    /// A connection is up: transmissions go out.
+    online: bool,
+}
+
+impl Driver {
+    /// Drives `chat`, accepting server lines of up to `max_line` bytes.
+    pub fn new(chat: Box<DesktopChat>, max_line: usize) -> Self {
+        Self {
+            chat,
+            acc: LineAccumulator::new(vec![0u8; max_line]),
+            scratch: vec![0u8; max_line],
+            out: vec![0u8; max_line],
+            online: false,
+        }
+    }
+
+    /// The chat session.
+    pub fn chat(&self) -> &DesktopChat {
+        &self.chat
+    }
+
+    /// Names the server in `connected to <server> as <user>`.
+    pub fn set_server(&mut self, server: &dyn std::fmt::Display) {
+        self.chat.set_server(server);
+    }
+
+    /// A connection is up: framing starts afresh and the `hello` goes to `wire`.
+    pub fn connected(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) {
+        self.chat.reset();
+        self.acc.clear();
+        self.online = true;
+        self.drain(printer, wire);
+    }
+
+    /// The connection ended: nothing goes to `wire` until the next [`Driver::connected`].
+    pub fn disconnected(&mut self) {
+        self.chat.reset();
+        self.online = false;
+    }
+
+    /// Bytes from the server. Returns the text of an error the server sent before it
+    /// welcomed us (why it refused us), if any.
+    pub fn received(
+        &mut self,
+        data: &[u8],
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Option<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut refusal = None;
+        let mut rest = data;
+        while !rest.is_empty() {
+            rest = self
+                .chat
+                .receive(&mut self.acc, rest, &mut self.scratch, now);
+            if let Some(r) = self.drain(printer, wire) {
+                refusal = Some(r);
+            }
+        }
+        refusal
+    }
+
+    /// A line the user typed. A message typed while not connected is reported as not
+    /// sent.
+    pub fn typed(
+        &mut self,
+        line: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Action {
+        let action = self.chat.input(line, rng);
+        match action {
+            Action::Quit => {}
+            Action::Offline => printer.print(&Line::NotSent),
+            _ => {
+                self.drain(printer, wire);
+            }
+        }
+        action
+    }
+
+    /// Prints every pending line and, while online, appends every pending transmission
+    /// to `wire`; returns the text of a server error received while not registered.
+    fn drain(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) -> Option<String> {
+        let registered = self.chat.is_registered();
+        let mut refusal = None;
+        while let Some(line) = self.chat.poll_line() {
+            if let Line::Received(Event::ServerError { text }) = line
+                && !registered
+            {
+                refusal = Some(text.to_owned());
+            }
+            printer.print(&line);
+        }
+        while self.online {
+            match self.chat.poll_transmit(&mut self.out) {
+                Ok(Some(n)) => wire.extend_from_slice(self.out.get(..n).unwrap_or(&[])),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("cannot build a line: {e}");
+                    break;
+                }
+            }
+        }
+        refusal
+    }
+}
+
 /// Runs `seguro chat`; returns the exit code.
 pub fn run(a: ChatArgs) -> i32 {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -193,14 +335,15 @@ pub fn run(a: ChatArgs) -> i32 {
             Some(p) => p,
             None => {
                 start_plain_input(in_tx.clone());
-                Box::new(PlainPrinter {
-                    color: output::color_allowed(true),
-                })
+                Box::new(PlainPrinter::new(
+                    std::io::stdout(),
+                    output::color_allowed(true),
+                ))
             }
         }
     } else {
         start_plain_input(in_tx.clone());
-        Box::new(PlainPrinter { color: false })
+        Box::new(PlainPrinter::new(std::io::stdout(), false))
     };
     drop(in_tx);
 
@@ -208,60 +351,59 @@ pub fn run(a: ChatArgs) -> i32 {
     let target = match crate::invite::chat_target(&a) {
         Ok(t) => t,
         Err((message, code)) => {
-            printer.print(&output::error(&message));
+            printer.print(&Line::HostError(&message));
             return code;
         }
     };
     let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
         Ok((keys, note)) => {
-            note.inspect(|n| printer.print(&output::sys(n)));
+            if let Some(n) = note {
+                printer.print(&Line::HostInfo(&n));
+            }
             keys
         }
         Err(e) => {
-            printer.print(&output::error(&e.to_string()));
+            printer.print(&Line::HostError(&e));
             return e.exit_code();
         }
     };
-    let client = match ChatClient::new(&a.user, keys) {
-        Ok(c) => Box::new(c),
+    let client = match Client::new(&a.user, keys) {
+        Ok(c) => c,
         Err(e) => {
-            printer.print(&output::error(&format!(
+            printer.print(&Line::HostError(&format_args!(
                 "invalid user name {:?}: {e}",
                 a.user
             )));
             return exit::USAGE;
         }
     };
-    let mut chat = Chat {
+    let chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
+    let mut desktop = Desktop {
         args: a,
         tls: TlsConnector::from(target.tls),
         targets: target.addresses,
         at: 0,
-        client,
+        driver: Driver::new(chat, MAX_LINE),
         printer,
         input: in_rx,
         input_done: false,
         ever_registered: false,
-        known: std::collections::HashMap::new(),
     };
-    smol::block_on(chat.run())
+    smol::block_on(desktop.run())
 }
 
-struct Chat {
+struct Desktop {
     args: ChatArgs,
     tls: TlsConnector,
     /// The server's addresses (one, or an invite's), tried in order.
     targets: Vec<(String, u16)>,
     /// The address of the current connection.
     at: usize,
-    client: Box<ChatClient>,
+    driver: Driver,
     printer: Box<dyn Printer>,
     input: Receiver<Input>,
     input_done: bool,
     ever_registered: bool,
-    /// The last key seen for every user this session: a user who leaves and comes back
-    /// with another key is reported like a key change within one directory.
-    known: std::collections::HashMap<String, [u8; 32]>,
 }
 
 /// How one connection ended.
@@ -292,9 +434,9 @@ fn pin_mismatch(e: &std::io::Error) -> Option<PinMismatch> {
     None
 }
 
-impl Chat {
-    fn print(&mut self, line: OutLine) {
-        self.printer.print(&line);
+impl Desktop {
+    fn error(&mut self, text: &dyn std::fmt::Display) {
+        self.printer.print(&Line::HostError(text));
     }
 
     /// Connects to the first address that works; when none does, returns the most
@@ -306,6 +448,7 @@ impl Chat {
             let e = match self.connect_to(host, *port).await {
                 Ok(s) => {
                     self.at = i;
+                    self.driver.set_server(&format_args!("{host}:{port}"));
                     return Ok(s);
                 }
                 Err(e) => e,
@@ -314,7 +457,9 @@ impl Chat {
                 let why = match &e {
                     ConnectError::Pin(m, _) | ConnectError::Tls(m) | ConnectError::Net(m) => m,
                 };
-                self.print(output::warn(&format!("{why}; trying the next address")));
+                self.printer.print(&Line::HostWarn(&format_args!(
+                    "{why}; trying the next address"
+                )));
             }
             let rank = |e: &ConnectError| match e {
                 ConnectError::Pin(..) => 2,
@@ -400,14 +545,14 @@ impl Chat {
                     } else {
                         "you have the wrong server.crt"
                     };
-                    self.print(output::error(&format!(
+                    self.error(&format_args!(
                         "{m}. Either {what}, or someone is intercepting the connection: do \
                          not continue; check the fingerprint with the server's operator"
-                    )));
+                    ));
                     return exit::TLS;
                 }
                 Err(ConnectError::Tls(m)) => {
-                    self.print(output::error(&m));
+                    self.error(&m);
                     if !self.ever_registered || self.args.no_reconnect {
                         return exit::TLS;
                     }
@@ -418,7 +563,7 @@ impl Chat {
                 }
                 Err(ConnectError::Net(m)) => {
                     if !self.ever_registered || self.args.no_reconnect {
-                        self.print(output::error(&m));
+                        self.error(&m);
                         return exit::CONNECT;
                     }
                     if self.wait_backoff(&m, &mut backoff).await {
@@ -427,8 +572,9 @@ impl Chat {
                     continue;
                 }
             };
-            self.client.reset();
-            match self.session(stream).await {
+            let end = self.session(stream).await;
+            self.driver.disconnected();
+            match end {
                 End::Done => return exit::OK,
                 End::Refused(text) => {
                     if !self.ever_registered || self.args.no_reconnect {
@@ -441,7 +587,7 @@ impl Chat {
                 }
                 End::Lost(why) => {
                     if self.args.no_reconnect {
-                        self.print(output::connection_lost(&why));
+                        self.printer.print(&Line::ConnectionLost { why: &why });
                         return exit::CONNECT;
                     }
                     if self.ever_registered {
@@ -455,9 +601,14 @@ impl Chat {
         }
     }
 
-    /// Waits before a reconnect; returns true if the user quit meanwhile.
+    /// Waits before a reconnect, answering what the user types; returns true if the
+    /// user quit meanwhile.
     async fn wait_backoff(&mut self, why: &str, backoff: &mut Duration) -> bool {
-        self.print(output::reconnecting(why, backoff.as_secs_f64()));
+        let after_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+        self.printer.print(&Line::Reconnecting {
+            why: &why,
+            after_ms,
+        });
         let deadline = std::time::Instant::now() + *backoff;
         *backoff = (*backoff * 2).min(Duration::from_secs(30));
         loop {
@@ -481,10 +632,14 @@ impl Chat {
                     return true;
                 }
                 Some(Input::Line(l)) => {
-                    if matches!(command::parse_command(&l), Ok(Command::Quit)) {
+                    // Not connected: nothing reaches the wire.
+                    let mut wire = Vec::new();
+                    let action = self
+                        .driver
+                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
+                    if action == Action::Quit {
                         return true;
                     }
-                    self.print(output::error("not connected: line dropped"));
                 }
                 None => {}
             }
@@ -493,15 +648,13 @@ impl Chat {
 
     async fn session(&mut self, stream: TlsStream<TcpStream>) -> End {
         let (mut rd, mut wr) = smol::io::split(stream);
-        let mut acc = LineAccumulator::new(vec![0u8; MAX_LINE]);
-        let mut scratch = vec![0u8; MAX_LINE];
         let mut rbuf = vec![0u8; 16 * 1024];
-        let mut out = vec![0u8; MAX_LINE];
-        let mut registered = false;
+        let mut wire = Vec::new();
         let mut refusal: Option<String> = None;
         let mut linger_until: Option<std::time::Instant> = None;
 
-        if let Err(e) = self.transmit(&mut wr, &mut out).await {
+        self.driver.connected(&mut *self.printer, &mut wire);
+        if let Err(e) = write_all(&mut wr, &mut wire).await {
             return End::Lost(e);
         }
         loop {
@@ -510,6 +663,7 @@ impl Chat {
                 Input(Option<Input>),
                 Linger,
             }
+            let registered = self.driver.chat().is_registered();
             let want_input = registered && !self.input_done;
             let ev = {
                 let read = async { Ev::Read(rd.read(&mut rbuf).await) };
@@ -544,27 +698,16 @@ impl Chat {
                             + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0)),
                     );
                 }
-                Ev::Input(Some(Input::Line(l))) => match self.command(&l, &mut out) {
-                    Cmd::None => {}
-                    Cmd::Quit => {
-                        let _ = wr.flush().await;
+                Ev::Input(Some(Input::Line(l))) => {
+                    let action = self
+                        .driver
+                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
+                    if action == Action::Quit {
+                        let _ = write_all(&mut wr, &mut wire).await;
                         let _ = wr.close().await;
                         return End::Done;
                     }
-                    Cmd::Send(n) => {
-                        let sent = async {
-                            wr.write_all(out.get(..n).unwrap_or(&[])).await?;
-                            wr.flush().await
-                        };
-                        if let Err(e) = sent.await {
-                            return End::Lost(e.to_string());
-                        }
-                        // A /to for an unknown user may have scheduled a directory refresh.
-                        if let Err(e) = self.transmit(&mut wr, &mut out).await {
-                            return End::Lost(e);
-                        }
-                    }
-                },
+                }
                 Ev::Read(Ok(0)) => {
                     return match refusal {
                         Some(r) if !registered => End::Refused(r),
@@ -583,218 +726,44 @@ impl Chat {
                     };
                 }
                 Ev::Read(Ok(n)) => {
-                    let mut pos = 0;
-                    while pos < n {
-                        let input = rbuf.get(pos..n).unwrap_or(&[]);
-                        match acc.feed(input) {
-                            FeedResult::Consumed => break,
-                            FeedResult::Overlong { remaining } => {
-                                pos = n - remaining.len();
-                                self.print(output::error(&format!(
-                                    "the server sent a line longer than {MAX_LINE} bytes: skipped"
-                                )));
-                            }
-                            FeedResult::Line { line, remaining } => {
-                                pos = n - remaining.len();
-                                match self.client.handle_line(line, &mut scratch) {
-                                    Ok(()) => {}
-                                    Err(e) => {
-                                        tracing::warn!("ignored a line from the server: {e}");
-                                    }
-                                }
-                                let r = self.drain_events();
-                                if r.registered {
-                                    registered = true;
-                                }
-                                if let Some(t) = r.error
-                                    && !registered
-                                {
-                                    refusal = Some(t);
-                                }
-                            }
-                        }
+                    let data = rbuf.get(..n).unwrap_or(&[]);
+                    if let Some(r) = self.driver.received(data, &mut *self.printer, &mut wire) {
+                        refusal = Some(r);
                     }
-                    if let Err(e) = self.transmit(&mut wr, &mut out).await {
-                        return End::Lost(e);
+                    if self.driver.chat().is_registered() {
+                        self.ever_registered = true;
                     }
                 }
             }
-        }
-    }
-
-    /// Writes every line core wants sent (hello, directory refreshes).
-    async fn transmit(
-        &mut self,
-        wr: &mut smol::io::WriteHalf<TlsStream<TcpStream>>,
-        out: &mut [u8],
-    ) -> Result<(), String> {
-        let mut wrote = false;
-        loop {
-            match self.client.poll_transmit(out) {
-                Ok(Some(n)) => {
-                    wr.write_all(out.get(..n).unwrap_or(&[]))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    wrote = true;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("cannot build a line: {e}");
-                    break;
-                }
+            if let Err(e) = write_all(&mut wr, &mut wire).await {
+                return End::Lost(e);
             }
-        }
-        if wrote {
-            wr.flush().await.map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    fn print_directory(&mut self) {
-        let me = self.client.user().to_owned();
-        let entries: Vec<(String, [u8; 32])> = self
-            .client
-            .directory()
-            .iter()
-            .map(|e| (e.name().to_owned(), *e.key()))
-            .collect();
-        self.print(output::directory_header(entries.len()));
-        for (name, key) in entries {
-            let fp = fingerprint::short(&key);
-            self.print(output::directory_entry(&name, fp.as_str(), name == me));
-        }
-    }
-
-    fn drain_events(&mut self) -> Drained {
-        let mut r = Drained::default();
-        let mut lines = Vec::new();
-        let mut show_directory = false;
-        let first_registration = !self.ever_registered;
-        let me = self.client.user().to_owned();
-        while let Some(ev) = self.client.poll_event() {
-            match ev {
-                Event::Registered { .. } => {
-                    r.registered = true;
-                    show_directory = true;
-                }
-                Event::Joined { name, key } => {
-                    // The first directory is listed whole, not as a burst of joins.
-                    if !(r.registered && first_registration) && name != me {
-                        lines.push(output::joined(name, fingerprint::short(key).as_str()));
-                    }
-                    if let Some(old) = self.known.insert(name.to_owned(), *key)
-                        && old != *key
-                        && name != me
-                    {
-                        lines.push(output::key_changed(
-                            name,
-                            fingerprint::short(&old).as_str(),
-                            fingerprint::short(key).as_str(),
-                        ));
-                    }
-                }
-                Event::Left { name } => lines.push(output::left(name)),
-                Event::KeyChanged { name, old, new } => {
-                    self.known.insert(name.to_owned(), *new);
-                    lines.push(output::key_changed(
-                        name,
-                        fingerprint::short(old).as_str(),
-                        fingerprint::short(new).as_str(),
-                    ));
-                }
-                Event::DirectoryTruncated(d) => lines.push(output::warn(&format!(
-                    "the directory is larger than this client holds: {} user(s) not shown",
-                    d.over_capacity + d.name_too_long
-                ))),
-                Event::Directory => show_directory = true,
-                Event::Message { from, text } => lines.push(output::message(from, text)),
-                Event::Undecryptable { from, reason } => {
-                    let mut l = output::undecryptable(from);
-                    l.text.push_str(&format!(" ({reason})"));
-                    lines.push(l);
-                }
-                Event::Undeliverable { from, reason } => lines.push(output::error(&format!(
-                    "message from {} dropped: {reason}",
-                    output::clean(if from.is_empty() { "?" } else { from })
-                ))),
-                Event::ServerText { text } => lines.push(output::server_text(text)),
-                Event::ServerError { text } => {
-                    r.error = Some(text.to_owned());
-                    lines.push(output::server_error(text));
-                }
-            }
-        }
-        if r.registered {
-            self.ever_registered = true;
-            let (host, port) = self.targets.get(self.at).cloned().unwrap_or_default();
-            self.print(output::connected(&host, port, &me));
-        }
-        if show_directory {
-            self.print_directory();
-        }
-        for l in lines {
-            self.print(l);
-        }
-        r
-    }
-
-    fn command(&mut self, line: &str, out: &mut [u8]) -> Cmd {
-        let cmd = match command::parse_command(line) {
-            Ok(c) => c,
-            Err(CommandError::Empty) => return Cmd::None,
-            Err(e) => {
-                self.print(output::error(&e.to_string()));
-                return Cmd::None;
-            }
-        };
-        match cmd {
-            Command::Quit => Cmd::Quit,
-            Command::Help => {
-                for l in command::HELP.lines() {
-                    self.print(output::sys(l));
-                }
-                Cmd::None
-            }
-            Command::Fingerprint { user } => {
-                match self.client.key_of(user).copied() {
-                    Some(key) => {
-                        let short = fingerprint::short(&key);
-                        let code = fingerprint::safety_code(&key);
-                        for l in output::fingerprint(user, short.as_str(), code.as_str()) {
-                            self.print(l);
-                        }
-                    }
-                    None => self.print(output::unknown_user(user)),
-                }
-                Cmd::None
-            }
-            ref c => match self.client.send(c, &mut OsRng, out) {
-                Ok(n) => Cmd::Send(n),
-                Err(ClientError::UnknownUser) => {
-                    let user = match c {
-                        Command::To { user, .. } => *user,
-                        _ => "",
-                    };
-                    self.print(output::unknown_user(user));
-                    Cmd::None
-                }
-                Err(e) => {
-                    self.print(output::error(&e.to_string()));
-                    Cmd::None
-                }
-            },
         }
     }
 }
 
-#[derive(Default)]
-struct Drained {
-    registered: bool,
-    error: Option<String>,
+/// Writes and flushes `wire` (if not empty), then clears it.
+async fn write_all(
+    wr: &mut smol::io::WriteHalf<TlsStream<TcpStream>>,
+    wire: &mut Vec<u8>,
+) -> Result<(), String> {
+    if wire.is_empty() {
+        return Ok(());
+    }
+    wr.write_all(wire).await.map_err(|e| e.to_string())?;
+    wire.clear();
+    wr.flush().await.map_err(|e| e.to_string())
 }
 
-enum Cmd {
-    None,
-    Quit,
-    Send(usize),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_of_the_desktop_session() {
+        let chat = std::mem::size_of::<DesktopChat>();
+        println!("size_of::<DesktopChat>() = {chat} bytes (on the heap)");
+        // 256 users in two directories dominate: about 86 KiB, plus 1,024 remembered keys.
+        assert!(chat < 256 * 1024, "{chat}");
+    }
 }

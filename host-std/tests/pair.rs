@@ -18,87 +18,68 @@ use seguro::server::hub::{self, Hub, Outbox, Outgoing};
 use seguro::server::push;
 use seguro::server::reader::{Got, LineReader};
 use seguro::server::router::{Close, Config, Joined};
-use seguro_core::client::{Client, Event, Undecryptable};
-use seguro_core::command::parse_command;
+use seguro_core::chat::{Action, Chat, RecentKeys};
+use seguro_core::client::Client;
 use seguro_core::e2ee::KeyPair;
-use seguro_core::frame::{FeedResult, LineAccumulator};
+use seguro_core::fingerprint;
+use seguro_core::frame::LineAccumulator;
 
-// ---- The client side: the only part that knows the client API. ----
+// ---- The client side: core's chat session, exactly as every host runs it. ----
 
-/// A core client and what it showed, rendered as text.
+type PeerChat = Chat<RecentKeys<8>, 8, 256, 2>;
+
+/// A chat session and the rendered text of every line it showed.
 struct Peer {
-    client: Client<8, 256, 2>,
+    chat: PeerChat,
     acc: LineAccumulator<[u8; 1024]>,
     seen: Vec<String>,
 }
 
 impl Peer {
     fn new(name: &str, rng: &mut ChaCha20Rng) -> Self {
+        let client = Client::new(name, KeyPair::generate(rng)).unwrap();
+        let mut chat = Chat::new(client, RecentKeys::new());
+        chat.set_server(&"router");
         Self {
-            client: Client::new(name, KeyPair::generate(rng)).unwrap(),
+            chat,
             acc: LineAccumulator::new([0; 1024]),
             seen: Vec::new(),
         }
     }
 
-    /// Whatever the client has to transmit now.
+    fn fp(&self) -> String {
+        fingerprint::short(&self.chat.client().public_key())
+            .as_str()
+            .to_owned()
+    }
+
+    /// Shows every pending line; appends whatever the session has to transmit to `out`.
     fn transmit(&mut self, out: &mut Vec<u8>) {
+        while let Some(line) = self.chat.poll_line() {
+            self.seen.push(line.to_string());
+        }
         let mut buf = [0u8; 1024];
-        while let Some(n) = self.client.poll_transmit(&mut buf).unwrap() {
+        while let Some(n) = self.chat.poll_transmit(&mut buf).unwrap() {
             out.extend_from_slice(&buf[..n]);
         }
     }
 
-    /// A line the user typed: the bytes to send, or the client's refusal.
-    fn typed(&mut self, line: &str, rng: &mut ChaCha20Rng) -> Result<Vec<u8>, String> {
-        let cmd = parse_command(line).map_err(|e| e.to_string())?;
-        let mut out = [0u8; 1024];
-        let n = self
-            .client
-            .send(&cmd, rng, &mut out)
-            .map_err(|e| e.to_string())?;
-        Ok(out[..n].to_vec())
+    /// A line the user typed: what the session did, and the bytes it queued.
+    fn typed(&mut self, line: &str, rng: &mut ChaCha20Rng) -> (Action, Vec<u8>) {
+        let action = self.chat.input(line, rng);
+        let mut out = Vec::new();
+        self.transmit(&mut out);
+        (action, out)
     }
 
     /// Bytes from the server (one chunk); the replies go to `out`.
     fn receive(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut scratch = [0u8; 1024];
         let mut w = chunk;
-        loop {
-            match self.acc.feed(w) {
-                FeedResult::Consumed => break,
-                FeedResult::Overlong { remaining } => {
-                    self.seen.push("overlong".into());
-                    w = remaining;
-                }
-                FeedResult::Line { line, remaining } => {
-                    let mut scratch = vec![0u8; line.len()];
-                    if let Err(e) = self.client.handle_line(line, &mut scratch) {
-                        self.seen.push(format!("client error: {e}"));
-                    }
-                    while let Some(ev) = self.client.poll_event() {
-                        self.seen.push(render(&ev));
-                    }
-                    w = remaining;
-                }
-            }
+        while !w.is_empty() {
+            w = self.chat.receive(&mut self.acc, w, &mut scratch, 0);
+            self.transmit(out);
         }
-        self.transmit(out);
-    }
-}
-
-fn render(ev: &Event<'_>) -> String {
-    match ev {
-        Event::Registered { users } => format!("registered {users}"),
-        Event::Joined { name, .. } => format!("joined {name}"),
-        Event::Left { name } => format!("left {name}"),
-        Event::KeyChanged { name, .. } => format!("key changed {name}"),
-        Event::DirectoryTruncated(d) => format!("truncated {d:?}"),
-        Event::Directory => "directory".into(),
-        Event::Message { from, text } => format!("[{from}] {text}"),
-        Event::Undecryptable { from, reason } => format!("undecryptable {from}: {reason:?}"),
-        Event::Undeliverable { from, reason } => format!("undeliverable {from}: {reason:?}"),
-        Event::ServerText { text } => format!("[SERVER] {text}"),
-        Event::ServerError { text } => format!("[ERROR] {text}"),
     }
 }
 
@@ -236,12 +217,16 @@ impl World {
         self.settle();
     }
 
-    fn type_line(&mut self, name: &str, line: &str) -> Result<(), String> {
+    fn type_line(&mut self, name: &str, line: &str) -> Action {
         let (peer, _) = self.peers.get_mut(name).unwrap();
-        let bytes = peer.typed(line, &mut self.rng)?;
+        let (action, bytes) = peer.typed(line, &mut self.rng);
         self.send_to_server(name, &bytes);
         self.settle();
-        Ok(())
+        action
+    }
+
+    fn fp(&self, name: &str) -> String {
+        self.peers[name].0.fp()
     }
 
     /// Runs the directory push, then moves bytes server → clients → server until quiet.
@@ -294,50 +279,95 @@ fn random_chunks(r: &mut ChaCha20Rng) -> usize {
 fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
     let mut w = World::new(chunk, seed);
     w.connect("alice");
-    assert_eq!(w.seen("alice"), ["registered 1", "joined alice"]);
+    let a = w.fp("alice");
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] connected to router as alice".to_string(),
+            "[SYS] users online (1):".into(),
+            format!("[SYS]   alice  fp {a} (you)"),
+        ]
+    );
     w.connect("bob");
+    let b = w.fp("bob");
     assert_eq!(
         w.seen("bob"),
-        ["registered 2", "joined alice", "joined bob"]
+        [
+            "[SYS] connected to router as bob".to_string(),
+            "[SYS] users online (2):".into(),
+            format!("[SYS]   alice  fp {a}"),
+            format!("[SYS]   bob  fp {b} (you)"),
+        ]
     );
-    assert_eq!(w.seen("alice"), ["joined bob"]);
+    assert_eq!(w.seen("alice"), [format!("[SYS] bob joined, fp {b}")]);
 
-    w.type_line("alice", "/to bob hola juan").unwrap();
+    assert_eq!(w.type_line("alice", "/to bob hola juan"), Action::Sent);
     assert_eq!(w.seen("bob"), ["[alice] hola juan"]);
-    w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\")
-        .unwrap();
+    assert_eq!(
+        w.type_line("bob", "/to alice ¿Qué tal? ñandú 🚀 \"q\" \\"),
+        Action::Sent
+    );
     assert_eq!(w.seen("alice"), ["[bob] ¿Qué tal? ñandú 🚀 \"q\" \\"]);
-    w.type_line("alice", "/server hola server").unwrap();
+    assert_eq!(w.type_line("alice", "/server hola server"), Action::Sent);
     assert_eq!(w.seen("alice"), ["[SERVER] echo: hola server"]);
-    w.type_line("alice", "/list").unwrap();
-    assert_eq!(w.seen("alice"), ["directory"]);
-
-    // Unknown recipient: refused locally, with a directory refresh.
-    let err = w.type_line("alice", "/to nobody hi").unwrap_err();
-    assert!(err.contains("unknown user"), "{err}");
-    assert!(w.seen("alice").is_empty());
-
-    // Too long.
-    let long = format!("/to bob {}", "x".repeat(300));
-    assert!(
-        w.type_line("alice", &long)
-            .unwrap_err()
-            .contains("too long")
+    assert_eq!(w.type_line("alice", "/list"), Action::Sent);
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] users online (2):".to_string(),
+            format!("[SYS]   alice  fp {a} (you)"),
+            format!("[SYS]   bob  fp {b}"),
+        ]
     );
 
-    // bob leaves and comes back with a new key: alice's client sees a leave and a join
-    // (remembering keys across a leave is the chat layer's job).
+    // Unknown recipient: refused locally (a directory refresh goes out, silently).
+    assert_eq!(w.type_line("alice", "/to nobody hi"), Action::Shown);
+    assert_eq!(
+        w.seen("alice"),
+        ["[ERROR] unknown user: nobody (try /list)"]
+    );
+
+    // Too long: refused locally, nothing reaches bob.
+    let long = format!("/to bob {}", "x".repeat(300));
+    assert_eq!(w.type_line("alice", &long), Action::Shown);
+    assert_eq!(
+        w.seen("alice"),
+        ["[ERROR] message too long (at most 240 bytes)"]
+    );
+    assert!(w.seen("bob").is_empty());
+
+    // bob leaves and comes back with a new key: the server's push tells alice, and
+    // alice's session remembers bob's old key across the leave.
     w.leave("bob");
-    assert_eq!(w.seen("alice"), ["left bob"]);
+    assert_eq!(w.seen("alice"), ["[SYS] bob left"]);
     w.connect("bob");
-    assert_eq!(w.seen("alice"), ["joined bob"]);
+    let b2 = w.fp("bob");
+    assert_ne!(b, b2);
+    let seen = w.seen("alice");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], format!("[SYS] bob joined, fp {b2}"));
+    assert!(
+        seen[1].starts_with(&format!(
+            "[WARN] KEY CHANGED for bob: fp was {b}, now {b2}. Either bob restarted"
+        )),
+        "{seen:?}"
+    );
     w.seen("bob");
-    // bob reconnects with a new key before the server's push: alice's directory goes
-    // straight from the old key to the new one, a key change.
+
+    // bob reconnects with another key before the server's push: alice's directory goes
+    // straight from the old key to the new one, a key change too.
     let new_bob = Peer::new("bob", &mut w.rng);
+    let b3 = new_bob.fp();
     w.attach("bob", new_bob);
-    assert_eq!(w.seen("alice"), ["key changed bob"]);
-    w.type_line("bob", "/to alice still me").unwrap();
+    let seen = w.seen("alice");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!(
+            "[WARN] KEY CHANGED for bob: fp was {b2}, now {b3}."
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(w.type_line("bob", "/to alice still me"), Action::Sent);
     assert_eq!(w.seen("alice"), ["[bob] still me"]);
     assert_eq!(w.closed("alice"), None);
 }
@@ -378,13 +408,21 @@ fn a_first_message_beats_the_directory_push() {
     let mut replies = Vec::new();
     carol.receive(&welcome, &mut replies);
     assert!(replies.is_empty());
-    let relay = carol.typed("/to alice hi from carol", &mut w.rng).unwrap();
+    let (action, relay) = carol.typed("/to alice hi from carol", &mut w.rng);
+    assert_eq!(action, Action::Sent);
     server_receive(&mut w.hub, conn, &relay);
     let (alice, aconn) = w.peers.get_mut("alice").unwrap();
     let bytes = aconn.queue.take_bytes();
     alice.receive(&bytes, &mut replies);
     assert!(replies.is_empty(), "alice had to ask for the directory");
-    assert_eq!(w.seen("alice"), ["joined carol", "[carol] hi from carol"]);
+    let carol_fp = w.fp("carol");
+    assert_eq!(
+        w.seen("alice"),
+        [
+            format!("[SYS] carol joined, fp {carol_fp}"),
+            "[carol] hi from carol".into()
+        ]
+    );
 }
 
 #[test]
@@ -395,7 +433,7 @@ fn tampered_message_is_reported_not_shown() {
     w.seen("alice");
     w.seen("bob");
     let (alice, _) = w.peers.get_mut("alice").unwrap();
-    let line = String::from_utf8(alice.typed("/to bob secret", &mut w.rng).unwrap()).unwrap();
+    let line = String::from_utf8(alice.typed("/to bob secret", &mut w.rng).1).unwrap();
     // Flip one character of the cipher text's base64.
     let i = line.find("\"cipher\":\"").unwrap() + 12;
     let mut bytes = line.into_bytes();
@@ -405,7 +443,7 @@ fn tampered_message_is_reported_not_shown() {
     let seen = w.seen("bob");
     assert_eq!(
         seen,
-        [format!("undecryptable alice: {:?}", Undecryptable::BadTag)]
+        ["[ERROR] could not decrypt message from alice (authentication failed)"]
     );
     assert!(!seen.iter().any(|s| s.contains("secret")));
 }
@@ -420,7 +458,7 @@ fn a_forged_sender_is_rewritten() {
     // mallory encrypts to bob and claims to be alice: bob sees mallory's name, and the
     // message does not decrypt under alice's key either way.
     let (m, _) = w.peers.get_mut("mallory").unwrap();
-    let line = String::from_utf8(m.typed("/to bob it is me, alice", &mut w.rng).unwrap()).unwrap();
+    let line = String::from_utf8(m.typed("/to bob it is me, alice", &mut w.rng).1).unwrap();
     let forged = line.replacen("\"from\":\"mallory\"", "\"from\":\"alice\"", 1);
     assert_ne!(forged, line);
     w.send_to_server("mallory", forged.as_bytes());
@@ -446,7 +484,10 @@ fn the_server_refuses_a_taken_name_and_closes_a_garbage_sender() {
         ["[ERROR] name \"alice\" is already connected"]
     );
     w.connect("bob");
-    w.type_line("bob", "/to alice still the first").unwrap();
+    assert_eq!(
+        w.type_line("bob", "/to alice still the first"),
+        Action::Sent
+    );
     assert_eq!(
         w.seen("alice-first").last().unwrap(),
         "[bob] still the first"
@@ -465,4 +506,33 @@ fn the_server_refuses_a_taken_name_and_closes_a_garbage_sender() {
         errors.iter().all(|e| e.starts_with("[ERROR] bad message:")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_reconnect_with_the_same_key_is_no_key_change() {
+    // bob's identity is stable (a state directory): the same key across connections.
+    let mut w = World::new(random_chunks, 12);
+    w.connect("alice");
+    let first = Peer::new("bob", &mut ChaCha20Rng::seed_from_u64(77));
+    let b = first.fp();
+    w.attach("bob", first);
+    w.seen("alice");
+    // After a leave the server has pushed: a leave and a join, no warning.
+    w.leave("bob");
+    let again = Peer::new("bob", &mut ChaCha20Rng::seed_from_u64(77));
+    w.attach("bob", again);
+    assert_eq!(
+        w.seen("alice"),
+        [
+            "[SYS] bob left".to_string(),
+            format!("[SYS] bob joined, fp {b}")
+        ]
+    );
+    // Replaced before the push (the old connection dropped, the new one registered):
+    // alice's directory does not change at all, so she sees nothing.
+    let third = Peer::new("bob", &mut ChaCha20Rng::seed_from_u64(77));
+    w.attach("bob", third);
+    assert!(w.seen("alice").is_empty());
+    assert_eq!(w.type_line("bob", "/to alice same bob"), Action::Sent);
+    assert_eq!(w.seen("alice"), ["[bob] same bob"]);
 }

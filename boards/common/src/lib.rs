@@ -1,26 +1,32 @@
-//! What the Seguro board firmwares share: the console line editor and the chat task
-//! that turns the build-time settings into a running [`seguro_embassy`] client.
+//! What the Seguro board firmwares share: the build-time settings, the chat task that
+//! turns them into a running [`seguro_embassy`] client, the network and Wi-Fi
+//! plumbing, the console line editor and (feature `rtt`) the console over RTT.
 //!
-//! A board brings up its network stack, seeds a [`SeededRng`] from its hardware RNG,
-//! then runs [`chat`] in one task, a console reader that feeds typed lines through a
-//! [`LineEditor`] into [`COMMANDS`], and a console writer that prints what arrives on
-//! [`EVENTS`].
+//! A board's `main.rs` keeps what is its own: clocks, pins, the network device, the
+//! entropy it seeds the RNG with, and how its console reaches the user. It names
+//! itself with [`firmware!`], then calls [`rng`], [`network`] and [`start_chat`],
+//! spawns `net_task`, feeds typed bytes through [`typed`] and prints what arrives on
+//! [`EVENTS`] (or uses [`rtt::start`]); a Wi-Fi board runs [`keep_joined`] with its
+//! radio.
 #![no_std]
 
-use core::hint::black_box;
+use core::fmt;
 
+use embassy_executor::{SpawnError, Spawner};
 use embassy_net::dns::DnsQueryType;
-use embassy_net::{IpAddress, IpEndpoint, Stack};
+use embassy_net::{IpAddress, IpEndpoint, Runner, Stack, StackResources};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{Duration, Timer};
 use seguro_embassy::output::Output;
 use seguro_embassy::pin::Pin;
-use seguro_embassy::rng::SeededRng;
+use seguro_embassy::rng::{SeededRng, Seeder};
+use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
 use seguro_embassy::seguro_core::fingerprint;
 use seguro_embassy::seguro_core::invite::{Invite, InviteError};
-use seguro_embassy::session::{self, Config, Input, Storage};
+use seguro_embassy::session::{self, Config, Input, Session, Storage};
+use static_cell::{ConstStaticCell, StaticCell};
 
 /// Commands waiting for the client.
 pub const COMMAND_QUEUE: usize = 4;
@@ -37,11 +43,20 @@ pub static EVENTS: session::Events<CriticalSectionRawMutex, EVENT_QUEUE> = sessi
 /// its fragments), 2 KiB TCP windows, 4 KiB lines.
 pub type ChatStorage = Storage;
 
-/// The build-time settings (see the board's README and `seguro-board-build`).
+/// A board's chat session: 32 users, 1 KiB texts, the last keys of 32 users
+/// remembered across leave and rejoin (`seguro_core::limits` has the costs).
+pub type BoardChat = Chat<RecentKeys>;
+
+/// The build-time settings (see the board's README and `seguro-board-build`); made by
+/// [`firmware!`].
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Names of the variables that were not set when the firmware was built.
     pub missing: &'static [&'static str],
+    /// Wi-Fi network name (empty on a wired board).
+    pub wifi_ssid: &'static str,
+    /// Wi-Fi password (empty: an open network).
+    pub wifi_password: &'static str,
     /// Server host: an IPv4 address or a DNS name.
     pub server_host: &'static str,
     /// Server TCP port.
@@ -69,6 +84,44 @@ impl core::fmt::Display for PinSetting {
     }
 }
 
+/// What every firmware defines the same way: `static SETTINGS: seguro_board::Settings`
+/// (from the `seguro_config.rs` the board's build script wrote with
+/// `seguro-board-build`), `const BOARD: seguro_board::Board`, and the task `net_task`
+/// that runs the embassy-net stack over the board's network device:
+///
+/// ```rust,ignore
+/// seguro_board::firmware! { name: "Nucleo-F767ZI", link: "Ethernet", device: Device }
+/// ```
+#[macro_export]
+macro_rules! firmware {
+    (name: $name:expr, link: $link:expr, device: $device:ty $(,)?) => {
+        mod seguro_config {
+            include!(concat!(env!("OUT_DIR"), "/seguro_config.rs"));
+        }
+
+        static SETTINGS: $crate::Settings = $crate::Settings {
+            missing: seguro_config::MISSING,
+            wifi_ssid: seguro_config::WIFI_SSID,
+            wifi_password: seguro_config::WIFI_PASSWORD,
+            server_host: seguro_config::SERVER_HOST,
+            server_port: seguro_config::SERVER_PORT,
+            user: seguro_config::USER,
+            cert_der: seguro_config::CERT_DER,
+            invite: seguro_config::INVITE,
+        };
+
+        const BOARD: $crate::Board = $crate::Board {
+            name: $name,
+            link: $link,
+        };
+
+        #[embassy_executor::task]
+        async fn net_task(mut runner: embassy_net::Runner<'static, $device>) -> ! {
+            runner.run().await
+        }
+    };
+}
+
 /// What the board's name and console look like, for the greeting.
 #[derive(Debug, Clone, Copy)]
 pub struct Board {
@@ -78,8 +131,55 @@ pub struct Board {
     pub link: &'static str,
 }
 
-async fn say(line: Output) {
+/// Sends one line to the console.
+pub async fn say(line: Output) {
     EVENTS.send(line).await;
+}
+
+/// The CSPRNG, seeded with what `seeder` absorbed, in static memory (call once).
+pub fn rng(seeder: Seeder) -> &'static mut SeededRng {
+    static RNG: StaticCell<SeededRng> = StaticCell::new();
+    RNG.init(seeder.finish())
+}
+
+/// The embassy-net stack over `device`, configured by DHCP (call once); run the
+/// returned runner in the board's network task.
+pub fn network<D: embassy_net_driver::Driver>(
+    device: D,
+    rng: &mut SeededRng,
+) -> (Stack<'static>, Runner<'static, D>) {
+    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+    embassy_net::new(
+        device,
+        embassy_net::Config::dhcpv4(Default::default()),
+        RESOURCES.init(StackResources::new()),
+        rand_core::RngCore::next_u64(rng),
+    )
+}
+
+/// Spawns the chat task (call once): see [`chat`].
+pub fn start_chat(
+    spawner: Spawner,
+    board: Board,
+    stack: Stack<'static>,
+    settings: &'static Settings,
+    rng: &'static mut SeededRng,
+) -> Result<(), SpawnError> {
+    // 33 KiB of buffers, placed in .bss without passing through the stack.
+    static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
+    spawner.spawn(chat_task(board, stack, settings, rng, STORAGE.take())?);
+    Ok(())
+}
+
+#[embassy_executor::task]
+async fn chat_task(
+    board: Board,
+    stack: Stack<'static>,
+    settings: &'static Settings,
+    rng: &'static mut SeededRng,
+    storage: &'static mut ChatStorage,
+) -> ! {
+    chat(board, stack, settings, rng, storage).await
 }
 
 /// Answers every command with `why` forever: the firmware cannot chat, but says so.
@@ -106,12 +206,8 @@ pub async fn chat(
         board.name, board.link
     )))
     .await;
-    // The settings are constants: keep the optimiser from pruning the client out of
-    // a firmware built without them, so its size is the size of a configured one.
-    let settings: Settings = *black_box(settings);
-    let missing = black_box(settings.missing);
-    if !missing.is_empty() {
-        for name in missing {
+    if !settings.missing.is_empty() {
+        for name in settings.missing {
             say(Output::error(format_args!(
                 "this firmware was built without {name}"
             )))
@@ -138,15 +234,16 @@ pub async fn chat(
         }
     };
     let keys = KeyPair::generate(rng);
-    let mut client: Client = match Client::new(settings.user, keys) {
-        Ok(c) => c,
+    // Made in the match: a `Client` bound to a variable of its own would be kept in
+    // this future beside the chat, 18 KiB for nothing.
+    let mut chat: BoardChat = match Client::new(settings.user, keys) {
+        Ok(client) => Chat::new(client, RecentKeys::new()),
         Err(e) => park(Output::error(format_args!("SEGURO_USER: {e}"))).await,
     };
-    let me = client.public_key();
     say(Output::sys(format_args!(
         "user {}, key fingerprint {}",
         settings.user,
-        fingerprint::short(&me)
+        fingerprint::short(&chat.client().public_key())
     )))
     .await;
 
@@ -170,15 +267,14 @@ pub async fn chat(
     let address = resolve(stack, settings.server_host).await;
     let server = IpEndpoint::new(address, settings.server_port);
     let config = Config::new(server, pin);
-    session::run(
-        stack,
+    Session::new(
         &config,
         storage.buffers(),
-        &mut client,
+        &mut chat,
         rng,
-        &COMMANDS,
-        &EVENTS,
+        (&COMMANDS, &EVENTS),
     )
+    .run(stack)
     .await;
     park(Output::sys(format_args!(
         "disconnected; reset the board to connect again"
@@ -215,6 +311,113 @@ async fn resolve(stack: Stack<'static>, host: &str) -> IpAddress {
         }
         Timer::after(delay).await;
         delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// A board's Wi-Fi radio, for [`keep_joined`].
+// The executors boards use are single-threaded: no `Send` bound is needed on the
+// futures, which is what the lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait WifiLink {
+    /// Why joining failed, in words for the console.
+    type Error: fmt::Display;
+    /// Joins `ssid` (an empty `password`: an open network).
+    async fn join(&mut self, ssid: &str, password: &str) -> Result<(), Self::Error>;
+    /// Returns when the connection to the access point is lost.
+    async fn wait_lost(&mut self);
+}
+
+/// Joins the network of the settings, and joins again whenever the connection drops,
+/// saying so on the console; retries a failed join after 2 s, doubling to 30 s.
+/// Returns at once without Wi-Fi settings (the chat task reports them missing).
+pub async fn keep_joined(settings: &Settings, mut link: impl WifiLink) {
+    let ssid = settings.wifi_ssid;
+    if ssid.is_empty() {
+        return;
+    }
+    loop {
+        let mut delay = Duration::from_secs(2);
+        loop {
+            say(Output::sys(format_args!("joining Wi-Fi network {ssid}"))).await;
+            match link.join(ssid, settings.wifi_password).await {
+                Ok(()) => break,
+                Err(why) => {
+                    say(Output::warn(format_args!(
+                        "Wi-Fi: {why}; retrying in {} s",
+                        delay.as_secs()
+                    )))
+                    .await;
+                    Timer::after(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        say(Output::sys(format_args!("joined {ssid}"))).await;
+        link.wait_lost().await;
+        say(Output::warn(format_args!(
+            "Wi-Fi connection lost; joining again"
+        )))
+        .await;
+    }
+}
+
+/// Feeds bytes typed on the console through `editor` into [`COMMANDS`]; `echo` sees
+/// every byte after it was handled, and whether it erased a character, for consoles
+/// that echo locally.
+pub async fn typed(editor: &mut LineEditor, bytes: &[u8], mut echo: impl FnMut(bool, u8)) {
+    for &b in bytes {
+        let erased = submit(editor.feed(b)).await;
+        echo(erased, b);
+    }
+}
+
+/// The console over RTT: lines typed at the probe's prompt (probe-rs) arrive on down
+/// channel 0, chat lines go out through defmt next to the log.
+#[cfg(feature = "rtt")]
+pub mod rtt {
+    use embassy_executor::{SpawnError, Spawner};
+    use embassy_time::Timer;
+    use rtt_target::{ChannelMode, DownChannel, rtt_init};
+
+    use crate::{EVENTS, LineEditor};
+
+    /// Sets RTT up (defmt on up channel 0) and spawns the console tasks (call once,
+    /// first thing: the log goes nowhere before).
+    pub fn start(spawner: Spawner) -> Result<(), SpawnError> {
+        let channels = rtt_init! {
+            up: {
+                0: { size: 4096, mode: ChannelMode::NoBlockSkip, name: "defmt" }
+            }
+            down: {
+                0: { size: 512, name: "Terminal" }
+            }
+        };
+        rtt_target::set_defmt_channel(channels.up.0);
+        spawner.spawn(console_out()?);
+        spawner.spawn(console_in(channels.down.0)?);
+        Ok(())
+    }
+
+    #[embassy_executor::task]
+    async fn console_in(mut down: DownChannel) -> ! {
+        let mut editor = LineEditor::new();
+        let mut buf = [0u8; 64];
+        loop {
+            let n = down.read(&mut buf);
+            if n == 0 {
+                Timer::after_millis(20).await;
+                continue;
+            }
+            crate::typed(&mut editor, buf.get(..n).unwrap_or(&[]), |_, _| {}).await;
+        }
+    }
+
+    #[embassy_executor::task]
+    async fn console_out() -> ! {
+        loop {
+            let line = EVENTS.receive().await;
+            defmt::println!("{=str}", line.text.as_str());
+        }
     }
 }
 

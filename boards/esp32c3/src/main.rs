@@ -6,10 +6,9 @@
 #![no_std]
 #![no_main]
 
-use core::hint::black_box;
+use core::fmt;
 
 use embassy_executor::Spawner;
-use embassy_net::{Stack, StackResources};
 use embassy_time::{Duration, Timer};
 use embedded_io_async::Read as _;
 use esp_backtrace as _;
@@ -21,48 +20,16 @@ use esp_hal::usb::usb_serial_jtag::{UsbSerialJtag, UsbSerialJtagRx};
 use esp_println::{print, println};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
-use rand_core::RngCore as _;
-use seguro_board::{Board, ChatStorage, EVENTS, Key, LineEditor, Settings};
+use seguro_board::{EVENTS, LineEditor, WifiLink, say};
 use seguro_embassy::output::Output as Line;
-use seguro_embassy::rng::{SeededRng, Seeder};
-use static_cell::{ConstStaticCell, StaticCell};
+use seguro_embassy::rng::Seeder;
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
-mod settings {
-    include!(concat!(env!("OUT_DIR"), "/seguro_config.rs"));
-}
-
-const BOARD: Board = Board {
+seguro_board::firmware! {
     name: "ESP32-C3",
     link: "Wi-Fi",
-};
-
-static SETTINGS: Settings = Settings {
-    missing: settings::MISSING,
-    server_host: settings::SERVER_HOST,
-    server_port: settings::SERVER_PORT,
-    user: settings::USER,
-    cert_der: settings::CERT_DER,
-    invite: settings::INVITE,
-};
-
-async fn say(line: Line) {
-    EVENTS.send(line).await;
-}
-
-#[embassy_executor::task]
-async fn net_task(mut runner: embassy_net::Runner<'static, Interface>) -> ! {
-    runner.run().await
-}
-
-#[embassy_executor::task]
-async fn chat_task(
-    stack: Stack<'static>,
-    rng: &'static mut SeededRng,
-    storage: &'static mut ChatStorage,
-) -> ! {
-    seguro_board::chat(BOARD, stack, &SETTINGS, rng, storage).await
+    device: Interface,
 }
 
 /// Keystrokes from the USB-serial-JTAG port (e.g. `espflash monitor`), echoed back.
@@ -78,16 +45,13 @@ async fn console_in(mut rx: UsbSerialJtagRx<'static, Async>) -> ! {
                 continue;
             }
         };
-        for &b in buf.get(..n).unwrap_or(&[]) {
-            let key = editor.feed(b);
-            match (&key, b) {
-                (Key::Erased, _) => print!("\x08 \x08"),
-                (_, b'\r' | b'\n') => println!(),
-                (_, b) if b >= 0x20 && b != 0x7f => print!("{}", b as char),
-                _ => {}
-            }
-            seguro_board::submit(key).await;
-        }
+        let echo = |erased: bool, b: u8| match (erased, b) {
+            (true, _) => print!("\x08 \x08"),
+            (_, b'\r' | b'\n') => println!(),
+            (_, b) if b >= 0x20 && b != 0x7f => print!("{}", b as char),
+            _ => {}
+        };
+        seguro_board::typed(&mut editor, buf.get(..n).unwrap_or(&[]), echo).await;
     }
 }
 
@@ -101,10 +65,35 @@ async fn console_out() -> ! {
     }
 }
 
-/// Joins the network, and joins again whenever the connection drops.
+/// A Wi-Fi error, shown with its `Debug` form.
+struct WifiError(esp_radio::wifi::ConnectionError);
+
+impl fmt::Display for WifiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// The radio as the Wi-Fi link `seguro_board::keep_joined` keeps up.
+struct Wifi(WifiController<'static>);
+
+impl WifiLink for Wifi {
+    type Error = WifiError;
+
+    async fn join(&mut self, _ssid: &str, _password: &str) -> Result<(), WifiError> {
+        // The network was configured once, in `wifi`.
+        self.0.connect_async().await.map(|_| ()).map_err(WifiError)
+    }
+
+    async fn wait_lost(&mut self) {
+        let _ = self.0.wait_for_disconnect_async().await;
+        Timer::after(Duration::from_secs(1)).await;
+    }
+}
+
+/// Configures the radio for the network of the settings, then keeps it joined.
 async fn wifi(mut controller: WifiController<'static>) {
-    let ssid = black_box(settings::WIFI_SSID);
-    let password = black_box(settings::WIFI_PASSWORD);
+    let (ssid, password) = (SETTINGS.wifi_ssid, SETTINGS.wifi_password);
     if ssid.is_empty() {
         // The chat task reports the missing setting.
         return;
@@ -138,31 +127,7 @@ async fn wifi(mut controller: WifiController<'static>) {
         .await;
         return;
     }
-    loop {
-        let mut delay = Duration::from_secs(2);
-        loop {
-            say(Line::sys(format_args!("joining Wi-Fi network {ssid}"))).await;
-            match controller.connect_async().await {
-                Ok(_) => break,
-                Err(e) => {
-                    say(Line::warn(format_args!(
-                        "Wi-Fi: {e:?}; retrying in {} s",
-                        delay.as_secs()
-                    )))
-                    .await;
-                    Timer::after(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-        say(Line::sys(format_args!("joined {ssid}"))).await;
-        let _ = controller.wait_for_disconnect_async().await;
-        say(Line::warn(format_args!(
-            "Wi-Fi connection lost; joining again"
-        )))
-        .await;
-        Timer::after(Duration::from_secs(1)).await;
-    }
+    seguro_board::keep_joined(&SETTINGS, Wifi(controller)).await;
 }
 
 #[esp_rtos::main]
@@ -207,21 +172,11 @@ async fn main(spawner: Spawner) {
         }
     }
     seeder.absorb(esp_hal::efuse::base_mac_address().as_bytes());
-    static RNG_CELL: StaticCell<SeededRng> = StaticCell::new();
-    let rng = RNG_CELL.init(seeder.finish());
+    let rng = seguro_board::rng(seeder);
 
-    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
-    let (stack, runner) = embassy_net::new(
-        Interface::station(),
-        embassy_net::Config::dhcpv4(Default::default()),
-        RESOURCES.init(StackResources::new()),
-        rng.next_u64(),
-    );
+    let (stack, runner) = seguro_board::network(Interface::station(), rng);
     spawner.spawn(net_task(runner).expect("net_task spawns once"));
-
-    // 33 KiB of buffers, placed in .bss without passing through the stack.
-    static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
-    spawner.spawn(chat_task(stack, rng, STORAGE.take()).expect("chat_task spawns once"));
+    seguro_board::start_chat(spawner, BOARD, stack, &SETTINGS, rng).expect("chat_task spawns once");
 
     wifi(controller).await;
     // Without Wi-Fi settings: keep the radio (and so the RNG source) alive anyway.

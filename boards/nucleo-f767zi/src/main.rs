@@ -5,21 +5,19 @@
 
 use defmt::{info, unwrap};
 use embassy_executor::Spawner;
-use embassy_net::StackResources;
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
 use embassy_stm32::{Config, bind_interrupts, eth, rng};
-use embassy_time::Timer;
-use rtt_target::{ChannelMode, DownChannel, rtt_init};
-use seguro_board::{Board, ChatStorage, EVENTS, LineEditor, Settings};
-use seguro_embassy::rng::{SeededRng, Seeder};
-use static_cell::{ConstStaticCell, StaticCell};
-use {panic_probe as _, rand_core::RngCore as _};
+use panic_probe as _;
+use seguro_embassy::rng::Seeder;
+use static_cell::StaticCell;
 
-mod settings {
-    include!(concat!(env!("OUT_DIR"), "/seguro_config.rs"));
+seguro_board::firmware! {
+    name: "Nucleo-F767ZI",
+    link: "Ethernet",
+    device: Device,
 }
 
 bind_interrupts!(struct Irqs {
@@ -29,71 +27,9 @@ bind_interrupts!(struct Irqs {
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
-const BOARD: Board = Board {
-    name: "Nucleo-F767ZI",
-    link: "Ethernet",
-};
-
-static SETTINGS: Settings = Settings {
-    missing: settings::MISSING,
-    server_host: settings::SERVER_HOST,
-    server_port: settings::SERVER_PORT,
-    user: settings::USER,
-    cert_der: settings::CERT_DER,
-    invite: settings::INVITE,
-};
-
-#[embassy_executor::task]
-async fn net_task(mut runner: embassy_net::Runner<'static, Device>) -> ! {
-    runner.run().await
-}
-
-#[embassy_executor::task]
-async fn chat_task(
-    stack: embassy_net::Stack<'static>,
-    rng: &'static mut SeededRng,
-    storage: &'static mut ChatStorage,
-) -> ! {
-    seguro_board::chat(BOARD, stack, &SETTINGS, rng, storage).await
-}
-
-/// Lines typed at the probe-rs prompt arrive on RTT down channel 0.
-#[embassy_executor::task]
-async fn console_in(mut down: DownChannel) -> ! {
-    let mut editor = LineEditor::new();
-    let mut buf = [0u8; 64];
-    loop {
-        let n = down.read(&mut buf);
-        if n == 0 {
-            Timer::after_millis(20).await;
-            continue;
-        }
-        for &b in buf.get(..n).unwrap_or(&[]) {
-            seguro_board::submit(editor.feed(b)).await;
-        }
-    }
-}
-
-/// Chat lines go out through defmt, next to the log.
-#[embassy_executor::task]
-async fn console_out() -> ! {
-    loop {
-        let line = EVENTS.receive().await;
-        defmt::println!("{=str}", line.text.as_str());
-    }
-}
-
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let channels = rtt_init! {
-        up: {
-            0: { size: 4096, mode: ChannelMode::NoBlockSkip, name: "defmt" }
-        }
-        down: {
-            0: { size: 512, name: "Terminal" }
-        }
-    };
-    rtt_target::set_defmt_channel(channels.up.0);
+    unwrap!(seguro_board::rtt::start(spawner));
 
     let mut config = Config::default();
     {
@@ -124,8 +60,7 @@ async fn main(spawner: Spawner) {
     let mut hw = Rng::new(p.RNG, Irqs);
     let mut seeder = Seeder::new();
     seeder.absorb_rng(&mut hw, 64).absorb(&uid);
-    static RNG_CELL: StaticCell<SeededRng> = StaticCell::new();
-    let rng = RNG_CELL.init(seeder.finish());
+    let rng = seguro_board::rng(seeder);
 
     // A locally administered MAC address derived from the unique ID.
     let mac = [
@@ -157,20 +92,9 @@ async fn main(spawner: Spawner) {
         p.PC1,
     );
 
-    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
-    let (stack, runner) = embassy_net::new(
-        device,
-        embassy_net::Config::dhcpv4(Default::default()),
-        RESOURCES.init(StackResources::new()),
-        rng.next_u64(),
-    );
-
-    // 33 KiB of buffers, placed in .bss without passing through the stack.
-    static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
-    let storage = STORAGE.take();
-
-    spawner.spawn(unwrap!(console_out()));
-    spawner.spawn(unwrap!(console_in(channels.down.0)));
+    let (stack, runner) = seguro_board::network(device, rng);
     spawner.spawn(unwrap!(net_task(runner)));
-    spawner.spawn(unwrap!(chat_task(stack, rng, storage)));
+    unwrap!(seguro_board::start_chat(
+        spawner, BOARD, stack, &SETTINGS, rng
+    ));
 }

@@ -5,13 +5,11 @@
 #![no_std]
 #![no_main]
 
-use core::hint::black_box;
-
 use cyw43::{A4, Aligned, JoinOptions};
 use cyw43_pio::{DEFAULT_CLOCK_DIVIDER, PioSpi};
 use defmt::{info, unwrap};
 use embassy_executor::Spawner;
-use embassy_net::{Stack, StackResources};
+use embassy_net::Stack;
 use embassy_rp::dma;
 #[cfg(feature = "rp2040")]
 use embassy_rp::flash::{Blocking, Flash};
@@ -19,16 +17,21 @@ use embassy_rp::gpio::{Level, Output};
 use embassy_rp::peripherals::{DMA_CH0, PIO0};
 use embassy_rp::pio::{self, Pio};
 use embassy_rp::{Peri, bind_interrupts};
-use embassy_time::{Duration, Instant, Timer};
-use rtt_target::{ChannelMode, DownChannel, rtt_init};
-use seguro_board::{Board, ChatStorage, EVENTS, LineEditor, Settings};
-use seguro_embassy::output::Output as Line;
-use seguro_embassy::rng::{SeededRng, Seeder};
-use static_cell::{ConstStaticCell, StaticCell};
-use {panic_probe as _, rand_core::RngCore as _};
+use embassy_time::Instant;
+use panic_probe as _;
+use seguro_board::WifiLink;
+use seguro_embassy::rng::Seeder;
+use static_cell::StaticCell;
 
-mod settings {
-    include!(concat!(env!("OUT_DIR"), "/seguro_config.rs"));
+#[cfg(feature = "rp2040")]
+const NAME: &str = "Raspberry Pi Pico W";
+#[cfg(feature = "rp2350")]
+const NAME: &str = "Raspberry Pi Pico 2 W";
+
+seguro_board::firmware! {
+    name: NAME,
+    link: "Wi-Fi",
+    device: cyw43::NetDriver<'static>,
 }
 
 #[cfg(feature = "rp2040")]
@@ -44,29 +47,9 @@ bind_interrupts!(struct Irqs {
     TRNG_IRQ => embassy_rp::trng::InterruptHandler<embassy_rp::peripherals::TRNG>;
 });
 
-#[cfg(feature = "rp2040")]
-const BOARD: Board = Board {
-    name: "Raspberry Pi Pico W",
-    link: "Wi-Fi",
-};
-#[cfg(feature = "rp2350")]
-const BOARD: Board = Board {
-    name: "Raspberry Pi Pico 2 W",
-    link: "Wi-Fi",
-};
-
 /// Flash size, for the unique-ID read.
 #[cfg(feature = "rp2040")]
 const FLASH_SIZE: usize = 2 * 1024 * 1024;
-
-static SETTINGS: Settings = Settings {
-    missing: settings::MISSING,
-    server_host: settings::SERVER_HOST,
-    server_port: settings::SERVER_PORT,
-    user: settings::USER,
-    cert_der: settings::CERT_DER,
-    invite: settings::INVITE,
-};
 
 /// The CYW43439's Wi-Fi firmware and its country locale matrix (from the pinned
 /// `cyw43-firmware` crate), and the board's NVRAM (built from `cyw43/nvram-pico-w.txt`).
@@ -77,95 +60,41 @@ static NVRAM: &Aligned<A4, [u8]> =
 
 type Spi = PioSpi<'static, PIO0, 0>;
 
-async fn say(line: Line) {
-    EVENTS.send(line).await;
-}
-
 #[embassy_executor::task]
 async fn cyw43_task(runner: cyw43::Runner<'static, cyw43::SpiBus<Output<'static>, Spi>>) -> ! {
     runner.run().await
 }
 
-#[embassy_executor::task]
-async fn net_task(mut runner: embassy_net::Runner<'static, cyw43::NetDriver<'static>>) -> ! {
-    runner.run().await
-}
-
-/// Joins the network, and joins again whenever the link drops.
-#[embassy_executor::task]
-async fn wifi_task(mut control: cyw43::Control<'static>, stack: Stack<'static>) {
-    let ssid = black_box(settings::WIFI_SSID);
-    let password = black_box(settings::WIFI_PASSWORD);
-    if ssid.is_empty() {
-        // The chat task reports the missing setting.
-        return;
-    }
-    loop {
-        let mut delay = Duration::from_secs(2);
-        loop {
-            say(Line::sys(format_args!("joining Wi-Fi network {ssid}"))).await;
-            let options = if password.is_empty() {
-                JoinOptions::new_open()
-            } else {
-                JoinOptions::new(password.as_bytes())
-            };
-            match control.join(ssid, options).await {
-                Ok(()) => break,
-                Err(e) => {
-                    let why = match e {
-                        cyw43::JoinError::NetworkNotFound => "network not found",
-                        cyw43::JoinError::AuthenticationFailure => "wrong password",
-                        cyw43::JoinError::JoinFailure(_) => "join failed",
-                    };
-                    say(Line::warn(format_args!(
-                        "Wi-Fi: {why}; retrying in {} s",
-                        delay.as_secs()
-                    )))
-                    .await;
-                    Timer::after(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-        say(Line::sys(format_args!("joined {ssid}"))).await;
-        stack.wait_link_down().await;
-        say(Line::warn(format_args!("Wi-Fi link lost; joining again"))).await;
-    }
-}
-
-#[embassy_executor::task]
-async fn chat_task(
+/// The CYW43439 as the Wi-Fi link `seguro_board::keep_joined` keeps up.
+struct Wifi {
+    control: cyw43::Control<'static>,
     stack: Stack<'static>,
-    rng: &'static mut SeededRng,
-    storage: &'static mut ChatStorage,
-) -> ! {
-    seguro_board::chat(BOARD, stack, &SETTINGS, rng, storage).await
 }
 
-/// Lines typed at the probe-rs prompt arrive on RTT down channel 0.
-#[embassy_executor::task]
-async fn console_in(mut down: DownChannel) -> ! {
-    let mut editor = LineEditor::new();
-    let mut buf = [0u8; 64];
-    loop {
-        let n = down.read(&mut buf);
-        if n == 0 {
-            Timer::after_millis(20).await;
-            continue;
-        }
-        for &b in buf.get(..n).unwrap_or(&[]) {
-            seguro_board::submit(editor.feed(b)).await;
-        }
+impl WifiLink for Wifi {
+    type Error = &'static str;
+
+    async fn join(&mut self, ssid: &str, password: &str) -> Result<(), &'static str> {
+        let options = if password.is_empty() {
+            JoinOptions::new_open()
+        } else {
+            JoinOptions::new(password.as_bytes())
+        };
+        self.control.join(ssid, options).await.map_err(|e| match e {
+            cyw43::JoinError::NetworkNotFound => "network not found",
+            cyw43::JoinError::AuthenticationFailure => "wrong password",
+            cyw43::JoinError::JoinFailure(_) => "join failed",
+        })
+    }
+
+    async fn wait_lost(&mut self) {
+        self.stack.wait_link_down().await;
     }
 }
 
-/// Chat lines go out through defmt, next to the log.
 #[embassy_executor::task]
-async fn console_out() -> ! {
-    loop {
-        let line = EVENTS.receive().await;
-        defmt::println!("{=str}", line.text.as_str());
-    }
+async fn wifi_task(control: cyw43::Control<'static>, stack: Stack<'static>) {
+    seguro_board::keep_joined(&SETTINGS, Wifi { control, stack }).await;
 }
 
 /// The chip's entropy, condensed by SHA-256 into the ChaCha20 seed.
@@ -206,15 +135,7 @@ fn seed_chip(seeder: &mut Seeder, trng: Peri<'static, embassy_rp::peripherals::T
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let channels = rtt_init! {
-        up: {
-            0: { size: 4096, mode: ChannelMode::NoBlockSkip, name: "defmt" }
-        }
-        down: {
-            0: { size: 512, name: "Terminal" }
-        }
-    };
-    rtt_target::set_defmt_channel(channels.up.0);
+    unwrap!(seguro_board::rtt::start(spawner));
     let p = embassy_rp::init(Default::default());
     info!("Seguro firmware for the {=str}", BOARD.name);
 
@@ -223,11 +144,7 @@ async fn main(spawner: Spawner) {
     seed_chip(&mut seeder, p.FLASH);
     #[cfg(feature = "rp2350")]
     seed_chip(&mut seeder, p.TRNG);
-    static RNG_CELL: StaticCell<SeededRng> = StaticCell::new();
-    let rng = RNG_CELL.init(seeder.finish());
-
-    spawner.spawn(unwrap!(console_out()));
-    spawner.spawn(unwrap!(console_in(channels.down.0)));
+    let rng = seguro_board::rng(seeder);
 
     // CYW43439: power on GPIO23, SPI chip select GPIO25, data GPIO24, clock GPIO29.
     let pwr = Output::new(p.PIN_23, Level::Low);
@@ -252,17 +169,10 @@ async fn main(spawner: Spawner) {
         .set_power_management(cyw43::PowerManagementMode::PowerSave)
         .await;
 
-    static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
-    let (stack, runner) = embassy_net::new(
-        device,
-        embassy_net::Config::dhcpv4(Default::default()),
-        RESOURCES.init(StackResources::new()),
-        rng.next_u64(),
-    );
+    let (stack, runner) = seguro_board::network(device, rng);
     spawner.spawn(unwrap!(net_task(runner)));
     spawner.spawn(unwrap!(wifi_task(control, stack)));
-
-    // 33 KiB of buffers, placed in .bss without passing through the stack.
-    static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
-    spawner.spawn(unwrap!(chat_task(stack, rng, STORAGE.take())));
+    unwrap!(seguro_board::start_chat(
+        spawner, BOARD, stack, &SETTINGS, rng
+    ));
 }

@@ -1,5 +1,5 @@
-//! Size probe: a board-like firmware that runs `seguro_embassy::session::run` with the
-//! default buffers and client, over do-nothing network and time drivers.
+//! Size probe: a board-like firmware that runs a `seguro_embassy::session::Session` with
+//! the default buffers and a chat of 8 users, over do-nothing network and time drivers.
 #![no_std]
 #![no_main]
 
@@ -78,9 +78,10 @@ mod client {
     use super::Mutex;
     use seguro_embassy::pin::Pin;
     use seguro_embassy::rng::SeededRng;
+    use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
     use seguro_embassy::seguro_core::client::Client;
     use seguro_embassy::seguro_core::e2ee::KeyPair;
-    use seguro_embassy::session::{self, Commands, Config, Events, Storage};
+    use seguro_embassy::session::{Commands, Config, Events, Session, Storage};
 
     /// Any P-256 certificate: the probe only needs it to parse.
     static CERT: &[u8] = include_bytes!("../../tests/data/server-p256.der");
@@ -92,23 +93,24 @@ mod client {
         let Ok(pin) = Pin::new(CERT) else { return };
         let mut rng = SeededRng::from_seed([7; 32]);
         let keys = KeyPair::generate(&mut rng);
-        let Ok(mut client) = Client::<8>::new("board", keys) else {
+        let Ok(client) = Client::<8>::new("board", keys) else {
             return;
         };
+        let mut chat = Chat::new(client, RecentKeys::<8>::new());
         let mut storage = Storage::<16_640, 2_176, 2_048, 4_096, 2_048>::new();
         let server = embassy_net::IpEndpoint::new(
             embassy_net::IpAddress::Ipv4(embassy_net::Ipv4Address::new(10, 0, 0, 1)),
             7000,
         );
-        session::run(
-            stack,
-            &Config::new(server, pin),
+        let config = Config::new(server, pin);
+        Session::new(
+            &config,
             storage.buffers(),
-            &mut client,
+            &mut chat,
             &mut rng,
-            &COMMANDS,
-            &EVENTS,
+            (&COMMANDS, &EVENTS),
         )
+        .run(stack)
         .await;
     }
 

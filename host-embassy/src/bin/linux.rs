@@ -1,7 +1,7 @@
 //! `seguro-embassy-linux`: the microcontroller client, unmodified, on Linux.
 //!
 //! embassy-executor (std platform), embassy-time's std driver and an embassy-net stack
-//! on a TAP device run the same `seguro_embassy::session::run` a board runs. Commands
+//! on a TAP device run the same `seguro_embassy::session::Session` a board runs. Commands
 //! are read from stdin; lines are printed with the reference prefixes, like
 //! `seguro chat` when its output is not a terminal.
 //!
@@ -34,16 +34,20 @@ use embassy_net::{
 };
 use embassy_net_tuntap::TunTapDevice;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use seguro_embassy::output::Output;
 use seguro_embassy::pin::Pin;
 use seguro_embassy::rand_core::RngCore as _;
 use seguro_embassy::rng::{SeededRng, Seeder};
+use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
-use seguro_embassy::session::{self, Buffers, Commands, Config, Events, Input};
+use seguro_embassy::session::{Buffers, Commands, Config, Events, Input, Session};
 
 type Mutex = CriticalSectionRawMutex;
 type CommandChannel = Commands<Mutex, 4>;
 type EventChannel = Events<Mutex, 8>;
+/// The chat session, with a board's default capacities.
+type BoardChat = Chat<RecentKeys>;
 
 const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> (--cert <server.crt> | --invite <invite>) <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]";
 
@@ -213,19 +217,22 @@ fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair)
         FLASH_CONTACTS,
     >::new());
     let loaded = embassy_futures::block_on(store.load_trust(&mut trust)).map_err(|e| what(&e))?;
-    print_line(&format!(
-        "[SYS] flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
-        path.display(),
-        boot.boots,
-        if boot.seed_lost {
-            " (stored seed unreadable: fresh entropy only)"
-        } else {
-            ""
-        },
-        if created { "created" } else { "loaded" },
-        id.fingerprint(),
-        loaded.contacts
-    ));
+    print_line(
+        &Output::sys(format_args!(
+            "flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
+            path.display(),
+            boot.boots,
+            if boot.seed_lost {
+                " (stored seed unreadable: fresh entropy only)"
+            } else {
+                ""
+            },
+            if created { "created" } else { "loaded" },
+            id.fingerprint(),
+            loaded.contacts
+        ))
+        .text,
+    );
     Ok((boot.rng, id.into_x25519()))
 }
 
@@ -252,7 +259,7 @@ struct ClientParts {
     stack: Stack<'static>,
     config: Config<'static>,
     buffers: Buffers<'static>,
-    client: &'static mut Client,
+    chat: &'static mut BoardChat,
     rng: SeededRng,
     commands: &'static CommandChannel,
     events: &'static EventChannel,
@@ -264,13 +271,15 @@ async fn client_task(parts: ClientParts) {
         stack,
         config,
         buffers,
-        client,
+        chat,
         mut rng,
         commands,
         events,
     } = parts;
     stack.wait_config_up().await;
-    session::run(stack, &config, buffers, client, &mut rng, commands, events).await;
+    Session::new(&config, buffers, chat, &mut rng, (commands, events))
+        .run(stack)
+        .await;
     while let Ok(line) = events.try_receive() {
         print_line(&line.text);
     }
@@ -311,7 +320,7 @@ fn main() -> ExitCode {
     match start(args) {
         Ok(never) => match never {},
         Err(e) => {
-            print_line(&format!("[ERROR] {e}"));
+            print_line(&Output::error(format_args!("{e}")).text);
             ExitCode::from(1)
         }
     }
@@ -358,9 +367,8 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let (stack, runner) = embassy_net::new(device, net_config, resources, rng.next_u64());
 
     let keys = keys.unwrap_or_else(|| KeyPair::generate(&mut rng));
-    let client: &'static mut Client = Box::leak(Box::new(
-        Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?,
-    ));
+    let client = Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?;
+    let chat: &'static mut BoardChat = Box::leak(Box::new(Chat::new(client, RecentKeys::new())));
     let server = IpEndpoint::new(IpAddress::Ipv4(*args.server.ip()), args.server.port());
     let commands: &'static CommandChannel = Box::leak(Box::new(CommandChannel::new()));
     let events: &'static EventChannel = Box::leak(Box::new(EventChannel::new()));
@@ -376,7 +384,7 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
             scratch: leak(4_096),
             out: leak(2_048),
         },
-        client,
+        chat,
         rng,
         commands,
         events,
@@ -390,7 +398,7 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
             .and_then(|()| print_task(events).map(|t| spawner.spawn(t)))
             .and_then(|()| client_task(parts).map(|t| spawner.spawn(t)));
         if let Err(e) = spawned {
-            print_line(&format!("[ERROR] cannot start: {e:?}"));
+            print_line(&Output::error(format_args!("cannot start: {e:?}")).text);
             std::process::exit(1);
         }
     })

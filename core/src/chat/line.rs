@@ -1,0 +1,533 @@
+//! Every line a Seguro client shows, and its wording: one place for every host.
+//!
+//! A [`Line`] is structured (what happened, who it concerns) and renders through
+//! `Display` (any `core::fmt::Write`) as the reference client's text: `[SYS] …`,
+//! `[SERVER] …`, `[ERROR] …`, `[WARN] …` and `[<from>] <text>` for a message. Hosts
+//! pick a colour from [`Line::kind`], a conversation from [`Line::peer`], and never
+//! word anything themselves beyond their own errors, which they pass as
+//! [`Line::HostInfo`], [`Line::HostWarn`] and [`Line::HostError`] so that even those
+//! get the prefix from here. Everything a peer, the server or a host error supplies is
+//! escaped ([`super::escape`]).
+
+use core::fmt;
+
+use crate::client::{Event, LineError, SendError};
+use crate::command::{CommandError, Spec};
+use crate::directory::Change;
+use crate::fingerprint;
+use crate::limits::KEY_LEN;
+
+use super::escape::{Host, Name, Text};
+
+/// What a line is, which decides its prefix and colour.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `[SYS]`: the client's own information.
+    Sys,
+    /// `[SERVER]`: text from the server.
+    Server,
+    /// `[ERROR]`.
+    Error,
+    /// `[WARN]`.
+    Warn,
+    /// `[WARN]`, louder: a verified contact's key changed, or the server lists us with
+    /// a key that is not ours.
+    Alert,
+    /// `[<from>] <text>`: a decrypted message.
+    Message,
+}
+
+impl Kind {
+    /// The line prefix, `None` for [`Kind::Message`] (its prefix is the sender).
+    pub fn prefix(self) -> Option<&'static str> {
+        match self {
+            Self::Sys => Some("[SYS]"),
+            Self::Server => Some("[SERVER]"),
+            Self::Error => Some("[ERROR]"),
+            Self::Warn | Self::Alert => Some("[WARN]"),
+            Self::Message => None,
+        }
+    }
+}
+
+/// One line for the user. `Display` writes it whole, without a line end; [`Line::prefix`]
+/// and [`Line::body`] write its two parts (separated by one space) for hosts that
+/// colour them apart.
+#[non_exhaustive]
+#[derive(Clone, Copy)]
+pub enum Line<'a> {
+    /// The server welcomed us.
+    Connected {
+        /// The server as the host named it (`host:port`).
+        server: &'a str,
+        /// Our name.
+        user: &'a str,
+    },
+    /// The head of a directory listing; one [`Line::User`] per user follows.
+    Users {
+        /// How many.
+        count: usize,
+        /// False when listing the directory kept from the last connection.
+        connected: bool,
+    },
+    /// One user of a listing.
+    User {
+        /// Who.
+        name: &'a str,
+        /// Their key.
+        key: &'a [u8; KEY_LEN],
+        /// True for ourselves.
+        me: bool,
+    },
+    /// A client event shown as it is: a message, a join or a leave, what could not be
+    /// decrypted or delivered, the server's text or error, a truncated directory.
+    Received(Event<'a>),
+    /// A user's key is not the one remembered: the server may be substituting keys.
+    KeyChanged {
+        /// Who.
+        name: &'a str,
+        /// The key remembered (or listed) before.
+        old: &'a [u8; KEY_LEN],
+        /// The key now.
+        new: &'a [u8; KEY_LEN],
+        /// The old key was verified by the user ([`Kind::Alert`]).
+        verified: bool,
+    },
+    /// The server lists us with a key that is not ours.
+    NotYourKey {
+        /// Our name.
+        user: &'a str,
+        /// The key the server lists.
+        listed: &'a [u8; KEY_LEN],
+        /// Our key.
+        yours: &'a [u8; KEY_LEN],
+    },
+    /// A line from the server that is not a valid message.
+    BadLine(LineError),
+    /// A line from the server longer than the client accepts.
+    Overlong {
+        /// The longest line accepted, in bytes.
+        max: usize,
+    },
+    /// The head of `/help`; one [`Line::Help`] per command follows.
+    HelpHeader,
+    /// One command of `/help`.
+    Help(&'static Spec),
+    /// `/fp`: a user's short fingerprint.
+    Fingerprint {
+        /// Whose.
+        user: &'a str,
+        /// Their key.
+        key: &'a [u8; KEY_LEN],
+    },
+    /// `/fp`: a user's safety code, after [`Line::Fingerprint`].
+    SafetyCode {
+        /// Whose.
+        user: &'a str,
+        /// Their key.
+        key: &'a [u8; KEY_LEN],
+    },
+    /// The user named someone nobody knows.
+    UnknownUser {
+        /// The name as typed.
+        user: &'a str,
+    },
+    /// The typed line is not a valid command.
+    Command(CommandError),
+    /// A message could not be sent.
+    Send(SendError<'a>),
+    /// A message was typed while not connected and is not kept.
+    NotSent,
+    /// The connection dropped; the host retries after a delay.
+    Reconnecting {
+        /// Why (the host's words).
+        why: &'a dyn fmt::Display,
+        /// The delay, in milliseconds.
+        after_ms: u64,
+    },
+    /// The server was refused (for example its certificate is not the pinned one);
+    /// the host retries after a delay.
+    Retrying {
+        /// Why.
+        why: &'a dyn fmt::Display,
+        /// The delay, in milliseconds.
+        after_ms: u64,
+    },
+    /// The connection dropped and the host does not retry.
+    ConnectionLost {
+        /// Why.
+        why: &'a dyn fmt::Display,
+    },
+    /// The host's own information: `[SYS] <text>`.
+    HostInfo(&'a dyn fmt::Display),
+    /// The host's own warning: `[WARN] <text>`.
+    HostWarn(&'a dyn fmt::Display),
+    /// The host's own error (connection, files): `[ERROR] <text>`.
+    HostError(&'a dyn fmt::Display),
+}
+
+impl Line<'_> {
+    /// What the line is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Received(e) => event_kind(e),
+            Self::Connected { .. }
+            | Self::Users { .. }
+            | Self::User { .. }
+            | Self::HelpHeader
+            | Self::Help(_)
+            | Self::Fingerprint { .. }
+            | Self::SafetyCode { .. }
+            | Self::HostInfo(_) => Kind::Sys,
+            Self::KeyChanged {
+                verified: false, ..
+            }
+            | Self::Reconnecting { .. }
+            | Self::ConnectionLost { .. }
+            | Self::HostWarn(_) => Kind::Warn,
+            Self::KeyChanged { verified: true, .. } | Self::NotYourKey { .. } => Kind::Alert,
+            Self::BadLine(_)
+            | Self::Overlong { .. }
+            | Self::UnknownUser { .. }
+            | Self::Command(_)
+            | Self::Send(_)
+            | Self::NotSent
+            | Self::Retrying { .. }
+            | Self::HostError(_) => Kind::Error,
+        }
+    }
+
+    /// The peer the line is about, if it concerns one (a message, a join, a key
+    /// change, a fingerprint…): the conversation a full-screen host shows it in.
+    /// `None` for lines about the session, the server or the host.
+    pub fn peer(&self) -> Option<&str> {
+        match *self {
+            Self::Received(
+                Event::Change(
+                    Change::Joined { name, .. }
+                    | Change::Left { name }
+                    | Change::KeyChanged { name, .. },
+                )
+                | Event::Message { from: name, .. }
+                | Event::Undecryptable { from: name, .. },
+            )
+            | Self::User {
+                name, me: false, ..
+            }
+            | Self::KeyChanged { name, .. } => Some(name),
+            Self::Received(Event::Undeliverable { from, .. }) if !from.is_empty() => Some(from),
+            Self::Fingerprint { user, .. }
+            | Self::SafetyCode { user, .. }
+            | Self::UnknownUser { user } => Some(user),
+            Self::Send(SendError::UnknownUser { user } | SendError::WeakKey { user }) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The prefix: `[SYS]`, `[SERVER]`, `[ERROR]`, `[WARN]`, or `[<from>]`.
+    pub fn prefix(&self) -> Prefix<'_> {
+        Prefix(self)
+    }
+
+    /// Everything after the prefix and its space.
+    pub fn body(&self) -> Body<'_> {
+        Body(self)
+    }
+}
+
+impl fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.prefix(), self.body())
+    }
+}
+
+impl fmt::Debug for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Line")
+            .field("kind", &self.kind())
+            .field("text", &format_args!("{self}"))
+            .finish()
+    }
+}
+
+/// The prefix of a [`Line`].
+pub struct Prefix<'l>(&'l Line<'l>);
+
+impl fmt::Display for Prefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.0.kind().prefix()) {
+            (Line::Received(Event::Message { from, .. }), _) => write!(f, "[{}]", Name(from)),
+            (_, Some(p)) => f.write_str(p),
+            (_, None) => Ok(()),
+        }
+    }
+}
+
+/// A delay in milliseconds as seconds with one decimal (cut, not rounded).
+struct Secs(u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 / 1000, self.0 % 1000 / 100)
+    }
+}
+
+/// The body of a [`Line`].
+pub struct Body<'l>(&'l Line<'l>);
+
+impl fmt::Display for Body<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = fingerprint::short;
+        match *self.0 {
+            Line::Connected { server, user } => {
+                write!(f, "connected to {} as {}", Text(server), Name(user))
+            }
+            Line::Users {
+                count,
+                connected: true,
+            } => write!(f, "users online ({count}):"),
+            Line::Users {
+                count,
+                connected: false,
+            } => write!(
+                f,
+                "not connected; users online when last connected ({count}):"
+            ),
+            Line::User { name, key, me } => {
+                let you = if me { " (you)" } else { "" };
+                write!(f, "  {}  fp {}{you}", Name(name), short(key))
+            }
+            Line::Received(event) => write_event(f, &event),
+            Line::KeyChanged {
+                name,
+                old,
+                new,
+                verified: false,
+            } => key_changed(f, name, old, new),
+            Line::KeyChanged {
+                name,
+                old,
+                new,
+                verified: true,
+            } => {
+                let name = Name(name);
+                write!(
+                    f,
+                    "KEY CHANGED for {name}, WHOSE KEY YOU VERIFIED: fp was {}, now {}. \
+                     Do not trust messages from {name} until you have verified the new \
+                     fingerprint with {name} over another channel: someone (the server?) \
+                     may be substituting keys.",
+                    short(old),
+                    short(new)
+                )
+            }
+            Line::NotYourKey {
+                user,
+                listed,
+                yours,
+            } => write!(
+                f,
+                "the server lists you ({}) with a key that is not yours: fp {}, yours is {}. \
+                 Someone else may be using your name, or the server is substituting keys: \
+                 others may not be talking to you.",
+                Name(user),
+                short(listed),
+                short(yours)
+            ),
+            Line::BadLine(e) => write!(f, "{e}"),
+            Line::Overlong { max } => {
+                write!(f, "the server sent a line longer than {max} bytes; skipped")
+            }
+            Line::HelpHeader => f.write_str("commands:"),
+            Line::Help(spec) => write!(f, "  {:<22}{}", spec.usage, spec.about),
+            Line::Fingerprint { user, key } => write!(f, "fp {}: {}", Name(user), short(key)),
+            Line::SafetyCode { user, key } => write!(
+                f,
+                "safety code {}: {}",
+                Name(user),
+                fingerprint::safety_code(key)
+            ),
+            Line::UnknownUser { user } | Line::Send(SendError::UnknownUser { user }) => {
+                write!(f, "unknown user: {} (try /list)", Name(user))
+            }
+            Line::Send(SendError::WeakKey { user }) => write!(
+                f,
+                "the key the server lists for {} is invalid (low-order point); not sent",
+                Name(user)
+            ),
+            Line::Command(e) => write!(f, "{e}"),
+            Line::Send(e) => write!(f, "{e}"),
+            Line::NotSent => f.write_str("not connected: line dropped"),
+            Line::Reconnecting { why, after_ms } => write!(
+                f,
+                "connection lost ({}); reconnecting in {} s",
+                Host(why),
+                Secs(after_ms)
+            ),
+            Line::Retrying { why, after_ms } => {
+                write!(f, "{}; retrying in {} s", Host(why), Secs(after_ms))
+            }
+            Line::ConnectionLost { why } => write!(f, "connection lost ({})", Host(why)),
+            Line::HostInfo(t) | Line::HostWarn(t) | Line::HostError(t) => {
+                write!(f, "{}", Host(t))
+            }
+        }
+    }
+}
+
+/// What a client event is, as a line.
+fn event_kind(event: &Event<'_>) -> Kind {
+    match event {
+        Event::Message { .. } => Kind::Message,
+        Event::ServerText { .. } => Kind::Server,
+        Event::Change(Change::KeyChanged { .. }) | Event::DirectoryTruncated(_) => Kind::Warn,
+        Event::Undecryptable { .. } | Event::Undeliverable { .. } | Event::ServerError { .. } => {
+            Kind::Error
+        }
+        _ => Kind::Sys,
+    }
+}
+
+fn key_changed(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    old: &[u8; KEY_LEN],
+    new: &[u8; KEY_LEN],
+) -> fmt::Result {
+    let name = Name(name);
+    write!(
+        f,
+        "KEY CHANGED for {name}: fp was {}, now {}. Either {name} restarted \
+         their client or someone (the server?) is substituting keys: verify the \
+         new fingerprint with {name} over another channel before trusting messages.",
+        fingerprint::short(old),
+        fingerprint::short(new)
+    )
+}
+
+/// The body of a client event shown as it is.
+fn write_event(f: &mut fmt::Formatter<'_>, event: &Event<'_>) -> fmt::Result {
+    let short = fingerprint::short;
+    match *event {
+        Event::Change(Change::Joined { name, key }) => {
+            write!(f, "{} joined, fp {}", Name(name), short(key))
+        }
+        Event::Change(Change::Left { name }) => write!(f, "{} left", Name(name)),
+        Event::Change(Change::KeyChanged { name, old, new }) => key_changed(f, name, old, new),
+        Event::DirectoryTruncated(d) => write!(
+            f,
+            "the directory is larger than this client holds: {} user(s) not shown",
+            d.over_capacity.saturating_add(d.name_too_long)
+        ),
+        Event::Message { text, .. } => write!(f, "{}", Text(text)),
+        Event::Undecryptable { from, reason } => write!(
+            f,
+            "could not decrypt message from {} ({reason})",
+            Name(from)
+        ),
+        Event::Undeliverable { from, reason } => {
+            let from = if from.is_empty() { "?" } else { from };
+            write!(f, "message from {} dropped: {reason}", Name(from))
+        }
+        Event::ServerText { text } | Event::ServerError { text } => write!(f, "{}", Text(text)),
+        Event::Registered { users } => write!(f, "registered; users online ({users})"),
+        Event::Listed => f.write_str("the directory arrived"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn reference_prefixes() {
+        let m = Line::Received(Event::Message {
+            from: "bob",
+            text: "hola",
+        });
+        assert_eq!(m.to_string(), "[bob] hola");
+        assert_eq!(m.kind(), Kind::Message);
+        assert_eq!(m.peer(), Some("bob"));
+        assert_eq!(m.prefix().to_string(), "[bob]");
+        assert_eq!(m.body().to_string(), "hola");
+        let s = Line::Received(Event::ServerText { text: "echo: hi" });
+        assert_eq!(s.to_string(), "[SERVER] echo: hi");
+        assert_eq!(s.peer(), None);
+        let e = Line::Received(Event::ServerError { text: "x" });
+        assert_eq!(
+            (e.to_string().as_str(), e.kind()),
+            ("[ERROR] x", Kind::Error)
+        );
+        assert_eq!(Line::HostInfo(&"up").to_string(), "[SYS] up");
+        assert_eq!(Line::HostWarn(&"hm").to_string(), "[WARN] hm");
+        assert_eq!(Line::HostError(&"no").to_string(), "[ERROR] no");
+        assert_eq!(
+            Line::NotSent.to_string(),
+            "[ERROR] not connected: line dropped"
+        );
+    }
+
+    #[test]
+    fn messages_cannot_forge_lines() {
+        let m = Line::Received(Event::Message {
+            from: "bob",
+            text: "hi\n[SERVER] pwned\x1b[2J\u{202e}",
+        });
+        assert_eq!(
+            m.to_string(),
+            "[bob] hi\\u{a}[SERVER] pwned\\u{1b}[2J\\u{202e}"
+        );
+        let forged = Line::Received(Event::Message {
+            from: "SYS",
+            text: "all fine",
+        });
+        assert_eq!(forged.to_string(), "[\\u{53}YS] all fine");
+        let sneaky = Line::Received(Event::Change(Change::Joined {
+            name: "eve\u{202e}bob",
+            key: &[1; 32],
+        }));
+        assert!(
+            sneaky
+                .to_string()
+                .starts_with("[SYS] eve\\u{202e}bob joined, fp ")
+        );
+    }
+
+    #[test]
+    fn delays_in_tenths() {
+        let l = Line::Reconnecting {
+            why: &"closed",
+            after_ms: 1_250,
+        };
+        assert_eq!(
+            l.to_string(),
+            "[WARN] connection lost (closed); reconnecting in 1.2 s"
+        );
+        let r = Line::Retrying {
+            why: &"refused",
+            after_ms: 500,
+        };
+        assert_eq!(r.to_string(), "[ERROR] refused; retrying in 0.5 s");
+        assert_eq!(r.kind(), Kind::Error);
+    }
+
+    #[test]
+    fn verified_changes_are_alerts() {
+        let l = Line::KeyChanged {
+            name: "bob",
+            old: &[1; 32],
+            new: &[2; 32],
+            verified: true,
+        };
+        assert_eq!(l.kind(), Kind::Alert);
+        assert!(
+            l.to_string()
+                .starts_with("[WARN] KEY CHANGED for bob, WHOSE KEY YOU VERIFIED")
+        );
+        assert_eq!(Kind::Alert.prefix(), Some("[WARN]"));
+        assert_eq!(Kind::Message.prefix(), None);
+    }
+}

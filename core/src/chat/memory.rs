@@ -1,0 +1,214 @@
+//! The memory of the keys seen per user name, across leave and rejoin: the hook where
+//! a persistent trust store plugs in.
+//!
+//! [`crate::chat::Chat`] asks its [`KeyMemory`] for a [`Verdict`] (the trust store's:
+//! first contact, unchanged, changed, changed of a verified contact) every time the
+//! directory shows a user with a key, and warns when the verdict is a change. The
+//! default, [`RecentKeys`], remembers the last key of the most recently seen users for
+//! as long as the program runs; [`TrustStore`], the persistent store of contacts (which
+//! also knows which ones the user verified), implements the same trait.
+
+use heapless::Vec;
+use sha2::{Digest, Sha256};
+
+use crate::limits::{CHAT_KNOWN_KEYS, KEY_LEN};
+use crate::trust::TrustStore;
+pub use crate::trust::Verdict;
+
+/// Remembers the last key seen per user name.
+pub trait KeyMemory {
+    /// Records that `name` presented `key` at `now` (the host's clock: seconds since
+    /// the Unix epoch where there is a wall clock, else since boot), and judges the key
+    /// against what was remembered before this call.
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict;
+
+    /// The key last recorded for `name`, if remembered.
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]>;
+}
+
+impl<M: KeyMemory + ?Sized> KeyMemory for &mut M {
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict {
+        (**self).observe(name, key, now)
+    }
+
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
+        (**self).last_key(name)
+    }
+}
+
+/// The persistent store judges and remembers; what it could not remember (a full store
+/// of verified contacts, an evicted contact: [`crate::trust::Observation::kept`]) is the
+/// host's to report and to save.
+impl<const N: usize> KeyMemory for TrustStore<N> {
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict {
+        // Directory names are never empty nor longer than a stored name, the only
+        // refusals: such a name could not be remembered anyway.
+        TrustStore::observe(self, name, key, now).map_or(Verdict::FirstContact, |o| o.verdict)
+    }
+
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
+        self.get(name).map(|c| *c.key())
+    }
+}
+
+/// Length of the name hash a [`RecentKeys`] entry keeps instead of the name.
+const NAME_ID_LEN: usize = 16;
+
+#[derive(Debug, Clone)]
+struct Known {
+    name: [u8; NAME_ID_LEN],
+    key: [u8; KEY_LEN],
+    used: u64,
+}
+
+/// The default [`KeyMemory`]: the last key of up to `N` users, in RAM. When full, the
+/// user seen least recently is forgotten (and is a first contact if seen again).
+///
+/// Names are kept as the first 16 bytes of their SHA-256 (collision resistant: no user
+/// can pick a name that overwrites another's memory), so an entry costs 56 bytes.
+/// Verification is not tracked: no verdict is [`Verdict::ChangedVerified`].
+#[derive(Debug, Clone, Default)]
+pub struct RecentKeys<const N: usize = CHAT_KNOWN_KEYS> {
+    entries: Vec<Known, N>,
+    clock: u64,
+}
+
+fn name_id(name: &str) -> [u8; NAME_ID_LEN] {
+    let digest = Sha256::new()
+        .chain_update(b"seguro chat name\0")
+        .chain_update(name.as_bytes())
+        .finalize();
+    let mut id = [0u8; NAME_ID_LEN];
+    for (dst, src) in id.iter_mut().zip(digest.iter()) {
+        *dst = *src;
+    }
+    id
+}
+
+impl<const N: usize> RecentKeys<N> {
+    /// An empty memory.
+    pub const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            clock: 0,
+        }
+    }
+
+    /// How many users are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nobody is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<const N: usize> KeyMemory for RecentKeys<N> {
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], _now: u64) -> Verdict {
+        self.clock = self.clock.wrapping_add(1);
+        let id = name_id(name);
+        if let Some(e) = self.entries.iter_mut().find(|e| e.name == id) {
+            e.used = self.clock;
+            if e.key == *key {
+                return Verdict::Unchanged;
+            }
+            let old = core::mem::replace(&mut e.key, *key);
+            return Verdict::Changed { old };
+        }
+        let known = Known {
+            name: id,
+            key: *key,
+            used: self.clock,
+        };
+        if let Err(known) = self.entries.push(known) {
+            let oldest = self.entries.iter_mut().min_by_key(|e| e.used);
+            if let Some(slot) = oldest {
+                *slot = known;
+            }
+        }
+        Verdict::FirstContact
+    }
+
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
+        let id = name_id(name);
+        self.entries.iter().find(|e| e.name == id).map(|e| e.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_unchanged_changed() {
+        let mut m = RecentKeys::<4>::new();
+        assert_eq!(m.observe("bob", &[1; 32], 0), Verdict::FirstContact);
+        assert_eq!(m.observe("bob", &[1; 32], 0), Verdict::Unchanged);
+        assert_eq!(
+            m.observe("bob", &[2; 32], 0),
+            Verdict::Changed { old: [1; 32] }
+        );
+        assert_eq!(m.observe("bob", &[2; 32], 0), Verdict::Unchanged);
+        assert_eq!(m.last_key("bob"), Some([2; 32]));
+        assert_eq!(m.last_key("carol"), None);
+        assert_eq!(m.observe("Bob", &[2; 32], 0), Verdict::FirstContact);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn full_memory_forgets_the_least_recently_seen() {
+        let mut m = RecentKeys::<2>::new();
+        m.observe("a", &[1; 32], 0);
+        m.observe("b", &[2; 32], 0);
+        m.observe("a", &[1; 32], 0); // a is now more recent than b
+        assert_eq!(m.observe("c", &[3; 32], 0), Verdict::FirstContact);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.last_key("b"), None);
+        assert_eq!(m.last_key("a"), Some([1; 32]));
+        assert_eq!(m.last_key("c"), Some([3; 32]));
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let mut m = RecentKeys::<0>::new();
+        assert_eq!(m.observe("a", &[1; 32], 0), Verdict::FirstContact);
+        assert_eq!(m.observe("a", &[2; 32], 0), Verdict::FirstContact);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn the_trust_store_is_a_key_memory() {
+        let mut t = TrustStore::<4>::new();
+        let m: &mut dyn KeyMemory = &mut t;
+        assert_eq!(m.observe("bob", &[1; 32], 10), Verdict::FirstContact);
+        assert_eq!(m.observe("bob", &[1; 32], 11), Verdict::Unchanged);
+        assert_eq!(
+            m.observe("bob", &[2; 32], 12),
+            Verdict::Changed { old: [1; 32] }
+        );
+        assert_eq!(m.last_key("bob"), Some([2; 32]));
+        assert_eq!(m.last_key("eve"), None);
+        assert_eq!(m.observe("", &[3; 32], 13), Verdict::FirstContact);
+        t.verify("bob", &[2; 32]).unwrap();
+        let m: &mut dyn KeyMemory = &mut t;
+        assert_eq!(
+            m.observe("bob", &[3; 32], 14),
+            Verdict::ChangedVerified { old: [2; 32] }
+        );
+        // The store kept the verified key and holds the new one for the user to decide.
+        assert_eq!(KeyMemory::last_key(&t, "bob"), Some([2; 32]));
+        assert!(t.get("bob").is_some_and(|c| c.pending().is_some()));
+    }
+
+    #[test]
+    fn works_through_a_mutable_reference() {
+        fn first_sight<M: KeyMemory>(mut m: M) -> (Verdict, Option<[u8; 32]>) {
+            (m.observe("a", &[1; 32], 5), m.last_key("a"))
+        }
+        let mut m = RecentKeys::<2>::new();
+        assert_eq!(first_sight(&mut m), (Verdict::FirstContact, Some([1; 32])));
+        assert_eq!(m.len(), 1);
+    }
+}
