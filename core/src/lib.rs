@@ -27,6 +27,7 @@ pub mod directory;
 pub mod e2ee;
 pub mod fingerprint;
 pub mod frame;
+pub mod identity;
 mod json;
 pub mod limits;
 pub mod msg;
