@@ -427,7 +427,8 @@ fn opk_lists_are_bounded_and_unique() {
         format!("{:?}", OpkList::encode(&keys[1..3], &mut buf).unwrap()),
         "[1000, 2000]"
     );
-    assert!(OpkList::EMPTY.is_empty() && OpkList::EMPTY.len() == 0);
+    assert!(OpkList::EMPTY.is_empty());
+    assert_eq!(OpkList::EMPTY.len(), 0);
     assert_eq!(OpkList::encode(&[], &mut []), Ok(OpkList::EMPTY));
     for e in [
         OpkListError::TooMany,

@@ -235,3 +235,20 @@ impl Challenge {
 pub(crate) fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proof_buffer_is_exactly_the_longest_proof_input() {
+        // MAX_SIGNED bytes live on the stack (boards count them); the longest name fits.
+        let name = "\u{1F680}".repeat(crate::v2::MAX_NAME_BYTES / 4);
+        let id = PublicIdentity {
+            x: [1; 32],
+            ed: [2; 32],
+        };
+        let p = proof_input(&name, &id, &[3; 32], &[4; 32], &[5; 32]).unwrap();
+        assert_eq!(p.bytes().map(<[u8]>::len), Some(MAX_SIGNED));
+    }
+}
