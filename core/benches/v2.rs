@@ -12,7 +12,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use seguro_core::e2ee::{PeerKey, TAG_LEN};
-use seguro_core::v2::identity::Identity;
+use seguro_core::identity::Identity;
 use seguro_core::v2::ratchet::{STATE_LEN, Session};
 use seguro_core::v2::x3dh::{Bundle, PeerIdentity, PrekeyPair};
 
@@ -27,8 +27,8 @@ struct Setup {
 
 fn setup() -> Setup {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
+    let alice = Identity::generate(&mut rng, 0);
+    let bob = Identity::generate(&mut rng, 0);
     let spk = PrekeyPair::generate(&mut rng, 1);
     Setup {
         rng,
@@ -42,7 +42,7 @@ fn bundle(s: &Setup) -> Bundle<'static> {
     Bundle {
         peer: PeerIdentity {
             name: "bob",
-            keys: s.bob.public(),
+            keys: s.bob.public_keys(),
             bind: s.bob.bind("bob").unwrap(),
         },
         spk_id: 1,
@@ -61,7 +61,7 @@ fn pair(s: &mut Setup) -> (Vec<u8>, Vec<u8>) {
     let n = a.seal(&mut s.rng, b"\x01\0\0\0\x01hi", &mut out).unwrap();
     let ap = PeerIdentity {
         name: "alice",
-        keys: s.alice.public(),
+        keys: s.alice.public_keys(),
         bind: s.alice.bind("alice").unwrap(),
     };
     let (mut bs, _) =

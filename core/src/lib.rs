@@ -36,6 +36,7 @@ pub mod directory;
 pub mod e2ee;
 pub mod fingerprint;
 pub mod frame;
+pub mod identity;
 pub mod invite;
 mod json;
 pub mod limits;

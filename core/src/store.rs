@@ -46,7 +46,7 @@
 mod identity;
 mod seed;
 
-pub use identity::{IDENTITY_BODY_MAX, Identity};
+pub use identity::IDENTITY_BODY_MAX;
 pub use seed::{SEED_BODY_LEN, Seed};
 
 use heapless::String;
@@ -69,7 +69,7 @@ pub const END_LEN: usize = RECORD_OVERHEAD + 4;
 pub mod kind {
     /// A file's first record.
     pub const HEADER: u8 = 0x00;
-    /// The long-term identity ([`super::Identity`]).
+    /// The long-term identity ([`crate::identity::Identity`]).
     pub const IDENTITY: u8 = 0x01;
     /// A board's RNG seed and boot counter ([`super::Seed`]).
     pub const SEED: u8 = 0x02;

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use seguro_core::store::{self, Identity, Reader, Seed, StoreError, Writer, file_type, kind};
+use seguro_core::identity::Identity;
+use seguro_core::store::{self, Reader, Seed, StoreError, Writer, file_type, kind};
 use seguro_core::trust::{Contact, Kept, TrustStore, Verdict};
 
 /// One operation on a trust store.
@@ -180,7 +181,7 @@ proptest! {
         x in any::<[u8; 32]>(), ed in any::<[u8; 32]>(), created in any::<u64>(),
         at in any::<prop::sample::Index>(), flip in 1u8..=255,
     ) {
-        let id = Identity::from_secrets(x, &ed, created);
+        let id = Identity::from_secrets(&x, &ed, created);
         let mut buf = [0u8; 512];
         let n = id.encode_file("alice", &mut buf).unwrap();
         let data = &buf[..n];

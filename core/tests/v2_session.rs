@@ -7,8 +7,8 @@ mod v2_common;
 
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
+use seguro_core::identity::Identity;
 use seguro_core::rand_core::SeedableRng;
-use seguro_core::v2::identity::Identity;
 use seguro_core::v2::ratchet::{
     MAX_SKIP, OpenError, RING, SESSION_SIZE, STATE_LEN, SealError, Session, StateError,
 };
@@ -24,7 +24,7 @@ struct Pair {
 fn peer<'a>(name: &'a str, id: &Identity) -> PeerIdentity<'a> {
     PeerIdentity {
         name,
-        keys: id.public(),
+        keys: id.public_keys(),
         bind: id.bind(name).unwrap(),
     }
 }
@@ -32,8 +32,8 @@ fn peer<'a>(name: &'a str, id: &Identity) -> PeerIdentity<'a> {
 /// Alice initiates, Bob responds to her first message: an established pair.
 fn pair(seed: u64) -> Pair {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
+    let alice = Identity::generate(&mut rng, 0);
+    let bob = Identity::generate(&mut rng, 0);
     let spk = PrekeyPair::generate(&mut rng, 3);
     let opk = PrekeyPair::generate(&mut rng, 9);
     let bundle = Bundle {
@@ -256,9 +256,9 @@ fn bad_input_is_refused_cleanly() {
 #[test]
 fn bad_bundles_are_refused() {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
-    let alice = Identity::generate(&mut rng);
-    let bob = Identity::generate(&mut rng);
-    let mallory = Identity::generate(&mut rng);
+    let alice = Identity::generate(&mut rng, 0);
+    let bob = Identity::generate(&mut rng, 0);
+    let mallory = Identity::generate(&mut rng, 0);
     let spk = PrekeyPair::generate(&mut rng, 1);
     let good = Bundle {
         peer: peer("bob", &bob),

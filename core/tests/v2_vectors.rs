@@ -6,7 +6,8 @@ mod v2_common;
 
 use std::collections::HashMap;
 
-use seguro_core::v2::identity::{Challenge, HelloProof, Identity, IdentityError, PublicIdentity};
+use seguro_core::identity::{Identity, PublicIdentity};
+use seguro_core::v2::identity::{Challenge, HelloProof, IdentityError};
 use seguro_core::v2::identity::{verify_binding, verify_prekey};
 use seguro_core::v2::ratchet::{OpenError, Session, kdf_ck, kdf_rk, message_keys};
 use seguro_core::v2::sas::{Sas, SasCode, SasParties};
@@ -16,7 +17,7 @@ use serde_json::Value;
 use v2_common::{Scripted, arr, hex, load};
 
 fn identity(v: &Value) -> Identity {
-    Identity::from_secrets(&arr(&v["x_secret"]), &arr(&v["ed_seed"]))
+    Identity::from_secrets(&arr(&v["x_secret"]), &arr(&v["ed_seed"]), 0)
 }
 
 fn public(v: &Value) -> PublicIdentity {
@@ -32,7 +33,7 @@ fn identity_binding() {
     for c in doc["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let id = identity(c);
-        assert_eq!(id.public(), public(c), "{name}");
+        assert_eq!(id.public_keys(), public(c), "{name}");
         assert_eq!(id.bind(name).unwrap().to_vec(), hex(&c["bind"]), "{name}");
         verify_binding(name, &public(c), &arr(&c["bind"])).unwrap();
     }
@@ -62,28 +63,28 @@ fn hello_proof() {
         assert_eq!(challenge.eph_public(), &eph);
         let bind = id.bind(name).unwrap();
         challenge
-            .verify(name, &id.public(), &bind, &spki, &proof)
+            .verify(name, &id.public_keys(), &bind, &spki, &proof)
             .unwrap();
         // Another server's SPKI, another name, a flipped MAC, a copied key: refused.
         let mut other = spki;
         other[0] ^= 1;
         assert_eq!(
-            challenge.verify(name, &id.public(), &bind, &other, &proof),
+            challenge.verify(name, &id.public_keys(), &bind, &other, &proof),
             Err(IdentityError::BadSignature)
         );
         let mut bad = proof;
         bad.mac[5] ^= 1;
         assert_eq!(
-            challenge.verify(name, &id.public(), &bind, &spki, &bad),
+            challenge.verify(name, &id.public_keys(), &bind, &spki, &bad),
             Err(IdentityError::BadMac)
         );
         // An impostor who copies the victim's X25519 key but signs with its own
         // Ed25519 key cannot compute the MAC.
-        let impostor = Identity::from_secrets(&[7; 32], &arr(&c["ed_seed"]));
+        let impostor = Identity::from_secrets(&[7; 32], &arr(&c["ed_seed"]), 0);
         let forged = impostor.hello_proof(name, &spki, &nonce, &eph).unwrap();
         let claimed = PublicIdentity {
-            x: id.public().x,
-            ed: id.public().ed,
+            x: id.public(),
+            ed: id.ed25519_public(),
         };
         assert_eq!(
             challenge.verify(
@@ -104,7 +105,7 @@ fn hello_proof() {
 #[test]
 fn prekey_signatures() {
     for c in load("prekeys")["cases"].as_array().unwrap() {
-        let id = Identity::from_secrets(&[1; 32], &arr(&c["ed_seed"]));
+        let id = Identity::from_secrets(&[1; 32], &arr(&c["ed_seed"]), 0);
         let spk =
             PrekeyPair::from_secret(c["spk_id"].as_u64().unwrap() as u32, &arr(&c["spk_secret"]));
         assert_eq!(spk.public().to_vec(), hex(&c["spk_public"]));
@@ -188,7 +189,7 @@ fn x3dh_first_message() {
         let mut a = Session::initiate(&mut rng, &alice, "alice", &b).unwrap();
         assert_eq!(a.binding().to_vec(), hex(&c["binding"]));
         assert_eq!(
-            binding_hash("alice", &alice.public(), "bob", &bob.public())
+            binding_hash("alice", &alice.public_keys(), "bob", &bob.public_keys())
                 .unwrap()
                 .to_vec(),
             hex(&c["binding"])

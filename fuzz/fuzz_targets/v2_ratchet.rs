@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rand_core::{CryptoRng, RngCore};
-use seguro_core::v2::identity::Identity;
+use seguro_core::identity::Identity;
 use seguro_core::v2::ratchet::{STATE_LEN, Session};
 use seguro_core::v2::x3dh::{Bundle, PeerIdentity, PrekeyPair};
 
@@ -41,11 +41,11 @@ fn record(s: &Session) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let mut rng = Counter(7);
-    let alice = Identity::from_secrets(&[1; 32], &[2; 32]);
-    let bob = Identity::from_secrets(&[3; 32], &[4; 32]);
+    let alice = Identity::from_secrets(&[1; 32], &[2; 32], 0);
+    let bob = Identity::from_secrets(&[3; 32], &[4; 32], 0);
     let spk = PrekeyPair::from_secret(1, &[5; 32]);
     let bundle = Bundle {
-        peer: PeerIdentity { name: "bob", keys: bob.public(), bind: bob.bind("bob").unwrap() },
+        peer: PeerIdentity { name: "bob", keys: bob.public_keys(), bind: bob.bind("bob").unwrap() },
         spk_id: 1,
         spk: *spk.public(),
         spk_sig: bob.sign_prekey(1, spk.public()),
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     let mut a = Session::initiate(&mut rng, &alice, "alice", &bundle).unwrap();
     let mut out = vec![0u8; 2048];
     let n = a.seal(&mut rng, b"\x01\0\0\0\x01hi", &mut out).unwrap();
-    let apeer = PeerIdentity { name: "alice", keys: alice.public(), bind: alice.bind("alice").unwrap() };
+    let apeer = PeerIdentity { name: "alice", keys: alice.public_keys(), bind: alice.bind("alice").unwrap() };
     let mut plain = vec![0u8; 2048];
     let (mut b, _) = Session::respond(&bob, "bob", &apeer, &spk, None, &out[..n], &mut plain).unwrap();
 

@@ -58,8 +58,9 @@ pub mod file;
 use core::ops::Range;
 
 use embedded_storage_async::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+use seguro_core::identity::Identity;
 use seguro_core::store::{
-    self as fmt_store, IDENTITY_BODY_MAX, Identity, RECORD_OVERHEAD, SEED_BODY_LEN, Seed,
+    self as fmt_store, IDENTITY_BODY_MAX, RECORD_OVERHEAD, SEED_BODY_LEN, Seed,
 };
 use seguro_core::trust::{CONTACT_RECORD_MAX, Contact, Save, TrustStore};
 use sequential_storage::cache::{Cache, Uncached};

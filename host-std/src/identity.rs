@@ -3,7 +3,7 @@
 //!
 //! An identity is an X25519 key pair (what v1 publishes; fingerprints and safety codes
 //! describe it) and an Ed25519 signing key pair (protocol v2), made and stored
-//! together (`seguro_core::store::Identity`). `seguro chat` uses the stored identity,
+//! together (`seguro_core::identity::Identity`). `seguro chat` uses the stored identity,
 //! making it on first use, so a restarted client presents the same key and its peers
 //! see no key change.
 //!
@@ -17,7 +17,8 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use seguro_core::e2ee::KeyPair;
-use seguro_core::store::{Identity, Reader, StoreError, Writer, file_type, kind};
+use seguro_core::identity::Identity;
+use seguro_core::store::{Reader, StoreError, Writer, file_type, kind};
 
 use crate::cli::{IdArgs, IdCommand};
 use crate::exit;

@@ -224,11 +224,11 @@ fn kill_9_while_writing_leaves_the_old_file_or_the_new_one() {
         assert_eq!(o.status.code(), Some(0), "kill {i}: {}", text(&o));
         if after != before {
             assert_ne!(
-                seguro_core::store::Identity::decode_file(&after)
+                seguro_core::identity::Identity::decode_file(&after)
                     .unwrap()
                     .0
                     .public(),
-                seguro_core::store::Identity::decode_file(&before)
+                seguro_core::identity::Identity::decode_file(&before)
                     .unwrap()
                     .0
                     .public()

@@ -8,6 +8,7 @@ re-running writes the same files byte for byte.
     python3 tools/v2vectors/gen.py --check    # fails if the files on disk differ
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -563,12 +564,169 @@ def gen_sas(rng):
     }
 
 
+# ---------------------------------------------------------------------------------------
+# JSON messages (§2, §5.5, §10–§12). Python's json module is the reference's JSON reader
+# and writer, so these lines are also what a reference peer makes of them.
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def compact(obj):
+    """The bytes core emits: compact, raw UTF-8, keys in the order given."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def python_style(obj):
+    """How the Python reference writes JSON: ", " and ": ", \\u escapes, here also
+    another key order (sorted, nested objects too)."""
+    return json.dumps(obj, sort_keys=True)
+
+
+# What the Python reference reads of each v1 message (PROTOCOL.md §3).
+V1_KEYS = {"hello": ["type", "user", "pub"], "welcome": ["type", "users"],
+           "users": ["type", "users"], "error": ["type", "text"],
+           "relay": ["type", "to", "from", "alg", "nonce", "cipher"]}
+
+
+def user_v2(ident, caps):
+    return {"caps": caps, "ed": b64(ident.ed), "bind": b64(ident.bind())}
+
+
+def gen_json(rng):
+    alice, bob = Identity(rng, "alice"), Identity(rng, "bob")
+    jose = Identity(rng, "José_Ñandú-🚀")
+    spk_id, spk_secret = 7, rng.take("json/spk")
+    spk = x_pub(spk_secret)
+    spk_sig = ed_sign(bob.ed_seed, spk_msg(spk_id, spk))
+    opks = [(12, x_pub(rng.take("json/opk12"))), (13, x_pub(rng.take("json/opk13"))),
+            (4294967295, x_pub(rng.take("json/opkmax")))]
+    opks_text = " ".join(f"{i}:{b64(k)}" for i, k in opks)
+    msgs = [
+        ("prekeys", {"type": "prekeys", "id": "3", "spk_id": str(spk_id), "spk": b64(spk),
+                     "spk_sig": b64(spk_sig), "opks": opks_text}),
+        ("prekeys without one-time prekeys",
+         {"type": "prekeys", "id": "0", "spk_id": "4294967295", "spk": b64(spk),
+          "spk_sig": b64(spk_sig)}),
+        ("bundle", {"type": "bundle", "user": "bob", "pub": b64(bob.x), "ed": b64(bob.ed),
+                    "bind": b64(bob.bind()), "spk_id": str(spk_id), "spk": b64(spk),
+                    "spk_sig": b64(spk_sig), "opk_id": "12", "opk": b64(opks[0][1])}),
+        ("bundle without a one-time prekey",
+         {"type": "bundle", "user": "bob", "pub": b64(bob.x), "ed": b64(bob.ed),
+          "bind": b64(bob.bind()), "spk_id": str(spk_id), "spk": b64(spk),
+          "spk_sig": b64(spk_sig)}),
+        ("prekeys_low", {"type": "prekeys_low", "left": "3"}),
+        ("dir join v1 user", {"type": "dir", "seq": "1", "op": "join", "user": "carol",
+                              "pub": b64(x_pub(rng.take("json/carol")))}),
+        ("dir join v2 user", {"type": "dir", "seq": "2", "op": "join", "user": jose.name,
+                              "pub": b64(jose.x), "v2": user_v2(jose, "v2 sas")}),
+        ("dir key change", {"type": "dir", "seq": "3", "op": "key", "user": "alice",
+                            "pub": b64(alice.x), "v2": user_v2(alice, "v2 sas receipts")}),
+        ("dir leave", {"type": "dir", "seq": "4294967295", "op": "leave", "user": "carol"}),
+        ("error no_prekeys", {"type": "error", "code": "no_prekeys", "user": "bob",
+                              "text": "bob has published no prekeys"}),
+        ("error name_taken", {"type": "error", "code": "name_taken",
+                              "text": "the name alice belongs to another key; it is released "
+                                      "after 90 days unused"}),
+        ("error with a newer code", {"type": "error", "code": "slow_down_2",
+                                     "text": "\"quoted\" and\ttabbed"}),
+    ]
+    messages = []
+    for name, obj in msgs:
+        line = compact(obj)
+        assert json.loads(line) == obj and json.loads(python_style(obj)) == obj
+        messages.append({"name": name, "compact": line, "python": python_style(obj), "obj": obj})
+    # Every signature in them is real: the bundle verifies.
+    ed_verify(bob.ed, bob.bind(), bob.bind_msg())
+    ed_verify(bob.ed, spk_sig, spk_msg(spk_id, spk))
+    identities = {i.name: {"x_public": h(i.x), "ed_public": h(i.ed)} for i in (alice, bob, jose)}
+
+    # v1 lines with v2 additions: the reference reads exactly its v1 fields from them.
+    carol = x_pub(rng.take("json/carol"))
+    users = {"alice": b64(alice.x), "bob": b64(bob.x), "carol": b64(carol),
+             jose.name: b64(jose.x)}
+    v2_users = {"alice": user_v2(alice, "v2 sas receipts"), "bob": user_v2(bob, "v2"),
+                jose.name: user_v2(jose, "v2 sas")}
+    nonce, cipher = rng.take("json/nonce", 12), rng.take("json/cipher", 40)
+    extended = [
+        ("hello", {"type": "hello", "user": "alice", "pub": b64(alice.x),
+                   "v2": user_v2(alice, "v2 sas receipts")}),
+        ("welcome", {"type": "welcome", "users": users, "v2": {"seq": "0", "users": v2_users}}),
+        ("users", {"type": "users", "users": users, "v2": {"seq": "17", "users": {}}}),
+        ("error", {"type": "error", "code": "unknown_user", "user": "dave",
+                   "text": "dave is not registered"}),
+        ("relay", {"type": "relay", "to": "bob", "from": "alice", "alg": "X25519+AESGCM",
+                   "nonce": b64(nonce), "cipher": b64(cipher), "id": "41"}),
+    ]
+    v1_visible = []
+    for name, obj in extended:
+        ref = {k: obj[k] for k in V1_KEYS[obj["type"]] if k in obj}
+        # What the reference reads (dict lookups) is the same in both lines.
+        seen = json.loads(compact(obj))
+        assert all(seen.get(k) == ref.get(k) for k in V1_KEYS[obj["type"]])
+        v1_visible.append({"name": name, "compact": compact(obj), "python": python_style(obj),
+                           "v1": compact(ref), "obj": obj})
+
+    # Hostile or malformed lines and the error core must answer (Debug of the error).
+    def line(obj):
+        return compact(obj)
+    pk = {"type": "prekeys", "id": "3", "spk_id": "7", "spk": b64(spk), "spk_sig": b64(spk_sig)}
+    many = " ".join(f"{i}:{b64(spk)}" for i in range(17))
+    bundle = dict(msgs[2][1])
+    del bundle["opk"]
+    invalid = [
+        ("parse", line({**pk, "opks": many}), 'TooMany("opks")'),
+        ("parse", line({**pk, "opks": f"5:{b64(spk)} 5:{b64(spk)}"}), 'Duplicate("opks")'),
+        ("parse", line({**pk, "opks": f"5:{b64(spk)}  6:{b64(spk)}"}), 'WrongType("opks")'),
+        ("parse", line({**pk, "opks": f"05:{b64(spk)}"}), 'BadNumber("opks")'),
+        ("parse", line({**pk, "opks": f"5:{b64(spk)[:-2]}"}), 'BadBase64("opks")'),
+        ("parse", line({**pk, "opks": f"5:{b64(spk + b'x')}"}), 'BadLength { field: "opks", len: 33 }'),
+        ("parse", line({**pk, "opks": 5}), 'WrongType("opks")'),
+        ("parse", line({**pk, "spk_sig": b64(spk)}), 'BadLength { field: "spk_sig", len: 32 }'),
+        ("parse", line({k: v for k, v in pk.items() if k != "spk"}), 'MissingField("spk")'),
+        ("parse", line(bundle), 'MissingField("opk")'),
+        ("parse", line({**msgs[3][1], "opk": b64(spk)}), 'MissingField("opk_id")'),
+        ("parse", line({**msgs[3][1], "pub": b64(spk[:31])}), 'BadLength { field: "pub", len: 31 }'),
+        ("parse", line({"type": "prekeys_low", "left": "-1"}), 'BadNumber("left")'),
+        ("parse", line({"type": "dir", "seq": "01", "op": "leave", "user": "x"}), 'BadNumber("seq")'),
+        ("parse", line({"type": "dir", "seq": "1", "op": "part", "user": "x"}), 'WrongType("op")'),
+        ("parse", line({"type": "dir", "seq": "1", "op": "join", "user": "x"}), 'MissingField("pub")'),
+        ("parse", line({"type": "dir", "seq": "1", "op": "join", "user": "x", "pub": b64(spk),
+                        "v2": "yes"}), 'WrongType("v2")'),
+        ("parse", line({"type": "dir", "seq": "1", "op": "join", "user": "x", "pub": b64(spk),
+                        "v2": {"caps": "v2  sas", "ed": b64(spk), "bind": b64(spk_sig)}}),
+         'WrongType("caps")'),
+        ("parse", line({"type": "dir", "seq": "1", "op": "key", "pub": b64(spk)}), 'MissingField("user")'),
+        ("parse", line({"type": "error", "code": "Bad Code", "text": "x"}), 'WrongType("code")'),
+        ("parse", line({"type": "error", "code": "x" * 33, "text": "x"}), 'WrongType("code")'),
+        ("parse", line({"type": "error", "code": 5, "text": "x"}), 'WrongType("code")'),
+        ("parse", line({"type": "error", "code": "no_prekeys"}), 'MissingField("text")'),
+        ("parse", line({"type": "error", "text": "a v1 error"}), "UnknownType"),
+        ("directory", line({"type": "users", "users": {}, "v2": {"users": {}}}), 'MissingField("seq")'),
+        ("directory", line({"type": "users", "users": {}, "v2": {"seq": "1", "users": []}}),
+         'WrongType("users")'),
+        ("directory", line({"type": "users", "users": {}, "v2": {"seq": "1", "users": {"a": "b"}}}),
+         'WrongType("users")'),
+        ("directory", '{"type":"users","users":{},"v2":{"seq":"1","users":{"a":'
+         + compact(v2_users["bob"]) + ',"\\u0061":' + compact(v2_users["bob"]) + '}}}',
+         'Duplicate("users")'),
+        ("directory", line({"type": "list", "v2": {"seq": "1", "users": {}}}), "UnknownType"),
+        ("relay_id", line({"type": "relay", "to": "b", "nonce": "", "cipher": "", "id": "x"}),
+         'BadNumber("id")'),
+        ("relay_id", line({"type": "relay", "to": "b", "nonce": "", "cipher": "", "id": 7}),
+         'WrongType("id")'),
+        ("hello", line({"type": "hello", "v2": {"caps": "v2", "ed": b64(spk)}}), 'MissingField("bind")'),
+    ]
+    return {"identities": identities, "messages": messages, "v1_visible": v1_visible,
+            "invalid": [{"fn": f, "line": l, "error": e} for f, l, e in invalid]}
+
+
 def main():
     check = "--check" in sys.argv
     files = {}
     for name, fn in [("identity", gen_identity), ("hello", gen_hello), ("prekeys", gen_prekeys),
                      ("kdf", gen_kdf), ("x3dh", gen_x3dh), ("ratchet", gen_ratchet),
-                     ("inner", gen_inner), ("sas", gen_sas)]:
+                     ("inner", gen_inner), ("sas", gen_sas), ("json", gen_json)]:
         doc = {"about": f"Seguro protocol v2 vectors: {name}; see docs/protocol-v2.md. "
                         "Made by tools/v2vectors/gen.py (pyca/cryptography); do not edit.",
                **fn(Stream("seguro v2 vectors/" + name))}

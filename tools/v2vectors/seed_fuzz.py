@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/v2_wire and fuzz/corpus/v2_ratchet from the v2 vectors."""
+"""Seeds fuzz/corpus/v2_wire and fuzz/corpus/v2_ratchet from the v2 vectors (v2_wire
+also gets every JSON line of json.json)."""
 import json
 import pathlib
 
@@ -20,4 +21,10 @@ for target in ("v2_wire", "v2_ratchet"):
     d.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(seeds[:200]):
         (d / f"vector-{i:03}").write_bytes(s)
-print(f"seeded {min(len(seeds), 200)} inputs per target")
+doc = json.loads((vec / "json.json").read_text())
+lines = [c[k] for g in ("messages", "v1_visible") for c in doc[g] for k in ("compact", "python")]
+lines += [c["line"] for c in doc["invalid"]]
+d = root / "fuzz" / "corpus" / "v2_wire"
+for i, line in enumerate(lines):
+    (d / f"json-{i:03}").write_bytes(line.encode())
+print(f"seeded {min(len(seeds), 200)} inputs per target, {len(lines)} JSON lines for v2_wire")

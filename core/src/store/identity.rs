@@ -1,9 +1,6 @@
-//! The long-term identity: an X25519 key pair and an Ed25519 signing key pair, created,
-//! stored and backed up together (PLAN decision 1).
-//!
-//! The v1 wire only ever shows the X25519 public key, and fingerprints and safety codes
-//! are computed over it, so they work with v1 peers. The Ed25519 key is for protocol
-//! v2 (signed prekeys, the `hello` proof).
+//! The storage record of the long-term identity ([`crate::identity::Identity`]): both
+//! secret keys, both public keys (checked against the secrets when read, so a record
+//! whose halves do not belong together is refused) and the creation time.
 //!
 //! Identity record (kind [`kind::IDENTITY`], version 1), 137 + n bytes of body:
 //!
@@ -21,94 +18,27 @@
 //! An identity file is a file of type [`file_type::IDENTITY`] holding exactly one
 //! identity record.
 
-use ed25519_dalek::SigningKey;
 use heapless::String;
 use zeroize::Zeroizing;
 
 use super::{Body, Cursor, Reader, Record, StoreError, Writer, file_type, kind};
-use crate::e2ee::{KEY_LEN, KeyPair};
-use crate::fingerprint::{self, SafetyCode, ShortFingerprint};
+use crate::e2ee::KEY_LEN;
+use crate::identity::Identity;
 use crate::limits::MAX_NAME_BYTES;
 
 /// Largest identity record body (with a 128-byte name).
 pub const IDENTITY_BODY_MAX: usize = 1 + MAX_NAME_BYTES + 4 * KEY_LEN + 8;
 
-/// A long-term identity: X25519 (v1 key, v2 identity DH key) and Ed25519 (v2 signing
-/// key). Both secrets are wiped when the identity is dropped.
-pub struct Identity {
-    x25519: KeyPair,
-    ed25519: SigningKey,
-    created: u64,
-}
-
+/// The identity's storage record ([`crate::identity::Identity`] is the type itself).
 impl Identity {
-    /// Makes a new identity from 64 bytes of `rng`; `created` is the host's timestamp.
-    pub fn generate(rng: &mut impl rand_core::CryptoRngCore, created: u64) -> Self {
-        let mut x = Zeroizing::new([0u8; KEY_LEN]);
-        let mut ed = Zeroizing::new([0u8; KEY_LEN]);
-        rng.fill_bytes(x.as_mut());
-        rng.fill_bytes(ed.as_mut());
-        Self::from_secrets(*x, &ed, created)
-    }
-
-    /// Rebuilds an identity from its two secret keys.
-    pub fn from_secrets(x25519: [u8; KEY_LEN], ed25519: &[u8; KEY_LEN], created: u64) -> Self {
-        Self {
-            x25519: KeyPair::from_secret(x25519),
-            ed25519: SigningKey::from_bytes(ed25519),
-            created,
-        }
-    }
-
-    /// The X25519 key pair (what v1 uses).
-    pub fn x25519(&self) -> &KeyPair {
-        &self.x25519
-    }
-
-    /// The X25519 key pair, dropping the rest.
-    pub fn into_x25519(self) -> KeyPair {
-        self.x25519
-    }
-
-    /// The X25519 public key: what `hello` publishes and fingerprints describe.
-    pub fn public(&self) -> [u8; KEY_LEN] {
-        self.x25519.public()
-    }
-
-    /// The Ed25519 signing key (v2).
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.ed25519
-    }
-
-    /// The Ed25519 public (verifying) key.
-    pub fn ed25519_public(&self) -> [u8; KEY_LEN] {
-        self.ed25519.verifying_key().to_bytes()
-    }
-
-    /// When the identity was made (host timestamp).
-    pub fn created(&self) -> u64 {
-        self.created
-    }
-
-    /// The short fingerprint of the X25519 public key.
-    pub fn fingerprint(&self) -> ShortFingerprint {
-        fingerprint::short(&self.public())
-    }
-
-    /// The 80-digit safety code of the X25519 public key.
-    pub fn safety_code(&self) -> SafetyCode {
-        fingerprint::safety_code(&self.public())
-    }
-
     /// Writes the identity record body for `name`.
     fn body(&self, name: &str, b: &mut Body<'_, '_>) {
         b.name(name);
-        let x = Zeroizing::new(self.x25519.secret_bytes());
-        b.bytes(x.as_ref());
+        b.bytes(self.x_secret_bytes().as_ref());
         b.bytes(&self.public());
-        b.bytes(self.ed25519.as_bytes());
+        b.bytes(self.signing_key().as_bytes());
         b.bytes(&self.ed25519_public());
-        b.u64(self.created);
+        b.u64(self.created());
     }
 
     /// Appends the identity record for `name` to a file being written.
@@ -148,7 +78,7 @@ impl Identity {
         let ed_public = c.array::<KEY_LEN>()?;
         let created = c.u64()?;
         c.end()?;
-        let id = Self::from_secrets(*x_secret, &ed_secret, created);
+        let id = Self::from_secrets(&x_secret, &ed_secret, created);
         if id.public() != x_public || id.ed25519_public() != ed_public {
             return Err(StoreError::KeyMismatch);
         }
@@ -176,22 +106,13 @@ impl Identity {
     }
 }
 
-impl core::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Identity")
-            .field("x25519", &self.fingerprint())
-            .field("created", &self.created)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{Reader, read_record};
 
     fn id() -> Identity {
-        Identity::from_secrets([1; 32], &[2; 32], 1_700_000_000)
+        Identity::from_secrets(&[1; 32], &[2; 32], 1_700_000_000)
     }
 
     #[test]
@@ -225,7 +146,7 @@ mod tests {
             0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03,
             0x1c, 0xae, 0x7f, 0x60,
         ];
-        let id = Identity::from_secrets([0; 32], &seed, 0);
+        let id = Identity::from_secrets(&[0; 32], &seed, 0);
         assert_eq!(
             id.ed25519_public()[..4],
             [0xd7, 0x5a, 0x98, 0x01],

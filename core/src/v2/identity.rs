@@ -1,17 +1,17 @@
-//! The long-term identity (spec §3–§4): an X25519 key pair (the v1 key, v2's identity
-//! DH key) and an Ed25519 signing key, the binding of both to a name, the `hello`
-//! proof of possession and prekey signatures.
+//! What v2 signs with the long-term identity ([`crate::identity::Identity`], spec §3–§4):
+//! the binding of both keys to a name, the `hello` proof of possession and prekey
+//! signatures.
 //!
-//! The client side is [`Identity`]; the server side is [`Challenge`] (with
+//! The client side is [`Identity::bind`], [`Identity::hello_proof`] and
+//! [`Identity::sign_prekey`]; the server side is [`Challenge`] (with
 //! [`Challenge::verify`]); everyone checks bindings with [`verify_binding`].
 
 use core::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use x25519_dalek::StaticSecret;
-use zeroize::{Zeroize, Zeroizing};
+use ed25519_dalek::{Signature, VerifyingKey};
+use zeroize::Zeroizing;
 
-use crate::e2ee::KeyPair;
+use crate::identity::{Identity, PublicIdentity};
 use crate::v2::{Concat, KEY_LEN, SIG_LEN, dh, hkdf, hmac, label, name_ok, x25519_public};
 
 /// Length of the `hello` challenge nonce.
@@ -53,15 +53,6 @@ impl fmt::Display for IdentityError {
 
 impl core::error::Error for IdentityError {}
 
-/// The public half of an identity, as the directory lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicIdentity {
-    /// X25519 public key (the v1 key; fingerprints are over it).
-    pub x: [u8; KEY_LEN],
-    /// Ed25519 public key.
-    pub ed: [u8; KEY_LEN],
-}
-
 /// The answer to a server's challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelloProof {
@@ -71,65 +62,11 @@ pub struct HelloProof {
     pub mac: [u8; 32],
 }
 
-/// A long-term identity: X25519 and Ed25519 secrets, wiped when dropped.
-pub struct Identity {
-    x_secret: StaticSecret,
-    public: PublicIdentity,
-    ed: SigningKey,
-}
-
+/// v2's statements, signed with the identity's Ed25519 key.
 impl Identity {
-    /// Makes a new identity from 64 bytes of `rng`.
-    pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Self {
-        let mut x = Zeroizing::new([0u8; KEY_LEN]);
-        let mut ed = Zeroizing::new([0u8; KEY_LEN]);
-        rng.fill_bytes(x.as_mut());
-        rng.fill_bytes(ed.as_mut());
-        Self::from_secrets(&x, &ed)
-    }
-
-    /// Rebuilds an identity from its stored secrets: the X25519 secret (the same 32
-    /// bytes as [`KeyPair::from_secret`]) and the Ed25519 seed.
-    pub fn from_secrets(x_secret: &[u8; KEY_LEN], ed_seed: &[u8; KEY_LEN]) -> Self {
-        let x_secret = StaticSecret::from(*x_secret);
-        let ed = SigningKey::from_bytes(ed_seed);
-        let public = PublicIdentity {
-            x: x25519_dalek::PublicKey::from(&x_secret).to_bytes(),
-            ed: ed.verifying_key().to_bytes(),
-        };
-        Self {
-            x_secret,
-            public,
-            ed,
-        }
-    }
-
-    /// The public keys.
-    pub fn public(&self) -> PublicIdentity {
-        self.public
-    }
-
-    /// Copies of the two secrets, for storage. They are not wiped automatically: store
-    /// them readable by the owner only, then wipe them.
-    pub fn secrets(&self) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
-        (self.x_secret.to_bytes(), self.ed.to_bytes())
-    }
-
-    /// The v1 key pair (the same X25519 key), for v1 conversations.
-    pub fn v1_key_pair(&self) -> KeyPair {
-        let mut s = self.x_secret.to_bytes();
-        let kp = KeyPair::from_secret(s);
-        s.zeroize();
-        kp
-    }
-
-    pub(crate) fn x_secret_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
-        Zeroizing::new(self.x_secret.to_bytes())
-    }
-
     /// The binding signature for `name` (spec §3.2).
     pub fn bind(&self, name: &str) -> Result<[u8; SIG_LEN], IdentityError> {
-        let msg = binding_message(name, &self.public)?;
+        let msg = binding_message(name, &self.public_keys())?;
         Ok(self.sign(msg.bytes().ok_or(IdentityError::BadName)?))
     }
 
@@ -150,7 +87,7 @@ impl Identity {
         nonce: &[u8; NONCE_LEN],
         server_eph: &[u8; KEY_LEN],
     ) -> Result<HelloProof, IdentityError> {
-        let p = proof_input(name, &self.public, spki, nonce, server_eph)?;
+        let p = proof_input(name, &self.public_keys(), spki, nonce, server_eph)?;
         let p = p.bytes().ok_or(IdentityError::BadName)?;
         let shared = dh(&self.x_secret_bytes(), server_eph).ok_or(IdentityError::WeakKey)?;
         let key = proof_mac_key(nonce, &shared)?;
@@ -158,18 +95,6 @@ impl Identity {
             sig: self.sign(p),
             mac: hmac(key.as_ref(), &[p]),
         })
-    }
-
-    fn sign(&self, msg: &[u8]) -> [u8; SIG_LEN] {
-        self.ed.sign(msg).to_bytes()
-    }
-}
-
-impl fmt::Debug for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("x", &crate::fingerprint::short(&self.public.x))
-            .finish_non_exhaustive()
     }
 }
 
@@ -309,4 +234,21 @@ impl Challenge {
 /// Constant-time equality of two 32-byte values.
 pub(crate) fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proof_buffer_is_exactly_the_longest_proof_input() {
+        // MAX_SIGNED bytes live on the stack (boards count them); the longest name fits.
+        let name = "\u{1F680}".repeat(crate::v2::MAX_NAME_BYTES / 4);
+        let id = PublicIdentity {
+            x: [1; 32],
+            ed: [2; 32],
+        };
+        let p = proof_input(&name, &id, &[3; 32], &[4; 32], &[5; 32]).unwrap();
+        assert_eq!(p.bytes().map(<[u8]>::len), Some(MAX_SIGNED));
+    }
 }

@@ -9,16 +9,16 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`identity`] | the long-term X25519 + Ed25519 identity, its binding to a name, the `hello` proof, prekey signatures |
+//! | [`identity`] | what v2 signs with the long-term identity ([`crate::identity::Identity`]): its binding to a name, the `hello` proof, prekey signatures |
 //! | [`x3dh`] | prekey bundles and the initial agreement |
 //! | [`ratchet`] | [`ratchet::Session`]: seal and open v2 messages, persist the state |
 //! | [`sas`] | short authentication strings (commit, key, reveal, confirm) |
 //! | [`wire`] | the header, the prelude and the inner messages, byte for byte |
-//! | [`json`] | the v2 JSON messages (`challenge`, `proof`, `relay2`, `ack`, `ping`, …) and the `hello` extension |
+//! | [`json`] | every v2 JSON message (`challenge`, `proof`, `relay2`, `ack`, `ping`, `prekeys`, `bundle`, `dir`, `error` with `code`, …) and the v2 fields of v1's `hello`, `welcome`/`users` and `relay` |
 //!
 //! A typical exchange (the JSON around it is §2 and §7.2 of the spec):
 //!
-//! 1. Bob publishes a signed prekey ([`x3dh::PrekeyPair`], [`identity::Identity::sign_prekey`]).
+//! 1. Bob publishes a signed prekey ([`x3dh::PrekeyPair`], [`crate::identity::Identity::sign_prekey`]).
 //! 2. Alice fetches Bob's [`x3dh::Bundle`] and calls [`ratchet::Session::initiate`], then
 //!    [`ratchet::Session::seal`] for each inner message ([`wire::Inner`]).
 //! 3. Bob reads the prelude of the first message with [`wire::parse`], finds the

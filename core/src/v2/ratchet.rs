@@ -18,7 +18,7 @@ use aes_gcm::{Aes256Gcm, KeyInit, Tag};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::v2::identity::Identity;
+use crate::identity::Identity;
 use crate::v2::wire::{
     self, FLAG_PRELUDE, FLAG_RESPONDER, HEADER_LEN, Header, MAX_INNER, PRELUDE_LEN, Prelude,
     TAG_LEN, WireError,
@@ -334,7 +334,12 @@ impl Session {
         bundle: &Bundle<'_>,
     ) -> Result<Self, SetupError> {
         bundle.verify()?;
-        let binding = binding_hash(my_name, &me.public(), bundle.peer.name, &bundle.peer.keys)?;
+        let binding = binding_hash(
+            my_name,
+            &me.public_keys(),
+            bundle.peer.name,
+            &bundle.peer.keys,
+        )?;
         let mut ek = Zeroizing::new([0u8; KEY_LEN]);
         rng.fill_bytes(ek.as_mut());
         let sk = initiator_sk(&me.x_secret_bytes(), &ek, bundle)?;
@@ -372,8 +377,8 @@ impl Session {
             return Err(OpenError::UnknownPrekey);
         }
         peer.verify().map_err(|e| OpenError::Setup(e.into()))?;
-        let binding =
-            binding_hash(peer.name, &peer.keys, my_name, &me.public()).map_err(OpenError::Setup)?;
+        let binding = binding_hash(peer.name, &peer.keys, my_name, &me.public_keys())
+            .map_err(OpenError::Setup)?;
         let sk = responder_sk(&me.x_secret_bytes(), spk, opk, &peer.keys.x, &prelude.ek)
             .map_err(OpenError::Setup)?;
         let mut s = Self::blank(ROLE_RESPONDER, &sk, binding);

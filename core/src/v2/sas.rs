@@ -19,7 +19,8 @@ use core::fmt;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::v2::identity::{PublicIdentity, subtle_eq};
+use crate::identity::PublicIdentity;
+use crate::v2::identity::subtle_eq;
 use crate::v2::wire::{Inner, SID_LEN};
 use crate::v2::{
     Concat, KEY_LEN, MAX_NAME_BYTES, Z32, dh, hkdf, hmac, label, name_ok, x25519_public,

@@ -9,7 +9,8 @@ use core::fmt;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::v2::identity::{IdentityError, PublicIdentity, verify_binding, verify_prekey};
+use crate::identity::PublicIdentity;
+use crate::v2::identity::{IdentityError, verify_binding, verify_prekey};
 use crate::v2::{KEY_LEN, SIG_LEN, Z32, dh, hkdf, label, name_ok, x25519_public};
 
 /// An X25519 prekey pair with its id (signed or one-time). The secret is wiped when

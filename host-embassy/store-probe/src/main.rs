@@ -10,7 +10,7 @@ use embedded_storage_async::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, 
 #[cfg(feature = "baseline")]
 use seguro_embassy::rng::Seeder;
 #[cfg(feature = "baseline")]
-use seguro_embassy::seguro_core::store::Identity;
+use seguro_embassy::seguro_core::identity::Identity;
 #[cfg(not(feature = "baseline"))]
 use seguro_embassy::seguro_core::trust::Save;
 use seguro_embassy::seguro_core::trust::TrustStore;
