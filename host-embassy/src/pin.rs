@@ -379,32 +379,12 @@ impl<'v, 'p, R: RngCore + CryptoRng> PinnedProvider<'v, 'p, R> {
     }
 }
 
-/// `&mut R` as an owned `RngCore + CryptoRng` value.
-struct RngRef<'r, R>(&'r mut R);
-
-impl<R: RngCore> RngCore for RngRef<'_, R> {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill_bytes(dest);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.0.try_fill_bytes(dest)
-    }
-}
-
-impl<R: CryptoRng> CryptoRng for RngRef<'_, R> {}
-
 impl<R: RngCore + CryptoRng> CryptoProvider for PinnedProvider<'_, '_, R> {
     type CipherSuite = CipherSuite;
     type Signature = DerSignature;
 
     fn rng(&mut self) -> impl CryptoRngCore {
-        RngRef(&mut self.rng)
+        &mut self.rng
     }
 
     fn verifier(&mut self) -> Result<&mut impl TlsVerifier<Self::CipherSuite>, TlsError> {
