@@ -39,8 +39,9 @@ use zeroize::Zeroizing;
 
 /// The protocol version byte of every v2 header.
 pub const VERSION: u8 = 0x02;
-/// Length of an X25519 or Ed25519 public key, and of every chain and root key.
-pub const KEY_LEN: usize = 32;
+/// Length of an X25519 or Ed25519 public key, and of every chain and root key (the
+/// same 32 bytes as v1's keys).
+pub use crate::e2ee::KEY_LEN;
 /// Length of an Ed25519 signature.
 pub const SIG_LEN: usize = 64;
 /// The longest name, in UTF-8 bytes, that enters a length-prefixed field.

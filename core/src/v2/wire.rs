@@ -15,8 +15,8 @@ use crate::v2::{KEY_LEN, MAX_TEXT, VERSION};
 pub const HEADER_LEN: usize = 2 + KEY_LEN + 4 + 4;
 /// Length of the prekey prelude: `EK`, `spk_id`, `opk_id`.
 pub const PRELUDE_LEN: usize = KEY_LEN + 4 + 4;
-/// Length of the AES-GCM tag that ends every body.
-pub const TAG_LEN: usize = 16;
+/// Length of the AES-GCM tag that ends every body (as in v1).
+pub use crate::e2ee::TAG_LEN;
 /// Flag bit: a prelude follows the header.
 pub const FLAG_PRELUDE: u8 = 0x01;
 /// Flag bit: the sender is the session's responder.
