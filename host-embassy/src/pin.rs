@@ -183,6 +183,14 @@ impl<'a> Pin<'a> {
         Self::keys(invite.pin(), invite.backup())
     }
 
+    /// What is pinned, for the user: "pinned certificate" or "pinned key".
+    pub fn what(&self) -> &'static str {
+        match self.kind {
+            PinKind::Certificate { .. } => "pinned certificate",
+            PinKind::Keys { .. } => "pinned key",
+        }
+    }
+
     /// The pinned certificate, DER (`None` for a key pin).
     pub fn der(&self) -> Option<&'a [u8]> {
         match self.kind {

@@ -575,8 +575,9 @@ impl<
         };
         console
             .show(&Line::HostInfo(&format_args!(
-                "TLS 1.3 session with {} (pinned certificate verified)",
-                config.server
+                "TLS 1.3 session with {} ({} verified)",
+                config.server,
+                config.pin.what()
             )))
             .await;
         idle_at_boundary.set(true);

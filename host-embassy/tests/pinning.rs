@@ -586,3 +586,10 @@ fn pins_from_an_invite() {
         PinError::PinnedUnsupportedKey
     );
 }
+
+#[test]
+fn a_pin_says_what_it_pins() {
+    // The session's "TLS 1.3 session with … (… verified)" line names it.
+    assert_eq!(Pin::new(SERVER_CERT).unwrap().what(), "pinned certificate");
+    assert_eq!(key_pinned().what(), "pinned key");
+}
