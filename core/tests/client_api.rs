@@ -1,0 +1,150 @@
+//! What hosts read from a client besides its events: whether it is registered, the
+//! keys it knows, its buffers' sizes, what `reset` forgets and keeps, and the text of
+//! every error it reports (hosts print these to people).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use seguro_core::client::{
+    Client, DEFAULT_MSG, SendError, TransmitError, Undecryptable, Undeliverable,
+};
+use seguro_core::e2ee::KeyPair;
+use seguro_core::limits::CLIENT_MAX_TEXT;
+use seguro_core::msg::{Message, UserList};
+
+type C = Client<8, 256, 2>;
+
+fn directory(welcome: bool, users: &[(&str, [u8; 32])]) -> Vec<u8> {
+    let mut buf = vec![0u8; 1024];
+    let list = UserList::pack(users.iter().map(|(n, k)| (*n, k)), &mut buf).unwrap();
+    let m = if welcome {
+        Message::Welcome { users: list }
+    } else {
+        Message::Users { users: list }
+    };
+    let mut line = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut line).unwrap();
+    line.truncate(n - 1);
+    line
+}
+
+fn handle(c: &mut C, line: &[u8]) {
+    let mut scratch = vec![0u8; line.len()];
+    c.handle_line(line, &mut scratch).unwrap();
+}
+
+fn drain_transmit(c: &mut C) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Some(n) = c.poll_transmit(&mut buf).unwrap() {
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+fn alice() -> (C, ChaCha20Rng) {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let c = Client::new("alice", KeyPair::generate(&mut rng)).unwrap();
+    (c, rng)
+}
+
+#[test]
+fn the_default_buffer_holds_the_longest_text_and_its_tag() {
+    assert_eq!(DEFAULT_MSG, CLIENT_MAX_TEXT + 16);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let c: Client<8, DEFAULT_MSG, 2> = Client::new("a", KeyPair::generate(&mut rng)).unwrap();
+    assert_eq!(c.max_text(), CLIENT_MAX_TEXT);
+}
+
+#[test]
+fn registered_only_between_welcome_and_reset_and_keys_known_from_the_directory() {
+    let (mut c, mut rng) = alice();
+    let ka = c.public_key();
+    let kb = [9u8; 32];
+    assert!(!c.is_registered());
+    assert_eq!(c.key_of("bob"), None);
+    assert!(drain_transmit(&mut c).starts_with(b"{\"type\":\"hello\""));
+    assert!(!c.is_registered(), "a hello sent is not a welcome");
+    handle(&mut c, &directory(true, &[("alice", ka), ("bob", kb)]));
+    assert!(c.is_registered());
+    assert_eq!(c.key_of("bob"), Some(&kb));
+    assert_eq!(c.key_of("alice"), Some(&ka));
+    assert_eq!(c.key_of("carol"), None);
+    assert!(c.send_to("bob", "hi", &mut rng).is_ok());
+    drain_transmit(&mut c);
+
+    c.reset();
+    assert!(!c.is_registered());
+    // The directory is kept across the reset (key changes across reconnects are seen).
+    assert_eq!(c.key_of("bob"), Some(&kb));
+    assert!(matches!(
+        c.send_to("bob", "hi", &mut rng),
+        Err(SendError::NotRegistered)
+    ));
+    // The next transmission is the hello again.
+    assert!(drain_transmit(&mut c).starts_with(b"{\"type\":\"hello\""));
+}
+
+#[test]
+fn reset_discards_the_events_of_the_connection_that_ended() {
+    let (mut c, _) = alice();
+    let ka = c.public_key();
+    drain_transmit(&mut c);
+    handle(&mut c, &directory(true, &[("alice", ka), ("bob", [9; 32])]));
+    // Events are pending (registered, bob joined); the connection ends before the host
+    // drained them.
+    c.reset();
+    assert!(c.poll_event().is_none(), "events survived a reset");
+    // After the next welcome with the same directory there is nothing new to report but
+    // the registration: bob did not join again.
+    drain_transmit(&mut c);
+    handle(&mut c, &directory(true, &[("alice", ka), ("bob", [9; 32])]));
+    let mut seen = Vec::new();
+    while let Some(ev) = c.poll_event() {
+        seen.push(format!("{ev:?}"));
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].starts_with("Registered"), "{seen:?}");
+}
+
+#[test]
+fn every_error_has_its_own_words() {
+    let undecryptable = [
+        Undecryptable::BadTag,
+        Undecryptable::BadNonce,
+        Undecryptable::BadCipher,
+        Undecryptable::UnsupportedAlgorithm,
+        Undecryptable::WeakKey,
+        Undecryptable::NotUtf8,
+    ];
+    let undeliverable = [
+        Undeliverable::UnknownSender,
+        Undeliverable::TooLong,
+        Undeliverable::PendingFull,
+        Undeliverable::NoSender,
+    ];
+    let mut texts = BTreeSet::new();
+    for t in undecryptable
+        .iter()
+        .map(ToString::to_string)
+        .chain(undeliverable.iter().map(ToString::to_string))
+    {
+        assert!(t.len() >= 9, "{t:?}");
+        assert!(texts.insert(t.clone()), "said twice: {t:?}");
+    }
+    assert!(
+        Undecryptable::BadTag
+            .to_string()
+            .contains("authentication failed")
+    );
+    assert!(Undeliverable::NoSender.to_string().contains("no sender"));
+    let t = TransmitError::BufferTooSmall { needed: 4711 }.to_string();
+    assert!(t.contains("4711") && t.contains("too small"), "{t}");
+}
