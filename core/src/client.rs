@@ -562,10 +562,10 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             self.ev_primary = Some(Primary::Undecryptable(Undecryptable::UnsupportedAlgorithm));
             return;
         }
+        // Decoded in place: a longer nonce does not fit, a shorter one fails the guard.
         let mut nonce = [0u8; NONCE_LEN];
-        let mut nonce_buf = [0u8; NONCE_LEN + 3];
-        match Base64::decode(r.nonce, &mut nonce_buf) {
-            Ok(n) if n.len() == NONCE_LEN => nonce.copy_from_slice(n),
+        match Base64::decode(r.nonce, &mut nonce) {
+            Ok(n) if n.len() == NONCE_LEN => {}
             _ => {
                 self.ev_primary = Some(Primary::Undecryptable(Undecryptable::BadNonce));
                 return;

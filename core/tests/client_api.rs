@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use seguro_core::client::{
-    Client, DEFAULT_MSG, SendError, TransmitError, Undecryptable, Undeliverable,
+    Client, DEFAULT_MSG, Event, SendError, TransmitError, Undecryptable, Undeliverable,
 };
 use seguro_core::e2ee::KeyPair;
 use seguro_core::limits::CLIENT_MAX_TEXT;
@@ -147,4 +147,135 @@ fn every_error_has_its_own_words() {
     assert!(Undeliverable::NoSender.to_string().contains("no sender"));
     let t = TransmitError::BufferTooSmall { needed: 4711 }.to_string();
     assert!(t.contains("4711") && t.contains("too small"), "{t}");
+}
+
+/// alice and bob, both welcomed with a directory listing both.
+fn pair() -> (C, C, ChaCha20Rng) {
+    let (mut a, mut rng) = alice();
+    let mut b: C = Client::new("bob", KeyPair::generate(&mut rng)).unwrap();
+    let dir = directory(true, &[("alice", a.public_key()), ("bob", b.public_key())]);
+    for c in [&mut a, &mut b] {
+        drain_transmit(c);
+        handle(c, &dir);
+        while c.poll_event().is_some() {}
+    }
+    (a, b, rng)
+}
+
+fn events(c: &mut C) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(ev) = c.poll_event() {
+        seen.push(match ev {
+            Event::Message { from, text } => format!("[{from}] {text}"),
+            other => format!("{other:?}"),
+        });
+    }
+    seen
+}
+
+/// `from`'s relay line as the server forwards it (without `\n`).
+fn relay_of(from: &mut C) -> String {
+    let mut line = drain_transmit(from);
+    assert_eq!(line.pop(), Some(b'\n'));
+    let line = String::from_utf8(line).unwrap();
+    assert!(line.contains("\"type\":\"relay\""), "{line}");
+    line
+}
+
+#[test]
+fn only_the_answers_to_list_requests_are_listings() {
+    let (mut a, _, _) = pair();
+    let dir = directory(false, &[("alice", a.public_key())]);
+    a.request_list().unwrap();
+    a.request_list().unwrap();
+    assert_eq!(drain_transmit(&mut a), b"{\"type\":\"list\"}\n");
+    handle(&mut a, &dir);
+    assert!(events(&mut a).contains(&"Listed".to_string()));
+    // A directory the server pushes on its own is not an answer.
+    handle(&mut a, &dir);
+    assert!(!events(&mut a).contains(&"Listed".to_string()));
+    handle(&mut a, &dir);
+    assert!(!events(&mut a).contains(&"Listed".to_string()));
+}
+
+#[test]
+fn a_new_key_for_a_peer_is_used_at_once() {
+    let (mut a, mut b, mut rng) = pair();
+    a.send_to("bob", "first", &mut rng).unwrap();
+    let line = relay_of(&mut a);
+    handle(&mut b, line.as_bytes());
+    assert_eq!(events(&mut b), ["[alice] first"]);
+    // bob comes back with another key; alice's next message must be sealed to it.
+    let mut b2: C = Client::new("bob", KeyPair::generate(&mut rng)).unwrap();
+    let dir = directory(
+        false,
+        &[("alice", a.public_key()), ("bob", b2.public_key())],
+    );
+    handle(&mut a, &dir);
+    events(&mut a);
+    drain_transmit(&mut b2);
+    let dir2 = directory(true, &[("alice", a.public_key()), ("bob", b2.public_key())]);
+    handle(&mut b2, &dir2);
+    events(&mut b2);
+    a.send_to("bob", "second", &mut rng).unwrap();
+    let line = relay_of(&mut a);
+    handle(&mut b2, line.as_bytes());
+    assert_eq!(events(&mut b2), ["[alice] second"]);
+}
+
+/// Replaces the value of `"field":"…"` in a JSON line.
+fn with_field(line: &str, field: &str, value: &str) -> String {
+    let key = format!("\"{field}\":\"");
+    let start = line.find(&key).unwrap() + key.len();
+    let end = start + line[start..].find('"').unwrap();
+    format!("{}{value}{}", &line[..start], &line[end..])
+}
+
+#[test]
+fn a_nonce_of_another_length_is_refused_not_a_panic() {
+    let (mut a, mut b, mut rng) = pair();
+    for nonce in [
+        "AAAAAAAAAAA=",
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+        "",
+        "AAAAAAAAAAAAAAAAAAAA",
+    ] {
+        a.send_to("bob", "x", &mut rng).unwrap();
+        let line = with_field(&relay_of(&mut a), "nonce", nonce);
+        handle(&mut b, line.as_bytes());
+        assert_eq!(
+            events(&mut b),
+            [format!(
+                "Undecryptable {{ from: \"alice\", reason: {:?} }}",
+                Undecryptable::BadNonce
+            )],
+            "nonce {nonce:?}"
+        );
+    }
+}
+
+#[test]
+fn the_longest_message_arrives_and_a_longer_cipher_is_too_long() {
+    let (mut a, mut b, mut rng) = pair();
+    let longest = "é".repeat(a.max_text() / 2);
+    assert_eq!(longest.len(), a.max_text());
+    a.send_to("bob", &longest, &mut rng).unwrap();
+    let line = relay_of(&mut a);
+    handle(&mut b, line.as_bytes());
+    assert_eq!(events(&mut b), [format!("[alice] {longest}")]);
+    // A cipher text longer than bob's buffer (300 bytes, valid base64): too long for
+    // this client, not a broken message.
+    use base64ct::{Base64, Encoding};
+    let mut enc = [0u8; 400];
+    let big = Base64::encode(&[7u8; 300], &mut enc).unwrap().to_owned();
+    a.send_to("bob", "x", &mut rng).unwrap();
+    let line = with_field(&relay_of(&mut a), "cipher", &big);
+    handle(&mut b, line.as_bytes());
+    assert_eq!(
+        events(&mut b),
+        [format!(
+            "Undeliverable {{ from: \"alice\", reason: {:?} }}",
+            Undeliverable::TooLong
+        )]
+    );
 }
