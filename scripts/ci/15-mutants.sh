@@ -15,6 +15,11 @@ if ! cargo mutants --version 2>/dev/null | grep -qx 'cargo-mutants 27.1.0'; then
 fi
 command -v python3 >/dev/null || apt_install python3
 # A clean clone nobody edits: mutate it in place, reusing phase 10's build of core.
+base=$(tr -d ' \n' <.ci/mutants-base)
+if ! git rev-parse --verify -q "$base^{commit}" >/dev/null; then
+    echo "15-mutants: the base $base is not in this clone (shallow?): fetching it"
+    git fetch -q --depth=1000 origin "$base" 2>/dev/null || git fetch -q --unshallow 2>/dev/null || true
+fi
 status=0
 bash scripts/mutants.sh --in-place --budget "${MUTANTS_BUDGET:-600}" || status=$?
 if [ "$status" = 1 ] && [ "${MUTANTS_STRICT:-0}" != 1 ]; then
