@@ -64,12 +64,38 @@ pub trait Printer: Send {
 pub struct PlainPrinter<W> {
     out: W,
     color: bool,
+    format: Format,
+    clock: output::Clock,
+}
+
+/// How [`PlainPrinter`] writes lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The reference client's lines, byte for byte.
+    #[default]
+    Plain,
+    /// The local time (RFC 3339) and a space before each plain line.
+    Timestamps,
+    /// One JSON object per line ([`output::json`]).
+    Json,
 }
 
 impl<W: std::io::Write + Send> PlainPrinter<W> {
     /// Prints to `out`.
     pub fn new(out: W, color: bool) -> Self {
-        Self { out, color }
+        Self {
+            out,
+            color,
+            format: Format::Plain,
+            clock: output::Clock::utc(),
+        }
+    }
+
+    /// Prints in `format`, with times from `clock`.
+    pub fn with_format(mut self, format: Format, clock: output::Clock) -> Self {
+        self.format = format;
+        self.clock = clock;
+        self
     }
 
     /// The writer.
@@ -80,7 +106,16 @@ impl<W: std::io::Write + Send> PlainPrinter<W> {
 
 impl<W: std::io::Write + Send> Printer for PlainPrinter<W> {
     fn print(&mut self, line: &Line<'_>) {
-        let _ = writeln!(self.out, "{}", output::render(line, self.color));
+        let _ = match self.format {
+            Format::Plain => writeln!(self.out, "{}", output::render(line, self.color)),
+            Format::Timestamps => writeln!(
+                self.out,
+                "{} {}",
+                output::rfc3339(self.clock.now()),
+                output::render(line, self.color)
+            ),
+            Format::Json => writeln!(self.out, "{}", output::json(line, self.clock.now())),
+        };
         let _ = self.out.flush();
     }
 }
@@ -206,6 +241,90 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// How many of the first bytes a server sends are kept, to name a service that does not
+/// speak TLS.
+const SNIFF: usize = 64;
+
+/// A TCP stream that keeps the first [`SNIFF`] bytes it reads.
+pub struct Sniff {
+    tcp: TcpStream,
+    first: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl smol::io::AsyncRead for Sniff {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        let r = std::pin::Pin::new(&mut me.tcp).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r
+            && let Ok(mut first) = me.first.lock()
+            && first.len() < SNIFF
+        {
+            let take = (*n).min(SNIFF - first.len());
+            first.extend_from_slice(buf.get(..take).unwrap_or(&[]));
+        }
+        r
+    }
+}
+
+impl smol::io::AsyncWrite for Sniff {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_close(cx)
+    }
+}
+
+/// Names the service that answered a TLS client hello with `first` (the bytes it
+/// sent), if they are not TLS: `None` when they look like TLS records (or nothing
+/// came).
+pub fn not_tls_service(first: &[u8]) -> Option<String> {
+    // A TLS record starts with its content type (20..=24) and version 3.x.
+    match first {
+        [] => return None,
+        [20..=24, 3, ..] | [20..=24] => return None,
+        _ => {}
+    }
+    let text = String::from_utf8_lossy(first);
+    let head = text.lines().next().unwrap_or("").trim();
+    let shown: String = head
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    Some(if first.starts_with(b"HTTP/") {
+        format!("a web (HTTP) server (it answered {shown:?})")
+    } else if first.starts_with(b"SSH-") {
+        format!("an SSH server (it answered {shown:?})")
+    } else if first.starts_with(b"{") {
+        "a service speaking JSON without TLS (a Seguro server must use TLS)".to_owned()
+    } else if first
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        format!("a plain-text service, not TLS (it answered {shown:?})")
+    } else {
+        "a service that does not speak TLS".to_owned()
+    })
+}
+
 /// The desktop client between the connection and the screen, without I/O: bytes from
 /// the server and lines the user typed go in; lines go to a [`Printer`] and the bytes
 /// to send are appended to a `wire` buffer the caller writes out.
@@ -216,7 +335,12 @@ pub struct Driver {
     out: Vec<u8>,
     /// A connection is up: transmissions go out.
     online: bool,
+    /// The server said it is shutting down on this connection.
+    shutdown_seen: bool,
 }
+
+/// The error text a Seguro server sends to everyone when it stops.
+const SHUTTING_DOWN: &str = "server shutting down";
 
 impl Driver {
     /// Drives `chat`, accepting server lines of up to `max_line` bytes.
@@ -227,6 +351,7 @@ impl Driver {
             scratch: vec![0u8; max_line],
             out: vec![0u8; max_line],
             online: false,
+            shutdown_seen: false,
         }
     }
 
@@ -245,7 +370,13 @@ impl Driver {
         self.chat.reset();
         self.acc.clear();
         self.online = true;
+        self.shutdown_seen = false;
         self.drain(printer, wire);
+    }
+
+    /// True if the server announced its shutdown on the current (or last) connection.
+    pub fn server_shut_down(&self) -> bool {
+        self.shutdown_seen
     }
 
     /// The connection ended: nothing goes to `wire` until the next [`Driver::connected`].
@@ -304,10 +435,15 @@ impl Driver {
         let registered = self.chat.is_registered();
         let mut refusal = None;
         while let Some(line) = self.chat.poll_line() {
-            if let Line::Received(Event::ServerError { text }) = line
-                && !registered
-            {
-                refusal = Some(text.to_owned());
+            if let Line::Received(Event::ServerError { text }) = line {
+                if !registered {
+                    refusal = Some(text.to_owned());
+                } else if text == SHUTTING_DOWN {
+                    // A normal shutdown is news, not an error.
+                    printer.print(&Line::HostInfo(&"the server is shutting down"));
+                    self.shutdown_seen = true;
+                    continue;
+                }
             }
             printer.print(&line);
         }
@@ -325,8 +461,79 @@ impl Driver {
     }
 }
 
+/// Quotes `s` for a POSIX shell if it needs it.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The `seguro serve` banner lines that tell how to join: a ready-to-copy `seguro chat`
+/// command with the real address (the first `--invite-address`, else the listening
+/// address, loopback for all interfaces) and, when only this machine can use it, how
+/// to reach it from elsewhere with ngrok.
+pub fn serve_chat_hint(
+    bound: std::net::SocketAddr,
+    invite_addresses: &[String],
+    cert: &std::path::Path,
+) -> Vec<String> {
+    let cert = shell_quote(&cert.display().to_string());
+    let mut out = vec![format!(
+        "clients need {cert} (copy it to them; they check it against this fingerprint) and run:"
+    )];
+    let split = |a: &str| {
+        a.rsplit_once(':').map(|(h, p)| {
+            (
+                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                p.to_owned(),
+            )
+        })
+    };
+    if let Some((host, port)) = invite_addresses.first().and_then(|a| split(a)) {
+        out.push(format!(
+            "  seguro chat \"$USER\" {} {port} --cert {cert}",
+            shell_quote(&host)
+        ));
+        return out;
+    }
+    let local = bound.ip().is_unspecified() || bound.ip().is_loopback();
+    let ip = if !bound.ip().is_unspecified() {
+        bound.ip()
+    } else if bound.is_ipv4() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    };
+    let port = bound.port();
+    let mine = if local { "   # on this machine" } else { "" };
+    out.push(format!(
+        "  seguro chat \"$USER\" {ip} {port} --cert {cert}{mine}"
+    ));
+    if local {
+        out.push(format!(
+            "from elsewhere: run `ngrok tcp {port}` here and use the host and port it prints \
+             (tcp://HOST:PORT), e.g. seguro chat \"$USER\" 0.tcp.eu.ngrok.io 12345 --cert {cert}"
+        ));
+    }
+    out
+}
+
 /// Runs `seguro chat`; returns the exit code.
 pub fn run(a: ChatArgs) -> i32 {
+    // Before any thread starts (see `output::Clock`).
+    let clock = output::Clock::local();
+    let format = if a.json {
+        Format::Json
+    } else if a.timestamps {
+        Format::Timestamps
+    } else {
+        Format::Plain
+    };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let _terminal = interactive.then(TerminalGuard::save);
     let (in_tx, in_rx) = channel::unbounded();
@@ -343,7 +550,7 @@ pub fn run(a: ChatArgs) -> i32 {
         }
     } else {
         start_plain_input(in_tx.clone());
-        Box::new(PlainPrinter::new(std::io::stdout(), false))
+        Box::new(PlainPrinter::new(std::io::stdout(), false).with_format(format, clock))
     };
     drop(in_tx);
 
@@ -419,6 +626,8 @@ enum End {
 enum ConnectError {
     /// The message, and whether a key (an invite) was pinned.
     Pin(String, bool),
+    /// The port answered, but not with TLS.
+    NotTls(String),
     Tls(String),
     Net(String),
 }
@@ -441,7 +650,7 @@ impl Desktop {
 
     /// Connects to the first address that works; when none does, returns the most
     /// telling failure (a pin mismatch before a TLS error before a network error).
-    async fn connect(&mut self) -> Result<TlsStream<TcpStream>, ConnectError> {
+    async fn connect(&mut self) -> Result<TlsStream<Sniff>, ConnectError> {
         let mut worst: Option<ConnectError> = None;
         let targets = self.targets.clone();
         for (i, (host, port)) in targets.iter().enumerate() {
@@ -455,14 +664,18 @@ impl Desktop {
             };
             if i + 1 < targets.len() {
                 let why = match &e {
-                    ConnectError::Pin(m, _) | ConnectError::Tls(m) | ConnectError::Net(m) => m,
+                    ConnectError::Pin(m, _)
+                    | ConnectError::NotTls(m)
+                    | ConnectError::Tls(m)
+                    | ConnectError::Net(m) => m,
                 };
                 self.printer.print(&Line::HostWarn(&format_args!(
                     "{why}; trying the next address"
                 )));
             }
             let rank = |e: &ConnectError| match e {
-                ConnectError::Pin(..) => 2,
+                ConnectError::Pin(..) => 3,
+                ConnectError::NotTls(_) => 2,
                 ConnectError::Tls(_) => 1,
                 ConnectError::Net(_) => 0,
             };
@@ -473,11 +686,7 @@ impl Desktop {
         Err(worst.unwrap_or_else(|| ConnectError::Net("no server address".into())))
     }
 
-    async fn connect_to(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<TlsStream<TcpStream>, ConnectError> {
+    async fn connect_to(&self, host: &str, port: u16) -> Result<TlsStream<Sniff>, ConnectError> {
         let tcp =
             async {
                 Some(TcpStream::connect((host, port)).await.map_err(|e| {
@@ -499,6 +708,11 @@ impl Desktop {
             .with_time(Duration::from_secs(30))
             .with_interval(Duration::from_secs(10));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+        let first = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tcp = Sniff {
+            tcp,
+            first: first.clone(),
+        };
         let hs = async { Some(self.tls.connect(tls::server_name(), tcp).await) }
             .or(async {
                 Timer::after(Duration::from_secs(15)).await;
@@ -509,6 +723,20 @@ impl Desktop {
             None => Err(ConnectError::Net("TLS handshake timed out".into())),
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => {
+                let first = first.lock().map(|f| f.clone()).unwrap_or_default();
+                if let Some(what) = not_tls_service(&first) {
+                    return Err(ConnectError::NotTls(format!(
+                        "{host}:{port} is not a Seguro server: it is {what}. Check the host \
+                         and port (with ngrok, the port ngrok prints, not the server's own)"
+                    )));
+                }
+                if first.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    return Err(ConnectError::Net(format!(
+                        "{host}:{port} accepted the connection and closed it without \
+                         answering: no Seguro server is behind it (is the server running, and \
+                         is the ngrok tunnel pointing at its port?)"
+                    )));
+                }
                 if let Some(m) = pin_mismatch(&e) {
                     return Err(ConnectError::Pin(m.to_string(), m.by_key()));
                 }
@@ -550,6 +778,16 @@ impl Desktop {
                          not continue; check the fingerprint with the server's operator"
                     ));
                     return exit::TLS;
+                }
+                Err(ConnectError::NotTls(m)) => {
+                    self.error(&m);
+                    if !self.ever_registered || self.args.no_reconnect {
+                        return exit::NOT_SEGURO;
+                    }
+                    if self.wait_backoff(&m, &mut backoff).await {
+                        return exit::OK;
+                    }
+                    continue;
                 }
                 Err(ConnectError::Tls(m)) => {
                     self.error(&m);
@@ -646,7 +884,7 @@ impl Desktop {
         }
     }
 
-    async fn session(&mut self, stream: TlsStream<TcpStream>) -> End {
+    async fn session(&mut self, stream: TlsStream<Sniff>) -> End {
         let (mut rd, mut wr) = smol::io::split(stream);
         let mut rbuf = vec![0u8; 16 * 1024];
         let mut wire = Vec::new();
@@ -711,12 +949,17 @@ impl Desktop {
                 Ev::Read(Ok(0)) => {
                     return match refusal {
                         Some(r) if !registered => End::Refused(r),
+                        _ if self.driver.server_shut_down() => {
+                            End::Lost("the server shut down".into())
+                        }
                         _ => End::Lost("the server closed the connection".into()),
                     };
                 }
                 Ev::Read(Err(e)) => {
-                    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        "the server closed the connection without TLS close_notify".to_owned()
+                    let why = if self.driver.server_shut_down() {
+                        "the server shut down".to_owned()
+                    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        "the server closed the connection abruptly".to_owned()
                     } else {
                         e.to_string()
                     };
@@ -744,7 +987,7 @@ impl Desktop {
 
 /// Writes and flushes `wire` (if not empty), then clears it.
 async fn write_all(
-    wr: &mut smol::io::WriteHalf<TlsStream<TcpStream>>,
+    wr: &mut smol::io::WriteHalf<TlsStream<Sniff>>,
     wire: &mut Vec<u8>,
 ) -> Result<(), String> {
     if wire.is_empty() {
@@ -758,6 +1001,60 @@ async fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_serve_banner_has_a_command_to_copy() {
+        let cert = std::path::Path::new("server.crt");
+        let all: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let l = serve_chat_hint(all, &[], cert);
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 127.0.0.1 5000 --cert server.crt   # on this machine"
+        );
+        assert!(l[2].contains("ngrok tcp 5000"), "{l:?}");
+        let lan: std::net::SocketAddr = "192.168.1.20:7000".parse().unwrap();
+        let l = serve_chat_hint(lan, &[], std::path::Path::new("my certs/s.crt"));
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 192.168.1.20 7000 --cert 'my certs/s.crt'"
+        );
+        assert_eq!(l.len(), 2);
+        let l = serve_chat_hint(all, &["0.tcp.eu.ngrok.io:12345".into()], cert);
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 0.tcp.eu.ngrok.io 12345 --cert server.crt"
+        );
+        assert!(l.iter().all(|l| !l.contains('<')), "{l:?}");
+    }
+
+    #[test]
+    fn services_that_are_not_tls_are_named() {
+        assert_eq!(not_tls_service(b""), None);
+        assert_eq!(not_tls_service(&[22, 3, 3, 0, 90]), None);
+        assert_eq!(not_tls_service(&[21, 3, 1, 0, 2, 2, 40]), None);
+        let http = not_tls_service(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n").unwrap();
+        assert!(
+            http.contains("HTTP") && http.contains("400 Bad Request"),
+            "{http}"
+        );
+        assert!(
+            not_tls_service(b"SSH-2.0-OpenSSH_9.2\r\n")
+                .unwrap()
+                .contains("SSH")
+        );
+        assert!(
+            not_tls_service(b"{\"type\":\"error\"}\n")
+                .unwrap()
+                .contains("JSON")
+        );
+        let esc = not_tls_service(b"220 hi\x1b[2J\n").unwrap();
+        assert!(!esc.contains('\u{1b}'), "{esc}");
+        assert!(
+            not_tls_service(&[0, 1, 2, 200])
+                .unwrap()
+                .contains("not speak TLS")
+        );
+    }
 
     #[test]
     fn sizes_of_the_desktop_session() {

@@ -173,14 +173,9 @@ fn serve(a: ServeArgs) -> i32 {
         }
         println!("seguro {} listening on {addr}", env!("CARGO_PKG_VERSION"));
         println!("certificate SHA-256: {fp}");
-        println!(
-            "clients need {} (copy it to them; they check it against this fingerprint) and run:",
-            cert_path.display()
-        );
-        println!(
-            "  seguro chat <user> <host> <port> --cert {}",
-            cert_path.display()
-        );
+        for line in seguro::client::serve_chat_hint(addr, &a.invite_addresses, &cert_path) {
+            println!("{line}");
+        }
         for line in
             seguro::invite::serve_banner(&ee, &cert_path, &a.invite_addresses, backup_pin, addr)
         {
