@@ -57,6 +57,8 @@ pub type DesktopChat = Chat<RecentKeys<KNOWN_KEYS>, USERS, MSG, PENDING>;
 pub trait Printer: Send {
     /// Prints one line.
     fn print(&mut self, line: &Line<'_>);
+    /// The connection's state changed (a status bar shows it; lines say it anyway).
+    fn state(&mut self, _conn: Conn) {}
 }
 
 /// Plain lines (coloured if `color`) on a writer, flushed one by one: standard output
@@ -136,10 +138,26 @@ impl<P: rustyline::ExternalPrinter + Send> Printer for EditorPrinter<P> {
     }
 }
 
-/// One item from the input thread.
+/// One item from the input side.
 enum Input {
     Line(String),
     Eof,
+}
+
+/// The connection's state, for a status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Connecting now.
+    Connecting,
+    /// Registered with the server.
+    Connected,
+    /// Waiting until `at` to reconnect.
+    Reconnecting {
+        /// When the next attempt starts.
+        at: std::time::Instant,
+    },
+    /// Not connected and not retrying.
+    Offline,
 }
 
 /// Starts the rustyline editor on its own thread; returns its printer.
@@ -337,6 +355,44 @@ pub struct Driver {
     online: bool,
     /// The server said it is shutting down on this connection.
     shutdown_seen: bool,
+    /// What was typed while not connected, in order.
+    outbox: std::collections::VecDeque<Pending>,
+    /// The user was told which recipients are not online yet (once per connection).
+    absent_told: bool,
+    /// Offline messages wait in the outbox (else: core's "not sent").
+    keep_offline: bool,
+}
+
+/// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
+pub const OUTBOX: usize = 1000;
+
+/// A line typed while not connected, sent after reconnecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The conversation it was typed in (plain text goes to that peer).
+    pub conversation: Option<String>,
+    /// The line as typed.
+    pub line: String,
+    /// The recipient of an end-to-end message (`None` for `/server`).
+    pub to: Option<String>,
+    /// The recipient's key when the line was typed, if known: a different key at
+    /// sending time holds the line until the user decides (`/outbox send` or `drop`).
+    pub key: Option<[u8; seguro_core::limits::KEY_LEN]>,
+    /// Held: the recipient's key changed since; sent only on `/outbox send`.
+    pub held: bool,
+}
+
+/// What [`Driver::typed_in`] did with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed {
+    /// Core's action (a message queued, lines shown, nothing).
+    Chat(Action),
+    /// Not connected: the line waits in the outbox.
+    Queued,
+    /// `/reconnect`: the host should (re)connect now.
+    Reconnect,
+    /// The user wants to leave.
+    Quit,
 }
 
 /// The error text a Seguro server sends to everyone when it stops.
@@ -352,6 +408,9 @@ impl Driver {
             out: vec![0u8; max_line],
             online: false,
             shutdown_seen: false,
+            outbox: std::collections::VecDeque::new(),
+            absent_told: false,
+            keep_offline: false,
         }
     }
 
@@ -371,6 +430,7 @@ impl Driver {
         self.acc.clear();
         self.online = true;
         self.shutdown_seen = false;
+        self.absent_told = false;
         self.drain(printer, wire);
     }
 
@@ -406,11 +466,21 @@ impl Driver {
                 refusal = Some(r);
             }
         }
+        if self.online && self.chat.is_registered() {
+            self.flush_outbox(&mut OsRng, printer, wire);
+        }
         refusal
     }
 
-    /// A line the user typed. A message typed while not connected is reported as not
-    /// sent.
+    /// Keeps what is typed while not connected in an outbox (see
+    /// [`Driver::typed_in`]) instead of reporting it as not sent (core's behaviour,
+    /// which boards share).
+    pub fn keep_offline(&mut self, on: bool) {
+        self.keep_offline = on;
+    }
+
+    /// A line the user typed, outside any conversation, as core's [`Action`] (a line
+    /// kept in the outbox is [`Action::Offline`]); see [`Driver::typed_in`].
     pub fn typed(
         &mut self,
         line: &str,
@@ -418,15 +488,259 @@ impl Driver {
         printer: &mut dyn Printer,
         wire: &mut Vec<u8>,
     ) -> Action {
-        let action = self.chat.input(line, rng);
+        match self.typed_in(None, line, rng, printer, wire) {
+            Typed::Chat(a) => a,
+            Typed::Queued => Action::Offline,
+            Typed::Reconnect => Action::Nothing,
+            Typed::Quit => Action::Quit,
+        }
+    }
+
+    /// A line the user typed in `conversation` (plain text goes to that peer). The
+    /// host's own commands are handled here: `/reconnect`, `/outbox` (list what
+    /// waits), `/outbox send` (send what is held after a key change), `/outbox drop`.
+    /// A message typed while not connected waits in the outbox, in order, and goes
+    /// out after the next registration ([`Driver::flush_outbox`]).
+    pub fn typed_in(
+        &mut self,
+        conversation: Option<&str>,
+        line: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Typed {
+        let trimmed = line.trim();
+        let (cmd, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        match (cmd, rest.trim()) {
+            _ if !self.keep_offline => {}
+            ("/reconnect", "") => return Typed::Reconnect,
+            ("/outbox", "") => {
+                self.show_outbox(printer);
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", "drop") => {
+                let before = self.outbox.len();
+                self.outbox.retain(|p| !p.held);
+                let n = before - self.outbox.len();
+                printer.print(&Line::HostInfo(&format_args!(
+                    "dropped {n} held message(s); {} still wait(s)",
+                    self.outbox.len()
+                )));
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", "send") => {
+                let mut n = 0;
+                for p in self.outbox.iter_mut().filter(|p| p.held) {
+                    p.held = false;
+                    p.key = None;
+                    n += 1;
+                }
+                printer.print(&Line::HostInfo(&format_args!(
+                    "{n} held message(s) will go to the new key"
+                )));
+                self.flush_outbox(rng, printer, wire);
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", _) => {
+                printer.print(&Line::HostError(&"usage: /outbox [send|drop]"));
+                return Typed::Chat(Action::Shown);
+            }
+            _ => {}
+        }
+        let registered = self.chat.is_registered();
+        let to = self.recipient(conversation, line);
+        // A message queues behind those waiting for the same recipient, so none
+        // overtakes another.
+        let behind = to
+            .as_ref()
+            .is_some_and(|to| self.outbox.iter().any(|p| p.to.as_ref() == Some(to)));
+        let action = if self.keep_offline && to.is_some() && (!registered || behind) {
+            Action::Offline
+        } else {
+            self.chat.input_in(conversation, line, rng)
+        };
         match action {
-            Action::Quit => {}
-            Action::Offline => printer.print(&Line::NotSent),
-            _ => {
+            Action::Quit => Typed::Quit,
+            Action::Offline if !self.keep_offline => {
+                printer.print(&Line::NotSent);
+                Typed::Chat(Action::Offline)
+            }
+            Action::Offline => {
+                self.queue(conversation, line, printer);
+                Typed::Queued
+            }
+            a => {
                 self.drain(printer, wire);
+                Typed::Chat(a)
             }
         }
-        action
+    }
+
+    /// Where `line` (typed in `conversation`) goes: `Some(peer)` for a message,
+    /// `Some("")` for `/server`, `None` for a local command.
+    fn recipient(&self, conversation: Option<&str>, line: &str) -> Option<String> {
+        use seguro_core::command::{Command, CommandError, parse_command};
+        match parse_command(line) {
+            Ok(Command::To { user, .. }) => Some(user.to_owned()),
+            Ok(Command::Server { .. }) => Some(String::new()),
+            Err(CommandError::NotACommand) => conversation.map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    fn queue(&mut self, conversation: Option<&str>, line: &str, printer: &mut dyn Printer) {
+        use seguro_core::chat::KeyMemory as _;
+        if self.outbox.len() >= OUTBOX {
+            printer.print(&Line::HostError(&format_args!(
+                "not connected and {OUTBOX} messages already wait: this one is NOT kept \
+                 (type it again after reconnecting)"
+            )));
+            return;
+        }
+        let to = self.recipient(conversation, line).filter(|t| !t.is_empty());
+        let key = to.as_deref().and_then(|u| {
+            self.chat
+                .client()
+                .key_of(u)
+                .copied()
+                .or_else(|| self.chat.memory().last_key(u))
+        });
+        self.outbox.push_back(Pending {
+            conversation: conversation.map(str::to_owned),
+            line: line.trim_end_matches(['\r', '\n']).to_owned(),
+            to,
+            key,
+            held: false,
+        });
+        let n = self.outbox.len();
+        if self.chat.is_registered() {
+            printer.print(&Line::HostInfo(&format_args!(
+                "kept in the outbox behind earlier messages to the same recipient ({n} \
+                 waiting; /outbox lists them)"
+            )));
+        } else {
+            printer.print(&Line::HostInfo(&format_args!(
+                "not connected: kept in the outbox ({n} waiting), sent when the connection \
+                 is back"
+            )));
+        }
+    }
+
+    /// The lines waiting to be sent, oldest first.
+    pub fn outbox(&self) -> impl ExactSizeIterator<Item = &Pending> {
+        self.outbox.iter()
+    }
+
+    fn show_outbox(&self, printer: &mut dyn Printer) {
+        printer.print(&Line::HostInfo(&format_args!(
+            "outbox ({} waiting):",
+            self.outbox.len()
+        )));
+        for p in &self.outbox {
+            let state = if p.held { " (held: key changed)" } else { "" };
+            let to = p.to.as_deref().unwrap_or("the server");
+            printer.print(&Line::HostInfo(&format_args!(
+                "  to {to}: {}{state}",
+                p.line
+            )));
+        }
+    }
+
+    /// While registered, sends what waits in the outbox, in order: each line is
+    /// encrypted to the recipient's key of now. A line whose recipient's key changed
+    /// since it was typed is held (with every later line to that recipient) until
+    /// `/outbox send` or `/outbox drop`; a line whose recipient is not online yet
+    /// waits for them.
+    pub fn flush_outbox(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut kept = std::collections::VecDeque::new();
+        let mut blocked: Vec<String> = Vec::new();
+        let mut newly_held = 0usize;
+        let mut sent = 0usize;
+        while let Some(mut p) = self.outbox.pop_front() {
+            if !self.chat.is_registered() {
+                kept.push_back(p);
+                continue;
+            }
+            if let Some(to) = &p.to {
+                let now = self.chat.client().key_of(to).copied();
+                let waiting = blocked.contains(to);
+                if p.held || waiting || now.is_none() && p.key.is_some() {
+                    if !waiting {
+                        blocked.push(to.clone());
+                    }
+                    kept.push_back(p);
+                    continue;
+                }
+                if let (Some(then), Some(now)) = (p.key, now)
+                    && then != now
+                {
+                    p.held = true;
+                    newly_held += 1;
+                    blocked.push(to.clone());
+                    kept.push_back(p);
+                    continue;
+                }
+            }
+            let action = self.chat.input_in(p.conversation.as_deref(), &p.line, rng);
+            if action == Action::Offline {
+                kept.push_back(p);
+                continue;
+            }
+            sent += 1;
+            self.drain(printer, wire);
+        }
+        self.outbox = kept;
+        if sent > 0 {
+            printer.print(&Line::HostInfo(&format_args!(
+                "sent {sent} message(s) from the outbox{}",
+                if self.outbox.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} still wait(s)", self.outbox.len())
+                }
+            )));
+        }
+        if !self.absent_told && self.chat.is_registered() {
+            let absent: Vec<&str> = blocked
+                .iter()
+                .filter(|to| {
+                    self.outbox
+                        .iter()
+                        .any(|p| !p.held && p.to.as_ref() == Some(*to))
+                })
+                .map(String::as_str)
+                .collect();
+            if !absent.is_empty() {
+                self.absent_told = true;
+                printer.print(&Line::HostInfo(&format_args!(
+                    "messages wait in the outbox until they are online: {}",
+                    absent.join(", ")
+                )));
+            }
+        }
+        if newly_held > 0 {
+            for to in &blocked {
+                if self
+                    .outbox
+                    .iter()
+                    .any(|p| p.held && p.to.as_ref() == Some(to))
+                {
+                    printer.print(&Line::HostWarn(&format_args!(
+                        "the key of {to} changed while your message(s) waited: they are \
+                         held. Check /fp {to}, then /outbox send (to the new key) or \
+                         /outbox drop"
+                    )));
+                }
+            }
+        }
     }
 
     /// Prints every pending line and, while online, appends every pending transmission
@@ -595,7 +909,12 @@ pub fn run(a: ChatArgs) -> i32 {
         input: in_rx,
         input_done: false,
         ever_registered: false,
+        attempt: 0,
+        told: None,
+        last_typed: std::time::Instant::now(),
+        give_up_at: None,
     };
+    desktop.driver.keep_offline(true);
     smol::block_on(desktop.run())
 }
 
@@ -611,16 +930,51 @@ struct Desktop {
     input: Receiver<Input>,
     input_done: bool,
     ever_registered: bool,
+    /// Reconnect attempts since the last registration.
+    attempt: u32,
+    /// The reason last said for being offline.
+    told: Option<String>,
+    /// When the user last typed a line.
+    last_typed: std::time::Instant,
+    /// After input ended with messages in the outbox: when to stop trying.
+    give_up_at: Option<std::time::Instant>,
 }
 
 /// How one connection ended.
 enum End {
     /// The user is done (`/quit`, or end of input plus linger).
     Done,
+    /// The user asked to reconnect (`/reconnect`).
+    Again,
     /// The connection broke.
     Lost(String),
     /// The server refused us before registration (error text).
     Refused(String),
+}
+
+/// How a wait before reconnecting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Connect now.
+    Retry,
+    /// The user left (`/quit`, or the end of input with nothing left to send).
+    Quit,
+}
+
+/// A user who typed within this long is active: reconnect attempts stay close.
+const ACTIVE: Duration = Duration::from_secs(300);
+/// Seconds to keep trying to deliver the outbox after input ended.
+const GIVE_UP: f64 = 30.0;
+
+/// The wait before reconnect attempt `attempt` (0 first): doubling from 0.5 s, capped
+/// at 4 s while the user is `active` (30 s otherwise), with "equal jitter" from
+/// `random`: between half the step and the whole step, so clients that lost the same
+/// server do not come back at the same instant.
+pub fn reconnect_delay(attempt: u32, active: bool, random: u64) -> Duration {
+    let cap_ms: u64 = if active { 4_000 } else { 30_000 };
+    let step = 500u64.saturating_mul(1 << attempt.min(10)).min(cap_ms);
+    let half = step / 2;
+    Duration::from_millis(half + random % (half + 1))
 }
 
 enum ConnectError {
@@ -763,8 +1117,35 @@ impl Desktop {
     }
 
     async fn run(&mut self) -> i32 {
-        let mut backoff = Duration::from_millis(500);
+        let code = self.run_connections().await;
+        self.finish(code)
+    }
+
+    /// Reports what never left the outbox; the exit code is not 0 if anything did not.
+    fn finish(&mut self, code: i32) -> i32 {
+        let n = self.driver.outbox().len();
+        if n == 0 {
+            return code;
+        }
+        let lines: Vec<String> = self.driver.outbox().map(|p| p.line.clone()).collect();
+        self.printer.print(&Line::HostError(&format_args!(
+            "{n} message(s) typed were NOT sent (no connection, or the recipient never came \
+             online):"
+        )));
+        for l in &lines {
+            self.printer
+                .print(&Line::HostError(&format_args!("  not sent: {l}")));
+        }
+        if code == exit::OK {
+            exit::CONNECT
+        } else {
+            code
+        }
+    }
+
+    async fn run_connections(&mut self) -> i32 {
         loop {
+            self.printer.state(Conn::Connecting);
             let stream = match self.connect().await {
                 Ok(s) => s,
                 Err(ConnectError::Pin(m, by_key)) => {
@@ -780,21 +1161,21 @@ impl Desktop {
                     return exit::TLS;
                 }
                 Err(ConnectError::NotTls(m)) => {
-                    self.error(&m);
                     if !self.ever_registered || self.args.no_reconnect {
+                        self.error(&m);
                         return exit::NOT_SEGURO;
                     }
-                    if self.wait_backoff(&m, &mut backoff).await {
+                    if self.wait_backoff(&m).await == Wait::Quit {
                         return exit::OK;
                     }
                     continue;
                 }
                 Err(ConnectError::Tls(m)) => {
-                    self.error(&m);
                     if !self.ever_registered || self.args.no_reconnect {
+                        self.error(&m);
                         return exit::TLS;
                     }
-                    if self.wait_backoff(&m, &mut backoff).await {
+                    if self.wait_backoff(&m).await == Wait::Quit {
                         return exit::OK;
                     }
                     continue;
@@ -804,7 +1185,7 @@ impl Desktop {
                         self.error(&m);
                         return exit::CONNECT;
                     }
-                    if self.wait_backoff(&m, &mut backoff).await {
+                    if self.wait_backoff(&m).await == Wait::Quit {
                         return exit::OK;
                     }
                     continue;
@@ -814,24 +1195,27 @@ impl Desktop {
             self.driver.disconnected();
             match end {
                 End::Done => return exit::OK,
+                End::Again => {
+                    self.printer
+                        .print(&Line::HostInfo(&"reconnecting now, as asked"));
+                    self.attempt = 0;
+                }
                 End::Refused(text) => {
                     if !self.ever_registered || self.args.no_reconnect {
                         return exit::CONNECT;
                     }
                     // E.g. our old connection is not gone yet on the server: retry.
-                    if self.wait_backoff(&text, &mut backoff).await {
+                    if self.wait_backoff(&text).await == Wait::Quit {
                         return exit::OK;
                     }
                 }
                 End::Lost(why) => {
                     if self.args.no_reconnect {
+                        self.printer.state(Conn::Offline);
                         self.printer.print(&Line::ConnectionLost { why: &why });
                         return exit::CONNECT;
                     }
-                    if self.ever_registered {
-                        backoff = backoff.min(Duration::from_secs(1));
-                    }
-                    if self.wait_backoff(&why, &mut backoff).await {
+                    if self.wait_backoff(&why).await == Wait::Quit {
                         return exit::OK;
                     }
                 }
@@ -839,44 +1223,90 @@ impl Desktop {
         }
     }
 
-    /// Waits before a reconnect, answering what the user types; returns true if the
-    /// user quit meanwhile.
-    async fn wait_backoff(&mut self, why: &str, backoff: &mut Duration) -> bool {
-        let after_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-        self.printer.print(&Line::Reconnecting {
-            why: &why,
-            after_ms,
-        });
-        let deadline = std::time::Instant::now() + *backoff;
-        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    /// Waits before a reconnect, answering what the user types (a message waits in the
+    /// outbox); any line typed, or `/reconnect`, ends the wait at once.
+    async fn wait_backoff(&mut self, why: &str) -> Wait {
+        let active = self.last_typed.elapsed() < ACTIVE || self.driver.outbox().len() > 0;
+        let delay = reconnect_delay(
+            self.attempt,
+            active,
+            rand_core::RngCore::next_u64(&mut OsRng),
+        );
+        self.attempt = self.attempt.saturating_add(1);
+        let after_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        // One warning per outage; later attempts speak only when the reason changes.
+        if self.attempt == 1 {
+            self.printer.print(&Line::Reconnecting {
+                why: &why,
+                after_ms,
+            });
+        } else if self.told.as_deref() != Some(why) {
+            self.printer.print(&Line::HostInfo(&format_args!(
+                "still offline ({why}); next try in {}.{} s",
+                after_ms / 1000,
+                after_ms % 1000 / 100
+            )));
+        }
+        self.told = Some(why.to_owned());
+        let deadline = std::time::Instant::now() + delay;
+        self.printer.state(Conn::Reconnecting { at: deadline });
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
+            let mut until = deadline;
             if self.input_done {
-                // Nothing left to send: waiting for a reconnect helps nobody.
-                return true;
+                if self.driver.outbox().len() == 0 {
+                    // Nothing left to send: waiting for a reconnect helps nobody.
+                    return Wait::Quit;
+                }
+                let give_up = *self.give_up_at.get_or_insert_with(|| {
+                    std::time::Instant::now()
+                        + Duration::from_secs_f64(GIVE_UP.max(self.args.linger.clamp(0.0, 3600.0)))
+                });
+                if std::time::Instant::now() >= give_up {
+                    return Wait::Quit;
+                }
+                until = until.min(give_up);
             }
-            let got = async { self.input.recv().await.ok() }
-                .or(async {
-                    Timer::after(left).await;
-                    None
-                })
-                .await;
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                if std::time::Instant::now() >= deadline {
+                    return Wait::Retry;
+                }
+                continue;
+            }
+            let got = async {
+                if self.input_done {
+                    std::future::pending().await
+                } else {
+                    self.input.recv().await.ok()
+                }
+            }
+            .or(async {
+                Timer::after(left).await;
+                None
+            })
+            .await;
             match got {
                 Some(Input::Eof) => {
                     self.input_done = true;
-                    return true;
+                    if self.driver.outbox().len() > 0 {
+                        self.printer.print(&Line::HostWarn(&format_args!(
+                            "input ended with {} message(s) in the outbox: trying to \
+                             deliver them for {GIVE_UP} s",
+                            self.driver.outbox().len()
+                        )));
+                    }
                 }
                 Some(Input::Line(l)) => {
+                    self.last_typed = std::time::Instant::now();
                     // Not connected: nothing reaches the wire.
                     let mut wire = Vec::new();
-                    let action = self
+                    match self
                         .driver
-                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
-                    if action == Action::Quit {
-                        return true;
+                        .typed_in(None, &l, &mut OsRng, &mut *self.printer, &mut wire)
+                    {
+                        Typed::Quit => return Wait::Quit,
+                        // The user is here: try now rather than later.
+                        _ => return Wait::Retry,
                     }
                 }
                 None => {}
@@ -937,13 +1367,22 @@ impl Desktop {
                     );
                 }
                 Ev::Input(Some(Input::Line(l))) => {
-                    let action = self
+                    self.last_typed = std::time::Instant::now();
+                    match self
                         .driver
-                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
-                    if action == Action::Quit {
-                        let _ = write_all(&mut wr, &mut wire).await;
-                        let _ = wr.close().await;
-                        return End::Done;
+                        .typed_in(None, &l, &mut OsRng, &mut *self.printer, &mut wire)
+                    {
+                        Typed::Quit => {
+                            let _ = write_all(&mut wr, &mut wire).await;
+                            let _ = wr.close().await;
+                            return End::Done;
+                        }
+                        Typed::Reconnect => {
+                            let _ = write_all(&mut wr, &mut wire).await;
+                            let _ = wr.close().await;
+                            return End::Again;
+                        }
+                        _ => {}
                     }
                 }
                 Ev::Read(Ok(0)) => {
@@ -974,7 +1413,12 @@ impl Desktop {
                         refusal = Some(r);
                     }
                     if self.driver.chat().is_registered() {
+                        if !registered {
+                            self.printer.state(Conn::Connected);
+                        }
                         self.ever_registered = true;
+                        self.attempt = 0;
+                        self.told = None;
                     }
                 }
             }
