@@ -135,6 +135,13 @@ pub struct ChatArgs {
     /// Do not reconnect when the connection drops.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// On a terminal, keep the line mode (no full screen).
+    #[arg(long)]
+    pub plain: bool,
+    /// In the full-screen interface, no bell for a message in a conversation not on
+    /// screen.
+    #[arg(long)]
+    pub no_bell: bool,
     /// Without a terminal: put the local time (RFC 3339) before each line.
     #[arg(long, conflicts_with = "json")]
     pub timestamps: bool,

@@ -59,6 +59,36 @@ pub trait Printer: Send {
     fn print(&mut self, line: &Line<'_>);
     /// The connection's state changed (a status bar shows it; lines say it anyway).
     fn state(&mut self, _conn: Conn) {}
+    /// Connected to `addr`, whose certificate has this SHA-256 fingerprint.
+    fn server(&mut self, _addr: &str, _fingerprint: &str) {}
+    /// Lines printed from `on` until `!on` answer a line the user typed.
+    fn reply(&mut self, _on: bool) {}
+    /// The user's own message to `to` (`None`: the server) went out, or waits in the
+    /// outbox (`pending`).
+    fn own_message(&mut self, _to: Option<&str>, _text: &str, _pending: bool) {}
+    /// A message that waited in the outbox went out.
+    fn sent_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
+    /// How many messages wait in the outbox.
+    fn outbox(&mut self, _n: usize) {}
+    /// The client is about to leave.
+    fn quitting(&mut self) {}
+}
+
+/// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
+/// is a message.
+pub fn message_of(conversation: Option<&str>, line: &str) -> Option<(Option<String>, String)> {
+    use seguro_core::command::{Command, CommandError, parse_command};
+    match parse_command(line) {
+        Ok(Command::To { user, text }) => Some((Some(user.to_owned()), text.to_owned())),
+        Ok(Command::Server { text }) => Some((None, text.to_owned())),
+        Err(CommandError::NotACommand) => conversation.map(|c| {
+            (
+                Some(c.to_owned()),
+                line.trim_end_matches(['\r', '\n']).to_owned(),
+            )
+        }),
+        _ => None,
+    }
 }
 
 /// Plain lines (coloured if `color`) on a writer, flushed one by one: standard output
@@ -122,25 +152,20 @@ impl<W: std::io::Write + Send> Printer for PlainPrinter<W> {
     }
 }
 
-/// Lines printed above the line being edited.
-struct EditorPrinter<P: rustyline::ExternalPrinter + Send> {
-    inner: P,
-    color: bool,
-}
-
-impl<P: rustyline::ExternalPrinter + Send> Printer for EditorPrinter<P> {
-    fn print(&mut self, line: &Line<'_>) {
-        let text = output::render(line, self.color);
-        if let Err(e) = self.inner.print(text) {
-            tracing::debug!("the line editor could not print: {e}");
-            println!("{}", output::render(line, self.color));
-        }
-    }
-}
-
-/// One item from the input side.
-enum Input {
-    Line(String),
+/// One item from the input side (a thread reading standard input, or the full-screen
+/// interface).
+pub enum Input {
+    /// A line typed in `conversation` (plain text goes to that peer).
+    Line {
+        /// The current conversation's peer.
+        conversation: Option<String>,
+        /// The line.
+        text: String,
+    },
+    /// A key press that is not a whole line (the full-screen interface): while
+    /// waiting to reconnect, it means "now".
+    Key,
+    /// No more input.
     Eof,
 }
 
@@ -160,52 +185,6 @@ pub enum Conn {
     Offline,
 }
 
-/// Starts the rustyline editor on its own thread; returns its printer.
-fn start_editor(tx: Sender<Input>) -> Option<Box<dyn Printer>> {
-    let (ptx, prx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("seguro-input".into())
-        .spawn(move || {
-            let mut ed = match rustyline::DefaultEditor::new() {
-                Ok(e) => e,
-                Err(_) => {
-                    let _ = ptx.send(None);
-                    return;
-                }
-            };
-            let printer = ed.create_external_printer().ok();
-            let ok = printer.is_some();
-            let color = output::color_allowed(true);
-            let _ = ptx.send(
-                printer.map(|p| Box::new(EditorPrinter { inner: p, color }) as Box<dyn Printer>),
-            );
-            if !ok {
-                return;
-            }
-            loop {
-                match ed.readline("> ") {
-                    Ok(line) => {
-                        if !line.trim().is_empty() {
-                            let _ = ed.add_history_entry(line.as_str());
-                        }
-                        if tx.send_blocking(Input::Line(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => {
-                        // Ctrl-D, Ctrl-C or a terminal error: leave.
-                        let _ = tx.send_blocking(Input::Eof);
-                        return;
-                    }
-                }
-            }
-        });
-    if spawned.is_err() {
-        return None;
-    }
-    prx.recv().ok().flatten()
-}
-
 /// Reads standard input line by line on its own thread.
 fn start_plain_input(tx: Sender<Input>) {
     let _ = std::thread::Builder::new()
@@ -219,7 +198,11 @@ fn start_plain_input(tx: Sender<Input>) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let l = line.trim_end_matches(['\n', '\r']).to_owned();
-                        if tx.send_blocking(Input::Line(l)).is_err() {
+                        let line = Input::Line {
+                            conversation: None,
+                            text: l,
+                        };
+                        if tx.send_blocking(line).is_err() {
                             return;
                         }
                     }
@@ -227,36 +210,6 @@ fn start_plain_input(tx: Sender<Input>) {
             }
             let _ = tx.send_blocking(Input::Eof);
         });
-}
-
-/// Restores the terminal's mode when dropped: the editor thread may still be inside
-/// `readline` (raw mode) when the client exits.
-struct TerminalGuard {
-    #[cfg(unix)]
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl TerminalGuard {
-    fn save() -> Self {
-        Self {
-            #[cfg(unix)]
-            saved: nix::sys::termios::tcgetattr(std::io::stdin()).ok(),
-        }
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-            println!();
-        }
-    }
 }
 
 /// How many of the first bytes a server sends are kept, to name a service that does not
@@ -696,8 +649,14 @@ impl Driver {
             }
             sent += 1;
             self.drain(printer, wire);
+            if action == Action::Sent
+                && let Some((to, text)) = message_of(p.conversation.as_deref(), &p.line)
+            {
+                printer.sent_from_outbox(to.as_deref(), &text);
+            }
         }
         self.outbox = kept;
+        printer.outbox(self.outbox.len());
         if sent > 0 {
             printer.print(&Line::HostInfo(&format_args!(
                 "sent {sent} message(s) from the outbox{}",
@@ -848,56 +807,64 @@ pub fn run(a: ChatArgs) -> i32 {
     } else {
         Format::Plain
     };
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let _terminal = interactive.then(TerminalGuard::save);
-    let (in_tx, in_rx) = channel::unbounded();
-    let mut printer: Box<dyn Printer> = if interactive {
-        match start_editor(in_tx.clone()) {
-            Some(p) => p,
-            None => {
-                start_plain_input(in_tx.clone());
-                Box::new(PlainPrinter::new(
-                    std::io::stdout(),
-                    output::color_allowed(true),
-                ))
-            }
-        }
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // Errors before the session (arguments, identity) go to the normal screen.
+    let mut early: Box<dyn Printer> = if terminal {
+        Box::new(PlainPrinter::new(
+            std::io::stdout(),
+            output::color_allowed(true),
+        ))
     } else {
-        start_plain_input(in_tx.clone());
         Box::new(PlainPrinter::new(std::io::stdout(), false).with_format(format, clock))
     };
-    drop(in_tx);
 
     // Where to connect and what to pin: an invite, or host, port and --cert.
     let target = match crate::invite::chat_target(&a) {
         Ok(t) => t,
         Err((message, code)) => {
-            printer.print(&Line::HostError(&message));
+            early.print(&Line::HostError(&message));
             return code;
         }
     };
+    let note;
     let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
-        Ok((keys, note)) => {
-            if let Some(n) = note {
-                printer.print(&Line::HostInfo(&n));
-            }
+        Ok((keys, n)) => {
+            note = n;
             keys
         }
         Err(e) => {
-            printer.print(&Line::HostError(&e));
+            early.print(&Line::HostError(&e));
             return e.exit_code();
         }
     };
     let client = match Client::new(&a.user, keys) {
         Ok(c) => c,
         Err(e) => {
-            printer.print(&Line::HostError(&format_args!(
+            early.print(&Line::HostError(&format_args!(
                 "invalid user name {:?}: {e}",
                 a.user
             )));
             return exit::USAGE;
         }
     };
+
+    let (in_tx, in_rx) = channel::unbounded();
+    let screen = if terminal && !a.plain {
+        let ui = crate::tui::Ui::new(&a.user, output::color_allowed(true), !a.no_bell, clock);
+        crate::tui::start(ui)
+    } else {
+        None
+    };
+    let mut printer: Box<dyn Printer> = match &screen {
+        Some(h) => Box::new(crate::tui::TuiPrinter(h.clone())),
+        None => {
+            start_plain_input(in_tx.clone());
+            early
+        }
+    };
+    if let Some(n) = note {
+        printer.print(&Line::HostInfo(&n));
+    }
     let chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
     let mut desktop = Desktop {
         args: a,
@@ -915,7 +882,21 @@ pub fn run(a: ChatArgs) -> i32 {
         give_up_at: None,
     };
     desktop.driver.keep_offline(true);
-    smol::block_on(desktop.run())
+    let code = match &screen {
+        Some(h) => {
+            let events = crate::tui::events(h.clone(), in_tx);
+            smol::block_on(desktop.run().or(events))
+        }
+        None => {
+            drop(in_tx);
+            smol::block_on(desktop.run())
+        }
+    };
+    drop(desktop);
+    if let Some(h) = &screen {
+        crate::tui::stop(h);
+    }
+    code
 }
 
 struct Desktop {
@@ -1000,6 +981,28 @@ fn pin_mismatch(e: &std::io::Error) -> Option<PinMismatch> {
 impl Desktop {
     fn error(&mut self, text: &dyn std::fmt::Display) {
         self.printer.print(&Line::HostError(text));
+    }
+
+    /// A line the user typed: to the driver, with the printer told what became of it.
+    fn typed(&mut self, conversation: Option<&str>, text: &str, wire: &mut Vec<u8>) -> Typed {
+        self.last_typed = std::time::Instant::now();
+        self.printer.reply(true);
+        let t = self
+            .driver
+            .typed_in(conversation, text, &mut OsRng, &mut *self.printer, wire);
+        self.printer.reply(false);
+        if let Some((to, body)) = message_of(conversation, text) {
+            match t {
+                Typed::Chat(Action::Sent) => self.printer.own_message(to.as_deref(), &body, false),
+                Typed::Queued => self.printer.own_message(to.as_deref(), &body, true),
+                _ => {}
+            }
+        }
+        if t == Typed::Quit {
+            self.printer.quitting();
+        }
+        self.printer.outbox(self.driver.outbox().len());
+        t
     }
 
     /// Connects to the first address that works; when none does, returns the most
@@ -1296,25 +1299,34 @@ impl Desktop {
                         )));
                     }
                 }
-                Some(Input::Line(l)) => {
-                    self.last_typed = std::time::Instant::now();
+                Some(Input::Line { conversation, text }) => {
                     // Not connected: nothing reaches the wire.
                     let mut wire = Vec::new();
-                    match self
-                        .driver
-                        .typed_in(None, &l, &mut OsRng, &mut *self.printer, &mut wire)
-                    {
+                    match self.typed(conversation.as_deref(), &text, &mut wire) {
                         Typed::Quit => return Wait::Quit,
                         // The user is here: try now rather than later.
                         _ => return Wait::Retry,
                     }
                 }
+                Some(Input::Key) => return Wait::Retry,
                 None => {}
             }
         }
     }
 
     async fn session(&mut self, stream: TlsStream<Sniff>) -> End {
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let (host, port) = self.targets.get(self.at).cloned().unwrap_or_default();
+            self.printer.server(
+                &format!("{host}:{port}"),
+                &crate::certs::sha256_colon_hex(cert),
+            );
+        }
         let (mut rd, mut wr) = smol::io::split(stream);
         let mut rbuf = vec![0u8; 16 * 1024];
         let mut wire = Vec::new();
@@ -1366,12 +1378,9 @@ impl Desktop {
                             + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0)),
                     );
                 }
-                Ev::Input(Some(Input::Line(l))) => {
-                    self.last_typed = std::time::Instant::now();
-                    match self
-                        .driver
-                        .typed_in(None, &l, &mut OsRng, &mut *self.printer, &mut wire)
-                    {
+                Ev::Input(Some(Input::Key)) => {}
+                Ev::Input(Some(Input::Line { conversation, text })) => {
+                    match self.typed(conversation.as_deref(), &text, &mut wire) {
                         Typed::Quit => {
                             let _ = write_all(&mut wr, &mut wire).await;
                             let _ = wr.close().await;

@@ -13,6 +13,7 @@ pub mod pin;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod tui;
 
 /// Process exit codes.
 pub mod exit {
