@@ -280,7 +280,10 @@ pub fn not_tls_service(first: &[u8]) -> Option<String> {
         .take(40)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    Some(if first.starts_with(b"HTTP/") {
+    let html = first
+        .get(..5)
+        .is_some_and(|h| h.eq_ignore_ascii_case(b"<!doc") || h.eq_ignore_ascii_case(b"<html"));
+    Some(if first.starts_with(b"HTTP/") || html {
         format!("a web (HTTP) server (it answered {shown:?})")
     } else if first.starts_with(b"SSH-") {
         format!("an SSH server (it answered {shown:?})")
@@ -314,6 +317,8 @@ pub struct Driver {
     absent_told: bool,
     /// Offline messages wait in the outbox (else: core's "not sent").
     keep_offline: bool,
+    /// Only the first message queued is announced (a screen shows the others pending).
+    quiet_outbox: bool,
 }
 
 /// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
@@ -364,6 +369,7 @@ impl Driver {
             outbox: std::collections::VecDeque::new(),
             absent_told: false,
             keep_offline: false,
+            quiet_outbox: false,
         }
     }
 
@@ -430,6 +436,12 @@ impl Driver {
     /// which boards share).
     pub fn keep_offline(&mut self, on: bool) {
         self.keep_offline = on;
+    }
+
+    /// Announces only the first message put in the outbox, not each (for a screen
+    /// that shows them as pending).
+    pub fn quiet_outbox(&mut self, on: bool) {
+        self.quiet_outbox = on;
     }
 
     /// A line the user typed, outside any conversation, as core's [`Action`] (a line
@@ -571,7 +583,7 @@ impl Driver {
                 "kept in the outbox behind earlier messages to the same recipient ({n} \
                  waiting; /outbox lists them)"
             )));
-        } else {
+        } else if n == 1 || !self.quiet_outbox {
             printer.print(&Line::HostInfo(&format_args!(
                 "not connected: kept in the outbox ({n} waiting), sent when the connection \
                  is back"
@@ -796,6 +808,12 @@ pub fn serve_chat_hint(
     out
 }
 
+/// Whether `seguro chat` with these arguments runs full screen: standard input and
+/// output are a terminal, and not `--plain`.
+pub fn full_screen(a: &ChatArgs) -> bool {
+    !a.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// Runs `seguro chat`; returns the exit code.
 pub fn run(a: ChatArgs) -> i32 {
     // Before any thread starts (see `output::Clock`).
@@ -849,7 +867,7 @@ pub fn run(a: ChatArgs) -> i32 {
     };
 
     let (in_tx, in_rx) = channel::unbounded();
-    let screen = if terminal && !a.plain {
+    let screen = if full_screen(&a) {
         let ui = crate::tui::Ui::new(&a.user, output::color_allowed(true), !a.no_bell, clock);
         crate::tui::start(ui)
     } else {
@@ -882,6 +900,7 @@ pub fn run(a: ChatArgs) -> i32 {
         give_up_at: None,
     };
     desktop.driver.keep_offline(true);
+    desktop.driver.quiet_outbox(screen.is_some());
     let code = match &screen {
         Some(h) => {
             let events = crate::tui::events(h.clone(), in_tx);
@@ -1490,6 +1509,9 @@ mod tests {
             http.contains("HTTP") && http.contains("400 Bad Request"),
             "{http}"
         );
+        // An HTTP/0.9 answer (Python's http.server to a TLS hello) is a page alone.
+        let page = not_tls_service(b"<!DOCTYPE HTML>\n<html lang=\"en\">").unwrap();
+        assert!(page.contains("web (HTTP) server"), "{page}");
         assert!(
             not_tls_service(b"SSH-2.0-OpenSSH_9.2\r\n")
                 .unwrap()

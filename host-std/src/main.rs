@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(a) => serve(a),
         Command::Chat(a) => {
-            seguro::init_logging("warn");
+            // Full screen: log lines on stderr would land in the middle of it, so only
+            // with RUST_LOG set (then redirect stderr: seguro chat … 2>log).
+            if !seguro::client::full_screen(&a) || std::env::var_os("RUST_LOG").is_some() {
+                seguro::init_logging("warn");
+            }
             seguro::client::run(a)
         }
         Command::GenCert(a) => gen_cert(a),

@@ -47,13 +47,14 @@ const INPUT_ROWS: usize = 6;
 
 /// The interface's own commands (besides core's and the client's `/reconnect`,
 /// `/outbox`).
-pub const UI_COMMANDS: &[(&str, &str)] = &[
+pub const UI_COMMANDS: &[(&str, &str, &str)] = &[
     (
         "/q",
-        "/q <user>: talk to <user> (plain text goes there); /q alone: the system pane",
+        "/q [<user>]",
+        "talk to <user> (plain text goes there); alone: the system pane",
     ),
-    ("/query", "same as /q"),
-    ("/close", "close the current conversation"),
+    ("/query", "/query [<user>]", "same as /q"),
+    ("/close", "/close", "close the current conversation"),
 ];
 
 /// Commands the client handles before core does.
@@ -350,17 +351,23 @@ impl Ui {
             Some(peer) if !peer.is_empty() => self.conv_index(peer),
             _ => 0,
         };
+        let here = self.current;
+        if i != here {
+            // Typed elsewhere (`/to bob …` in the system pane): shown there too.
+            let to = to.map_or_else(
+                || "server".to_owned(),
+                |t| seguro_core::chat::escape::Name(t).to_string(),
+            );
+            let mut echo = e.clone();
+            echo.prefix = format!("[{} → {to}]", seguro_core::chat::escape::Name(&self.user));
+            self.convs[here].lines.push_back(echo);
+        }
         let c = &mut self.convs[i];
         if c.lines.len() >= KEEP {
             c.lines.pop_front();
             c.dropped += 1;
         }
         c.lines.push_back(e);
-        if i != self.current {
-            self.current = i;
-            self.scroll = 0;
-            self.convs[i].unread = 0;
-        }
     }
 
     /// A message that waited in the outbox went out: its line is no longer pending.
@@ -376,6 +383,18 @@ impl Ui {
             .find(|e| e.pending && e.body == body)
         {
             e.pending = false;
+        }
+        // And its copy where it was typed, if elsewhere.
+        for (j, c) in self.convs.iter_mut().enumerate() {
+            if j != i
+                && let Some(e) = c
+                    .lines
+                    .iter_mut()
+                    .find(|e| e.pending && e.body == body && e.prefix.contains(" → "))
+            {
+                e.pending = false;
+                break;
+            }
         }
     }
 
@@ -527,7 +546,7 @@ impl Ui {
         COMMANDS
             .iter()
             .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
-            .chain(UI_COMMANDS.iter().map(|(n, _)| *n))
+            .chain(UI_COMMANDS.iter().map(|(n, _, _)| *n))
             .chain(CLIENT_COMMANDS.iter().copied())
     }
 
@@ -658,13 +677,17 @@ impl Ui {
         if !std::mem::take(&mut self.after_help) {
             return;
         }
-        for (_, about) in UI_COMMANDS {
-            self.system(Kind::Sys, format!("  {about}"));
+        let client = [
+            ("/reconnect", "connect now"),
+            (
+                "/outbox [send|drop]",
+                "what waits to be sent; send or drop what is held",
+            ),
+        ];
+        let own = UI_COMMANDS.iter().map(|(_, usage, about)| (*usage, *about));
+        for (usage, about) in own.chain(client) {
+            self.system(Kind::Sys, format!("  {usage:<22}{about}"));
         }
-        self.system(
-            Kind::Sys,
-            "  /reconnect: connect now; /outbox [send|drop]: messages waiting".into(),
-        );
         self.system(
             Kind::Sys,
             "  keys: Enter send, Ctrl-C clear, Ctrl-D quit, Tab complete, PgUp/PgDn scroll, \

@@ -294,6 +294,15 @@ fn own_messages_show_pending_until_the_outbox_sends_them() {
     s.ui.set_conn(Conn::Reconnecting {
         at: std::time::Instant::now() + std::time::Duration::from_secs(3),
     });
+    // Typed in the system pane: shown there with its recipient, and in carol's.
+    s.ui.own_message(Some("carol"), "to carol", true);
+    assert!(
+        text(&mut s)
+            .join("\n")
+            .contains("[alice → carol] to carol (pending)")
+    );
+    typed(&mut s.ui, "/q bob");
+    s.ui.event(&key(KeyCode::Enter));
     s.ui.own_message(Some("bob"), "typed offline", true);
     s.ui.set_outbox(1);
     let rows = text(&mut s);
@@ -303,6 +312,7 @@ fn own_messages_show_pending_until_the_outbox_sends_them() {
     assert!(rows[8].contains("outbox 1"), "{}", rows[8]);
     s.ui.set_conn(Conn::Connected);
     s.ui.sent_from_outbox(Some("bob"), "typed offline");
+    s.ui.sent_from_outbox(Some("carol"), "to carol");
     s.ui.set_outbox(0);
     let rows = text(&mut s);
     let all = rows.join("\n");
@@ -311,6 +321,15 @@ fn own_messages_show_pending_until_the_outbox_sends_them() {
         "{all}"
     );
     assert!(!rows[8].contains("outbox"), "{}", rows[8]);
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('1'),
+        KeyModifiers::ALT,
+    )));
+    let all = text(&mut s).join("\n");
+    assert!(
+        all.contains("[alice → carol] to carol") && !all.contains("(pending)"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -326,4 +345,37 @@ fn no_color_draws_without_colours() {
             .any(|c| c.fg != Color::Reset || c.bg != Color::Reset);
         assert_eq!(coloured, color, "color={color}");
     }
+}
+
+#[test]
+fn help_adds_the_interfaces_own_commands_after_cores() {
+    let mut s = screen(100, 30, true);
+    typed(&mut s.ui, "/help");
+    let req = s.ui.event(&key(KeyCode::Enter));
+    assert_eq!(
+        req,
+        Request::Send {
+            conversation: None,
+            line: "/help".into()
+        }
+    );
+    // The client prints core's help as a reply, then the interface adds its own.
+    s.ui.begin_reply();
+    s.ui.push(&Line::HelpHeader);
+    s.ui.end_reply();
+    s.ui.help_done();
+    let all = text(&mut s).join("\n");
+    assert!(all.contains("[SYS] commands:"), "{all}");
+    assert!(
+        all.contains("[SYS]   /q [<user>]           talk to <user>"),
+        "{all}"
+    );
+    assert!(
+        all.contains("[SYS]   /outbox [send|drop]   what waits"),
+        "{all}"
+    );
+    assert!(all.contains("Ctrl-D quit"), "{all}");
+    // Only once, after /help.
+    s.ui.help_done();
+    assert_eq!(text(&mut s).join("\n").matches("/q [<user>]").count(), 1);
 }

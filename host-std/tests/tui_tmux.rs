@@ -192,7 +192,7 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
     let mut server = Server::start(&dir, &[]);
     let port = server.port();
     tmux.session("alice", 100, 40, &client(&dir, "alice", port));
-    tmux.session("bob", 100, 40, &client(&dir, "bob", port));
+    tmux.session("bob", 100, 60, &client(&dir, "bob", port));
     let connected = "| connected |";
     tmux.wait("alice", "connection", |s| s.contains(connected));
     tmux.wait("bob", "connection", |s| s.contains(connected));
@@ -234,11 +234,11 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
     assert!(!s.contains('\u{fffd}'), "{s}");
 
     // Resize to 30 columns and back: nothing leaves the screen.
-    tmux.resize("bob", 30, 40);
+    tmux.resize("bob", 30, 60);
     tmux.wait("bob", "the narrow layout", |s| {
         s.lines().all(|l| l.chars().count() <= 30) && s.contains("[alice] hello")
     });
-    tmux.resize("bob", 100, 40);
+    tmux.resize("bob", 100, 60);
     let s = tmux.wait("bob", "the wide layout again", |s| {
         s.contains("| v1") && pasted.iter().all(|p| s.contains(&format!("[alice] {p}")))
     });
@@ -256,10 +256,15 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
     tmux.wait("alice", "the reconnecting state", |s| {
         s.contains("reconnecting in")
     });
-    tmux.line("alice", "typed while down 1");
-    tmux.line("alice", "typed while down 2");
+    // Typed fast: twenty lines in one burst of keys.
+    let down: Vec<String> = (1..=20).map(|i| format!("typed while down {i}")).collect();
+    let mut burst: Vec<&str> = Vec::new();
+    for d in &down {
+        burst.extend([d.as_str(), "Enter"]);
+    }
+    tmux.keys("alice", &burst);
     tmux.wait("alice", "pending messages", |s| {
-        s.contains("[alice] typed while down 2 (pending)")
+        s.contains("[alice] typed while down 20 (pending)")
     });
     let bind = format!("127.0.0.1:{port}");
     let _server2 = Server::start(&dir, &["--bind", &bind]);
@@ -267,15 +272,23 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
         s.contains(connected) && !s.contains("(pending)")
     });
     let s = tmux.wait("bob", "the messages typed while down", |s| {
-        s.contains("[alice] typed while down 2")
+        s.contains("[alice] typed while down 20")
     });
-    for n in ["typed while down 1", "typed while down 2", "hello bob"] {
-        assert_eq!(count(&s, &format!("[alice] {n}")), 1, "{n} once:\n{s}");
+    let mut last = 0;
+    for n in down.iter().map(String::as_str).chain(["hello bob"]) {
+        let needle = format!("[alice] {n}");
+        let hits: Vec<usize> = s
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_end().ends_with(&needle))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(hits.len(), 1, "{n} once:\n{s}");
+        if n != "hello bob" {
+            assert!(hits[0] > last, "{n} in order:\n{s}");
+            last = hits[0];
+        }
     }
-    assert!(
-        s.find("typed while down 1").unwrap() < s.find("typed while down 2").unwrap(),
-        "{s}"
-    );
     // Bob answers after the restart.
     tmux.line("bob", "got them");
     tmux.wait("alice", "bob's answer", |s| s.contains("[bob] got them"));
