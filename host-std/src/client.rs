@@ -68,6 +68,8 @@ pub trait Printer: Send {
     fn own_message(&mut self, _to: Option<&str>, _text: &str, _pending: bool) {}
     /// A message that waited in the outbox went out.
     fn sent_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
+    /// A message that waited in the outbox was dropped by the user (`/outbox drop`).
+    fn dropped_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
     /// How many messages wait in the outbox.
     fn outbox(&mut self, _n: usize) {}
     /// The client is about to leave.
@@ -485,7 +487,13 @@ impl Driver {
             }
             ("/outbox", "drop") => {
                 let before = self.outbox.len();
+                for p in self.outbox.iter().filter(|p| p.held) {
+                    if let Some((to, text)) = message_of(p.conversation.as_deref(), &p.line) {
+                        printer.dropped_from_outbox(to.as_deref(), &text);
+                    }
+                }
                 self.outbox.retain(|p| !p.held);
+                printer.outbox(self.outbox.len());
                 let n = before - self.outbox.len();
                 printer.print(&Line::HostInfo(&format_args!(
                     "dropped {n} held message(s); {} still wait(s)",
@@ -903,6 +911,17 @@ pub fn run(a: ChatArgs) -> i32 {
     desktop.driver.quiet_outbox(screen.is_some());
     let code = match &screen {
         Some(h) => {
+            // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP leave like /quit, so the
+            // terminal is given back and what never left the outbox is listed.
+            let quit = in_tx.clone();
+            if let Err(e) = ctrlc::set_handler(move || {
+                let _ = quit.try_send(Input::Line {
+                    conversation: None,
+                    text: "/quit".into(),
+                });
+            }) {
+                tracing::debug!("no SIGTERM handler: {e}");
+            }
             let events = crate::tui::events(h.clone(), in_tx);
             smol::block_on(desktop.run().or(events))
         }

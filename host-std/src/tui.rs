@@ -398,6 +398,23 @@ impl Ui {
         }
     }
 
+    /// A message that waited in the outbox was dropped: its line says so.
+    pub fn dropped_from_outbox(&mut self, to: Option<&str>, text: &str) {
+        let body = seguro_core::chat::escape::Text(text).to_string();
+        for c in &mut self.convs {
+            if c.peer.as_deref() != to.filter(|t| !t.is_empty())
+                && !c.lines.iter().any(|e| e.prefix.contains(" → "))
+            {
+                continue;
+            }
+            if let Some(e) = c.lines.iter_mut().find(|e| e.pending && e.body == body) {
+                e.pending = false;
+                e.kind = Kind::Error;
+                e.body.push_str(" (NOT SENT: dropped from the outbox)");
+            }
+        }
+    }
+
     fn switch(&mut self, i: usize) {
         if i < self.convs.len() {
             self.current = i;
@@ -1188,6 +1205,9 @@ impl crate::client::Printer for TuiPrinter {
     }
     fn sent_from_outbox(&mut self, to: Option<&str>, text: &str) {
         self.with(|s| s.ui.sent_from_outbox(to, text));
+    }
+    fn dropped_from_outbox(&mut self, to: Option<&str>, text: &str) {
+        self.with(|s| s.ui.dropped_from_outbox(to, text));
     }
     fn outbox(&mut self, n: usize) {
         self.with(|s| s.ui.set_outbox(n));

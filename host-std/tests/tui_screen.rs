@@ -379,3 +379,19 @@ fn help_adds_the_interfaces_own_commands_after_cores() {
     s.ui.help_done();
     assert_eq!(text(&mut s).join("\n").matches("/q [<user>]").count(), 1);
 }
+
+#[test]
+fn a_message_dropped_from_the_outbox_says_it_was_not_sent() {
+    let mut s = screen(100, 10, true);
+    typed(&mut s.ui, "/q bob");
+    s.ui.event(&key(KeyCode::Enter));
+    s.ui.own_message(Some("bob"), "held after a key change", true);
+    s.ui.own_message(Some("bob"), "another", true);
+    s.ui.dropped_from_outbox(Some("bob"), "held after a key change");
+    let all = text(&mut s).join("\n");
+    assert!(
+        all.contains("[alice] held after a key change (NOT SENT: dropped from the outbox)"),
+        "{all}"
+    );
+    assert!(all.contains("[alice] another (pending)"), "{all}");
+}
