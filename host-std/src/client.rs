@@ -1383,6 +1383,19 @@ impl Desktop {
             }
             let registered = self.driver.chat().is_registered();
             let want_input = registered && !self.input_done;
+            if self.input_done && registered && linger_until.is_none() {
+                // Input ended (here or while reconnecting): keep receiving for
+                // --linger, and longer while messages wait for their recipient.
+                let now = std::time::Instant::now();
+                let mut until = now + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0));
+                if self.driver.outbox().len() > 0 {
+                    let give_up = *self
+                        .give_up_at
+                        .get_or_insert_with(|| now + Duration::from_secs_f64(GIVE_UP));
+                    until = until.max(give_up);
+                }
+                linger_until = Some(until);
+            }
             let ev = {
                 let read = async { Ev::Read(rd.read(&mut rbuf).await) };
                 let input = async {
@@ -1409,12 +1422,9 @@ impl Desktop {
                     return End::Done;
                 }
                 Ev::Input(None) | Ev::Input(Some(Input::Eof)) => {
+                    // The linger starts at the top of the loop.
                     self.input_done = true;
                     let _ = wr.flush().await;
-                    linger_until = Some(
-                        std::time::Instant::now()
-                            + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0)),
-                    );
                 }
                 Ev::Input(Some(Input::Key)) => {}
                 Ev::Input(Some(Input::Line { conversation, text })) => {

@@ -64,3 +64,33 @@ fn messages_typed_while_the_server_is_down_arrive_in_order_after_it_returns() {
     println!("back after {:?}", down.elapsed());
     let _ = alice.finish();
 }
+
+#[test]
+fn input_that_ends_while_the_server_is_down_is_still_delivered() {
+    let dir = TempDir::new("outbox-eof");
+    let cert = dir.path("server.crt");
+    let mut server = Server::start(&dir, &[]);
+    let port = server.port();
+    let mut alice = Chat::connect("alice", port, &cert);
+    let bob = Chat::connect("bob", port, &cert);
+    alice.out.wait("bob listed", T, |l| {
+        l.starts_with("[SYS]   bob  fp ") || l.starts_with("[SYS] bob joined")
+    });
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    alice.out.wait_for("[WARN] connection lost");
+    alice.send("/to bob sent after the end of input");
+    alice.out.wait_for("kept in the outbox (1 waiting)");
+    let stdin_closed = std::thread::spawn(move || alice.finish());
+    let bind = format!("127.0.0.1:{port}");
+    let _server2 = Server::start(&dir, &["--bind", &bind]);
+    bob.out
+        .wait_count("bob back", 2, Duration::from_secs(60), |l| {
+            l == format!("[SYS] connected to 127.0.0.1:{port} as bob")
+        });
+    bob.out.wait_exact("[alice] sent after the end of input");
+    let (code, out) = stdin_closed.join().unwrap();
+    assert_eq!(code, Some(0), "{:?}", out.all());
+    assert!(out.contains("trying to deliver them"), "{:?}", out.all());
+    assert!(!out.contains("NOT sent"), "{:?}", out.all());
+}
