@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
     about,
     long_about = None,
     propagate_version = true,
-    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run, prints an invite\n  seguro chat alice --invite seguro://127.0.0.1:5000/v=1/k=p256:...\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line or invite, 3 TLS refused (certificate\nor key not the pinned one), 4 cannot connect or refused by the server, 5 an identity or\ncontacts file is unusable (corrupt, truncated, readable by others, from a newer Seguro).\nLogs: RUST_LOG=debug (standard error)."
+    after_help = "Quick start:\n  seguro serve                                   # makes server.crt on first run, prints an invite\n  seguro chat alice --invite seguro://127.0.0.1:5000/v=1/k=p256:...\n  seguro chat alice 127.0.0.1 5000 --cert server.crt\n\nExit codes: 0 done, 1 error, 2 bad command line or invite, 3 TLS refused (certificate\nor key not the pinned one), 4 cannot connect or refused by the server, 5 an identity or\ncontacts file is unusable (corrupt, truncated, readable by others, from a newer Seguro),\n6 the port answers but not with TLS (an HTTP or other service, not a Seguro server).\nLogs: RUST_LOG=debug (standard error)."
 )]
 pub struct Cli {
     /// What to do.
@@ -135,6 +135,20 @@ pub struct ChatArgs {
     /// Do not reconnect when the connection drops.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// On a terminal, keep the line mode (no full screen).
+    #[arg(long)]
+    pub plain: bool,
+    /// In the full-screen interface, no bell for a message in a conversation not on
+    /// screen.
+    #[arg(long)]
+    pub no_bell: bool,
+    /// Without a terminal: put the local time (RFC 3339) before each line.
+    #[arg(long, conflicts_with = "json")]
+    pub timestamps: bool,
+    /// Without a terminal: print one JSON object per line (time, kind, event, peer,
+    /// from, text, and the plain line).
+    #[arg(long)]
+    pub json: bool,
     /// Where identities and contacts are kept (default: $XDG_DATA_HOME/seguro, else
     /// ~/.local/share/seguro). The identity of <USER> is made there on first use.
     #[arg(long, value_name = "DIR")]

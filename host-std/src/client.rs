@@ -57,6 +57,40 @@ pub type DesktopChat = Chat<RecentKeys<KNOWN_KEYS>, USERS, MSG, PENDING>;
 pub trait Printer: Send {
     /// Prints one line.
     fn print(&mut self, line: &Line<'_>);
+    /// The connection's state changed (a status bar shows it; lines say it anyway).
+    fn state(&mut self, _conn: Conn) {}
+    /// Connected to `addr`, whose certificate has this SHA-256 fingerprint.
+    fn server(&mut self, _addr: &str, _fingerprint: &str) {}
+    /// Lines printed from `on` until `!on` answer a line the user typed.
+    fn reply(&mut self, _on: bool) {}
+    /// The user's own message to `to` (`None`: the server) went out, or waits in the
+    /// outbox (`pending`).
+    fn own_message(&mut self, _to: Option<&str>, _text: &str, _pending: bool) {}
+    /// A message that waited in the outbox went out.
+    fn sent_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
+    /// A message that waited in the outbox was dropped by the user (`/outbox drop`).
+    fn dropped_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
+    /// How many messages wait in the outbox.
+    fn outbox(&mut self, _n: usize) {}
+    /// The client is about to leave.
+    fn quitting(&mut self) {}
+}
+
+/// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
+/// is a message.
+pub fn message_of(conversation: Option<&str>, line: &str) -> Option<(Option<String>, String)> {
+    use seguro_core::command::{Command, CommandError, parse_command};
+    match parse_command(line) {
+        Ok(Command::To { user, text }) => Some((Some(user.to_owned()), text.to_owned())),
+        Ok(Command::Server { text }) => Some((None, text.to_owned())),
+        Err(CommandError::NotACommand) => conversation.map(|c| {
+            (
+                Some(c.to_owned()),
+                line.trim_end_matches(['\r', '\n']).to_owned(),
+            )
+        }),
+        _ => None,
+    }
 }
 
 /// Plain lines (coloured if `color`) on a writer, flushed one by one: standard output
@@ -64,12 +98,38 @@ pub trait Printer: Send {
 pub struct PlainPrinter<W> {
     out: W,
     color: bool,
+    format: Format,
+    clock: output::Clock,
+}
+
+/// How [`PlainPrinter`] writes lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// The reference client's lines, byte for byte.
+    #[default]
+    Plain,
+    /// The local time (RFC 3339) and a space before each plain line.
+    Timestamps,
+    /// One JSON object per line ([`output::json`]).
+    Json,
 }
 
 impl<W: std::io::Write + Send> PlainPrinter<W> {
     /// Prints to `out`.
     pub fn new(out: W, color: bool) -> Self {
-        Self { out, color }
+        Self {
+            out,
+            color,
+            format: Format::Plain,
+            clock: output::Clock::utc(),
+        }
+    }
+
+    /// Prints in `format`, with times from `clock`.
+    pub fn with_format(mut self, format: Format, clock: output::Clock) -> Self {
+        self.format = format;
+        self.clock = clock;
+        self
     }
 
     /// The writer.
@@ -80,77 +140,51 @@ impl<W: std::io::Write + Send> PlainPrinter<W> {
 
 impl<W: std::io::Write + Send> Printer for PlainPrinter<W> {
     fn print(&mut self, line: &Line<'_>) {
-        let _ = writeln!(self.out, "{}", output::render(line, self.color));
+        let _ = match self.format {
+            Format::Plain => writeln!(self.out, "{}", output::render(line, self.color)),
+            Format::Timestamps => writeln!(
+                self.out,
+                "{} {}",
+                output::rfc3339(self.clock.now()),
+                output::render(line, self.color)
+            ),
+            Format::Json => writeln!(self.out, "{}", output::json(line, self.clock.now())),
+        };
         let _ = self.out.flush();
     }
 }
 
-/// Lines printed above the line being edited.
-struct EditorPrinter<P: rustyline::ExternalPrinter + Send> {
-    inner: P,
-    color: bool,
-}
-
-impl<P: rustyline::ExternalPrinter + Send> Printer for EditorPrinter<P> {
-    fn print(&mut self, line: &Line<'_>) {
-        let text = output::render(line, self.color);
-        if let Err(e) = self.inner.print(text) {
-            tracing::debug!("the line editor could not print: {e}");
-            println!("{}", output::render(line, self.color));
-        }
-    }
-}
-
-/// One item from the input thread.
-enum Input {
-    Line(String),
+/// One item from the input side (a thread reading standard input, or the full-screen
+/// interface).
+pub enum Input {
+    /// A line typed in `conversation` (plain text goes to that peer).
+    Line {
+        /// The current conversation's peer.
+        conversation: Option<String>,
+        /// The line.
+        text: String,
+    },
+    /// A key press that is not a whole line (the full-screen interface): while
+    /// waiting to reconnect, it means "now".
+    Key,
+    /// No more input.
     Eof,
 }
 
-/// Starts the rustyline editor on its own thread; returns its printer.
-fn start_editor(tx: Sender<Input>) -> Option<Box<dyn Printer>> {
-    let (ptx, prx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("seguro-input".into())
-        .spawn(move || {
-            let mut ed = match rustyline::DefaultEditor::new() {
-                Ok(e) => e,
-                Err(_) => {
-                    let _ = ptx.send(None);
-                    return;
-                }
-            };
-            let printer = ed.create_external_printer().ok();
-            let ok = printer.is_some();
-            let color = output::color_allowed(true);
-            let _ = ptx.send(
-                printer.map(|p| Box::new(EditorPrinter { inner: p, color }) as Box<dyn Printer>),
-            );
-            if !ok {
-                return;
-            }
-            loop {
-                match ed.readline("> ") {
-                    Ok(line) => {
-                        if !line.trim().is_empty() {
-                            let _ = ed.add_history_entry(line.as_str());
-                        }
-                        if tx.send_blocking(Input::Line(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => {
-                        // Ctrl-D, Ctrl-C or a terminal error: leave.
-                        let _ = tx.send_blocking(Input::Eof);
-                        return;
-                    }
-                }
-            }
-        });
-    if spawned.is_err() {
-        return None;
-    }
-    prx.recv().ok().flatten()
+/// The connection's state, for a status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Connecting now.
+    Connecting,
+    /// Registered with the server.
+    Connected,
+    /// Waiting until `at` to reconnect.
+    Reconnecting {
+        /// When the next attempt starts.
+        at: std::time::Instant,
+    },
+    /// Not connected and not retrying.
+    Offline,
 }
 
 /// Reads standard input line by line on its own thread.
@@ -166,7 +200,11 @@ fn start_plain_input(tx: Sender<Input>) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let l = line.trim_end_matches(['\n', '\r']).to_owned();
-                        if tx.send_blocking(Input::Line(l)).is_err() {
+                        let line = Input::Line {
+                            conversation: None,
+                            text: l,
+                        };
+                        if tx.send_blocking(line).is_err() {
                             return;
                         }
                     }
@@ -176,34 +214,91 @@ fn start_plain_input(tx: Sender<Input>) {
         });
 }
 
-/// Restores the terminal's mode when dropped: the editor thread may still be inside
-/// `readline` (raw mode) when the client exits.
-struct TerminalGuard {
-    #[cfg(unix)]
-    saved: Option<nix::sys::termios::Termios>,
+/// How many of the first bytes a server sends are kept, to name a service that does not
+/// speak TLS.
+const SNIFF: usize = 64;
+
+/// A TCP stream that keeps the first [`SNIFF`] bytes it reads.
+pub struct Sniff {
+    tcp: TcpStream,
+    first: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
-impl TerminalGuard {
-    fn save() -> Self {
-        Self {
-            #[cfg(unix)]
-            saved: nix::sys::termios::tcgetattr(std::io::stdin()).ok(),
+impl smol::io::AsyncRead for Sniff {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = &mut *self;
+        let r = std::pin::Pin::new(&mut me.tcp).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r
+            && let Ok(mut first) = me.first.lock()
+            && first.len() < SNIFF
+        {
+            let take = (*n).min(SNIFF - first.len());
+            first.extend_from_slice(buf.get(..take).unwrap_or(&[]));
         }
+        r
     }
 }
 
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-            println!();
-        }
+impl smol::io::AsyncWrite for Sniff {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_close(cx)
+    }
+}
+
+/// Names the service that answered a TLS client hello with `first` (the bytes it
+/// sent), if they are not TLS: `None` when they look like TLS records (or nothing
+/// came).
+pub fn not_tls_service(first: &[u8]) -> Option<String> {
+    // A TLS record starts with its content type (20..=24) and version 3.x.
+    match first {
+        [] => return None,
+        [20..=24, 3, ..] | [20..=24] => return None,
+        _ => {}
+    }
+    let text = String::from_utf8_lossy(first);
+    let head = text.lines().next().unwrap_or("").trim();
+    let shown: String = head
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let html = first
+        .get(..5)
+        .is_some_and(|h| h.eq_ignore_ascii_case(b"<!doc") || h.eq_ignore_ascii_case(b"<html"));
+    Some(if first.starts_with(b"HTTP/") || html {
+        format!("a web (HTTP) server (it answered {shown:?})")
+    } else if first.starts_with(b"SSH-") {
+        format!("an SSH server (it answered {shown:?})")
+    } else if first.starts_with(b"{") {
+        "a service speaking JSON without TLS (a Seguro server must use TLS)".to_owned()
+    } else if first
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        format!("a plain-text service, not TLS (it answered {shown:?})")
+    } else {
+        "a service that does not speak TLS".to_owned()
+    })
 }
 
 /// The desktop client between the connection and the screen, without I/O: bytes from
@@ -216,7 +311,52 @@ pub struct Driver {
     out: Vec<u8>,
     /// A connection is up: transmissions go out.
     online: bool,
+    /// The server said it is shutting down on this connection.
+    shutdown_seen: bool,
+    /// What was typed while not connected, in order.
+    outbox: std::collections::VecDeque<Pending>,
+    /// The user was told which recipients are not online yet (once per connection).
+    absent_told: bool,
+    /// Offline messages wait in the outbox (else: core's "not sent").
+    keep_offline: bool,
+    /// Only the first message queued is announced (a screen shows the others pending).
+    quiet_outbox: bool,
 }
+
+/// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
+pub const OUTBOX: usize = 1000;
+
+/// A line typed while not connected, sent after reconnecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The conversation it was typed in (plain text goes to that peer).
+    pub conversation: Option<String>,
+    /// The line as typed.
+    pub line: String,
+    /// The recipient of an end-to-end message (`None` for `/server`).
+    pub to: Option<String>,
+    /// The recipient's key when the line was typed, if known: a different key at
+    /// sending time holds the line until the user decides (`/outbox send` or `drop`).
+    pub key: Option<[u8; seguro_core::limits::KEY_LEN]>,
+    /// Held: the recipient's key changed since; sent only on `/outbox send`.
+    pub held: bool,
+}
+
+/// What [`Driver::typed_in`] did with a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typed {
+    /// Core's action (a message queued, lines shown, nothing).
+    Chat(Action),
+    /// Not connected: the line waits in the outbox.
+    Queued,
+    /// `/reconnect`: the host should (re)connect now.
+    Reconnect,
+    /// The user wants to leave.
+    Quit,
+}
+
+/// The error text a Seguro server sends to everyone when it stops.
+const SHUTTING_DOWN: &str = "server shutting down";
 
 impl Driver {
     /// Drives `chat`, accepting server lines of up to `max_line` bytes.
@@ -227,6 +367,11 @@ impl Driver {
             scratch: vec![0u8; max_line],
             out: vec![0u8; max_line],
             online: false,
+            shutdown_seen: false,
+            outbox: std::collections::VecDeque::new(),
+            absent_told: false,
+            keep_offline: false,
+            quiet_outbox: false,
         }
     }
 
@@ -245,7 +390,14 @@ impl Driver {
         self.chat.reset();
         self.acc.clear();
         self.online = true;
+        self.shutdown_seen = false;
+        self.absent_told = false;
         self.drain(printer, wire);
+    }
+
+    /// True if the server announced its shutdown on the current (or last) connection.
+    pub fn server_shut_down(&self) -> bool {
+        self.shutdown_seen
     }
 
     /// The connection ended: nothing goes to `wire` until the next [`Driver::connected`].
@@ -275,11 +427,27 @@ impl Driver {
                 refusal = Some(r);
             }
         }
+        if self.online && self.chat.is_registered() {
+            self.flush_outbox(&mut OsRng, printer, wire);
+        }
         refusal
     }
 
-    /// A line the user typed. A message typed while not connected is reported as not
-    /// sent.
+    /// Keeps what is typed while not connected in an outbox (see
+    /// [`Driver::typed_in`]) instead of reporting it as not sent (core's behaviour,
+    /// which boards share).
+    pub fn keep_offline(&mut self, on: bool) {
+        self.keep_offline = on;
+    }
+
+    /// Announces only the first message put in the outbox, not each (for a screen
+    /// that shows them as pending).
+    pub fn quiet_outbox(&mut self, on: bool) {
+        self.quiet_outbox = on;
+    }
+
+    /// A line the user typed, outside any conversation, as core's [`Action`] (a line
+    /// kept in the outbox is [`Action::Offline`]); see [`Driver::typed_in`].
     pub fn typed(
         &mut self,
         line: &str,
@@ -287,15 +455,271 @@ impl Driver {
         printer: &mut dyn Printer,
         wire: &mut Vec<u8>,
     ) -> Action {
-        let action = self.chat.input(line, rng);
+        match self.typed_in(None, line, rng, printer, wire) {
+            Typed::Chat(a) => a,
+            Typed::Queued => Action::Offline,
+            Typed::Reconnect => Action::Nothing,
+            Typed::Quit => Action::Quit,
+        }
+    }
+
+    /// A line the user typed in `conversation` (plain text goes to that peer). The
+    /// host's own commands are handled here: `/reconnect`, `/outbox` (list what
+    /// waits), `/outbox send` (send what is held after a key change), `/outbox drop`.
+    /// A message typed while not connected waits in the outbox, in order, and goes
+    /// out after the next registration ([`Driver::flush_outbox`]).
+    pub fn typed_in(
+        &mut self,
+        conversation: Option<&str>,
+        line: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Typed {
+        let trimmed = line.trim();
+        let (cmd, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        match (cmd, rest.trim()) {
+            _ if !self.keep_offline => {}
+            ("/reconnect", "") => return Typed::Reconnect,
+            ("/outbox", "") => {
+                self.show_outbox(printer);
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", "drop") => {
+                let before = self.outbox.len();
+                for p in self.outbox.iter().filter(|p| p.held) {
+                    if let Some((to, text)) = message_of(p.conversation.as_deref(), &p.line) {
+                        printer.dropped_from_outbox(to.as_deref(), &text);
+                    }
+                }
+                self.outbox.retain(|p| !p.held);
+                printer.outbox(self.outbox.len());
+                let n = before - self.outbox.len();
+                printer.print(&Line::HostInfo(&format_args!(
+                    "dropped {n} held message(s); {} still wait(s)",
+                    self.outbox.len()
+                )));
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", "send") => {
+                let mut n = 0;
+                for p in self.outbox.iter_mut().filter(|p| p.held) {
+                    p.held = false;
+                    p.key = None;
+                    n += 1;
+                }
+                printer.print(&Line::HostInfo(&format_args!(
+                    "{n} held message(s) will go to the new key"
+                )));
+                self.flush_outbox(rng, printer, wire);
+                return Typed::Chat(Action::Shown);
+            }
+            ("/outbox", _) => {
+                printer.print(&Line::HostError(&"usage: /outbox [send|drop]"));
+                return Typed::Chat(Action::Shown);
+            }
+            _ => {}
+        }
+        let registered = self.chat.is_registered();
+        let to = self.recipient(conversation, line);
+        // A message queues behind those waiting for the same recipient, so none
+        // overtakes another.
+        let behind = to
+            .as_ref()
+            .is_some_and(|to| self.outbox.iter().any(|p| p.to.as_ref() == Some(to)));
+        let action = if self.keep_offline && to.is_some() && (!registered || behind) {
+            Action::Offline
+        } else {
+            self.chat.input_in(conversation, line, rng)
+        };
         match action {
-            Action::Quit => {}
-            Action::Offline => printer.print(&Line::NotSent),
-            _ => {
+            Action::Quit => Typed::Quit,
+            Action::Offline if !self.keep_offline => {
+                printer.print(&Line::NotSent);
+                Typed::Chat(Action::Offline)
+            }
+            Action::Offline => {
+                self.queue(conversation, line, printer);
+                Typed::Queued
+            }
+            a => {
                 self.drain(printer, wire);
+                Typed::Chat(a)
             }
         }
-        action
+    }
+
+    /// Where `line` (typed in `conversation`) goes: `Some(peer)` for a message,
+    /// `Some("")` for `/server`, `None` for a local command.
+    fn recipient(&self, conversation: Option<&str>, line: &str) -> Option<String> {
+        use seguro_core::command::{Command, CommandError, parse_command};
+        match parse_command(line) {
+            Ok(Command::To { user, .. }) => Some(user.to_owned()),
+            Ok(Command::Server { .. }) => Some(String::new()),
+            Err(CommandError::NotACommand) => conversation.map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    fn queue(&mut self, conversation: Option<&str>, line: &str, printer: &mut dyn Printer) {
+        use seguro_core::chat::KeyMemory as _;
+        if self.outbox.len() >= OUTBOX {
+            printer.print(&Line::HostError(&format_args!(
+                "not connected and {OUTBOX} messages already wait: this one is NOT kept \
+                 (type it again after reconnecting)"
+            )));
+            return;
+        }
+        let to = self.recipient(conversation, line).filter(|t| !t.is_empty());
+        let key = to.as_deref().and_then(|u| {
+            self.chat
+                .client()
+                .key_of(u)
+                .copied()
+                .or_else(|| self.chat.memory().last_key(u))
+        });
+        self.outbox.push_back(Pending {
+            conversation: conversation.map(str::to_owned),
+            line: line.trim_end_matches(['\r', '\n']).to_owned(),
+            to,
+            key,
+            held: false,
+        });
+        let n = self.outbox.len();
+        if self.chat.is_registered() {
+            printer.print(&Line::HostInfo(&format_args!(
+                "kept in the outbox behind earlier messages to the same recipient ({n} \
+                 waiting; /outbox lists them)"
+            )));
+        } else if n == 1 || !self.quiet_outbox {
+            printer.print(&Line::HostInfo(&format_args!(
+                "not connected: kept in the outbox ({n} waiting), sent when the connection \
+                 is back"
+            )));
+        }
+    }
+
+    /// The lines waiting to be sent, oldest first.
+    pub fn outbox(&self) -> impl ExactSizeIterator<Item = &Pending> {
+        self.outbox.iter()
+    }
+
+    fn show_outbox(&self, printer: &mut dyn Printer) {
+        printer.print(&Line::HostInfo(&format_args!(
+            "outbox ({} waiting):",
+            self.outbox.len()
+        )));
+        for p in &self.outbox {
+            let state = if p.held { " (held: key changed)" } else { "" };
+            let to = p.to.as_deref().unwrap_or("the server");
+            printer.print(&Line::HostInfo(&format_args!(
+                "  to {to}: {}{state}",
+                p.line
+            )));
+        }
+    }
+
+    /// While registered, sends what waits in the outbox, in order: each line is
+    /// encrypted to the recipient's key of now. A line whose recipient's key changed
+    /// since it was typed is held (with every later line to that recipient) until
+    /// `/outbox send` or `/outbox drop`; a line whose recipient is not online yet
+    /// waits for them.
+    pub fn flush_outbox(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut kept = std::collections::VecDeque::new();
+        let mut blocked: Vec<String> = Vec::new();
+        let mut newly_held = 0usize;
+        let mut sent = 0usize;
+        while let Some(mut p) = self.outbox.pop_front() {
+            if !self.chat.is_registered() {
+                kept.push_back(p);
+                continue;
+            }
+            if let Some(to) = &p.to {
+                let now = self.chat.client().key_of(to).copied();
+                let waiting = blocked.contains(to);
+                if p.held || waiting || now.is_none() && p.key.is_some() {
+                    if !waiting {
+                        blocked.push(to.clone());
+                    }
+                    kept.push_back(p);
+                    continue;
+                }
+                if let (Some(then), Some(now)) = (p.key, now)
+                    && then != now
+                {
+                    p.held = true;
+                    newly_held += 1;
+                    blocked.push(to.clone());
+                    kept.push_back(p);
+                    continue;
+                }
+            }
+            let action = self.chat.input_in(p.conversation.as_deref(), &p.line, rng);
+            if action == Action::Offline {
+                kept.push_back(p);
+                continue;
+            }
+            sent += 1;
+            self.drain(printer, wire);
+            if action == Action::Sent
+                && let Some((to, text)) = message_of(p.conversation.as_deref(), &p.line)
+            {
+                printer.sent_from_outbox(to.as_deref(), &text);
+            }
+        }
+        self.outbox = kept;
+        printer.outbox(self.outbox.len());
+        if sent > 0 {
+            printer.print(&Line::HostInfo(&format_args!(
+                "sent {sent} message(s) from the outbox{}",
+                if self.outbox.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} still wait(s)", self.outbox.len())
+                }
+            )));
+        }
+        if !self.absent_told && self.chat.is_registered() {
+            let absent: Vec<&str> = blocked
+                .iter()
+                .filter(|to| {
+                    self.outbox
+                        .iter()
+                        .any(|p| !p.held && p.to.as_ref() == Some(*to))
+                })
+                .map(String::as_str)
+                .collect();
+            if !absent.is_empty() {
+                self.absent_told = true;
+                printer.print(&Line::HostInfo(&format_args!(
+                    "messages wait in the outbox until they are online: {}",
+                    absent.join(", ")
+                )));
+            }
+        }
+        if newly_held > 0 {
+            for to in &blocked {
+                if self
+                    .outbox
+                    .iter()
+                    .any(|p| p.held && p.to.as_ref() == Some(to))
+                {
+                    printer.print(&Line::HostWarn(&format_args!(
+                        "the key of {to} changed while your message(s) waited: they are \
+                         held. Check /fp {to}, then /outbox send (to the new key) or \
+                         /outbox drop"
+                    )));
+                }
+            }
+        }
     }
 
     /// Prints every pending line and, while online, appends every pending transmission
@@ -304,10 +728,15 @@ impl Driver {
         let registered = self.chat.is_registered();
         let mut refusal = None;
         while let Some(line) = self.chat.poll_line() {
-            if let Line::Received(Event::ServerError { text }) = line
-                && !registered
-            {
-                refusal = Some(text.to_owned());
+            if let Line::Received(Event::ServerError { text }) = line {
+                if !registered {
+                    refusal = Some(text.to_owned());
+                } else if text == SHUTTING_DOWN {
+                    // A normal shutdown is news, not an error.
+                    printer.print(&Line::HostInfo(&"the server is shutting down"));
+                    self.shutdown_seen = true;
+                    continue;
+                }
             }
             printer.print(&line);
         }
@@ -325,58 +754,143 @@ impl Driver {
     }
 }
 
+/// Quotes `s` for a POSIX shell if it needs it.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The `seguro serve` banner lines that tell how to join: a ready-to-copy `seguro chat`
+/// command with the real address (the first `--invite-address`, else the listening
+/// address, loopback for all interfaces) and, when only this machine can use it, how
+/// to reach it from elsewhere with ngrok.
+pub fn serve_chat_hint(
+    bound: std::net::SocketAddr,
+    invite_addresses: &[String],
+    cert: &std::path::Path,
+) -> Vec<String> {
+    let cert = shell_quote(&cert.display().to_string());
+    let mut out = vec![format!(
+        "clients need {cert} (copy it to them; they check it against this fingerprint) and run:"
+    )];
+    let split = |a: &str| {
+        a.rsplit_once(':').map(|(h, p)| {
+            (
+                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                p.to_owned(),
+            )
+        })
+    };
+    if let Some((host, port)) = invite_addresses.first().and_then(|a| split(a)) {
+        out.push(format!(
+            "  seguro chat \"$USER\" {} {port} --cert {cert}",
+            shell_quote(&host)
+        ));
+        return out;
+    }
+    let local = bound.ip().is_unspecified() || bound.ip().is_loopback();
+    let ip = if !bound.ip().is_unspecified() {
+        bound.ip()
+    } else if bound.is_ipv4() {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    };
+    let port = bound.port();
+    let mine = if local { "   # on this machine" } else { "" };
+    out.push(format!(
+        "  seguro chat \"$USER\" {ip} {port} --cert {cert}{mine}"
+    ));
+    if local {
+        out.push(format!(
+            "from elsewhere: run `ngrok tcp {port}` here and use the host and port it prints \
+             (tcp://HOST:PORT), e.g. seguro chat \"$USER\" 0.tcp.eu.ngrok.io 12345 --cert {cert}"
+        ));
+    }
+    out
+}
+
+/// Whether `seguro chat` with these arguments runs full screen: standard input and
+/// output are a terminal, and not `--plain`.
+pub fn full_screen(a: &ChatArgs) -> bool {
+    !a.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// Runs `seguro chat`; returns the exit code.
 pub fn run(a: ChatArgs) -> i32 {
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let _terminal = interactive.then(TerminalGuard::save);
-    let (in_tx, in_rx) = channel::unbounded();
-    let mut printer: Box<dyn Printer> = if interactive {
-        match start_editor(in_tx.clone()) {
-            Some(p) => p,
-            None => {
-                start_plain_input(in_tx.clone());
-                Box::new(PlainPrinter::new(
-                    std::io::stdout(),
-                    output::color_allowed(true),
-                ))
-            }
-        }
+    // Before any thread starts (see `output::Clock`).
+    let clock = output::Clock::local();
+    let format = if a.json {
+        Format::Json
+    } else if a.timestamps {
+        Format::Timestamps
     } else {
-        start_plain_input(in_tx.clone());
-        Box::new(PlainPrinter::new(std::io::stdout(), false))
+        Format::Plain
     };
-    drop(in_tx);
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // Errors before the session (arguments, identity) go to the normal screen.
+    let mut early: Box<dyn Printer> = if terminal {
+        Box::new(PlainPrinter::new(
+            std::io::stdout(),
+            output::color_allowed(true),
+        ))
+    } else {
+        Box::new(PlainPrinter::new(std::io::stdout(), false).with_format(format, clock))
+    };
 
     // Where to connect and what to pin: an invite, or host, port and --cert.
     let target = match crate::invite::chat_target(&a) {
         Ok(t) => t,
         Err((message, code)) => {
-            printer.print(&Line::HostError(&message));
+            early.print(&Line::HostError(&message));
             return code;
         }
     };
+    let note;
     let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
-        Ok((keys, note)) => {
-            if let Some(n) = note {
-                printer.print(&Line::HostInfo(&n));
-            }
+        Ok((keys, n)) => {
+            note = n;
             keys
         }
         Err(e) => {
-            printer.print(&Line::HostError(&e));
+            early.print(&Line::HostError(&e));
             return e.exit_code();
         }
     };
     let client = match Client::new(&a.user, keys) {
         Ok(c) => c,
         Err(e) => {
-            printer.print(&Line::HostError(&format_args!(
+            early.print(&Line::HostError(&format_args!(
                 "invalid user name {:?}: {e}",
                 a.user
             )));
             return exit::USAGE;
         }
     };
+
+    let (in_tx, in_rx) = channel::unbounded();
+    let screen = if full_screen(&a) {
+        let ui = crate::tui::Ui::new(&a.user, output::color_allowed(true), !a.no_bell, clock);
+        crate::tui::start(ui)
+    } else {
+        None
+    };
+    let mut printer: Box<dyn Printer> = match &screen {
+        Some(h) => Box::new(crate::tui::TuiPrinter(h.clone())),
+        None => {
+            start_plain_input(in_tx.clone());
+            early
+        }
+    };
+    if let Some(n) = note {
+        printer.print(&Line::HostInfo(&n));
+    }
     let chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
     let mut desktop = Desktop {
         args: a,
@@ -388,8 +902,39 @@ pub fn run(a: ChatArgs) -> i32 {
         input: in_rx,
         input_done: false,
         ever_registered: false,
+        attempt: 0,
+        told: None,
+        last_typed: std::time::Instant::now(),
+        give_up_at: None,
     };
-    smol::block_on(desktop.run())
+    desktop.driver.keep_offline(true);
+    desktop.driver.quiet_outbox(screen.is_some());
+    let code = match &screen {
+        Some(h) => {
+            // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP leave like /quit, so the
+            // terminal is given back and what never left the outbox is listed.
+            let quit = in_tx.clone();
+            if let Err(e) = ctrlc::set_handler(move || {
+                let _ = quit.try_send(Input::Line {
+                    conversation: None,
+                    text: "/quit".into(),
+                });
+            }) {
+                tracing::debug!("no SIGTERM handler: {e}");
+            }
+            let events = crate::tui::events(h.clone(), in_tx);
+            smol::block_on(desktop.run().or(events))
+        }
+        None => {
+            drop(in_tx);
+            smol::block_on(desktop.run())
+        }
+    };
+    drop(desktop);
+    if let Some(h) = &screen {
+        crate::tui::stop(h);
+    }
+    code
 }
 
 struct Desktop {
@@ -404,21 +949,58 @@ struct Desktop {
     input: Receiver<Input>,
     input_done: bool,
     ever_registered: bool,
+    /// Reconnect attempts since the last registration.
+    attempt: u32,
+    /// The reason last said for being offline.
+    told: Option<String>,
+    /// When the user last typed a line.
+    last_typed: std::time::Instant,
+    /// After input ended with messages in the outbox: when to stop trying.
+    give_up_at: Option<std::time::Instant>,
 }
 
 /// How one connection ended.
 enum End {
     /// The user is done (`/quit`, or end of input plus linger).
     Done,
+    /// The user asked to reconnect (`/reconnect`).
+    Again,
     /// The connection broke.
     Lost(String),
     /// The server refused us before registration (error text).
     Refused(String),
 }
 
+/// How a wait before reconnecting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Connect now.
+    Retry,
+    /// The user left (`/quit`, or the end of input with nothing left to send).
+    Quit,
+}
+
+/// A user who typed within this long is active: reconnect attempts stay close.
+const ACTIVE: Duration = Duration::from_secs(300);
+/// Seconds to keep trying to deliver the outbox after input ended.
+const GIVE_UP: f64 = 30.0;
+
+/// The wait before reconnect attempt `attempt` (0 first): doubling from 0.5 s, capped
+/// at 4 s while the user is `active` (30 s otherwise), with "equal jitter" from
+/// `random`: between half the step and the whole step, so clients that lost the same
+/// server do not come back at the same instant.
+pub fn reconnect_delay(attempt: u32, active: bool, random: u64) -> Duration {
+    let cap_ms: u64 = if active { 4_000 } else { 30_000 };
+    let step = 500u64.saturating_mul(1 << attempt.min(10)).min(cap_ms);
+    let half = step / 2;
+    Duration::from_millis(half + random % (half + 1))
+}
+
 enum ConnectError {
     /// The message, and whether a key (an invite) was pinned.
     Pin(String, bool),
+    /// The port answered, but not with TLS.
+    NotTls(String),
     Tls(String),
     Net(String),
 }
@@ -439,9 +1021,31 @@ impl Desktop {
         self.printer.print(&Line::HostError(text));
     }
 
+    /// A line the user typed: to the driver, with the printer told what became of it.
+    fn typed(&mut self, conversation: Option<&str>, text: &str, wire: &mut Vec<u8>) -> Typed {
+        self.last_typed = std::time::Instant::now();
+        self.printer.reply(true);
+        let t = self
+            .driver
+            .typed_in(conversation, text, &mut OsRng, &mut *self.printer, wire);
+        self.printer.reply(false);
+        if let Some((to, body)) = message_of(conversation, text) {
+            match t {
+                Typed::Chat(Action::Sent) => self.printer.own_message(to.as_deref(), &body, false),
+                Typed::Queued => self.printer.own_message(to.as_deref(), &body, true),
+                _ => {}
+            }
+        }
+        if t == Typed::Quit {
+            self.printer.quitting();
+        }
+        self.printer.outbox(self.driver.outbox().len());
+        t
+    }
+
     /// Connects to the first address that works; when none does, returns the most
     /// telling failure (a pin mismatch before a TLS error before a network error).
-    async fn connect(&mut self) -> Result<TlsStream<TcpStream>, ConnectError> {
+    async fn connect(&mut self) -> Result<TlsStream<Sniff>, ConnectError> {
         let mut worst: Option<ConnectError> = None;
         let targets = self.targets.clone();
         for (i, (host, port)) in targets.iter().enumerate() {
@@ -455,14 +1059,18 @@ impl Desktop {
             };
             if i + 1 < targets.len() {
                 let why = match &e {
-                    ConnectError::Pin(m, _) | ConnectError::Tls(m) | ConnectError::Net(m) => m,
+                    ConnectError::Pin(m, _)
+                    | ConnectError::NotTls(m)
+                    | ConnectError::Tls(m)
+                    | ConnectError::Net(m) => m,
                 };
                 self.printer.print(&Line::HostWarn(&format_args!(
                     "{why}; trying the next address"
                 )));
             }
             let rank = |e: &ConnectError| match e {
-                ConnectError::Pin(..) => 2,
+                ConnectError::Pin(..) => 3,
+                ConnectError::NotTls(_) => 2,
                 ConnectError::Tls(_) => 1,
                 ConnectError::Net(_) => 0,
             };
@@ -473,11 +1081,7 @@ impl Desktop {
         Err(worst.unwrap_or_else(|| ConnectError::Net("no server address".into())))
     }
 
-    async fn connect_to(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<TlsStream<TcpStream>, ConnectError> {
+    async fn connect_to(&self, host: &str, port: u16) -> Result<TlsStream<Sniff>, ConnectError> {
         let tcp =
             async {
                 Some(TcpStream::connect((host, port)).await.map_err(|e| {
@@ -499,6 +1103,11 @@ impl Desktop {
             .with_time(Duration::from_secs(30))
             .with_interval(Duration::from_secs(10));
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
+        let first = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tcp = Sniff {
+            tcp,
+            first: first.clone(),
+        };
         let hs = async { Some(self.tls.connect(tls::server_name(), tcp).await) }
             .or(async {
                 Timer::after(Duration::from_secs(15)).await;
@@ -509,6 +1118,20 @@ impl Desktop {
             None => Err(ConnectError::Net("TLS handshake timed out".into())),
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => {
+                let first = first.lock().map(|f| f.clone()).unwrap_or_default();
+                if let Some(what) = not_tls_service(&first) {
+                    return Err(ConnectError::NotTls(format!(
+                        "{host}:{port} is not a Seguro server: it is {what}. Check the host \
+                         and port (with ngrok, the port ngrok prints, not the server's own)"
+                    )));
+                }
+                if first.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    return Err(ConnectError::Net(format!(
+                        "{host}:{port} accepted the connection and closed it without \
+                         answering: no Seguro server is behind it (is the server running, and \
+                         is the ngrok tunnel pointing at its port?)"
+                    )));
+                }
                 if let Some(m) = pin_mismatch(&e) {
                     return Err(ConnectError::Pin(m.to_string(), m.by_key()));
                 }
@@ -535,8 +1158,35 @@ impl Desktop {
     }
 
     async fn run(&mut self) -> i32 {
-        let mut backoff = Duration::from_millis(500);
+        let code = self.run_connections().await;
+        self.finish(code)
+    }
+
+    /// Reports what never left the outbox; the exit code is not 0 if anything did not.
+    fn finish(&mut self, code: i32) -> i32 {
+        let n = self.driver.outbox().len();
+        if n == 0 {
+            return code;
+        }
+        let lines: Vec<String> = self.driver.outbox().map(|p| p.line.clone()).collect();
+        self.printer.print(&Line::HostError(&format_args!(
+            "{n} message(s) typed were NOT sent (no connection, or the recipient never came \
+             online):"
+        )));
+        for l in &lines {
+            self.printer
+                .print(&Line::HostError(&format_args!("  not sent: {l}")));
+        }
+        if code == exit::OK {
+            exit::CONNECT
+        } else {
+            code
+        }
+    }
+
+    async fn run_connections(&mut self) -> i32 {
         loop {
+            self.printer.state(Conn::Connecting);
             let stream = match self.connect().await {
                 Ok(s) => s,
                 Err(ConnectError::Pin(m, by_key)) => {
@@ -551,12 +1201,22 @@ impl Desktop {
                     ));
                     return exit::TLS;
                 }
-                Err(ConnectError::Tls(m)) => {
-                    self.error(&m);
+                Err(ConnectError::NotTls(m)) => {
                     if !self.ever_registered || self.args.no_reconnect {
+                        self.error(&m);
+                        return exit::NOT_SEGURO;
+                    }
+                    if self.wait_backoff(&m).await == Wait::Quit {
+                        return exit::OK;
+                    }
+                    continue;
+                }
+                Err(ConnectError::Tls(m)) => {
+                    if !self.ever_registered || self.args.no_reconnect {
+                        self.error(&m);
                         return exit::TLS;
                     }
-                    if self.wait_backoff(&m, &mut backoff).await {
+                    if self.wait_backoff(&m).await == Wait::Quit {
                         return exit::OK;
                     }
                     continue;
@@ -566,7 +1226,7 @@ impl Desktop {
                         self.error(&m);
                         return exit::CONNECT;
                     }
-                    if self.wait_backoff(&m, &mut backoff).await {
+                    if self.wait_backoff(&m).await == Wait::Quit {
                         return exit::OK;
                     }
                     continue;
@@ -576,24 +1236,27 @@ impl Desktop {
             self.driver.disconnected();
             match end {
                 End::Done => return exit::OK,
+                End::Again => {
+                    self.printer
+                        .print(&Line::HostInfo(&"reconnecting now, as asked"));
+                    self.attempt = 0;
+                }
                 End::Refused(text) => {
                     if !self.ever_registered || self.args.no_reconnect {
                         return exit::CONNECT;
                     }
                     // E.g. our old connection is not gone yet on the server: retry.
-                    if self.wait_backoff(&text, &mut backoff).await {
+                    if self.wait_backoff(&text).await == Wait::Quit {
                         return exit::OK;
                     }
                 }
                 End::Lost(why) => {
                     if self.args.no_reconnect {
+                        self.printer.state(Conn::Offline);
                         self.printer.print(&Line::ConnectionLost { why: &why });
                         return exit::CONNECT;
                     }
-                    if self.ever_registered {
-                        backoff = backoff.min(Duration::from_secs(1));
-                    }
-                    if self.wait_backoff(&why, &mut backoff).await {
+                    if self.wait_backoff(&why).await == Wait::Quit {
                         return exit::OK;
                     }
                 }
@@ -601,52 +1264,107 @@ impl Desktop {
         }
     }
 
-    /// Waits before a reconnect, answering what the user types; returns true if the
-    /// user quit meanwhile.
-    async fn wait_backoff(&mut self, why: &str, backoff: &mut Duration) -> bool {
-        let after_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-        self.printer.print(&Line::Reconnecting {
-            why: &why,
-            after_ms,
-        });
-        let deadline = std::time::Instant::now() + *backoff;
-        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    /// Waits before a reconnect, answering what the user types (a message waits in the
+    /// outbox); any line typed, or `/reconnect`, ends the wait at once.
+    async fn wait_backoff(&mut self, why: &str) -> Wait {
+        let active = self.last_typed.elapsed() < ACTIVE || self.driver.outbox().len() > 0;
+        let delay = reconnect_delay(
+            self.attempt,
+            active,
+            rand_core::RngCore::next_u64(&mut OsRng),
+        );
+        self.attempt = self.attempt.saturating_add(1);
+        let after_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        // One warning per outage; later attempts speak only when the reason changes.
+        if self.attempt == 1 {
+            self.printer.print(&Line::Reconnecting {
+                why: &why,
+                after_ms,
+            });
+        } else if self.told.as_deref() != Some(why) {
+            self.printer.print(&Line::HostInfo(&format_args!(
+                "still offline ({why}); next try in {}.{} s",
+                after_ms / 1000,
+                after_ms % 1000 / 100
+            )));
+        }
+        self.told = Some(why.to_owned());
+        let deadline = std::time::Instant::now() + delay;
+        self.printer.state(Conn::Reconnecting { at: deadline });
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
+            let mut until = deadline;
             if self.input_done {
-                // Nothing left to send: waiting for a reconnect helps nobody.
-                return true;
+                if self.driver.outbox().len() == 0 {
+                    // Nothing left to send: waiting for a reconnect helps nobody.
+                    return Wait::Quit;
+                }
+                let give_up = *self.give_up_at.get_or_insert_with(|| {
+                    std::time::Instant::now()
+                        + Duration::from_secs_f64(GIVE_UP.max(self.args.linger.clamp(0.0, 3600.0)))
+                });
+                if std::time::Instant::now() >= give_up {
+                    return Wait::Quit;
+                }
+                until = until.min(give_up);
             }
-            let got = async { self.input.recv().await.ok() }
-                .or(async {
-                    Timer::after(left).await;
-                    None
-                })
-                .await;
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                if std::time::Instant::now() >= deadline {
+                    return Wait::Retry;
+                }
+                continue;
+            }
+            let got = async {
+                if self.input_done {
+                    std::future::pending().await
+                } else {
+                    self.input.recv().await.ok()
+                }
+            }
+            .or(async {
+                Timer::after(left).await;
+                None
+            })
+            .await;
             match got {
                 Some(Input::Eof) => {
                     self.input_done = true;
-                    return true;
-                }
-                Some(Input::Line(l)) => {
-                    // Not connected: nothing reaches the wire.
-                    let mut wire = Vec::new();
-                    let action = self
-                        .driver
-                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
-                    if action == Action::Quit {
-                        return true;
+                    if self.driver.outbox().len() > 0 {
+                        self.printer.print(&Line::HostWarn(&format_args!(
+                            "input ended with {} message(s) in the outbox: trying to \
+                             deliver them for {GIVE_UP} s",
+                            self.driver.outbox().len()
+                        )));
                     }
                 }
+                Some(Input::Line { conversation, text }) => {
+                    // Not connected: nothing reaches the wire.
+                    let mut wire = Vec::new();
+                    match self.typed(conversation.as_deref(), &text, &mut wire) {
+                        Typed::Quit => return Wait::Quit,
+                        // The user is here: try now rather than later.
+                        _ => return Wait::Retry,
+                    }
+                }
+                Some(Input::Key) => return Wait::Retry,
                 None => {}
             }
         }
     }
 
-    async fn session(&mut self, stream: TlsStream<TcpStream>) -> End {
+    async fn session(&mut self, stream: TlsStream<Sniff>) -> End {
+        if let Some(cert) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            let (host, port) = self.targets.get(self.at).cloned().unwrap_or_default();
+            self.printer.server(
+                &format!("{host}:{port}"),
+                &crate::certs::sha256_colon_hex(cert),
+            );
+        }
         let (mut rd, mut wr) = smol::io::split(stream);
         let mut rbuf = vec![0u8; 16 * 1024];
         let mut wire = Vec::new();
@@ -665,6 +1383,19 @@ impl Desktop {
             }
             let registered = self.driver.chat().is_registered();
             let want_input = registered && !self.input_done;
+            if self.input_done && registered && linger_until.is_none() {
+                // Input ended (here or while reconnecting): keep receiving for
+                // --linger, and longer while messages wait for their recipient.
+                let now = std::time::Instant::now();
+                let mut until = now + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0));
+                if self.driver.outbox().len() > 0 {
+                    let give_up = *self
+                        .give_up_at
+                        .get_or_insert_with(|| now + Duration::from_secs_f64(GIVE_UP));
+                    until = until.max(give_up);
+                }
+                linger_until = Some(until);
+            }
             let ev = {
                 let read = async { Ev::Read(rd.read(&mut rbuf).await) };
                 let input = async {
@@ -691,32 +1422,40 @@ impl Desktop {
                     return End::Done;
                 }
                 Ev::Input(None) | Ev::Input(Some(Input::Eof)) => {
+                    // The linger starts at the top of the loop.
                     self.input_done = true;
                     let _ = wr.flush().await;
-                    linger_until = Some(
-                        std::time::Instant::now()
-                            + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0)),
-                    );
                 }
-                Ev::Input(Some(Input::Line(l))) => {
-                    let action = self
-                        .driver
-                        .typed(&l, &mut OsRng, &mut *self.printer, &mut wire);
-                    if action == Action::Quit {
-                        let _ = write_all(&mut wr, &mut wire).await;
-                        let _ = wr.close().await;
-                        return End::Done;
+                Ev::Input(Some(Input::Key)) => {}
+                Ev::Input(Some(Input::Line { conversation, text })) => {
+                    match self.typed(conversation.as_deref(), &text, &mut wire) {
+                        Typed::Quit => {
+                            let _ = write_all(&mut wr, &mut wire).await;
+                            let _ = wr.close().await;
+                            return End::Done;
+                        }
+                        Typed::Reconnect => {
+                            let _ = write_all(&mut wr, &mut wire).await;
+                            let _ = wr.close().await;
+                            return End::Again;
+                        }
+                        _ => {}
                     }
                 }
                 Ev::Read(Ok(0)) => {
                     return match refusal {
                         Some(r) if !registered => End::Refused(r),
+                        _ if self.driver.server_shut_down() => {
+                            End::Lost("the server shut down".into())
+                        }
                         _ => End::Lost("the server closed the connection".into()),
                     };
                 }
                 Ev::Read(Err(e)) => {
-                    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        "the server closed the connection without TLS close_notify".to_owned()
+                    let why = if self.driver.server_shut_down() {
+                        "the server shut down".to_owned()
+                    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        "the server closed the connection abruptly".to_owned()
                     } else {
                         e.to_string()
                     };
@@ -731,7 +1470,12 @@ impl Desktop {
                         refusal = Some(r);
                     }
                     if self.driver.chat().is_registered() {
+                        if !registered {
+                            self.printer.state(Conn::Connected);
+                        }
                         self.ever_registered = true;
+                        self.attempt = 0;
+                        self.told = None;
                     }
                 }
             }
@@ -744,7 +1488,7 @@ impl Desktop {
 
 /// Writes and flushes `wire` (if not empty), then clears it.
 async fn write_all(
-    wr: &mut smol::io::WriteHalf<TlsStream<TcpStream>>,
+    wr: &mut smol::io::WriteHalf<TlsStream<Sniff>>,
     wire: &mut Vec<u8>,
 ) -> Result<(), String> {
     if wire.is_empty() {
@@ -758,6 +1502,63 @@ async fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_serve_banner_has_a_command_to_copy() {
+        let cert = std::path::Path::new("server.crt");
+        let all: std::net::SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let l = serve_chat_hint(all, &[], cert);
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 127.0.0.1 5000 --cert server.crt   # on this machine"
+        );
+        assert!(l[2].contains("ngrok tcp 5000"), "{l:?}");
+        let lan: std::net::SocketAddr = "192.168.1.20:7000".parse().unwrap();
+        let l = serve_chat_hint(lan, &[], std::path::Path::new("my certs/s.crt"));
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 192.168.1.20 7000 --cert 'my certs/s.crt'"
+        );
+        assert_eq!(l.len(), 2);
+        let l = serve_chat_hint(all, &["0.tcp.eu.ngrok.io:12345".into()], cert);
+        assert_eq!(
+            l[1],
+            "  seguro chat \"$USER\" 0.tcp.eu.ngrok.io 12345 --cert server.crt"
+        );
+        assert!(l.iter().all(|l| !l.contains('<')), "{l:?}");
+    }
+
+    #[test]
+    fn services_that_are_not_tls_are_named() {
+        assert_eq!(not_tls_service(b""), None);
+        assert_eq!(not_tls_service(&[22, 3, 3, 0, 90]), None);
+        assert_eq!(not_tls_service(&[21, 3, 1, 0, 2, 2, 40]), None);
+        let http = not_tls_service(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n").unwrap();
+        assert!(
+            http.contains("HTTP") && http.contains("400 Bad Request"),
+            "{http}"
+        );
+        // An HTTP/0.9 answer (Python's http.server to a TLS hello) is a page alone.
+        let page = not_tls_service(b"<!DOCTYPE HTML>\n<html lang=\"en\">").unwrap();
+        assert!(page.contains("web (HTTP) server"), "{page}");
+        assert!(
+            not_tls_service(b"SSH-2.0-OpenSSH_9.2\r\n")
+                .unwrap()
+                .contains("SSH")
+        );
+        assert!(
+            not_tls_service(b"{\"type\":\"error\"}\n")
+                .unwrap()
+                .contains("JSON")
+        );
+        let esc = not_tls_service(b"220 hi\x1b[2J\n").unwrap();
+        assert!(!esc.contains('\u{1b}'), "{esc}");
+        assert!(
+            not_tls_service(&[0, 1, 2, 200])
+                .unwrap()
+                .contains("not speak TLS")
+        );
+    }
 
     #[test]
     fn sizes_of_the_desktop_session() {

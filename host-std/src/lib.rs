@@ -13,6 +13,7 @@ pub mod pin;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod tui;
 
 /// Process exit codes.
 pub mod exit {
@@ -29,6 +30,9 @@ pub mod exit {
     /// An identity or contacts file is unusable (corrupt, truncated, accessible to
     /// other users, from a newer Seguro, made for another name).
     pub const STATE: i32 = 5;
+    /// The port answers, but not with TLS: another service (HTTP, SSH…), not a Seguro
+    /// server.
+    pub const NOT_SEGURO: i32 = 6;
 }
 
 /// Installs the tracing subscriber: logs to stderr, filtered by `RUST_LOG`

@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Serve(a) => serve(a),
         Command::Chat(a) => {
-            seguro::init_logging("warn");
+            // Full screen: log lines on stderr would land in the middle of it, so only
+            // with RUST_LOG set (then redirect stderr: seguro chat … 2>log).
+            if !seguro::client::full_screen(&a) || std::env::var_os("RUST_LOG").is_some() {
+                seguro::init_logging("warn");
+            }
             seguro::client::run(a)
         }
         Command::GenCert(a) => gen_cert(a),
@@ -173,14 +177,9 @@ fn serve(a: ServeArgs) -> i32 {
         }
         println!("seguro {} listening on {addr}", env!("CARGO_PKG_VERSION"));
         println!("certificate SHA-256: {fp}");
-        println!(
-            "clients need {} (copy it to them; they check it against this fingerprint) and run:",
-            cert_path.display()
-        );
-        println!(
-            "  seguro chat <user> <host> <port> --cert {}",
-            cert_path.display()
-        );
+        for line in seguro::client::serve_chat_hint(addr, &a.invite_addresses, &cert_path) {
+            println!("{line}");
+        }
         for line in
             seguro::invite::serve_banner(&ee, &cert_path, &a.invite_addresses, backup_pin, addr)
         {

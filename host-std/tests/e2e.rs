@@ -466,8 +466,11 @@ fn sigterm_shuts_down_gracefully() {
     assert!(st.success());
     assert_eq!(wait_exit(&mut server.child, T), Some(0));
     server.err.wait_for("shutting down");
-    alice.out.wait_exact("[ERROR] server shutting down");
-    alice.out.wait_for("[WARN] connection lost");
+    alice.out.wait_exact("[SYS] the server is shutting down");
+    alice
+        .out
+        .wait_exact("[WARN] connection lost (the server shut down)");
+    assert!(!alice.out.contains("[ERROR]"), "{:?}", alice.out.all());
     let (code, _) = alice.finish();
     assert_eq!(code, Some(seguro::exit::CONNECT));
 }

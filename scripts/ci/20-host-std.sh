@@ -7,6 +7,9 @@ source "$(dirname "$0")/lib.sh"
 # The tests make the reference's RSA pair with the openssl CLI, and run Python.
 command -v openssl >/dev/null || apt_install openssl
 command -v python3 >/dev/null || apt_install python3
+# tests/tui_tmux.rs drives the full-screen client in a real terminal.
+command -v tmux >/dev/null || apt_install tmux
+export SEGURO_REQUIRE_TMUX=1
 
 # A Python that has pyca/cryptography: pip first, then Debian's package.
 PY=""

@@ -1,0 +1,301 @@
+//! The full-screen client in a real terminal: tmux runs two `seguro chat` clients
+//! against a real server; the test types, pastes several lines with bracketed paste,
+//! resizes a window to 30 columns and back, kills the server and starts it again on
+//! the same port while a user types, and reads the screens with `capture-pane`: every
+//! message appears exactly once, with its time, and nothing typed is lost.
+//!
+//! Needs tmux (the CI phase installs it). Without it the test says so and passes,
+//! unless `SEGURO_REQUIRE_TMUX=1`, when it fails. Every wait polls the screen with a
+//! generous deadline (the machines are slow and shared); no sleep is an assertion.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// How long any one thing may take to show on screen.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A tmux server of the test's own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Option<Self> {
+        let ok = Command::new("tmux")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+        static N: AtomicUsize = AtomicUsize::new(0);
+        Some(Self {
+            socket: format!(
+                "seguro-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        assert!(
+            o.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Starts `cmd` (a shell command line) in a new session `name` of `w`×`h`.
+    fn session(&self, name: &str, w: u16, h: u16, cmd: &str) {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            cmd,
+        ]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", &format!("{name}:")])
+    }
+
+    /// Polls the screen of `name` until `pred` holds; panics with the screen if not
+    /// within [`WAIT`].
+    fn wait(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.screen(name);
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no {what} within {WAIT:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let t = format!("{name}:");
+        let mut args = vec!["send-keys", "-t", t.as_str()];
+        args.extend(keys);
+        self.run(&args);
+    }
+
+    /// Types `text` literally, then Enter.
+    fn line(&self, name: &str, text: &str) {
+        let t = format!("{name}:");
+        self.run(&["send-keys", "-t", &t, "-l", text]);
+        self.run(&["send-keys", "-t", &t, "Enter"]);
+    }
+
+    /// Pastes `text` as the terminal would: in bracketed-paste markers, since the
+    /// client asked for them.
+    fn paste(&self, name: &str, text: &str) {
+        self.run(&["set-buffer", "-b", "seguro", text]);
+        self.run(&[
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            "seguro",
+            "-t",
+            &format!("{name}:"),
+        ]);
+    }
+
+    fn resize(&self, name: &str, w: u16, h: u16) {
+        self.run(&[
+            "resize-window",
+            "-t",
+            &format!("{name}:"),
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// How many rows of `screen` contain `needle`.
+fn count(screen: &str, needle: &str) -> usize {
+    screen.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// True if the row holding `needle` has a `HH:MM ` time just before it.
+fn stamped(screen: &str, needle: &str) -> bool {
+    screen.lines().any(|row| {
+        row.find(needle).is_some_and(|i| {
+            let b = row.as_bytes();
+            i >= 6
+                && b[i - 1] == b' '
+                && b[i - 4] == b':'
+                && b[i - 6..i - 4].iter().all(u8::is_ascii_digit)
+                && b[i - 3..i - 1].iter().all(u8::is_ascii_digit)
+        })
+    })
+}
+
+/// The shell command that runs a full-screen client, then says how it exited.
+fn client(dir: &TempDir, user: &str, port: u16) -> String {
+    format!(
+        "env XDG_DATA_HOME='{}' NO_COLOR= '{BIN}' chat {user} 127.0.0.1 {port} --cert '{}' \
+         --no-bell; echo EXITED=$?; sleep 120",
+        dir.path(user).display(),
+        dir.path("server.crt").display()
+    )
+}
+
+#[test]
+fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
+    let Some(tmux) = Tmux::new() else {
+        assert!(
+            std::env::var("SEGURO_REQUIRE_TMUX").as_deref() != Ok("1"),
+            "tmux is required (SEGURO_REQUIRE_TMUX=1) but not installed"
+        );
+        eprintln!("tmux not installed: the terminal test is skipped");
+        return;
+    };
+    let dir = TempDir::new("tmux");
+    let mut server = Server::start(&dir, &[]);
+    let port = server.port();
+    tmux.session("alice", 100, 40, &client(&dir, "alice", port));
+    tmux.session("bob", 100, 60, &client(&dir, "bob", port));
+    let connected = "| connected |";
+    tmux.wait("alice", "connection", |s| s.contains(connected));
+    tmux.wait("bob", "connection", |s| s.contains(connected));
+    tmux.wait("alice", "bob in the directory", |s| {
+        s.contains("bob joined") || s.contains("  bob  fp ")
+    });
+
+    // Conversations: plain text goes to the contact.
+    tmux.line("alice", "/q bob");
+    tmux.line("bob", "/q alice");
+    tmux.wait("alice", "bob's conversation", |s| s.contains("bob>"));
+    tmux.wait("bob", "alice's conversation", |s| s.contains("alice>"));
+    tmux.line("alice", "hello bob");
+    let s = tmux.wait("bob", "the first message", |s| {
+        s.contains("[alice] hello bob")
+    });
+    assert!(stamped(&s, "[alice] hello bob"), "{s}");
+
+    // A paste of four lines: four messages, in order, none glued or lost.
+    let pasted: Vec<String> = (1..=4).map(|i| format!("pasted line {i} of 4")).collect();
+    tmux.paste("alice", &pasted.join("\n"));
+    tmux.wait("alice", "the paste in the input", |s| {
+        s.contains("bob> pasted line 1 of 4") && s.contains("pasted line 4 of 4")
+    });
+    tmux.keys("alice", &["Enter"]);
+    let s = tmux.wait("bob", "the pasted lines", |s| {
+        pasted.iter().all(|p| s.contains(&format!("[alice] {p}")))
+    });
+    let rows: Vec<usize> = pasted
+        .iter()
+        .map(|p| {
+            let needle = format!("[alice] {p}");
+            assert_eq!(count(&s, &needle), 1, "{needle} once:\n{s}");
+            assert!(stamped(&s, &needle), "{needle} with its time:\n{s}");
+            s.lines().position(|l| l.contains(&needle)).unwrap()
+        })
+        .collect();
+    assert!(rows.windows(2).all(|w| w[0] < w[1]), "in order:\n{s}");
+    assert!(!s.contains('\u{fffd}'), "{s}");
+
+    // Resize to 30 columns and back: nothing leaves the screen.
+    tmux.resize("bob", 30, 60);
+    tmux.wait("bob", "the narrow layout", |s| {
+        s.lines().all(|l| l.chars().count() <= 30) && s.contains("[alice] hello")
+    });
+    tmux.resize("bob", 100, 60);
+    let s = tmux.wait("bob", "the wide layout again", |s| {
+        s.contains("| v1") && pasted.iter().all(|p| s.contains(&format!("[alice] {p}")))
+    });
+    for p in &pasted {
+        assert_eq!(
+            count(&s, &format!("[alice] {p}")),
+            1,
+            "{p} after resizing:\n{s}"
+        );
+    }
+
+    // The server dies; alice types while it is down.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    tmux.wait("alice", "the reconnecting state", |s| {
+        s.contains("reconnecting in")
+    });
+    // Typed fast: twenty lines in one burst of keys.
+    let down: Vec<String> = (1..=20).map(|i| format!("typed while down {i}")).collect();
+    let mut burst: Vec<&str> = Vec::new();
+    for d in &down {
+        burst.extend([d.as_str(), "Enter"]);
+    }
+    tmux.keys("alice", &burst);
+    tmux.wait("alice", "pending messages", |s| {
+        s.contains("[alice] typed while down 20 (pending)")
+    });
+    let bind = format!("127.0.0.1:{port}");
+    let _server2 = Server::start(&dir, &["--bind", &bind]);
+    tmux.wait("alice", "the reconnection", |s| {
+        s.contains(connected) && !s.contains("(pending)")
+    });
+    let s = tmux.wait("bob", "the messages typed while down", |s| {
+        s.contains("[alice] typed while down 20")
+    });
+    let mut last = 0;
+    for n in down.iter().map(String::as_str).chain(["hello bob"]) {
+        let needle = format!("[alice] {n}");
+        let hits: Vec<usize> = s
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_end().ends_with(&needle))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(hits.len(), 1, "{n} once:\n{s}");
+        if n != "hello bob" {
+            assert!(hits[0] > last, "{n} in order:\n{s}");
+            last = hits[0];
+        }
+    }
+    // Bob answers after the restart.
+    tmux.line("bob", "got them");
+    tmux.wait("alice", "bob's answer", |s| s.contains("[bob] got them"));
+
+    // Ctrl-D leaves, with exit code 0, and gives the terminal back.
+    tmux.keys("alice", &["C-d"]);
+    tmux.keys("bob", &["C-d"]);
+    tmux.wait("alice", "the exit", |s| s.contains("EXITED=0"));
+    tmux.wait("bob", "the exit", |s| s.contains("EXITED=0"));
+}
