@@ -587,6 +587,17 @@ impl AllowList {
     }
 }
 
+/// A token's lifetime in seconds (`None`: it never expires), as `--expires` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(pub Option<u64>);
+
+impl Lifetime {
+    /// [`parse_lifetime`], for the command line.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        parse_lifetime(s).map(Self)
+    }
+}
+
 /// Reads a lifetime: a number and a unit, `s`, `m`, `h`, `d` or `w` (`90m`, `12h`,
 /// `7d`, `2w`), in seconds; `never` is `None`.
 pub fn parse_lifetime(s: &str) -> Result<Option<u64>, String> {
