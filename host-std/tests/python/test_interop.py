@@ -230,6 +230,19 @@ class Interop(unittest.TestCase):
         py.wait_exact("[SERVER] echo: hola")
         self.assertEqual(py.finish(), 0)
 
+    def test_python_server_ignores_the_join_token_of_a_seguro_client(self):
+        crt, key = self.seguro_pair()
+        port = self.python_server(crt, key)
+        inv = subprocess.run([BIN, "invite", "--cert", crt, "--address", "127.0.0.1:%d" % port,
+                              "--uses", "1"], check=True, capture_output=True, text=True,
+                             timeout=T).stdout.strip()
+        self.assertIn("/t=", inv)
+        c = self.start([BIN, "chat", "ana", "--invite", inv, "--state-dir", self.path("state")])
+        c.wait_for("[SYS] connected to 127.0.0.1:%d as ana" % port)
+        c.send("/server hola")
+        c.wait_exact("[SERVER] echo: hola")
+        self.assertEqual(c.finish(), 0)
+
     def test_python_client_refuses_a_wrong_certificate(self):
         crt, key = self.seguro_pair()
         other, _ = self.openssl_pair()
