@@ -34,7 +34,11 @@ fn the_token_is_in_every_hello_and_absent_by_default() {
     assert_eq!(hello_token(&plain), None);
 
     let longest = "a".repeat(64);
-    for t in ["abcdefghijklmnop", "mfrggzdfmztwq2lknnwg23tpobyxe43u", longest.as_str()] {
+    for t in [
+        "abcdefghijklmnop",
+        "mfrggzdfmztwq2lknnwg23tpobyxe43u",
+        longest.as_str(),
+    ] {
         c.set_token(Some(Token::new(t).unwrap()));
         c.reset();
         let line = first_line(&mut c);

@@ -172,7 +172,7 @@ impl Gate {
             return Ok(Admitted::AllowList);
         }
         let unavailable = |e: String| {
-            warn!("private server: {e}: refusing everyone not given with --allow-key");
+            warn!("private server: {e}: refusing the newcomers it cannot check");
             Denied::Unavailable
         };
         let allow = self.files.load_allow().map_err(unavailable)?;

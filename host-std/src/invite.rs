@@ -191,7 +191,10 @@ pub const DEFAULT_TOKEN_LIFETIME: u64 = 7 * 86_400;
 
 /// Issues a join token as `a` asks; returns its number, its text and a note for the
 /// operator.
-fn issue_token(files: &crate::admission::Files, a: &InviteArgs) -> Result<(u32, String, String), String> {
+fn issue_token(
+    files: &crate::admission::Files,
+    a: &InviteArgs,
+) -> Result<(u32, String, String), String> {
     use rand_core::RngCore as _;
     let mut random = [0u8; crate::server::admission::TOKEN_BYTES];
     rand_core::OsRng
@@ -204,7 +207,13 @@ fn issue_token(files: &crate::admission::Files, a: &InviteArgs) -> Result<(u32, 
     let expires = lifetime.map(|l| now.saturating_add(l));
     let _lock = files.lock()?;
     let mut tokens = files.load_tokens()?;
-    let id = tokens.issue(&token, Some(uses), expires, now, a.label.as_deref().unwrap_or(""));
+    let id = tokens.issue(
+        &token,
+        Some(uses),
+        expires,
+        now,
+        a.label.as_deref().unwrap_or(""),
+    );
     files.save_tokens(&tokens)?;
     let note = format!(
         "join token {id}: admits {uses} {}, {}; stored (hashed) in {}. It works only on a \
@@ -287,7 +296,11 @@ fn list_tokens(files: &crate::admission::Files) -> i32 {
                     printable(&m.user),
                     seguro_core::fingerprint::short(&m.key),
                     date(m.at),
-                    if t.revoked.is_some() { ", refused since the revocation" } else { "" }
+                    if t.revoked.is_some() {
+                        ", refused since the revocation"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -86,7 +86,10 @@ fn admitted(s: &Server, user: &str, key: &[u8; 32], token: Option<&str>) -> (Raw
     let mut r = Raw::connect(s.port(), s.pinned());
     r.send_line(&hello(user, key, token));
     let w = r.read_line(T).expect("a reply to hello");
-    assert!(w.contains("\"welcome\""), "{user}: expected a welcome, got {w}");
+    assert!(
+        w.contains("\"welcome\""),
+        "{user}: expected a welcome, got {w}"
+    );
     (r, w)
 }
 
@@ -114,7 +117,8 @@ fn a_private_server_admits_only_the_invited() {
     assert!(refused(&s, "eve", &new_key(), Some("")).contains("is not one of its tokens"));
     // A used-up token: its one use admitted ana.
     assert!(
-        refused(&s, "eve", &new_key(), Some(&one)).contains("has been used as many times as it may")
+        refused(&s, "eve", &new_key(), Some(&one))
+            .contains("has been used as many times as it may")
     );
     // An expired token.
     let (_, short) = token_invite(&s, &["--expires", "1s"]);
@@ -139,7 +143,10 @@ fn a_private_server_admits_only_the_invited() {
     // None of that registered anyone: ana got no directory push, and sees only herself.
     ana_conn.send_line("{\"type\":\"list\"}");
     let users = ana_conn.read_line(T).unwrap();
-    assert!(users.contains("\"users\"") && users.contains("\"ana\""), "{users}");
+    assert!(
+        users.contains("\"users\"") && users.contains("\"ana\""),
+        "{users}"
+    );
     assert!(!users.contains("\"eve\""), "{users}");
 
     // A valid token admits; its holder comes back without it and costs no use.
@@ -212,15 +219,24 @@ fn allow_key_on_the_command_line_and_bad_files_at_start() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = run(&["--private", "--allow-key", "nope"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("--allow-key: \"nope\" is not an identity key"), "{err}");
+    assert!(
+        err.contains("--allow-key: \"nope\" is not an identity key"),
+        "{err}"
+    );
     std::fs::write(dir.path("join-tokens"), "seguro-join-tokens 1\nnext x\n").unwrap();
     let (code, err) = run(&["--private"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("join-tokens is damaged (line 2: bad next number)"), "{err}");
+    assert!(
+        err.contains("join-tokens is damaged (line 2: bad next number)"),
+        "{err}"
+    );
     // --allow-key needs --private.
     let (code, _) = run(&["--allow-key", &fp]);
     assert_eq!(code, Some(2));
@@ -253,7 +269,11 @@ fn the_desktop_client_sends_its_invites_token() {
     let code = wait_exit(&mut c.child, T);
     let out = c.out.clone();
     assert_eq!(code, Some(4));
-    assert!(out.contains(&format!("[ERROR] {NOT_INVITED}")), "{:?}", out.all());
+    assert!(
+        out.contains(&format!("[ERROR] {NOT_INVITED}")),
+        "{:?}",
+        out.all()
+    );
     assert!(!out.contains("users online"), "{:?}", out.all());
 
     // With the token: admitted; later, the same identity with the plain invite too.

@@ -209,8 +209,8 @@ pub enum Denied {
     Expired,
     /// The token admitted as many keys as it may.
     UsedUp,
-    /// The server cannot read its admission files (it refuses everyone but the keys
-    /// given with `--allow-key` until they are fixed).
+    /// The server cannot read or write its admission files (it refuses the newcomers it
+    /// cannot decide on until they are fixed).
     Unavailable,
 }
 
@@ -356,9 +356,7 @@ impl Tokens {
             }
         }
         let token = token.ok_or(Denied::NotInvited)?;
-        let i = self
-            .find(&hash_token(token))
-            .ok_or(Denied::UnknownToken)?;
+        let i = self.find(&hash_token(token)).ok_or(Denied::UnknownToken)?;
         let t = self.tokens.get_mut(i).ok_or(Denied::UnknownToken)?;
         match t.state(now) {
             TokenState::Active => {}
@@ -434,7 +432,17 @@ impl Tokens {
                     store.next = v.parse().map_err(|_| err(n, "bad next number"))?;
                     saw_next = true;
                 }
-                ["token", id, hash, used, max, created, expires, revoked, label] => {
+                [
+                    "token",
+                    id,
+                    hash,
+                    used,
+                    max,
+                    created,
+                    expires,
+                    revoked,
+                    label,
+                ] => {
                     let id: u32 = id.parse().map_err(|_| err(n, "bad token number"))?;
                     if id == 0 || id >= store.next || store.get(id).is_some() {
                         return Err(err(n, "token number repeated or out of range"));
@@ -528,12 +536,13 @@ impl AllowList {
     pub fn add(&mut self, entry: &str) -> Result<(), BadEntry> {
         let e = entry.trim();
         let bad = || BadEntry(e.to_owned());
-        if let Some((a, b)) = e.split_once('-') {
-            if a.len() == 8 && b.len() == 8 {
-                let bytes = unhex_n::<8>(&format!("{a}{b}")).ok_or_else(bad)?;
-                self.short.push(bytes);
-                return Ok(());
-            }
+        if let Some((a, b)) = e.split_once('-')
+            && a.len() == 8
+            && b.len() == 8
+        {
+            let bytes = unhex_n::<8>(&format!("{a}{b}")).ok_or_else(bad)?;
+            self.short.push(bytes);
+            return Ok(());
         }
         if e.len() == 64 {
             self.hashes.push(unhex(e).ok_or_else(bad)?);
@@ -696,7 +705,10 @@ mod tests {
 
     fn store() -> Tokens {
         let mut s = Tokens::new();
-        assert_eq!(s.issue(T1, Some(2), Some(1000 + 7 * DAY), 1000, "for Bob"), 1);
+        assert_eq!(
+            s.issue(T1, Some(2), Some(1000 + 7 * DAY), 1000, "for Bob"),
+            1
+        );
         assert_eq!(s.issue(T2, None, None, 1000, ""), 2);
         s
     }
@@ -734,20 +746,29 @@ mod tests {
         allow.add(&Base64::encode_string(&K3)).unwrap();
         let now = 2000;
         // No token, unknown key: refused; an unknown token: refused.
-        assert_eq!(s.admit(&allow, &K1, "a", None, now), Err(Denied::NotInvited));
+        assert_eq!(
+            s.admit(&allow, &K1, "a", None, now),
+            Err(Denied::NotInvited)
+        );
         assert_eq!(
             s.admit(&allow, &K1, "a", Some("nope"), now),
             Err(Denied::UnknownToken)
         );
         // The allow list needs no token.
-        assert_eq!(s.admit(&allow, &K3, "c", None, now), Ok(Admitted::AllowList));
+        assert_eq!(
+            s.admit(&allow, &K3, "c", None, now),
+            Ok(Admitted::AllowList)
+        );
         // A valid token admits, once per key; the key is then a member.
         assert_eq!(
             s.admit(&allow, &K1, "ana", Some(T1), now),
             Ok(Admitted::Redeemed { id: 1 })
         );
         assert_eq!(s.get(1).unwrap().used, 1);
-        assert_eq!(s.admit(&allow, &K1, "ana", None, now), Ok(Admitted::Member { id: 1 }));
+        assert_eq!(
+            s.admit(&allow, &K1, "ana", None, now),
+            Ok(Admitted::Member { id: 1 })
+        );
         assert_eq!(
             s.admit(&allow, &K1, "ana", Some(T1), now),
             Ok(Admitted::Member { id: 1 })
@@ -766,24 +787,39 @@ mod tests {
         // Members stay admitted after the token is used up or expires.
         let later = 1000 + 7 * DAY;
         assert_eq!(s.get(1).unwrap().state(later), TokenState::Expired);
-        assert_eq!(s.admit(&allow, &K2, "bo", None, later), Ok(Admitted::Member { id: 1 }));
+        assert_eq!(
+            s.admit(&allow, &K2, "bo", None, later),
+            Ok(Admitted::Member { id: 1 })
+        );
         // Revoking refuses the token and its members.
         s.revoke(1, later).unwrap();
         assert_eq!(s.revoke(1, later), Err(RevokeError::AlreadyRevoked));
         assert_eq!(s.revoke(9, later), Err(RevokeError::Unknown));
-        assert_eq!(s.admit(&allow, &K2, "bo", None, later), Err(Denied::NotInvited));
-        assert_eq!(s.admit(&allow, &K2, "bo", Some(T1), later), Err(Denied::Revoked));
+        assert_eq!(
+            s.admit(&allow, &K2, "bo", None, later),
+            Err(Denied::NotInvited)
+        );
+        assert_eq!(
+            s.admit(&allow, &K2, "bo", Some(T1), later),
+            Err(Denied::Revoked)
+        );
         // ... until another token admits the key again.
         assert_eq!(
             s.admit(&allow, &K2, "bo", Some(T2), later),
             Ok(Admitted::Redeemed { id: 2 })
         );
         assert_eq!(s.members().iter().filter(|m| m.key == K2).count(), 1);
-        assert_eq!(s.admit(&allow, &K2, "bo", None, later), Ok(Admitted::Member { id: 2 }));
+        assert_eq!(
+            s.admit(&allow, &K2, "bo", None, later),
+            Ok(Admitted::Member { id: 2 })
+        );
         // The allow list wins over a revoked membership.
         s.revoke(2, later).unwrap();
         allow.add(&Base64::encode_string(&K2)).unwrap();
-        assert_eq!(s.admit(&allow, &K2, "bo", None, later), Ok(Admitted::AllowList));
+        assert_eq!(
+            s.admit(&allow, &K2, "bo", None, later),
+            Ok(Admitted::AllowList)
+        );
     }
 
     #[test]
@@ -792,7 +828,10 @@ mod tests {
         let allow = AllowList::new();
         let end = 1000 + 7 * DAY;
         assert_eq!(s.get(1).unwrap().state(end - 1), TokenState::Active);
-        assert_eq!(s.admit(&allow, &K1, "a", Some(T1), end), Err(Denied::Expired));
+        assert_eq!(
+            s.admit(&allow, &K1, "a", Some(T1), end),
+            Err(Denied::Expired)
+        );
         assert_eq!(s.get(1).unwrap().used, 0);
         assert_eq!(
             s.admit(&allow, &K1, "a", Some(T1), end - 1),
@@ -829,10 +868,19 @@ mod tests {
         let allow = AllowList::new();
         s.admit(&allow, &K1, "José é", Some(T1), 5000).unwrap();
         s.revoke(2, 6000).unwrap();
-        s.issue("abcdefghijklmnopqrstuvwxya", Some(1), None, 7000, "a b\tc%\n");
+        s.issue(
+            "abcdefghijklmnopqrstuvwxya",
+            Some(1),
+            None,
+            7000,
+            "a b\tc%\n",
+        );
         let text = s.to_text();
         assert!(text.starts_with("seguro-join-tokens 1\nnext 4\n"));
-        assert!(text.lines().all(|l| l.bytes().all(|b| b.is_ascii_graphic() || b == b' ')));
+        assert!(
+            text.lines()
+                .all(|l| l.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        );
         let back = Tokens::parse(&text).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.members()[0].user, "José é");
@@ -841,27 +889,61 @@ mod tests {
 
         let bad = |t: &str| Tokens::parse(t).unwrap_err();
         assert_eq!(bad("").what, "not a Seguro token store");
-        assert_eq!(bad("seguro-join-tokens 2\nnext 1\n").what, "made by a newer Seguro (unknown format version)");
+        assert_eq!(
+            bad("seguro-join-tokens 2\nnext 1\n").what,
+            "made by a newer Seguro (unknown format version)"
+        );
         assert_eq!(bad("seguro-join-tokens 1\n").what, "no next number");
         let with = |line: &str| format!("seguro-join-tokens 1\nnext 3\n{line}\n");
         let h = hex(&hash_token(T1));
         let ok = format!("token 1 {h} 0 - 5 - - -");
         assert!(Tokens::parse(&with(&ok)).is_ok());
         for (line, what, at) in [
-            (format!("token 1 {h} 0 - 5 - -"), "not a record of a token store", 3),
-            (format!("token 3 {h} 0 - 5 - - -"), "token number repeated or out of range", 3),
-            (format!("token 0 {h} 0 - 5 - - -"), "token number repeated or out of range", 3),
-            (format!("{ok}\n{ok}"), "token number repeated or out of range", 4),
-            (format!("token 1 {} 0 - 5 - - -", &h[1..]), "bad token hash", 3),
+            (
+                format!("token 1 {h} 0 - 5 - -"),
+                "not a record of a token store",
+                3,
+            ),
+            (
+                format!("token 3 {h} 0 - 5 - - -"),
+                "token number repeated or out of range",
+                3,
+            ),
+            (
+                format!("token 0 {h} 0 - 5 - - -"),
+                "token number repeated or out of range",
+                3,
+            ),
+            (
+                format!("{ok}\n{ok}"),
+                "token number repeated or out of range",
+                4,
+            ),
+            (
+                format!("token 1 {} 0 - 5 - - -", &h[1..]),
+                "bad token hash",
+                3,
+            ),
             (format!("token 1 {h} x - 5 - - -"), "bad use count", 3),
             (format!("token 1 {h} 0 -1 5 - - -"), "bad use limit", 3),
             (format!("token 1 {h} 0 - 5 soon - -"), "bad number", 3),
             (format!("token 1 {h} 0 - 5 - - a%zz"), "bad label", 3),
-            (format!("token 1 {h} 0 - 5 - - a b"), "not a record of a token store", 3),
-            (format!("{ok}\nkey AAAA 1 5 ana"), "bad key", 4),
-            (format!("{ok}\nkey {} 2 5 ana", Base64::encode_string(&K1)), "key admitted by an unknown token", 4),
             (
-                format!("{ok}\nkey {k} 1 5 ana\nkey {k} 1 5 bo", k = Base64::encode_string(&K1)),
+                format!("token 1 {h} 0 - 5 - - a b"),
+                "not a record of a token store",
+                3,
+            ),
+            (format!("{ok}\nkey AAAA 1 5 ana"), "bad key", 4),
+            (
+                format!("{ok}\nkey {} 2 5 ana", Base64::encode_string(&K1)),
+                "key admitted by an unknown token",
+                4,
+            ),
+            (
+                format!(
+                    "{ok}\nkey {k} 1 5 ana\nkey {k} 1 5 bo",
+                    k = Base64::encode_string(&K1)
+                ),
                 "key listed twice",
                 5,
             ),
@@ -886,7 +968,13 @@ mod tests {
         assert!(list.allows(&K1) && list.allows(&K2) && list.allows(&K3));
         assert!(!list.allows(&[0x44; 32]));
         assert!(AllowList::new().is_empty() && !AllowList::new().allows(&K1));
-        for bad in ["AAAA", "zz", "0123456-01234567", &full[1..], "gggggggg-gggggggg"] {
+        for bad in [
+            "AAAA",
+            "zz",
+            "0123456-01234567",
+            &full[1..],
+            "gggggggg-gggggggg",
+        ] {
             let e = AllowList::parse(&format!("# x\n{bad}\n")).unwrap_err();
             assert_eq!(e.0, 2, "{bad}");
             assert!(e.1.to_string().contains("is not an identity key"));
@@ -901,7 +989,16 @@ mod tests {
         assert_eq!(parse_lifetime("45s"), Ok(Some(45)));
         assert_eq!(parse_lifetime("2w"), Ok(Some(14 * DAY)));
         assert_eq!(parse_lifetime(" never "), Ok(None));
-        for bad in ["7", "d", "7y", "0d", "-1d", "99999999999999999999d", "36501d", ""] {
+        for bad in [
+            "7",
+            "d",
+            "7y",
+            "0d",
+            "-1d",
+            "99999999999999999999d",
+            "36501d",
+            "",
+        ] {
             assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_lifetime("36500d"), Ok(Some(36500 * DAY)));

@@ -252,10 +252,9 @@ async fn admit(state: &State, input: &Input<'_>) -> Option<Refused> {
         return None;
     }
     let (name, token) = (user.to_owned(), token.map(str::to_owned));
-    let verdict = smol::unblock(move || {
-        gate.check(&key, &name, token.as_deref(), crate::admission::now())
-    })
-    .await;
+    let verdict =
+        smol::unblock(move || gate.check(&key, &name, token.as_deref(), crate::admission::now()))
+            .await;
     match verdict {
         Ok(Admitted::Redeemed { id }) => {
             info!(user, "admitted by join token {id} (a use counted)");
