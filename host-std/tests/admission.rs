@@ -300,4 +300,40 @@ fn the_desktop_client_sends_its_invites_token() {
         None,
     );
     assert_eq!(wait_exit(&mut c.child, T), Some(4));
+
+    // The public key `seguro id show` prints, on the allow list, admits that identity
+    // with no token at all, also with the certificate file instead of an invite.
+    let id = |args: &[&str]| {
+        let o = Command::new(BIN).arg("id").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    id(&["create", "cy", "--state-dir", state]);
+    let shown = id(&["show", "cy", "--state-dir", state]);
+    let key = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("public key"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no public key in {shown}"))
+        .to_owned();
+    std::fs::write(dir.path("allowed-keys"), format!("{key} cy\n")).unwrap();
+    let port = s.port().to_string();
+    let cert = s.cert.to_str().unwrap();
+    let mut c = Chat::start_args(
+        &[
+            "chat",
+            "cy",
+            "127.0.0.1",
+            &port,
+            "--cert",
+            cert,
+            "--state-dir",
+            state,
+        ],
+        None,
+    );
+    c.out.wait_for("[SYS] connected to ");
+    c.send("/server hola");
+    c.out.wait_exact("[SERVER] echo: hola");
+    assert_eq!(c.finish().0, Some(0));
 }
