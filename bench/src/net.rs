@@ -271,6 +271,7 @@ pub fn hello_line(user: &str, keys: &KeyPair) -> Vec<u8> {
     let m = Message::Hello {
         user,
         key: keys.public(),
+        token: None,
     };
     let mut v = vec![0u8; m.line_len()];
     let n = m.emit_line(&mut v).unwrap_or(0);

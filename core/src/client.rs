@@ -319,6 +319,8 @@ pub struct Client<
 > {
     user: String<MAX_NAME_BYTES>,
     keys: KeyPair,
+    /// The join token sent in `hello` (a private server's invite), if any.
+    token: Option<String<{ *crate::invite::TOKEN_LEN.end() }>>,
     phase: Phase,
     dir: Directory<USERS>,
     prev: Directory<USERS>,
@@ -355,6 +357,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         Ok(Self {
             user: name,
             keys,
+            token: None,
             phase: Phase::Hello,
             dir: Directory::new(),
             prev: Directory::new(),
@@ -378,6 +381,21 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             user_list_due: false,
             user_lists: 0,
         })
+    }
+
+    /// Sends `token` (an invite's join token, for a private server) in every `hello`
+    /// from now on; `None` stops sending one.
+    pub fn set_token(&mut self, token: Option<crate::invite::Token<'_>>) {
+        self.token = token.and_then(|t| {
+            let mut s = String::new();
+            // A Token is at most TOKEN_LEN.end() bytes: this never fails.
+            s.push_str(t.as_str()).ok().map(|()| s)
+        });
+    }
+
+    /// The join token sent in `hello`, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// Our user name.
@@ -452,6 +470,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                 let n = Message::Hello {
                     user: &self.user,
                     key: self.keys.public(),
+                    token: self.token.as_deref(),
                 }
                 .emit_line(out)?;
                 self.phase = Phase::AwaitWelcome;

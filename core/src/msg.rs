@@ -27,6 +27,10 @@ pub enum Message<'a> {
         user: &'a str,
         /// The user's X25519 public key (`pub` on the wire, base64).
         key: [u8; KEY_LEN],
+        /// A join token for a private server (`token` on the wire; the invite's `t=`).
+        /// An extra field the reference server ignores; absent, the line is exactly
+        /// protocol v1's.
+        token: Option<&'a str>,
     },
     /// Server → client, the reply to `hello`: the directory, including the new user.
     Welcome {
@@ -340,6 +344,7 @@ struct Fields<'i> {
     alg: Option<Value<'i>>,
     nonce: Option<Value<'i>>,
     cipher: Option<Value<'i>>,
+    token: Option<Value<'i>>,
 }
 
 /// Parses one line (without its `\n`) into a message.
@@ -363,6 +368,7 @@ pub fn parse<'a>(line: &'a [u8], scratch: &'a mut [u8]) -> Result<Message<'a>, P
             Some("alg") => &mut f.alg,
             Some("nonce") => &mut f.nonce,
             Some("cipher") => &mut f.cipher,
+            Some("token") => &mut f.token,
             _ => continue,
         };
         *slot = Some(value);
@@ -382,10 +388,19 @@ pub fn parse<'a>(line: &'a [u8], scratch: &'a mut [u8]) -> Result<Message<'a>, P
         Err(_) => return Err(ParseError::UnknownType),
     };
     let msg = match ty {
-        b"hello" => Message::Hello {
-            user: bump.string(need_str(f.user, "user")?)?,
-            key: decode_key(need_str(f.key, "pub")?, "pub")?,
-        },
+        b"hello" => {
+            let user = need_str(f.user, "user")?;
+            let key = decode_key(need_str(f.key, "pub")?, "pub")?;
+            let token = opt_str(f.token, "token")?;
+            Message::Hello {
+                user: bump.string(user)?,
+                key,
+                token: match token {
+                    Some(t) => Some(bump.string(t)?),
+                    None => None,
+                },
+            }
+        }
         b"welcome" => Message::Welcome {
             users: parse_users(f.users, &mut bump)?,
         },
@@ -503,11 +518,15 @@ impl Message<'_> {
         s.put(b"{\"type\":");
         json::write_str(s, self.type_name());
         match self {
-            Self::Hello { user, key } => {
+            Self::Hello { user, key, token } => {
                 s.put(b",\"user\":");
                 json::write_str(s, user);
                 s.put(b",\"pub\":");
                 write_key(s, key);
+                if let Some(token) = token {
+                    s.put(b",\"token\":");
+                    json::write_str(s, token);
+                }
             }
             Self::Welcome { users } | Self::Users { users } => {
                 s.put(b",\"users\":{");
@@ -654,12 +673,57 @@ mod tests {
     #[test]
     fn hello_roundtrip() {
         let key = [7u8; 32];
-        let m = Message::Hello { user: "José", key };
+        let m = Message::Hello {
+            user: "José",
+            key,
+            token: None,
+        };
         let mut out = [0u8; 128];
         let n = m.emit_line(&mut out).unwrap();
         assert_eq!(out[n - 1], b'\n');
         let mut scratch = [0u8; 128];
         assert_eq!(parse(&out[..n - 1], &mut scratch).unwrap(), m);
+    }
+
+    #[test]
+    fn hello_with_a_token() {
+        let key = [7u8; 32];
+        let bare = Message::Hello {
+            user: "ana",
+            key,
+            token: None,
+        };
+        let with = Message::Hello {
+            user: "ana",
+            key,
+            token: Some("abcdefghijklmnop"),
+        };
+        let mut a = [0u8; 160];
+        let mut b = [0u8; 160];
+        let na = bare.emit_line(&mut a).unwrap();
+        let nb = with.emit_line(&mut b).unwrap();
+        // Without a token, the v1 bytes; with one, the same plus the extra field.
+        assert_eq!(
+            &a[..na],
+            b"{\"type\":\"hello\",\"user\":\"ana\",\"pub\":\"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"}\n"
+        );
+        assert_eq!(&b[..na - 2], &a[..na - 2]);
+        assert_eq!(&b[na - 2..nb], b",\"token\":\"abcdefghijklmnop\"}\n");
+        let mut scratch = [0u8; 160];
+        assert_eq!(parse(&b[..nb - 1], &mut scratch).unwrap(), with);
+        // The reference's spacing and escapes, in any order.
+        let spaced = br#"{"token": "ab\u0063d", "type": "hello", "pub": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=", "user": "ana"}"#;
+        match parse(spaced, &mut scratch).unwrap() {
+            Message::Hello { token, .. } => assert_eq!(token, Some("abcd")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(
+                br#"{"type":"hello","user":"a","pub":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","token":7}"#,
+                &mut scratch
+            ),
+            Err(ParseError::WrongType("token"))
+        );
     }
 
     #[test]

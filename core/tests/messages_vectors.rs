@@ -23,7 +23,8 @@ fn to_value(m: &Message<'_>) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("type".into(), m.type_name().into());
     match m {
-        Message::Hello { user, key } => {
+        Message::Hello { user, key, token } => {
+            assert_eq!(*token, None);
             o.insert("user".into(), (*user).into());
             o.insert("pub".into(), b64(key).into());
         }

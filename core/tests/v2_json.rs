@@ -202,7 +202,7 @@ fn v1_lines_with_v2_additions_read_as_plain_v1() {
         let mut out = vec![0u8; compact.len() + 1];
         let mut small = vec![0x11u8; compact.len()];
         match plain {
-            Message::Hello { user, key } => {
+            Message::Hello { user, key, .. } => {
                 let v2 = json::parse_hello_v2(line).unwrap().unwrap();
                 check_hello_v2(&v2, &obj["v2"]);
                 assert_eq!(

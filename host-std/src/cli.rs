@@ -99,6 +99,17 @@ pub struct ServeArgs {
     /// later switch to that key (see `seguro invite --help`).
     #[arg(long, value_name = "FILE")]
     pub backup_cert: Option<PathBuf>,
+    /// Admit only invited users: clients presenting a join token made by `seguro invite
+    /// --token` (or --uses/--expires), and keys on the allow list (the file
+    /// `allowed-keys` beside --cert, or --allow-key). Everyone else, reference clients
+    /// included, is refused with an error before seeing any directory.
+    #[arg(long)]
+    pub private: bool,
+    /// With --private: also admit this identity key (base64, as in `hello`) or
+    /// fingerprint (xxxxxxxx-xxxxxxxx, as `/fp` and `seguro id show` print it);
+    /// repeat it for several.
+    #[arg(long = "allow-key", value_name = "KEY|FP", requires = "private")]
+    pub allow_keys: Vec<String>,
 }
 
 fn parse_max_line(s: &str) -> Result<usize, String> {
@@ -183,15 +194,17 @@ pub struct GenCertArgs {
 /// `seguro invite`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  seguro invite --address 0.tcp.eu.ngrok.io:12345            # the address ngrok prints\n  seguro invite --address tcp://0.tcp.eu.ngrok.io:12345 --address 192.168.1.20:5000 --qr\n  seguro invite --backup-cert next.crt --address ...          # also pin the key you will switch to\n  seguro invite --decode 'seguro://...'                       # check and show an invite"
+    after_help = "Examples:\n  seguro invite --address 0.tcp.eu.ngrok.io:12345            # the address ngrok prints\n  seguro invite --uses 1 --expires 7d --label bob --address ... # for a private server (serve --private)\n  seguro invite --list                                        # join tokens, who joined, the allow list\n  seguro invite --revoke 3                                    # token 3 and whoever joined with it\n  seguro invite --address tcp://0.tcp.eu.ngrok.io:12345 --address 192.168.1.20:5000 --qr\n  seguro invite --backup-cert next.crt --address ...          # also pin the key you will switch to\n  seguro invite --decode 'seguro://...'                       # check and show an invite"
 )]
 pub struct InviteArgs {
     /// Where friends reach the server, e.g. the ngrok address (`tcp://` is dropped);
     /// repeat it for several, tried in this order.
-    #[arg(long = "address", value_name = "HOST:PORT", required_unless_present = "decode",
+    #[arg(long = "address", value_name = "HOST:PORT",
+          required_unless_present_any = ["decode", "list", "revoke"],
           value_parser = crate::invite::parse_address_arg)]
     pub addresses: Vec<String>,
-    /// The server's certificate (PEM): the invite pins its key.
+    /// The server's certificate (PEM): the invite pins its key. A private server's join
+    /// tokens are kept beside it (the file `join-tokens`).
     #[arg(long, default_value = "server.crt")]
     pub cert: PathBuf,
     /// The certificate (PEM) of a backup key (`seguro gen-cert --cert next.crt --key
@@ -204,6 +217,30 @@ pub struct InviteArgs {
     /// Check an invite and show what it holds, instead of making one.
     #[arg(long, value_name = "INVITE", conflicts_with_all = ["addresses", "backup_cert"])]
     pub decode: Option<String>,
+    /// Put a new join token in the invite, for a private server (`seguro serve
+    /// --private`): by default it admits one person and expires in 7 days.
+    #[arg(long)]
+    pub token: bool,
+    /// With a join token: how many people (identity keys) it admits. Each one may then
+    /// reconnect without using it again. Implies --token.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub uses: Option<u32>,
+    /// With a join token: how long it admits new people, e.g. 30m, 12h, 7d, 2w, or
+    /// never. Implies --token.
+    #[arg(long, value_name = "LIFETIME", value_parser = crate::server::admission::Lifetime::parse)]
+    pub expires: Option<crate::server::admission::Lifetime>,
+    /// With a join token: a note shown by --list, e.g. who it is for.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// List the join tokens (state, uses, expiry), who joined with each, and the allow
+    /// list, instead of making an invite.
+    #[arg(long, conflicts_with_all = ["addresses", "decode", "backup_cert", "revoke"])]
+    pub list: bool,
+    /// Revoke a join token: its number from --list, or the invite (or token) itself.
+    /// It admits no one from then on, and the people who joined with it are refused
+    /// at their next connection. Takes effect on a running server at once.
+    #[arg(long, value_name = "ID|INVITE", conflicts_with_all = ["addresses", "decode", "backup_cert"])]
+    pub revoke: Option<String>,
 }
 
 /// `seguro id`.

@@ -864,7 +864,16 @@ pub fn run(a: ChatArgs) -> i32 {
         }
     };
     let client = match Client::new(&a.user, keys) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // A private server's invite carries a join token: sent in every hello.
+            c.set_token(
+                target
+                    .token
+                    .as_deref()
+                    .and_then(|t| seguro_core::invite::Token::new(t).ok()),
+            );
+            c
+        }
         Err(e) => {
             early.print(&Line::HostError(&format_args!(
                 "invalid user name {:?}: {e}",

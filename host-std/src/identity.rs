@@ -280,6 +280,10 @@ fn show(dir: &StateDir, user: &str) -> Result<(), StateError> {
         println!("  {label:<11}  {}", row.join(" "));
     }
     println!(
+        "  public key   {} (X25519, what peers see; for a private server's allowed-keys)",
+        <base64ct::Base64 as base64ct::Encoding>::encode_string(&id.public())
+    );
+    println!(
         "  signing key  {} (Ed25519, protocol v2)",
         hex(&id.ed25519_public())
     );

@@ -36,6 +36,16 @@ pub fn pin_of_file(path: &Path) -> Result<KeyPin, String> {
 /// Makes the invite line for `addresses` (in `host:port` form, see
 /// [`parse_address_arg`]) and the server key `pin`, with an optional backup pin.
 pub fn make(addresses: &[String], pin: KeyPin, backup: Option<KeyPin>) -> Result<String, String> {
+    make_with_token(addresses, pin, backup, None)
+}
+
+/// [`make`], with a join token.
+pub fn make_with_token(
+    addresses: &[String],
+    pin: KeyPin,
+    backup: Option<KeyPin>,
+    token: Option<&str>,
+) -> Result<String, String> {
     let parsed = addresses
         .iter()
         .map(|a| Address::parse(a).map_err(|e| format!("{a:?}: {e}")))
@@ -43,6 +53,10 @@ pub fn make(addresses: &[String], pin: KeyPin, backup: Option<KeyPin>) -> Result
     let mut invite = Invite::new(&parsed, pin).map_err(|e| e.to_string())?;
     if let Some(b) = backup.filter(|b| *b != pin) {
         invite = invite.with_backup(b).map_err(|e| e.to_string())?;
+    }
+    if let Some(t) = token {
+        let t = seguro_core::invite::Token::new(t).map_err(|e| e.to_string())?;
+        invite = invite.with_token(t).map_err(|e| e.to_string())?;
     }
     Ok(invite.to_string())
 }
@@ -103,6 +117,13 @@ pub fn run(a: InviteArgs) -> i32 {
             }
         };
     }
+    let files = crate::admission::Files::beside(&a.cert);
+    if a.list {
+        return list_tokens(&files);
+    }
+    if let Some(which) = &a.revoke {
+        return revoke_token(&files, which);
+    }
     let pin = match pin_of_file(&a.cert) {
         Ok(p) => p,
         Err(e) => {
@@ -120,7 +141,32 @@ pub fn run(a: InviteArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let line = match make(&a.addresses, pin, backup) {
+    // Checked before a token is issued, so a bad address issues none.
+    if let Err(e) = make(&a.addresses, pin, backup) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    let wants_token = a.token || a.uses.is_some() || a.expires.is_some() || a.label.is_some();
+    let token = if wants_token {
+        match issue_token(&files, &a) {
+            Ok((id, token, note)) => {
+                eprintln!("{note}");
+                Some((id, token))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ERROR;
+            }
+        }
+    } else {
+        None
+    };
+    let line = match make_with_token(
+        &a.addresses,
+        pin,
+        backup,
+        token.as_ref().map(|(_, t)| t.as_str()),
+    ) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -138,6 +184,190 @@ pub fn run(a: InviteArgs) -> i32 {
     }
     println!("{line}");
     exit::OK
+}
+
+/// Default lifetime of a join token: 7 days.
+pub const DEFAULT_TOKEN_LIFETIME: u64 = 7 * 86_400;
+
+/// Issues a join token as `a` asks; returns its number, its text and a note for the
+/// operator.
+fn issue_token(
+    files: &crate::admission::Files,
+    a: &InviteArgs,
+) -> Result<(u32, String, String), String> {
+    use rand_core::RngCore as _;
+    let mut random = [0u8; crate::server::admission::TOKEN_BYTES];
+    rand_core::OsRng
+        .try_fill_bytes(&mut random)
+        .map_err(|e| format!("no randomness for a join token: {e}"))?;
+    let token = crate::server::admission::token_text(&random);
+    let now = crate::admission::now();
+    let uses = a.uses.unwrap_or(1);
+    let lifetime = a.expires.map_or(Some(DEFAULT_TOKEN_LIFETIME), |l| l.0);
+    let expires = lifetime.map(|l| now.saturating_add(l));
+    let _lock = files.lock()?;
+    let mut tokens = files.load_tokens()?;
+    let id = tokens.issue(
+        &token,
+        Some(uses),
+        expires,
+        now,
+        a.label.as_deref().unwrap_or(""),
+    );
+    files.save_tokens(&tokens)?;
+    let note = format!(
+        "join token {id}: admits {uses} {}, {}; stored (hashed) in {}. It works only on a \
+         server started with --private; revoke it with `seguro invite --revoke {id}`.",
+        if uses == 1 { "person" } else { "people" },
+        match expires {
+            Some(e) => format!("new joins until {}", date(e)),
+            None => "never expires".into(),
+        },
+        files.tokens_path().display()
+    );
+    Ok((id, token, note))
+}
+
+/// A time in Unix seconds, for people.
+pub fn date(ts: u64) -> String {
+    match i64::try_from(ts)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+    {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        None => "(unknown time)".into(),
+    }
+}
+
+/// Text from a file, with control characters shown as escapes.
+fn printable(s: &str) -> String {
+    s.chars().flat_map(char::escape_debug).collect()
+}
+
+fn list_tokens(files: &crate::admission::Files) -> i32 {
+    let tokens = match files.load_tokens() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let now = crate::admission::now();
+    if tokens.tokens().is_empty() {
+        println!(
+            "no join tokens in {} (make one with `seguro invite --uses 1 --expires 7d \
+             --address ...`)",
+            files.tokens_path().display()
+        );
+    } else {
+        println!("join tokens in {}:", files.tokens_path().display());
+        for t in tokens.tokens() {
+            let uses = match t.max_uses {
+                Some(m) => format!("{}/{m} used", t.used),
+                None => format!("{} used, no limit", t.used),
+            };
+            let when = match (t.revoked, t.expires) {
+                (Some(r), _) => format!("revoked {}", date(r)),
+                (None, Some(e)) if e <= now => format!("expired {}", date(e)),
+                (None, Some(e)) => format!("expires {}", date(e)),
+                (None, None) => "never expires".into(),
+            };
+            let label = if t.label.is_empty() {
+                String::new()
+            } else {
+                format!("  \"{}\"", printable(&t.label))
+            };
+            println!(
+                "  {:>3}  {:<8} {uses}, {when}, made {}{label}",
+                t.id,
+                t.state(now).to_string(),
+                date(t.created)
+            );
+            for m in tokens.members().iter().filter(|m| m.via == t.id) {
+                println!(
+                    "         joined: {} (fp {}) {}{}",
+                    printable(&m.user),
+                    seguro_core::fingerprint::short(&m.key),
+                    date(m.at),
+                    if t.revoked.is_some() {
+                        ", refused since the revocation"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    match files.load_allow() {
+        Ok(list) => println!(
+            "allow list {}: {} key(s)",
+            files.allow_path().display(),
+            list.len()
+        ),
+        Err(e) => {
+            println!("allow list: {e}");
+            return exit::ERROR;
+        }
+    }
+    exit::OK
+}
+
+fn revoke_token(files: &crate::admission::Files, which: &str) -> i32 {
+    let result = (|| {
+        let _lock = files.lock()?;
+        let mut tokens = files.load_tokens()?;
+        let w = which.trim();
+        let id = if let Ok(n) = w.parse::<u32>() {
+            n
+        } else {
+            let text = if w.starts_with(seguro_core::invite::SCHEME) {
+                let inv = Invite::parse(w).map_err(|e| format!("invalid invite: {e}"))?;
+                inv.token()
+                    .map(|t| t.as_str().to_owned())
+                    .ok_or("this invite has no join token")?
+            } else {
+                w.to_owned()
+            };
+            let i = tokens
+                .find(&crate::server::admission::hash_token(&text))
+                .ok_or("no join token of this server matches it")?;
+            tokens.tokens()[i].id
+        };
+        tokens
+            .revoke(id, crate::admission::now())
+            .map_err(|e| format!("join token {id}: {e}"))?;
+        files.save_tokens(&tokens)?;
+        let members = tokens.members().iter().filter(|m| m.via == id).count();
+        Ok::<_, String>((id, members))
+    })();
+    match result {
+        Ok((id, members)) => {
+            println!(
+                "revoked join token {id}: it admits no one from now on{}",
+                match members {
+                    0 => String::new(),
+                    n => format!(
+                        ", and the {n} {} who joined with it will be refused at their next \
+                         connection (add a key to {} to keep it)",
+                        if n == 1 { "person" } else { "people" },
+                        files.allow_path().display()
+                    ),
+                }
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
 }
 
 /// The lines `seguro serve` prints about invites once it listens on `bound`.
@@ -198,7 +428,7 @@ pub struct ChatTarget {
     pub addresses: Vec<(String, u16)>,
     /// The pinned client configuration.
     pub tls: Arc<rustls::ClientConfig>,
-    /// The join token of the invite, for the server (not sent yet).
+    /// The join token of the invite, for a private server (sent in `hello`).
     pub token: Option<String>,
 }
 

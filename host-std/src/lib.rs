@@ -3,6 +3,7 @@
 //! The protocol itself lives in `seguro-core`; this crate moves bytes and time: smol for
 //! I/O, rustls (ring provider) for TLS, rcgen for certificates.
 
+pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod client;

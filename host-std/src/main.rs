@@ -150,6 +150,20 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.threads = a.threads;
     cfg.users_debounce = Duration::from_millis(a.users_debounce_ms.min(10_000));
     cfg.users_push_rate = a.users_push_rate;
+    let private_note = if a.private {
+        match private_gate(&a) {
+            Ok((gate, note)) => {
+                cfg.admission = Some(Arc::new(gate));
+                Some(note)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::ERROR;
+            }
+        }
+    } else {
+        None
+    };
     raise_nofile(cfg.max_connections);
 
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -185,6 +199,11 @@ fn serve(a: ServeArgs) -> i32 {
         {
             println!("{line}");
         }
+        if let Some(note) = &private_note {
+            for line in note {
+                println!("{line}");
+            }
+        }
     });
     match result {
         Ok(()) => {
@@ -196,6 +215,45 @@ fn serve(a: ServeArgs) -> i32 {
             exit::ERROR
         }
     }
+}
+
+/// The admission check of `seguro serve --private`, and what to print about it.
+fn private_gate(a: &ServeArgs) -> Result<(seguro::admission::Gate, Vec<String>), String> {
+    use seguro::admission::{Files, Gate};
+    use seguro::server::admission::{AllowList, TokenState};
+    let mut extra = AllowList::new();
+    for k in &a.allow_keys {
+        extra.add(k).map_err(|e| format!("--allow-key: {e}"))?;
+    }
+    let files = Files::beside(&a.cert);
+    let gate = Gate::new(files.clone(), extra.clone());
+    let (allow, tokens) = gate.check_files()?;
+    let now = seguro::admission::now();
+    let active = tokens
+        .tokens()
+        .iter()
+        .filter(|t| t.state(now) == TokenState::Active)
+        .count();
+    let note = vec![
+        format!(
+            "private server: admits only invited users: {active} active join token(s) in {}, \
+             {} key(s) in {}{}, and who joined with a token not revoked since ({})",
+            files.tokens_path().display(),
+            allow.len(),
+            files.allow_path().display(),
+            match extra.len() {
+                0 => String::new(),
+                n => format!(" and {n} from --allow-key"),
+            },
+            tokens.members().len()
+        ),
+        format!(
+            "the invite above has no join token: make one per friend with `seguro invite \
+             --cert {} --uses 1 --expires 7d --address <host:port>` (see --list, --revoke)",
+            a.cert.display()
+        ),
+    ];
+    Ok((gate, note))
 }
 
 /// Raises the soft limit on open files to the hard limit, so many connections work

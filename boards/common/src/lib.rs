@@ -237,7 +237,11 @@ pub async fn chat(
     // Made in the match: a `Client` bound to a variable of its own would be kept in
     // this future beside the chat, 18 KiB for nothing.
     let mut chat: BoardChat = match Client::new(settings.user, keys) {
-        Ok(client) => Chat::new(client, RecentKeys::new()),
+        Ok(mut client) => {
+            // A private server's invite carries a join token: sent in every hello.
+            client.set_token(Invite::parse(settings.invite).ok().and_then(|i| i.token()));
+            Chat::new(client, RecentKeys::new())
+        }
         Err(e) => park(Output::error(format_args!("SEGURO_USER: {e}"))).await,
     };
     say(Output::sys(format_args!(

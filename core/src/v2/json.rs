@@ -1164,7 +1164,11 @@ pub fn emit_hello_line(
     v2: &HelloV2<'_>,
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
-    let hello = Message::Hello { user, key: *x };
+    let hello = Message::Hello {
+        user,
+        key: *x,
+        token: None,
+    };
     emit_extended(
         hello.line_len(),
         |o| hello.emit_line(o),
@@ -1767,7 +1771,8 @@ mod tests {
             msg::parse(line, &mut scratch),
             Ok(Message::Hello {
                 user: "alice",
-                key: [7; 32]
+                key: [7; 32],
+                token: None
             })
         );
         let got = parse_hello_v2(line).unwrap().unwrap();

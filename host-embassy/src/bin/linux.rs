@@ -367,7 +367,13 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
     let (stack, runner) = embassy_net::new(device, net_config, resources, rng.next_u64());
 
     let keys = keys.unwrap_or_else(|| KeyPair::generate(&mut rng));
-    let client = Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?;
+    let mut client = Client::new(&args.user, keys).map_err(|e| format!("user name: {e}"))?;
+    if let PinSource::Invite(line) = &args.pin {
+        // A private server's invite carries a join token: sent in every hello.
+        let inv = seguro_embassy::seguro_core::invite::Invite::parse(line)
+            .map_err(|e| format!("invalid invite: {e}"))?;
+        client.set_token(inv.token());
+    }
     let chat: &'static mut BoardChat = Box::leak(Box::new(Chat::new(client, RecentKeys::new())));
     let server = IpEndpoint::new(IpAddress::Ipv4(*args.server.ip()), args.server.port());
     let commands: &'static CommandChannel = Box::leak(Box::new(CommandChannel::new()));

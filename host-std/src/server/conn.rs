@@ -18,7 +18,10 @@ use smol::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use smol::net::TcpStream;
 use tracing::{debug, info};
 
+use seguro_core::msg::{Message, validate_name};
+
 use super::State;
+use super::admission::Admitted;
 use super::bucket::TokenBucket;
 use super::hub::{self, Outbox, Outgoing, Prepared, error_line};
 use super::push;
@@ -225,6 +228,9 @@ async fn read_hello(
                 Got::Line { line, scratch } => hub::parse(line, scratch),
                 Got::Overlong => Input::Overlong,
             };
+            if let Some(denied) = admit(state, &input).await {
+                return Ok(Err(denied));
+            }
             return Ok(state.hub().hello(input, handle).map_err(Refused::from));
         }
         match reader.fill(rd).await {
@@ -232,6 +238,36 @@ async fn read_hello(
             Ok(false) => return Err(End::Eof),
             Err(e) => return Err(End::Io(e)),
         }
+    }
+}
+
+/// On a private server, the admission check of a `hello` the router would accept
+/// (others go on to be refused by the router, with its words): the refusal, if any.
+async fn admit(state: &State, input: &Input<'_>) -> Option<Refused> {
+    let gate = state.cfg.admission.clone()?;
+    let &Input::Message(Message::Hello { user, key, token }) = input else {
+        return None;
+    };
+    if validate_name(user).is_err() || seguro_core::e2ee::is_low_order(&key) {
+        return None;
+    }
+    let (name, token) = (user.to_owned(), token.map(str::to_owned));
+    let verdict =
+        smol::unblock(move || gate.check(&key, &name, token.as_deref(), crate::admission::now()))
+            .await;
+    match verdict {
+        Ok(Admitted::Redeemed { id }) => {
+            info!(user, "admitted by join token {id} (a use counted)");
+            None
+        }
+        Ok(how) => {
+            debug!(user, "admitted: {how:?}");
+            None
+        }
+        Err(denied) => Some(Refused {
+            text: denied.to_string(),
+            taken: None,
+        }),
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`queue`]: a connection's outbound queue (counted in lines and bytes).
 //! - [`reader`]: core's line framer over storage that grows on demand.
 //! - [`bucket`]: the token bucket (message rate, log budget).
+//! - [`admission`]: who a private server admits (join tokens, allow list).
 //!
 //! Every connection gets a bounded outbound queue and its own writer; nobody ever waits
 //! for another connection's socket. A connection whose queue overflows (a slow or dead
 //! reader) is disconnected. Directory pushes (`users`) after joins and leaves are
 //! coalesced by one broadcaster task: a burst of joins sends one directory per user.
 
+pub mod admission;
 pub mod bucket;
 mod conn;
 pub mod hub;
@@ -76,6 +78,8 @@ pub struct Config {
     pub users_push_rate: u64,
     /// Worker threads (0: one per CPU).
     pub threads: usize,
+    /// A private server's admission check (`None`: everyone is admitted).
+    pub admission: Option<Arc<crate::admission::Gate>>,
 }
 
 impl fmt::Debug for Config {
@@ -89,6 +93,7 @@ impl fmt::Debug for Config {
             .field("burst", &self.burst)
             .field("queue", &self.queue)
             .field("max_errors", &self.max_errors)
+            .field("private", &self.admission.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +116,7 @@ impl Config {
             users_debounce: Duration::from_millis(5),
             users_push_rate: 10_000_000,
             threads: 0,
+            admission: None,
         }
     }
 }

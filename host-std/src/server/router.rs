@@ -371,7 +371,7 @@ impl<T> Router<T> {
     /// refusal is sent. `tag` is kept for the connection's lifetime.
     pub fn hello<'m>(&mut self, first: Input<'m>, tag: T) -> Result<Joined, Refusal<'m>> {
         let (user, key) = match first {
-            Input::Message(Message::Hello { user, key }) => (user, key),
+            Input::Message(Message::Hello { user, key, .. }) => (user, key),
             Input::Message(_) => return Err(Refusal::NotHello),
             Input::Malformed(e) => return Err(Refusal::Malformed(e)),
             Input::Overlong => {
@@ -544,7 +544,11 @@ mod tests {
     }
 
     fn hello(user: &str, key: [u8; 32]) -> Input<'_> {
-        Input::Message(Message::Hello { user, key })
+        Input::Message(Message::Hello {
+            user,
+            key,
+            token: None,
+        })
     }
 
     fn relay(to: &str) -> Input<'_> {

@@ -206,6 +206,43 @@ class Interop(unittest.TestCase):
     def test_python_server_with_seguros_certificate(self):
         self.check_python_server(*self.seguro_pair())
 
+    # ---- a private seguro server refuses the reference client, saying why
+
+    def test_python_client_is_refused_by_a_private_seguro_server_and_told_why(self):
+        crt, key = self.seguro_pair()
+        s = self.start([BIN, "serve", "--bind", "127.0.0.1:0", "--cert", crt, "--key", key,
+                        "--private"])
+        port = self.port_of(s)
+        c = self.start([sys.executable, PEER, "client", "pyt", "127.0.0.1", str(port),
+                        "--cert", crt])
+        c.wait_exact("[ERROR] this server is private: it admits only invited users (a join "
+                     "token from an invite, or a key on its allow list); ask its operator "
+                     "for an invite and join with: seguro chat <user> --invite '<invite>'")
+        c.wait_exact("[WARN] connection closed")
+        self.assertEqual(c.finish(), 1)
+        # It never saw a directory.
+        self.assertFalse([l for l in c.lines if l.startswith("[SYS] users")], c.lines)
+        # The same client on the same server without --private is served as before.
+        s.kill()
+        port = self.seguro_server(crt, key)
+        py = self.py_client("pyt", port, crt)
+        py.send("/server hola")
+        py.wait_exact("[SERVER] echo: hola")
+        self.assertEqual(py.finish(), 0)
+
+    def test_python_server_ignores_the_join_token_of_a_seguro_client(self):
+        crt, key = self.seguro_pair()
+        port = self.python_server(crt, key)
+        inv = subprocess.run([BIN, "invite", "--cert", crt, "--address", "127.0.0.1:%d" % port,
+                              "--uses", "1"], check=True, capture_output=True, text=True,
+                             timeout=T).stdout.strip()
+        self.assertIn("/t=", inv)
+        c = self.start([BIN, "chat", "ana", "--invite", inv, "--state-dir", self.path("state")])
+        c.wait_for("[SYS] connected to 127.0.0.1:%d as ana" % port)
+        c.send("/server hola")
+        c.wait_exact("[SERVER] echo: hola")
+        self.assertEqual(c.finish(), 0)
+
     def test_python_client_refuses_a_wrong_certificate(self):
         crt, key = self.seguro_pair()
         other, _ = self.openssl_pair()
