@@ -55,11 +55,11 @@ use crate::client::{Client, DEFAULT_MSG, Event, LineError, SendError, TransmitEr
 use crate::command::{COMMANDS, Command, CommandError, parse_command};
 use crate::directory::Change;
 use crate::frame::{FeedResult, LineAccumulator};
-use crate::replay::Seen;
-use crate::trust::TrustError;
 use crate::limits::{
     CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, SERVER_LABEL_BYTES,
 };
+use crate::replay::Seen;
+use crate::trust::TrustError;
 
 /// What a typed line asks of the host. After any of them but [`Action::Quit`], drain
 /// [`Chat::poll_line`] and [`Chat::poll_transmit`].

@@ -201,7 +201,10 @@ fn a_stored_verdict_warns_even_inside_the_first_listing() {
     let mut s = Session::with_memory(Store);
     let seen = s.welcome(&[("bob", [1; 32]), ("carol", [4; 32]), ("dave", [6; 32])]);
     assert_eq!(seen.len(), 2 + 4 + 1 + 1, "{seen:?}");
-    assert!(seen[7].starts_with("[SYS] new contact dave, fp "), "{seen:?}");
+    assert!(
+        seen[7].starts_with("[SYS] new contact dave, fp "),
+        "{seen:?}"
+    );
     assert!(seen[6].starts_with(&format!(
         "[WARN] KEY CHANGED for carol: fp was {}, now {}.",
         fp(&[3; 32]),

@@ -137,7 +137,10 @@ fn both_sides_see_the_same_pair_code_and_yes_marks_verified() {
     let code = fingerprint::pair_code(&a.key, &b.key);
     assert_eq!(sa[0], format!("[SYS] safety code of you and bob: {code}"));
     assert_eq!(sb[0], format!("[SYS] safety code of you and alice: {code}"));
-    assert!(sa[1].contains("if they match, type /verify bob yes"), "{sa:?}");
+    assert!(
+        sa[1].contains("if they match, type /verify bob yes"),
+        "{sa:?}"
+    );
     assert_eq!(sa.len(), 2);
     let (_, t) = a.typed("/trust");
     assert_eq!(
@@ -209,7 +212,12 @@ fn verified_change_is_an_alert_strict_refuses_until_verify_or_accept() {
     a.sent.clear();
     let (act, r) = a.typed("/to bob secret");
     assert_eq!(act, Action::Shown);
-    assert!(r[0].starts_with("[ERROR] not sent: the key of bob changed since you verified it (strict mode)"), "{r:?}");
+    assert!(
+        r[0].starts_with(
+            "[ERROR] not sent: the key of bob changed since you verified it (strict mode)"
+        ),
+        "{r:?}"
+    );
     assert!(a.sent.is_empty(), "nothing reached the wire: {:?}", a.sent);
     // Accept takes the new key, unverified; sending works again.
     let (_, acc) = a.typed("/accept bob");
@@ -220,7 +228,10 @@ fn verified_change_is_an_alert_strict_refuses_until_verify_or_accept() {
     let (act, _) = a.typed("/to bob hello");
     assert_eq!(act, Action::Sent);
     let (_, again) = a.typed("/accept bob");
-    assert_eq!(again, ["[ERROR] bob: no changed key is waiting for this contact"]);
+    assert_eq!(
+        again,
+        ["[ERROR] bob: no changed key is waiting for this contact"]
+    );
     // Without strict mode a changed verified key warns but does not block.
     a.typed("/verify bob");
     a.typed("/verify bob yes");
@@ -245,9 +256,11 @@ fn replays_are_not_shown_again_and_warned_once_a_minute() {
     let copy = a.kinds(&relay);
     assert_eq!(copy.len(), 1, "{copy:?}");
     assert_eq!(copy[0].0, Kind::Warn);
-    assert!(copy[0]
-        .1
-        .starts_with("[WARN] a message from bob was delivered again; the copy is not shown"));
+    assert!(
+        copy[0]
+            .1
+            .starts_with("[WARN] a message from bob was delivered again; the copy is not shown")
+    );
     // More copies within the minute: silent; the next warning counts them.
     assert!(a.server(&relay).is_empty());
     assert!(a.server(&relay).is_empty());
@@ -257,7 +270,10 @@ fn replays_are_not_shown_again_and_warned_once_a_minute() {
     a.now += 60;
     let w = a.server(&relay);
     assert_eq!(w.len(), 1);
-    assert!(w[0].ends_with("(2 more copies since the last warning)"), "{w:?}");
+    assert!(
+        w[0].ends_with("(2 more copies since the last warning)"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -285,7 +301,11 @@ fn window_overflow_shows_an_old_replay_again() {
         let (r, _) = b.relay_to("alice", &format!("m{i}"));
         a.server(&r);
     }
-    assert_eq!(a.server(&first), ["[bob] m0"], "beyond the window, as documented");
+    assert_eq!(
+        a.server(&first),
+        ["[bob] m0"],
+        "beyond the window, as documented"
+    );
 }
 
 #[test]
@@ -294,10 +314,16 @@ fn without_a_contact_list_the_trust_commands_say_so() {
     a.drain();
     a.server(&directory(true, &[("alice", a.key), ("bob", [2; 32])]));
     let (_, t) = a.typed("/trust");
-    assert_eq!(t, ["[ERROR] /trust: this client does not keep a contact list"]);
+    assert_eq!(
+        t,
+        ["[ERROR] /trust: this client does not keep a contact list"]
+    );
     a.typed("/verify bob");
     let (_, v) = a.typed("/verify bob yes");
     assert_eq!(v, ["[ERROR] bob: this client does not keep a contact list"]);
     let (_, acc) = a.typed("/accept bob");
-    assert_eq!(acc, ["[ERROR] bob: this client does not keep a contact list"]);
+    assert_eq!(
+        acc,
+        ["[ERROR] bob: this client does not keep a contact list"]
+    );
 }

@@ -478,11 +478,7 @@ impl fmt::Display for Body<'_> {
                     short(key)
                 )
             }
-            Line::PairCode {
-                user,
-                mine,
-                theirs,
-            } => write!(
+            Line::PairCode { user, mine, theirs } => write!(
                 f,
                 "safety code of you and {}: {}",
                 Name(user),

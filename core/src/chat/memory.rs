@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::{CHAT_KNOWN_KEYS, KEY_LEN, NONCE_LEN};
 use crate::replay::{NonceMemory, Seen};
-use crate::trust::{TrustError, TrustStore};
 pub use crate::trust::Verdict;
+use crate::trust::{TrustError, TrustStore};
 
 /// What a memory knows of one contact: for `/trust`, `/verify` and strict mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
