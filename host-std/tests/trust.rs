@@ -212,16 +212,44 @@ fn strict_mode_refuses_until_accept_and_the_config_file_sets_it() {
     assert_eq!(alice.finish(), Some(0));
     drop(eve);
 
-    // --strict without a config file does the same; without either, it is warn-only.
+    // Without the config file: an unverified contact's change warns, nothing blocks.
     std::fs::remove_file(s.config().join("seguro/config.toml")).unwrap();
-    let _mallory = s.chat("bob", "mallory-as-bob", &[]);
-    let mut alice = s.chat("alice", "alice", &[]);
+    let mallory = s.chat("bob", "mallory-as-bob", &[]);
+    let mut alice = s.chat("alice", "alice", &["--strict"]);
     alice.out.wait_for("[WARN] KEY CHANGED for bob: fp was ");
     alice.send("/to bob not verified, so not blocked");
+    mallory
+        .out
+        .wait_exact("[alice] not verified, so not blocked");
     alice.send("/trust");
     let row = contact_row(&alice.out, "bob");
     assert!(row.ends_with("  not verified"), "{row}");
-    assert!(!alice.out.contains("not sent"), "{:?}", alice.out.all());
+    // --strict alone blocks once the contact is verified and its key changes.
+    alice.send("/verify bob");
+    alice.out.wait_for("[SYS] safety code of you and bob: ");
+    alice.send("/verify bob yes");
+    alice.out.wait_for("[SYS] bob is verified");
+    assert_eq!(alice.finish(), Some(0));
+    drop(mallory);
+    let trudy = s.chat("bob", "trudy-as-bob", &[]);
+    let mut alice = s.chat("alice", "alice", &["--strict"]);
+    alice
+        .out
+        .wait_for("[WARN] KEY CHANGED for bob, WHOSE KEY YOU VERIFIED");
+    alice.send("/to bob blocked");
+    alice
+        .out
+        .wait_for("[ERROR] not sent: the key of bob changed");
+    assert_eq!(alice.finish(), Some(0));
+    // Without --strict nor the file: warn only, the message goes.
+    let mut alice = s.chat("alice", "alice", &[]);
+    alice
+        .out
+        .wait_for("[WARN] KEY CHANGED for bob, WHOSE KEY YOU VERIFIED");
+    alice.send("/to bob warned but sent");
+    trudy.out.wait_exact("[alice] warned but sent");
+    // Anything the refused message had sent would have arrived first.
+    assert!(!trudy.out.contains("blocked"), "{:?}", trudy.out.all());
     assert_eq!(alice.finish(), Some(0));
 }
 
