@@ -372,7 +372,10 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
         }
         match self.client.send_to(to, text, rng) {
             Ok(()) => {
-                if let Some(nonce) = self.client.queued_nonce() {
+                // A message to ourselves comes back by design: not a reflection.
+                if let Some(nonce) = self.client.queued_nonce()
+                    && to != self.client.user()
+                {
                     self.memory.sent_nonce(to, &nonce);
                 }
                 Action::Sent

@@ -292,6 +292,20 @@ fn own_message_handed_back_is_refused() {
 }
 
 #[test]
+fn a_message_to_ourselves_is_shown_and_its_copy_is_not() {
+    let (mut a, _b) = pair();
+    let (mine, _) = a.relay_to("alice", "note to self");
+    assert_eq!(a.server(&mine), ["[alice] note to self"]);
+    let copy = a.kinds(&mine);
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    assert!(
+        copy[0]
+            .1
+            .starts_with("[WARN] a message from alice was delivered again")
+    );
+}
+
+#[test]
 fn window_overflow_shows_an_old_replay_again() {
     // Windows of 4: the fifth newer message pushes the first out.
     let (mut a, mut b) = pair();
