@@ -171,7 +171,7 @@ fn yes_without_a_code_or_for_another_key_is_refused() {
     let (mut a, b) = pair();
     let (_, v) = a.typed("/verify bob yes");
     assert!(v[0].starts_with("[ERROR] no safety code shown"), "{v:?}");
-    a.typed("/verify bob");
+    let _ = a.typed("/verify bob");
     // The key changes between the code and the confirmation.
     let other = [77; 32];
     a.server(&directory(false, &[("alice", a.key), ("bob", other)]));
@@ -190,8 +190,8 @@ fn yes_without_a_code_or_for_another_key_is_refused() {
 #[test]
 fn verified_change_is_an_alert_strict_refuses_until_verify_or_accept() {
     let (mut a, b) = pair();
-    a.typed("/verify bob");
-    a.typed("/verify bob yes");
+    let _ = a.typed("/verify bob");
+    let _ = a.typed("/verify bob yes");
     a.chat.set_strict(true);
     let eve = [66; 32];
     let seen = a.kinds(&directory(false, &[("alice", a.key), ("bob", eve)]));
@@ -233,8 +233,8 @@ fn verified_change_is_an_alert_strict_refuses_until_verify_or_accept() {
         ["[ERROR] bob: no changed key is waiting for this contact"]
     );
     // Without strict mode a changed verified key warns but does not block.
-    a.typed("/verify bob");
-    a.typed("/verify bob yes");
+    let _ = a.typed("/verify bob");
+    let _ = a.typed("/verify bob yes");
     a.chat.set_strict(false);
     a.server(&directory(false, &[("alice", a.key), ("bob", [67; 32])]));
     let (act, _) = a.typed("/to bob hi");
@@ -242,7 +242,7 @@ fn verified_change_is_an_alert_strict_refuses_until_verify_or_accept() {
     // Verifying the new key also unblocks strict mode.
     a.chat.set_strict(true);
     assert_eq!(a.typed("/to bob x").0, Action::Shown);
-    a.typed("/verify bob");
+    let _ = a.typed("/verify bob");
     let (_, v) = a.typed("/verify bob yes");
     assert!(v[0].starts_with("[SYS] bob is verified"), "{v:?}");
     assert_eq!(a.typed("/to bob x").0, Action::Sent);
@@ -332,7 +332,7 @@ fn without_a_contact_list_the_trust_commands_say_so() {
         t,
         ["[ERROR] /trust: this client does not keep a contact list"]
     );
-    a.typed("/verify bob");
+    let _ = a.typed("/verify bob");
     let (_, v) = a.typed("/verify bob yes");
     assert_eq!(v, ["[ERROR] bob: this client does not keep a contact list"]);
     let (_, acc) = a.typed("/accept bob");
