@@ -66,9 +66,17 @@ pub fn path() -> Option<PathBuf> {
 
 /// Parses configuration text (`path` names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        why: e.to_string().replace('\n', " ").replace("  ", " "),
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        ConfigError {
+            path: path.to_owned(),
+            why: format!("{}{}", at.unwrap_or_default(), e.message().trim_end()),
+        }
     })
 }
 
