@@ -462,6 +462,23 @@ mod tests {
         small.load_record(&rec, Some(0)).unwrap();
         assert_eq!(small.received("bob", &n(5)), Seen::Replayed);
         assert_eq!(small.received("bob", &n(4)), Seen::New);
+        // Oldest first: a window of two keeps the two newest (4 and 5), not 3.
+        let mut two = NonceMemory::<4, 2>::new();
+        two.load_record(&rec, None).unwrap();
+        assert_eq!(two.received("bob", &n(4)), Seen::Replayed);
+        assert_eq!(two.received("bob", &n(5)), Seen::Replayed);
+        assert_eq!(two.received("bob", &n(3)), Seen::New);
+        // A window not yet full round-trips whole.
+        let mut part = NonceMemory::<1, 8>::new();
+        part.received("eve", &n(1));
+        part.received("eve", &n(2));
+        let mut pbuf = [0u8; 512];
+        let k = part.encode_slot(0, &mut pbuf).unwrap();
+        let (prec, _) = read_record(&pbuf[..k]).unwrap();
+        let mut pback = NonceMemory::<1, 8>::new();
+        pback.load_record(&prec, None).unwrap();
+        assert_eq!(pback.received("eve", &n(1)), Seen::Replayed);
+        assert_eq!(pback.received("eve", &n(2)), Seen::Replayed);
         // The same name twice, a wrong kind, a slot out of range are refused.
         assert!(matches!(
             small.load_record(&rec, Some(1)),
