@@ -421,6 +421,34 @@ mod tests {
     }
 
     #[test]
+    fn clear_dirt_and_the_largest_record() {
+        let mut m = NonceMemory::<2, 3>::new();
+        assert!(m.is_empty());
+        let long = "é".repeat(MAX_NAME_BYTES / 2);
+        for i in 0..3 {
+            m.sent(&long, &n(i));
+            m.received(&long, &n(10 + i));
+        }
+        m.received("b", &n(1));
+        assert!(!m.is_empty());
+        let mut buf = [0u8; 1024];
+        assert_eq!(
+            m.encode_slot(0, &mut buf),
+            Ok(NonceMemory::<2, 3>::RECORD_MAX)
+        );
+        m.mark_clean();
+        m.received("b", &n(2));
+        assert_eq!(m.dirty_slots().collect::<heapless::Vec<_, 2>>(), [1]);
+        m.mark_slot_clean(1);
+        assert!(!m.needs_save());
+        m.clear();
+        assert!(m.is_empty());
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.dirty_slots().count(), 2, "both emptied slots are written");
+        assert_eq!(m.received(&long, &n(10)), Seen::New);
+    }
+
+    #[test]
     fn zero_sizes_remember_nothing() {
         let mut m = NonceMemory::<0, 4>::new();
         m.received("a", &n(1));
