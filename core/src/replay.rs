@@ -513,6 +513,15 @@ mod tests {
             Err(StoreError::Duplicate { .. })
         ));
         assert!(small.load_record(&rec, Some(9)).is_err());
+        // A slot beyond the capacity, for a name not held: refused, not dropped.
+        let mut fresh = NonceMemory::<4, 1>::new();
+        assert_eq!(
+            fresh.load_record(&rec, Some(4)),
+            Err(StoreError::Malformed { kind: kind::NONCES })
+        );
+        assert!(fresh.is_empty());
+        fresh.load_record(&rec, Some(3)).unwrap();
+        assert_eq!(fresh.received("bob", &n(5)), Seen::Replayed);
         let wrong = Record {
             kind: kind::CONTACT,
             version: 1,
