@@ -20,8 +20,21 @@
 //! What the user sees:
 //! - the first directory after connecting is listed whole (`users online (n):`), not
 //!   as a burst of joins; later ones as joins and leaves;
+//! - a name seen for the first time gets a quiet `[SYS] new contact …` with its
+//!   fingerprint; a key that is unchanged, nothing;
 //! - a user whose key differs from the one last seen for that name, within a
-//!   directory or after leaving and coming back, gets a loud `[WARN] KEY CHANGED`;
+//!   directory or after leaving and coming back, gets a loud `[WARN] KEY CHANGED` with
+//!   both fingerprints and what to do; a verified contact's, a louder one
+//!   ([`Kind::Alert`]);
+//! - `/verify <user>` shows the pair's 60-digit safety code (the same on both sides),
+//!   `/verify <user> yes` marks the key the code was shown for verified, `/trust` lists
+//!   the contacts, `/accept <user>` takes a verified contact's new key unverified
+//!   (these need a [`KeyMemory`] that keeps contacts, such as [`Contacts`]);
+//! - in strict mode ([`Chat::set_strict`]) a message to a verified contact whose key
+//!   changed is refused until `/verify` or `/accept`; by default it is sent (warn only);
+//! - a message delivered again (its nonce already received from that peer) is not shown
+//!   again, with one `[WARN]` per minute at most; one of our own messages handed back
+//!   as the peer's is refused with a `[WARN]` (see [`crate::replay`]);
 //! - a server that lists us with another key than ours gets one too;
 //! - `/help`, `/fp` (our own name included) and `/list` (the directory kept from the
 //!   last connection) work while disconnected; a message typed while disconnected is
@@ -36,7 +49,7 @@ use core::fmt;
 use heapless::String;
 
 pub use line::{Body, Kind, Line, Prefix};
-pub use memory::{KeyMemory, RecentKeys, Verdict};
+pub use memory::{Contacts, KeyMemory, RecentKeys, Status, Verdict};
 
 use crate::client::{Client, DEFAULT_MSG, Event, LineError, SendError, TransmitError};
 use crate::command::{COMMANDS, Command, CommandError, parse_command};
@@ -45,6 +58,8 @@ use crate::frame::{FeedResult, LineAccumulator};
 use crate::limits::{
     CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, SERVER_LABEL_BYTES,
 };
+use crate::replay::Seen;
+use crate::trust::TrustError;
 
 /// What a typed line asks of the host. After any of them but [`Action::Quit`], drain
 /// [`Chat::poll_line`] and [`Chat::poll_transmit`].
@@ -83,7 +98,22 @@ enum Own {
     Send(SendError<'static>),
     BadLine(LineError),
     Overlong { max: usize },
+    FirstContact,
+    PairCode,
+    VerifyHow,
+    Verified,
+    VerifyStale,
+    Accepted,
+    Contacts,
+    Contact(usize),
+    Trust(TrustError),
+    StrictRefused,
+    Replayed { more: u32 },
+    Reflected,
 }
+
+/// Seconds between two warnings about replayed messages.
+const REPLAY_WARN_EVERY: u64 = 60;
 
 /// What [`Chat::step`] found to show.
 enum Next {
@@ -151,6 +181,12 @@ pub struct Chat<
     next: Option<Own>,
     showing: Own,
     held: Held,
+    /// The key `/verify` last showed a code for (name, key).
+    offer: Option<Held>,
+    strict: bool,
+    /// When the last replay warning was shown, and copies since.
+    replay_warned: Option<u64>,
+    replay_quiet: u32,
 }
 
 impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
@@ -168,7 +204,22 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
             next: None,
             showing: Own::HelpHeader,
             held: Held::default(),
+            offer: None,
+            strict: false,
+            replay_warned: None,
+            replay_quiet: 0,
         }
+    }
+
+    /// Strict mode: refuse to send to a verified contact whose key changed, until the
+    /// user verifies the new key or accepts it. Off by default (warn only).
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// Whether strict mode is on.
+    pub fn strict(&self) -> bool {
+        self.strict
     }
 
     /// The protocol client.
@@ -280,6 +331,25 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
                 Err(_) => self.show(Own::Users { connected: false }),
             },
             Command::To { user, text } => self.send_text(user, text, rng),
+            Command::Verify { user, confirm } => self.verify(user, confirm),
+            Command::Accept { user } => {
+                self.held.name(user);
+                match self.memory.accept(user) {
+                    Ok(key) => {
+                        self.held.new = key;
+                        self.show(Own::Accepted)
+                    }
+                    Err(e) => self.show(Own::Trust(e)),
+                }
+            }
+            Command::Trust => {
+                if self.memory.slots() == 0 {
+                    self.held.name("/trust");
+                    self.show(Own::Trust(TrustError::Unsupported))
+                } else {
+                    self.show(Own::Contacts)
+                }
+            }
             Command::Server { text } => match self.client.send_server(text) {
                 Ok(()) => Action::Sent,
                 Err(SendError::NotRegistered) => Action::Offline,
@@ -296,8 +366,20 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Action {
         self.next = None;
+        if self.strict && self.changed_since_verified(to) {
+            self.held.name(to);
+            return self.show(Own::StrictRefused);
+        }
         match self.client.send_to(to, text, rng) {
-            Ok(()) => Action::Sent,
+            Ok(()) => {
+                // A message to ourselves comes back by design: not a reflection.
+                if let Some(nonce) = self.client.queued_nonce()
+                    && to != self.client.user()
+                {
+                    self.memory.sent_nonce(to, &nonce);
+                }
+                Action::Sent
+            }
             Err(SendError::NotRegistered) => Action::Offline,
             Err(SendError::UnknownUser { user }) => {
                 self.held.name(user);
@@ -311,6 +393,55 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
                 self.show(Own::Send(SendError::TextTooLong { max }))
             }
             Err(_) => self.show(Own::Send(SendError::Busy)),
+        }
+    }
+
+    /// A verified contact whose key changed (pending, or listed otherwise now).
+    fn changed_since_verified(&self, user: &str) -> bool {
+        self.memory.status(user).is_some_and(|s| {
+            s.verified
+                && (s.pending.is_some() || self.client.key_of(user).is_some_and(|k| *k != s.key))
+        })
+    }
+
+    /// The key `user` has now: the directory's, else the memory's newest.
+    fn current_key(&self, user: &str) -> Option<[u8; KEY_LEN]> {
+        self.client
+            .key_of(user)
+            .copied()
+            .or_else(|| self.memory.status(user).map(|s| s.pending.unwrap_or(s.key)))
+    }
+
+    fn verify(&mut self, user: &str, confirm: bool) -> Action {
+        self.held.name(user);
+        if user == self.client.user() {
+            return self.show(Own::Command(CommandError::Usage(
+                "/verify <user> [yes] (another user: your own key needs no verifying)",
+            )));
+        }
+        let Some(key) = self.current_key(user) else {
+            return self.show(Own::UnknownUser);
+        };
+        self.held.new = key;
+        if !confirm {
+            self.held.old = self.client.public_key();
+            let mut offer = Held::default();
+            offer.name(user);
+            offer.new = key;
+            self.offer = Some(offer);
+            return self.show(Own::PairCode);
+        }
+        let offered = self
+            .offer
+            .as_ref()
+            .is_some_and(|o| o.name == self.held.name && o.new == key);
+        if !offered {
+            return self.show(Own::VerifyStale);
+        }
+        self.offer = None;
+        match self.memory.verify(user, &key) {
+            Ok(()) => self.show(Own::Verified),
+            Err(e) => self.show(Own::Trust(e)),
         }
     }
 
@@ -380,8 +511,16 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
             Own::HelpHeader => Some(Own::Help(0)),
             Own::Help(i) if i.saturating_add(1) < COMMANDS.len() => Some(Own::Help(i + 1)),
             Own::Fingerprint => Some(Own::SafetyCode),
+            Own::PairCode => Some(Own::VerifyHow),
+            Own::Contacts => self.next_contact(0).map(Own::Contact),
+            Own::Contact(i) => self.next_contact(i.saturating_add(1)).map(Own::Contact),
             _ => None,
         }
+    }
+
+    /// The first occupied contact slot at `from` or after.
+    fn next_contact(&self, from: usize) -> Option<usize> {
+        (from..self.memory.slots()).find(|i| self.memory.contact(*i).is_some())
     }
 
     /// Looks at the client's current event: consults the key memory, queues the own
@@ -423,6 +562,10 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
                     self.held.new = *key;
                     self.held.verified = matches!(verdict, Verdict::ChangedVerified { .. });
                     self.next = Some(Own::KeyChanged);
+                } else if verdict == Verdict::FirstContact {
+                    self.held.name(name);
+                    self.held.new = *key;
+                    self.next = Some(Own::FirstContact);
                 }
                 !self.first_burst
             }
@@ -437,6 +580,34 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
                 };
                 self.next = Some(Own::KeyChanged);
                 false
+            }
+            Event::Message { from, .. } => {
+                let Some(nonce) = self.client.message_nonce() else {
+                    return true;
+                };
+                match self.memory.received_nonce(from, &nonce) {
+                    Seen::Replayed => {
+                        let due = self
+                            .replay_warned
+                            .is_none_or(|t| self.now >= t.saturating_add(REPLAY_WARN_EVERY));
+                        if due {
+                            self.held.name(from);
+                            self.next = Some(Own::Replayed {
+                                more: core::mem::take(&mut self.replay_quiet),
+                            });
+                            self.replay_warned = Some(self.now);
+                        } else {
+                            self.replay_quiet = self.replay_quiet.saturating_add(1);
+                        }
+                        false
+                    }
+                    Seen::Reflected => {
+                        self.held.name(from);
+                        self.next = Some(Own::Reflected);
+                        false
+                    }
+                    _ => true,
+                }
             }
             _ => true,
         }
@@ -489,6 +660,38 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
             Own::Send(e) => Line::Send(e),
             Own::BadLine(e) => Line::BadLine(e),
             Own::Overlong { max } => Line::Overlong { max },
+            Own::FirstContact => Line::FirstContact {
+                name,
+                key: &held.new,
+            },
+            Own::PairCode => Line::PairCode {
+                user: name,
+                mine: &held.old,
+                theirs: &held.new,
+            },
+            Own::VerifyHow => Line::VerifyHow { user: name },
+            Own::Verified => Line::Verified {
+                user: name,
+                key: &held.new,
+            },
+            Own::VerifyStale => Line::VerifyStale { user: name },
+            Own::Accepted => Line::Accepted {
+                user: name,
+                key: &held.new,
+            },
+            Own::Contacts => Line::Contacts {
+                count: (0..self.memory.slots())
+                    .filter(|i| self.memory.contact(*i).is_some())
+                    .count(),
+            },
+            Own::Contact(i) => {
+                let (name, status) = self.memory.contact(i)?;
+                Line::Contact { name, status }
+            }
+            Own::Trust(err) => Line::Trust { user: name, err },
+            Own::StrictRefused => Line::StrictRefused { user: name },
+            Own::Replayed { more } => Line::Replayed { from: name, more },
+            Own::Reflected => Line::Reflected { from: name },
         })
     }
 

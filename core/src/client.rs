@@ -270,7 +270,8 @@ enum Phase {
 /// The single event a line produced, with its text in `Client::buf` / `Client::from`.
 #[derive(Debug, Clone, Copy)]
 enum Primary {
-    Message(usize),
+    /// Text length, nonce.
+    Message(usize, [u8; NONCE_LEN]),
     Undecryptable(Undecryptable),
     Undeliverable(Undeliverable),
     ServerText(usize),
@@ -640,7 +641,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         };
         match peer.open_in_place(nonce, buf) {
             Ok(n) => match buf.get(..n).map(core::str::from_utf8) {
-                Some(Ok(_)) => Primary::Message(n),
+                Some(Ok(_)) => Primary::Message(n, *nonce),
                 _ => {
                     buf.fill(0);
                     Primary::Undecryptable(Undecryptable::NotUtf8)
@@ -706,6 +707,22 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         }
     }
 
+    /// The nonce of the current [`Event::Message`] (only meaningful for one).
+    pub(crate) fn message_nonce(&self) -> Option<[u8; NONCE_LEN]> {
+        match self.current {
+            Current::Primary(Primary::Message(_, nonce)) => Some(nonce),
+            _ => None,
+        }
+    }
+
+    /// The nonce of the queued `relay`, if one is queued.
+    pub(crate) fn queued_nonce(&self) -> Option<[u8; NONCE_LEN]> {
+        match self.queued {
+            Queued::Relay(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// The event [`Client::advance`] moved to.
     pub(crate) fn event(&self) -> Option<Event<'_>> {
         Some(match self.current {
@@ -752,7 +769,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         };
         let from = self.from.as_str();
         match p {
-            Primary::Message(n) => Event::Message {
+            Primary::Message(n, _) => Event::Message {
                 from,
                 text: text(n),
             },

@@ -1,4 +1,5 @@
-//! Typed commands: parses what a user types (`/list`, `/fp`, `/to`, `/server`, `/help`, `/quit`).
+//! Typed commands: parses what a user types (`/list`, `/fp`, `/to`, `/verify`, `/trust`,
+//! `/accept`, `/server`, `/help`, `/quit`).
 //!
 //! Every command is one row of [`COMMANDS`] (its name, aliases, usage and help text)
 //! plus one arm in [`parse_command`]; `/help` and the "did you mean" hint for a
@@ -25,6 +26,21 @@ pub enum Command<'a> {
         user: &'a str,
         /// The message (everything after the user name, inner spacing kept).
         text: &'a str,
+    },
+    /// `/verify <user>`: show the pair's safety code; `/verify <user> yes`: the codes
+    /// matched, mark the contact verified.
+    Verify {
+        /// Whose key.
+        user: &'a str,
+        /// The user confirms that the codes matched.
+        confirm: bool,
+    },
+    /// `/trust`: list the known contacts with their status.
+    Trust,
+    /// `/accept <user>`: take the changed key of a verified contact without verifying.
+    Accept {
+        /// Whose key.
+        user: &'a str,
     },
     /// `/server <text>`: send text to the server itself.
     Server {
@@ -69,6 +85,24 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &[],
         usage: "/to <user> <text>",
         about: "send an end-to-end encrypted message",
+    },
+    Spec {
+        name: "/verify",
+        aliases: &[],
+        usage: "/verify <user> [yes]",
+        about: "compare your pair's safety code with <user>; 'yes' marks it verified",
+    },
+    Spec {
+        name: "/trust",
+        aliases: &[],
+        usage: "/trust",
+        about: "list known contacts: verified, unverified, key changed",
+    },
+    Spec {
+        name: "/accept",
+        aliases: &[],
+        usage: "/accept <user>",
+        about: "take a verified contact's new key without verifying it",
     },
     Spec {
         name: "/server",
@@ -178,6 +212,27 @@ pub fn parse_command(line: &str) -> Result<Command<'_>, CommandError> {
     };
     match spec.name {
         "/list" => no_args(Command::List),
+        "/trust" => no_args(Command::Trust),
+        "/verify" => match word(rest) {
+            (user, extra) if !user.is_empty() => match extra.trim() {
+                "" => Ok(Command::Verify {
+                    user,
+                    confirm: false,
+                }),
+                "yes" => Ok(Command::Verify {
+                    user,
+                    confirm: true,
+                }),
+                _ => usage,
+            },
+            _ => usage,
+        },
+        "/accept" => match word(rest) {
+            (user, extra) if !user.is_empty() && extra.trim().is_empty() => {
+                Ok(Command::Accept { user })
+            }
+            _ => usage,
+        },
         "/help" => no_args(Command::Help),
         "/quit" => no_args(Command::Quit),
         "/fp" => match word(rest) {

@@ -16,7 +16,11 @@
 //!   when the digests do.
 //!
 //! Each code describes one public key; to check a conversation, both users compare the
-//! code of each of the two keys.
+//! code of each of the two keys, or the **pair code** ([`pair_code`], what `/verify`
+//! shows): 60 digits in 12 groups of 5, the first 6 groups of each key's safety code,
+//! the key whose `SHA-256` digest is smaller first. Both users see the same 60 digits
+//! (like Signal's safety numbers), and each half is the start of one user's own
+//! safety code, so a mismatch tells who was substituted. Each half carries 96 bits.
 
 use sha2::{Digest, Sha256};
 
@@ -140,6 +144,57 @@ pub fn safety_code(key: &[u8; 32]) -> SafetyCode {
     SafetyCode(out)
 }
 
+/// Number of 5-digit groups in a pair code.
+pub const PAIR_GROUPS: usize = 12;
+/// Length of a pair code in bytes: 12 groups of 5 digits and 11 spaces.
+pub const PAIR_LEN: usize = PAIR_GROUPS * 5 + (PAIR_GROUPS - 1);
+
+/// The safety code of a pair of keys, the same whichever key is `a`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PairCode([u8; PAIR_LEN]);
+
+impl PairCode {
+    /// The code as one line of text: 12 groups of 5 digits separated by spaces.
+    pub fn as_str(&self) -> &str {
+        // Always ASCII by construction; the fallback is never taken.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl core::fmt::Display for PairCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::fmt::Debug for PairCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("PairCode").field(&self.as_str()).finish()
+    }
+}
+
+/// The pair code of two public keys (see the module documentation).
+pub fn pair_code(a: &[u8; 32], b: &[u8; 32]) -> PairCode {
+    let (ca, cb) = (safety_code(a), safety_code(b));
+    let (first, second) = if ca.as_str() <= cb.as_str() {
+        (ca, cb)
+    } else {
+        (cb, ca)
+    };
+    let half = PAIR_LEN / 2;
+    let mut out = [b' '; PAIR_LEN];
+    let src = first
+        .0
+        .iter()
+        .take(half)
+        .chain(core::iter::once(&b' '))
+        .chain(second.0.iter().take(half));
+    for (dst, s) in out.iter_mut().zip(src) {
+        *dst = *s;
+    }
+    PairCode(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +241,24 @@ mod tests {
             "17181 23181 41672 20599 18213 60523 23928 21280 \
              01441 18917 18603 18131 24186 94429 02243 40261"
         );
+    }
+
+    #[test]
+    fn pair_code_is_symmetric_and_made_of_both_halves() {
+        let z = [0u8; 32];
+        let p = pair_code(&ALICE, &z);
+        assert_eq!(p, pair_code(&z, &ALICE));
+        // The zero key's code starts with 17181, ALICE's with 38793: zero first.
+        assert_eq!(
+            p.as_str(),
+            "17181 23181 41672 20599 18213 60523 38793 08698 41060 93880 24252 49607"
+        );
+        assert_eq!(p.as_str().len(), PAIR_LEN);
+        assert_ne!(p, pair_code(&ALICE, &ALICE));
+        assert_ne!(p, pair_code(&z, &[1; 32]));
+        let mut s = heapless::String::<128>::new();
+        core::fmt::write(&mut s, format_args!("{p:?}")).unwrap();
+        assert!(s.starts_with("PairCode(\"17181 "));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod invite;
 mod json;
 pub mod limits;
 pub mod msg;
+pub mod replay;
 pub mod store;
 pub mod trust;
 pub mod v2;

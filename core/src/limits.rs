@@ -46,3 +46,12 @@ pub const CHAT_KNOWN_KEYS: usize = 32;
 /// The longest server label a chat session shows (`connected to <label> as <user>`),
 /// in bytes: a DNS name (253) and a port.
 pub const SERVER_LABEL_BYTES: usize = 264;
+
+/// Default number of peers whose v1 nonces a client remembers (`replay::NonceMemory`):
+/// 8. Small for boards; the desktop keeps more.
+pub const REPLAY_PEERS: usize = 8;
+
+/// Default number of nonces remembered per peer and direction: 32. With
+/// [`REPLAY_PEERS`], `8 × (2 × 32 × 8 + about 150)` bytes ≈ 5.3 KiB. A message replayed
+/// after 32 newer ones from the same peer is shown again (see `replay`).
+pub const REPLAY_WINDOW: usize = 32;

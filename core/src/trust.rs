@@ -311,6 +311,8 @@ pub enum TrustError {
     NoSuchSlot,
     /// Another slot already holds that name.
     Duplicate,
+    /// This memory does not keep contacts (it cannot verify, accept or list them).
+    Unsupported,
 }
 
 impl core::fmt::Display for TrustError {
@@ -322,6 +324,7 @@ impl core::fmt::Display for TrustError {
             Self::NothingPending => "no changed key is waiting for this contact",
             Self::NoSuchSlot => "no such slot",
             Self::Duplicate => "a contact of that name is already stored",
+            Self::Unsupported => "this client does not keep a contact list",
         })
     }
 }

@@ -115,6 +115,10 @@ fn first_welcome_is_a_listing_then_changes_are_joins_and_leaves() {
             "[SYS] users online (2):".into(),
             format!("[SYS]   alice  fp {me} (you)"),
             format!("[SYS]   bob  fp {}", fp(&bob)),
+            format!(
+                "[SYS] new contact bob, fp {}; to check it is really bob: /verify bob",
+                fp(&bob)
+            ),
         ]
     );
     let carol = [3; 32];
@@ -123,6 +127,10 @@ fn first_welcome_is_a_listing_then_changes_are_joins_and_leaves() {
         s.server(&users),
         [
             format!("[SYS] carol joined, fp {}", fp(&carol)),
+            format!(
+                "[SYS] new contact carol, fp {}; to check it is really carol: /verify carol",
+                fp(&carol)
+            ),
             "[SYS] bob left".to_string(),
         ]
     );
@@ -149,7 +157,8 @@ fn a_user_back_with_another_key_is_a_loud_warning_and_with_the_same_key_is_not()
         format!(
             "[WARN] KEY CHANGED for bob: fp was {}, now {}. Either bob restarted their \
              client or someone (the server?) is substituting keys: verify the new \
-             fingerprint with bob over another channel before trusting messages.",
+             fingerprint with bob over another channel before trusting messages \
+             (/verify bob).",
             fp(&bob),
             fp(&bob2)
         )
@@ -191,7 +200,11 @@ impl KeyMemory for Store {
 fn a_stored_verdict_warns_even_inside_the_first_listing() {
     let mut s = Session::with_memory(Store);
     let seen = s.welcome(&[("bob", [1; 32]), ("carol", [4; 32]), ("dave", [6; 32])]);
-    assert_eq!(seen.len(), 2 + 4 + 1, "{seen:?}");
+    assert_eq!(seen.len(), 2 + 4 + 1 + 1, "{seen:?}");
+    assert!(
+        seen[7].starts_with("[SYS] new contact dave, fp "),
+        "{seen:?}"
+    );
     assert!(seen[6].starts_with(&format!(
         "[WARN] KEY CHANGED for carol: fp was {}, now {}.",
         fp(&[3; 32]),
@@ -243,6 +256,9 @@ fn local_commands_work_offline_and_messages_are_offline() {
             "[SYS]   /list                 show who is connected, with fingerprints",
             "[SYS]   /fp <user>            show a user's key fingerprint and safety code",
             "[SYS]   /to <user> <text>     send an end-to-end encrypted message",
+            "[SYS]   /verify <user> [yes]  compare your pair's safety code with <user>; 'yes' marks it verified",
+            "[SYS]   /trust                list known contacts: verified, unverified, key changed",
+            "[SYS]   /accept <user>        take a verified contact's new key without verifying it",
             "[SYS]   /server <text>        send text to the server (it answers)",
             "[SYS]   /help                 show this help",
             "[SYS]   /quit                 leave",

@@ -13,7 +13,8 @@
 //! | `0x0001` | the identity record (X25519 + Ed25519 secret keys, the user name, creation boot) |
 //! | `0x0002` | the seed record (32-byte seed, boot counter) |
 //! | `0x0100 + i` | slot `i` of the trust store: a contact record, or empty (slot free) |
-//! | `0x0200 + i`, `0x0300 + i` | reserved: slot `i`'s nonce windows and v2 session state |
+//! | `0x0200 + i` | slot `i` of the nonce memories (`seguro_core::replay`, kind 0x11): one peer's sent and received v1 nonces, or empty |
+//! | `0x0300 + i` | reserved: v2 session state |
 //!
 //! # Boot
 //!
@@ -25,7 +26,9 @@
 //! 2. [`FlashStore::identity`]: the stored identity, or a new one, written before it is
 //!    returned (a power cut before that leaves no identity and the next boot makes
 //!    another one, never having used the first).
-//! 3. [`FlashStore::load_trust`], then [`FlashStore::save_trust`] after changes.
+//! 3. [`FlashStore::load_trust`], then [`FlashStore::save_trust`] after changes (and
+//!    [`FlashStore::load_nonces`] / [`FlashStore::save_nonces`]); or, simpler,
+//!    [`FlashMemory`], the chat's key memory that does all of it.
 //!
 //! The boot counter only grows: boards without a clock pass it as "now" to the trust
 //! store.
@@ -54,11 +57,15 @@
 
 #[cfg(feature = "std")]
 pub mod file;
+mod memory;
+
+pub use memory::{BOARD_REPLAY_PEERS, BOARD_REPLAY_WINDOW, BoardNonces, FlashMemory};
 
 use core::ops::Range;
 
 use embedded_storage_async::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 use seguro_core::identity::Identity;
+use seguro_core::replay::NonceMemory;
 use seguro_core::store::{
     self as fmt_store, IDENTITY_BODY_MAX, RECORD_OVERHEAD, SEED_BODY_LEN, Seed,
 };
@@ -75,8 +82,12 @@ pub const KEY_IDENTITY: u16 = 0x0001;
 pub const KEY_SEED: u16 = 0x0002;
 /// Map key of trust store slot 0 (slot `i` is this plus `i`).
 pub const KEY_CONTACT: u16 = 0x0100;
+/// Map key of nonce memory slot 0 (slot `i` is this plus `i`).
+pub const KEY_NONCES: u16 = 0x0200;
 /// Most trust store slots a flash store addresses.
 pub const MAX_SLOTS: usize = 0x100;
+/// Largest nonce record a board stores.
+pub const NONCE_RECORD_MAX: usize = BoardNonces::RECORD_MAX;
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
@@ -84,8 +95,12 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Size of the store's work buffer: the largest value plus its key, rounded up to 32
 /// bytes (any flash word size up to 32).
-pub const BUF_LEN: usize =
-    (2 + max(RECORD_OVERHEAD + IDENTITY_BODY_MAX, CONTACT_RECORD_MAX)).div_ceil(32) * 32;
+pub const BUF_LEN: usize = (2 + max(
+    max(RECORD_OVERHEAD + IDENTITY_BODY_MAX, CONTACT_RECORD_MAX),
+    NONCE_RECORD_MAX,
+))
+.div_ceil(32)
+    * 32;
 
 /// Some internal flashes want the write buffer word-aligned in RAM too.
 #[repr(align(8))]
@@ -191,17 +206,19 @@ const fn item_len(word: usize, value: usize) -> usize {
 }
 
 /// The most contacts a range of `pages` pages of `erase` bytes with `word`-byte words
-/// holds, with every value at its largest: the live data plus one largest item of
-/// slack per page must fit in all pages but one (sequential-storage needs a free page
-/// to move data to).
+/// holds, with every value at its largest: the live data (the identity, the seed,
+/// [`BOARD_REPLAY_PEERS`] nonce records and the contacts) plus one largest item of slack
+/// per page must fit in all pages but one (sequential-storage needs a free page to move
+/// data to).
 pub const fn max_contacts(pages: usize, erase: usize, word: usize) -> usize {
     let usable = erase.saturating_sub(2 * word);
     let contact = item_len(word, CONTACT_RECORD_MAX);
     let identity = item_len(word, RECORD_OVERHEAD + IDENTITY_BODY_MAX);
     let seed = item_len(word, RECORD_OVERHEAD + SEED_BODY_LEN);
-    let largest = max(contact, identity);
+    let nonces = item_len(word, NONCE_RECORD_MAX);
+    let largest = max(max(contact, identity), nonces);
     let room = pages.saturating_sub(1).saturating_mul(usable);
-    let fixed = identity + seed + pages.saturating_mul(largest);
+    let fixed = identity + seed + BOARD_REPLAY_PEERS * nonces + pages.saturating_mul(largest);
     if room < fixed {
         return 0;
     }
@@ -420,6 +437,60 @@ impl<F: NorFlash> FlashStore<F> {
             };
             self.store_raw(KEY_CONTACT + i as u16, n, &value).await?;
             store.mark_slot_clean(i);
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Replaces the nonce memories with those in flash (slot `i` from key
+    /// `KEY_NONCES + i`); returns how many peers were loaded and how many values did
+    /// not decode (left empty, overwritten at the next save of that slot).
+    pub async fn load_nonces<const P: usize, const W: usize>(
+        &mut self,
+        nonces: &mut NonceMemory<P, W>,
+    ) -> Result<(usize, usize), StoreError> {
+        if P > MAX_SLOTS || NonceMemory::<P, W>::RECORD_MAX > BUF_LEN {
+            return Err(StoreError::TooManySlots);
+        }
+        nonces.clear();
+        let (mut loaded, mut unreadable) = (0, 0);
+        let mut value = [0u8; BUF_LEN];
+        for i in 0..P {
+            let key = KEY_NONCES + i as u16;
+            let Some(n) = self.fetch_raw(key, &mut value).await? else {
+                continue;
+            };
+            if n == 0 {
+                continue;
+            }
+            match fmt_store::read_record(value.get(..n).unwrap_or_default())
+                .and_then(|(rec, _)| nonces.load_record(&rec, Some(i)))
+            {
+                Ok(()) => loaded += 1,
+                Err(_) => unreadable += 1,
+            }
+        }
+        nonces.mark_clean();
+        Ok((loaded, unreadable))
+    }
+
+    /// Writes the nonce memory slots changed since the last save; returns how many.
+    pub async fn save_nonces<const P: usize, const W: usize>(
+        &mut self,
+        nonces: &mut NonceMemory<P, W>,
+    ) -> Result<usize, StoreError> {
+        if P > MAX_SLOTS || NonceMemory::<P, W>::RECORD_MAX > BUF_LEN {
+            return Err(StoreError::TooManySlots);
+        }
+        let mut written = 0;
+        for i in 0..P {
+            if !nonces.dirty_slots().any(|j| j == i) {
+                continue;
+            }
+            let mut value = [0u8; BUF_LEN];
+            let n = nonces.encode_slot(i, &mut value)?;
+            self.store_raw(KEY_NONCES + i as u16, n, &value).await?;
+            nonces.mark_slot_clean(i);
             written += 1;
         }
         Ok(written)

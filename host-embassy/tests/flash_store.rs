@@ -157,6 +157,65 @@ fn trust_store_survives_reboots_and_writes_only_what_changed() {
 }
 
 #[test]
+fn the_chat_memory_writes_contacts_and_nonces_as_they_change() {
+    use seguro_embassy::seguro_core::chat::KeyMemory;
+    use seguro_embassy::seguro_core::replay::Seen;
+    use seguro_embassy::store::{BOARD_REPLAY_PEERS, FlashMemory};
+    let tmp = Tmp::new("memory");
+    let (mut m, n) = block_on(FlashMemory::<_, 8>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(m.observe("bob", &[2; 32], 1), Verdict::FirstContact);
+    m.verify("bob", &[2; 32]).unwrap();
+    assert_eq!(m.received_nonce("bob", &[7; 12]), Seen::New);
+    m.sent_nonce("bob", &[8; 12]);
+    for i in 0..BOARD_REPLAY_PEERS as u8 + 1 {
+        m.received_nonce(&format!("p{i}"), &[i; 12]);
+    }
+    assert!(m.take_error().is_none());
+    drop(m);
+    // Reboot: nothing was flushed by hand, everything is there.
+    let (mut m, n) = block_on(FlashMemory::<_, 8>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(n, 1, "one contact; the nonce peers are not contacts");
+    assert!(m.trust().get("bob").unwrap().verified());
+    assert_eq!(
+        m.observe("bob", &[3; 32], 2),
+        Verdict::ChangedVerified { old: [2; 32] }
+    );
+    // bob was pushed out of the nonce memories by newer peers: the newest are kept.
+    let last = BOARD_REPLAY_PEERS as u8;
+    assert_eq!(
+        m.received_nonce(&format!("p{last}"), &[last; 12]),
+        Seen::Replayed
+    );
+    drop(m);
+    let (m, _) = block_on(FlashMemory::<_, 8>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(
+        m.trust().get("bob").unwrap().pending().unwrap().key,
+        [3; 32]
+    );
+}
+
+#[test]
+fn nonces_of_a_peer_survive_a_reboot() {
+    use seguro_embassy::seguro_core::chat::KeyMemory;
+    use seguro_embassy::seguro_core::replay::Seen;
+    use seguro_embassy::store::FlashMemory;
+    let tmp = Tmp::new("nonces");
+    let (mut m, _) = block_on(FlashMemory::<_, 8>::load(open(&tmp.0, 4))).unwrap();
+    m.received_nonce("bob", &[7; 12]);
+    m.sent_nonce("bob", &[8; 12]);
+    drop(m);
+    let (mut m, _) = block_on(FlashMemory::<_, 8>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(m.received_nonce("bob", &[7; 12]), Seen::Replayed);
+    assert_eq!(m.received_nonce("bob", &[8; 12]), Seen::Reflected);
+    assert_eq!(m.received_nonce("bob", &[9; 12]), Seen::New);
+    // RAM only: nothing is kept.
+    let mut r = FlashMemory::<FileFlash, 8>::ram();
+    r.received_nonce("bob", &[7; 12]);
+    assert!(r.take_error().is_none());
+}
+
+#[test]
 fn a_full_trust_store_and_a_full_flash() {
     // The range is checked against the trust store's worst case before anything is
     // written, so the flash itself never fills up.

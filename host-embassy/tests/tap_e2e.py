@@ -7,7 +7,9 @@ runner of `seguro-embassy` (embassy-net on the TAP, embedded-tls, seguro-core) a
 desktop `seguro chat`. Checks /to both ways, /server, /list (with fingerprints that
 agree across clients), reconnection after a server restart, the loud warning on the
 board when a user comes back with another key, a restart of the board with the same
-flash image (same identity, no warning at its peer, the boot counter advanced), a board
+flash image (same identity, no warning at its peer, the boot counter advanced, the
+contacts kept: a key substituted after the restart is reported, not taken for a first
+contact), a board
 pinned by an invite (the server's key, not its certificate), and refusals: a wrong
 pinned certificate, an invite for another key, an RSA server, an RSA pin.
 
@@ -268,7 +270,7 @@ def main():
 
         print("== the board restarts with the same flash: same key, bob sees no warning", flush=True)
         alice = board("alice", server_crt, extra=("--flash", flash))
-        alice.expect_line(f"[SYS] flash {flash}: boot 2, identity loaded (fp {alice_fp}), 0 contact(s)")
+        alice.expect_line(f"[SYS] flash {flash}: boot 2, identity loaded (fp {alice_fp}), 1 contact(s)")
         alice.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as alice")
         bob.expect_line(f"[SYS] alice joined, fp {alice_fp}", since=mb)
         alice.send("/to bob same key after a reboot")
@@ -276,6 +278,26 @@ def main():
         warned = bob.none_match(lambda l: l.startswith("[WARN]"), since=mb)
         if warned:
             raise Fail(f"bob warned about the restarted board: {warned}")
+        # The board kept its contacts: bob (the second key) is known, nothing is said.
+        alice.send("/trust")
+        alice.expect(lambda l: l.startswith("[SYS]   bob  fp ") and l.endswith("  not verified"),
+                     what="bob in /trust after the reboot")
+        said = alice.none_match(lambda l: "new contact bob" in l or "KEY CHANGED" in l)
+        if said:
+            raise Fail(f"the rebooted board did not remember bob: {said}")
+        print("== after the reboot, bob's first key again: the board reports the change", flush=True)
+        ma = alice.mark()
+        bob.send("/quit")
+        bob.p.stdin.close()
+        bob.wait_exit()
+        alice.expect_line("[SYS] bob left", since=ma)
+        bob = start("bob3", [seguro, "chat", "bob", SERVER_IP, str(PORT), "--cert", server_crt,
+                             "--state-dir", f"{work}/state"])
+        bob.expect_line(f"[SYS] connected to {SERVER_IP}:{PORT} as bob")
+        alice.expect_prefix("[WARN] KEY CHANGED for bob: fp was ", since=ma)
+        if alice.none_match(lambda l: "new contact bob" in l, since=ma):
+            raise Fail("the board took a changed key for a first contact after its reboot")
+        mb = bob.mark()
         alice.send("/quit")
         if alice.wait_exit() != 0:
             raise Fail("the restarted runner did not exit with 0 after /quit")

@@ -27,7 +27,7 @@ use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
-use seguro_core::chat::{Action, Chat, Line, RecentKeys};
+use seguro_core::chat::{Action, Chat, Line};
 use seguro_core::client::{Client, Event};
 use seguro_core::frame::LineAccumulator;
 
@@ -36,6 +36,7 @@ use crate::exit;
 use crate::output;
 use crate::pin::PinMismatch;
 use crate::tls;
+use crate::trust::DesktopMemory;
 
 /// Directory capacity of the desktop client.
 pub const USERS: usize = 256;
@@ -45,13 +46,11 @@ pub const MAX_TEXT: usize = 4096;
 const MSG: usize = MAX_TEXT + seguro_core::limits::TAG_LEN;
 /// Messages from not-yet-known senders held while the directory is refreshed.
 const PENDING: usize = 8;
-/// Users whose last key is remembered across leave and rejoin.
-pub const KNOWN_KEYS: usize = 1024;
 /// Longest line accepted from the server (a directory of `USERS` users fits).
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// The desktop client's chat session.
-pub type DesktopChat = Chat<RecentKeys<KNOWN_KEYS>, USERS, MSG, PENDING>;
+pub type DesktopChat = Chat<DesktopMemory, USERS, MSG, PENDING>;
 
 /// Where output lines go.
 pub trait Printer: Send {
@@ -740,6 +739,9 @@ impl Driver {
             }
             printer.print(&line);
         }
+        for e in self.chat.memory_mut().take_errors() {
+            printer.print(&Line::HostError(&e));
+        }
         while self.online {
             match self.chat.poll_transmit(&mut self.out) {
                 Ok(Some(n)) => wire.extend_from_slice(self.out.get(..n).unwrap_or(&[])),
@@ -882,6 +884,13 @@ pub fn run(a: ChatArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    let (memory, strict, trust_note) = match crate::trust::for_chat(&a) {
+        Ok(m) => m,
+        Err((e, code)) => {
+            early.print(&Line::HostError(&e));
+            return code;
+        }
+    };
 
     let (in_tx, in_rx) = channel::unbounded();
     let screen = if full_screen(&a) {
@@ -900,7 +909,11 @@ pub fn run(a: ChatArgs) -> i32 {
     if let Some(n) = note {
         printer.print(&Line::HostInfo(&n));
     }
-    let chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
+    if let Some(n) = trust_note {
+        printer.print(&Line::HostWarn(&n));
+    }
+    let mut chat = Box::new(DesktopChat::new(client, memory));
+    chat.set_strict(strict);
     let mut desktop = Desktop {
         args: a,
         tls: TlsConnector::from(target.tls),

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod identity;
 pub mod invite;
 pub mod output;
@@ -14,6 +15,7 @@ pub mod pin;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod trust;
 pub mod tui;
 
 /// Process exit codes.

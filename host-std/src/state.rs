@@ -526,6 +526,11 @@ pub struct KeptRecord {
 }
 
 impl KeptRecord {
+    /// The record's kind.
+    pub fn kind(&self) -> u8 {
+        self.kind
+    }
+
     fn from(r: Record<'_>) -> Self {
         Self {
             kind: r.kind,
@@ -534,7 +539,8 @@ impl KeptRecord {
         }
     }
 
-    fn record(&self) -> Record<'_> {
+    /// The record.
+    pub fn record(&self) -> Record<'_> {
         Record {
             kind: self.kind,
             version: self.version,

@@ -297,9 +297,16 @@ fn conversation(chunk: fn(&mut ChaCha20Rng) -> usize, seed: u64) {
             "[SYS] users online (2):".into(),
             format!("[SYS]   alice  fp {a}"),
             format!("[SYS]   bob  fp {b} (you)"),
+            format!("[SYS] new contact alice, fp {a}; to check it is really alice: /verify alice"),
         ]
     );
-    assert_eq!(w.seen("alice"), [format!("[SYS] bob joined, fp {b}")]);
+    assert_eq!(
+        w.seen("alice"),
+        [
+            format!("[SYS] bob joined, fp {b}"),
+            format!("[SYS] new contact bob, fp {b}; to check it is really bob: /verify bob"),
+        ]
+    );
 
     assert_eq!(w.type_line("alice", "/to bob hola juan"), Action::Sent);
     assert_eq!(w.seen("bob"), ["[alice] hola juan"]);
@@ -420,6 +427,9 @@ fn a_first_message_beats_the_directory_push() {
         w.seen("alice"),
         [
             format!("[SYS] carol joined, fp {carol_fp}"),
+            format!(
+                "[SYS] new contact carol, fp {carol_fp}; to check it is really carol: /verify carol"
+            ),
             "[carol] hi from carol".into()
         ]
     );

@@ -185,7 +185,10 @@ fn script() -> Vec<Step> {
 /// The desktop client's screen and wire.
 fn desktop(steps: &[Step]) -> (Vec<u8>, Vec<u8>, Vec<Action>) {
     let client = Client::new("alice", KeyPair::from_secret(ALICE)).unwrap();
-    let mut chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
+    let mut chat = Box::new(DesktopChat::new(
+        client,
+        seguro::trust::DesktopMemory::in_memory(),
+    ));
     chat.set_server(&"10.0.0.1:7000");
     let mut driver = Driver::new(chat, LINE);
     let mut printer = PlainPrinter::new(Vec::new(), false);
@@ -312,7 +315,8 @@ fn one_script_renders_byte_identical_on_desktop_and_board() {
         format!(
             "[WARN] KEY CHANGED for bob: fp was {}, now {}. Either bob restarted their \
              client or someone (the server?) is substituting keys: verify the new \
-             fingerprint with bob over another channel before trusting messages.",
+             fingerprint with bob over another channel before trusting messages \
+             (/verify bob).",
             fp(&bob),
             fp(&bob2)
         ),

@@ -7,7 +7,7 @@
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use seguro::client::{DesktopChat, Driver, Printer, Typed};
-use seguro_core::chat::{Action, Line, RecentKeys};
+use seguro_core::chat::{Action, Line};
 use seguro_core::client::{Client, Event};
 use seguro_core::e2ee::KeyPair;
 use seguro_core::msg::{Message, UserList};
@@ -89,7 +89,10 @@ struct Alice {
 impl Alice {
     fn new() -> Self {
         let client = Client::new("alice", KeyPair::from_secret(ALICE)).unwrap();
-        let mut chat = Box::new(DesktopChat::new(client, RecentKeys::new()));
+        let mut chat = Box::new(DesktopChat::new(
+            client,
+            seguro::trust::DesktopMemory::in_memory(),
+        ));
         chat.set_server(&"10.0.0.1:7000");
         let mut driver = Driver::new(chat, 8192);
         driver.keep_offline(true);

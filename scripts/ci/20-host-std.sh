@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # host-std: the `seguro` binary's tests with real processes, sockets and TLS, then the
-# interop tests against an independent Python peer (ssl + pyca/cryptography), in both roles.
+# interop tests against an independent Python peer (ssl + pyca/cryptography), in both roles,
+# and the lying-server tests (host-std/tests/python/lying_proxy.py, a TLS proxy holding the
+# server's key that replays and reflects relays, in front of `seguro serve` and of the
+# Python reference server): both run by `unittest discover` below.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 

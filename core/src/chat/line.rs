@@ -16,6 +16,9 @@ use crate::command::{CommandError, Spec};
 use crate::directory::Change;
 use crate::fingerprint;
 use crate::limits::KEY_LEN;
+use crate::trust::TrustError;
+
+use super::memory::Status;
 
 use super::escape::{Host, Name, Text};
 
@@ -159,6 +162,83 @@ pub enum Line<'a> {
         /// Why.
         why: &'a dyn fmt::Display,
     },
+    /// A name seen for the first time (quiet): its fingerprint, and how to verify it.
+    FirstContact {
+        /// Who.
+        name: &'a str,
+        /// Their key.
+        key: &'a [u8; KEY_LEN],
+    },
+    /// `/verify`: the safety code of the pair (ours and the peer's key), the same on
+    /// both sides; [`Line::VerifyHow`] follows.
+    PairCode {
+        /// The peer.
+        user: &'a str,
+        /// Our key.
+        mine: &'a [u8; KEY_LEN],
+        /// The peer's key.
+        theirs: &'a [u8; KEY_LEN],
+    },
+    /// `/verify`: what to do with the code.
+    VerifyHow {
+        /// The peer.
+        user: &'a str,
+    },
+    /// `/verify <user> yes`: the contact is verified.
+    Verified {
+        /// Who.
+        user: &'a str,
+        /// The key verified.
+        key: &'a [u8; KEY_LEN],
+    },
+    /// `/verify <user> yes` without a code shown for the key the user has now.
+    VerifyStale {
+        /// Who.
+        user: &'a str,
+    },
+    /// `/accept`: the new key is taken, the contact is no longer verified.
+    Accepted {
+        /// Who.
+        user: &'a str,
+        /// The key now stored.
+        key: &'a [u8; KEY_LEN],
+    },
+    /// `/trust`: the head of the contact list; one [`Line::Contact`] per contact follows.
+    Contacts {
+        /// How many.
+        count: usize,
+    },
+    /// `/trust`: one contact.
+    Contact {
+        /// Who.
+        name: &'a str,
+        /// What is known.
+        status: Status,
+    },
+    /// A trust command was refused.
+    Trust {
+        /// The contact named.
+        user: &'a str,
+        /// Why.
+        err: TrustError,
+    },
+    /// Strict mode: not sent, the verified contact's key changed.
+    StrictRefused {
+        /// The recipient.
+        user: &'a str,
+    },
+    /// A message was delivered again (same nonce from the same peer): not shown.
+    Replayed {
+        /// The sender as named.
+        from: &'a str,
+        /// Further copies since the last such warning, not warned about.
+        more: u32,
+    },
+    /// One of our own messages to `from` came back as if `from` had sent it.
+    Reflected {
+        /// The peer named as the sender.
+        from: &'a str,
+    },
     /// The host's own information: `[SYS] <text>`.
     HostInfo(&'a dyn fmt::Display),
     /// The host's own warning: `[WARN] <text>`.
@@ -179,7 +259,18 @@ impl Line<'_> {
             | Self::Help(_)
             | Self::Fingerprint { .. }
             | Self::SafetyCode { .. }
+            | Self::FirstContact { .. }
+            | Self::PairCode { .. }
+            | Self::VerifyHow { .. }
+            | Self::Verified { .. }
+            | Self::Contacts { .. }
+            | Self::Contact { .. }
             | Self::HostInfo(_) => Kind::Sys,
+            Self::Accepted { .. } | Self::Replayed { .. } => Kind::Warn,
+            Self::Reflected { .. } => Kind::Alert,
+            Self::VerifyStale { .. } | Self::Trust { .. } | Self::StrictRefused { .. } => {
+                Kind::Error
+            }
             Self::KeyChanged {
                 verified: false, ..
             }
@@ -219,7 +310,16 @@ impl Line<'_> {
             Self::Received(Event::Undeliverable { from, .. }) if !from.is_empty() => Some(from),
             Self::Fingerprint { user, .. }
             | Self::SafetyCode { user, .. }
-            | Self::UnknownUser { user } => Some(user),
+            | Self::UnknownUser { user }
+            | Self::PairCode { user, .. }
+            | Self::VerifyHow { user }
+            | Self::Verified { user, .. }
+            | Self::VerifyStale { user }
+            | Self::Accepted { user, .. }
+            | Self::Trust { user, .. }
+            | Self::StrictRefused { user } => Some(user),
+            Self::FirstContact { name, .. } | Self::Contact { name, .. } => Some(name),
+            Self::Replayed { from, .. } | Self::Reflected { from } => Some(from),
             Self::Send(SendError::UnknownUser { user } | SendError::WeakKey { user }) => Some(user),
             _ => None,
         }
@@ -317,7 +417,8 @@ impl fmt::Display for Body<'_> {
                     "KEY CHANGED for {name}, WHOSE KEY YOU VERIFIED: fp was {}, now {}. \
                      Do not trust messages from {name} until you have verified the new \
                      fingerprint with {name} over another channel: someone (the server?) \
-                     may be substituting keys.",
+                     may be substituting keys. /verify {name} to compare the new safety \
+                     code, /accept {name} to take the new key unverified.",
                     short(old),
                     short(new)
                 )
@@ -369,6 +470,101 @@ impl fmt::Display for Body<'_> {
                 write!(f, "{}; retrying in {} s", Host(why), Secs(after_ms))
             }
             Line::ConnectionLost { why } => write!(f, "connection lost ({})", Host(why)),
+            Line::FirstContact { name, key } => {
+                let name = Name(name);
+                write!(
+                    f,
+                    "new contact {name}, fp {}; to check it is really {name}: /verify {name}",
+                    short(key)
+                )
+            }
+            Line::PairCode { user, mine, theirs } => write!(
+                f,
+                "safety code of you and {}: {}",
+                Name(user),
+                fingerprint::pair_code(mine, theirs)
+            ),
+            Line::VerifyHow { user } => {
+                let user = Name(user);
+                write!(
+                    f,
+                    "{user} sees the same 60 digits with /verify on their side. Compare them \
+                     over another channel (in person, on a call); if they match, type \
+                     /verify {user} yes"
+                )
+            }
+            Line::Verified { user, key } => write!(
+                f,
+                "{} is verified (fp {}); a change of this key will be reported loudly",
+                Name(user),
+                short(key)
+            ),
+            Line::VerifyStale { user } => {
+                let user = Name(user);
+                write!(
+                    f,
+                    "no safety code shown for {user}'s current key: type /verify {user}, \
+                     compare, then /verify {user} yes"
+                )
+            }
+            Line::Accepted { user, key } => {
+                let user = Name(user);
+                write!(
+                    f,
+                    "accepted the new key of {user} (fp {}) without verifying it; {user} is \
+                     no longer verified (/verify {user} to verify again)",
+                    short(key)
+                )
+            }
+            Line::Contacts { count } => write!(f, "contacts ({count}):"),
+            Line::Contact { name, status } => {
+                let state = if status.verified {
+                    "verified"
+                } else {
+                    "not verified"
+                };
+                write!(f, "  {}  fp {}  {state}", Name(name), short(&status.key))?;
+                match status.pending {
+                    Some(new) => write!(
+                        f,
+                        "; KEY CHANGED, now fp {}: /verify {} or /accept {}",
+                        short(&new),
+                        Name(name),
+                        Name(name)
+                    ),
+                    None => Ok(()),
+                }
+            }
+            Line::Trust { user, err } => write!(f, "{}: {err}", Name(user)),
+            Line::StrictRefused { user } => {
+                let user = Name(user);
+                write!(
+                    f,
+                    "not sent: the key of {user} changed since you verified it (strict \
+                     mode). Compare the new safety code with /verify {user}, or take the \
+                     new key with /accept {user}"
+                )
+            }
+            Line::Replayed { from, more } => {
+                write!(
+                    f,
+                    "a message from {} was delivered again; the copy is not shown. The \
+                     server may be replaying messages",
+                    Name(from)
+                )?;
+                if more > 0 {
+                    write!(f, " ({more} more copies since the last warning)")?;
+                }
+                Ok(())
+            }
+            Line::Reflected { from } => {
+                let from = Name(from);
+                write!(
+                    f,
+                    "the server handed back one of your own messages to {from} as if \
+                     {from} had sent it; refused. The server is tampering with messages"
+                )
+            }
             Line::HostInfo(t) | Line::HostWarn(t) | Line::HostError(t) => {
                 write!(f, "{}", Host(t))
             }
@@ -400,7 +596,8 @@ fn key_changed(
         f,
         "KEY CHANGED for {name}: fp was {}, now {}. Either {name} restarted \
          their client or someone (the server?) is substituting keys: verify the \
-         new fingerprint with {name} over another channel before trusting messages.",
+         new fingerprint with {name} over another channel before trusting messages \
+         (/verify {name}).",
         fingerprint::short(old),
         fingerprint::short(new)
     )

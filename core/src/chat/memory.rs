@@ -11,9 +11,21 @@
 use heapless::Vec;
 use sha2::{Digest, Sha256};
 
-use crate::limits::{CHAT_KNOWN_KEYS, KEY_LEN};
-use crate::trust::TrustStore;
+use crate::limits::{CHAT_KNOWN_KEYS, KEY_LEN, NONCE_LEN};
+use crate::replay::{NonceMemory, Seen};
 pub use crate::trust::Verdict;
+use crate::trust::{TrustError, TrustStore};
+
+/// What a memory knows of one contact: for `/trust`, `/verify` and strict mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The stored key (the verified one of a verified contact).
+    pub key: [u8; KEY_LEN],
+    /// The user verified `key`.
+    pub verified: bool,
+    /// A changed key of a verified contact, waiting for `/verify` or `/accept`.
+    pub pending: Option<[u8; KEY_LEN]>,
+}
 
 /// Remembers the last key seen per user name.
 pub trait KeyMemory {
@@ -24,6 +36,52 @@ pub trait KeyMemory {
 
     /// The key last recorded for `name`, if remembered.
     fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]>;
+
+    /// What is known of `name`. By default: its last key, never verified.
+    fn status(&self, name: &str) -> Option<Status> {
+        self.last_key(name).map(|key| Status {
+            key,
+            verified: false,
+            pending: None,
+        })
+    }
+
+    /// Marks `key` of `name` verified (`/verify <user> yes`). By default the memory
+    /// keeps no contacts: [`TrustError::Unsupported`].
+    fn verify(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Result<(), TrustError> {
+        let _ = (name, key);
+        Err(TrustError::Unsupported)
+    }
+
+    /// Takes the changed key of a verified contact without verifying it (`/accept`);
+    /// returns the new key. By default: [`TrustError::Unsupported`].
+    fn accept(&mut self, name: &str) -> Result<[u8; KEY_LEN], TrustError> {
+        let _ = name;
+        Err(TrustError::Unsupported)
+    }
+
+    /// Number of contact slots [`KeyMemory::contact`] looks into (0: no list).
+    fn slots(&self) -> usize {
+        0
+    }
+
+    /// The contact in slot `i`, for `/trust`.
+    fn contact(&self, i: usize) -> Option<(&str, Status)> {
+        let _ = i;
+        None
+    }
+
+    /// Records a nonce this client sent to `peer` (to recognise it handed back).
+    fn sent_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) {
+        let _ = (peer, nonce);
+    }
+
+    /// Judges (and records) the nonce of a message that decrypted as from `peer`. By
+    /// default nothing is remembered: every message is [`Seen::New`].
+    fn received_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) -> Seen {
+        let _ = (peer, nonce);
+        Seen::New
+    }
 }
 
 impl<M: KeyMemory + ?Sized> KeyMemory for &mut M {
@@ -33,6 +91,42 @@ impl<M: KeyMemory + ?Sized> KeyMemory for &mut M {
 
     fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
         (**self).last_key(name)
+    }
+
+    fn status(&self, name: &str) -> Option<Status> {
+        (**self).status(name)
+    }
+
+    fn verify(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Result<(), TrustError> {
+        (**self).verify(name, key)
+    }
+
+    fn accept(&mut self, name: &str) -> Result<[u8; KEY_LEN], TrustError> {
+        (**self).accept(name)
+    }
+
+    fn slots(&self) -> usize {
+        (**self).slots()
+    }
+
+    fn contact(&self, i: usize) -> Option<(&str, Status)> {
+        (**self).contact(i)
+    }
+
+    fn sent_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) {
+        (**self).sent_nonce(peer, nonce);
+    }
+
+    fn received_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) -> Seen {
+        (**self).received_nonce(peer, nonce)
+    }
+}
+
+fn status_of(c: &crate::trust::Contact) -> Status {
+    Status {
+        key: *c.key(),
+        verified: c.verified(),
+        pending: c.pending().map(|p| p.key),
     }
 }
 
@@ -48,6 +142,86 @@ impl<const N: usize> KeyMemory for TrustStore<N> {
 
     fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
         self.get(name).map(|c| *c.key())
+    }
+
+    fn status(&self, name: &str) -> Option<Status> {
+        self.get(name).map(status_of)
+    }
+
+    fn verify(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Result<(), TrustError> {
+        TrustStore::verify(self, name, key)
+    }
+
+    fn accept(&mut self, name: &str) -> Result<[u8; KEY_LEN], TrustError> {
+        TrustStore::accept(self, name)
+    }
+
+    fn slots(&self) -> usize {
+        N
+    }
+
+    fn contact(&self, i: usize) -> Option<(&str, Status)> {
+        self.slot(i).map(|c| (c.name(), status_of(c)))
+    }
+}
+
+/// A trust store and nonce memories kept together (and saved together): the key memory
+/// of a host that persists both.
+#[derive(Debug, Clone, Default)]
+pub struct Contacts<const N: usize, const PEERS: usize, const WINDOW: usize> {
+    /// The contacts.
+    pub trust: TrustStore<N>,
+    /// The nonces sent to and received from each peer.
+    pub nonces: NonceMemory<PEERS, WINDOW>,
+}
+
+impl<const N: usize, const PEERS: usize, const WINDOW: usize> Contacts<N, PEERS, WINDOW> {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            trust: TrustStore::new(),
+            nonces: NonceMemory::new(),
+        }
+    }
+}
+
+impl<const N: usize, const PEERS: usize, const WINDOW: usize> KeyMemory
+    for Contacts<N, PEERS, WINDOW>
+{
+    fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict {
+        KeyMemory::observe(&mut self.trust, name, key, now)
+    }
+
+    fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
+        KeyMemory::last_key(&self.trust, name)
+    }
+
+    fn status(&self, name: &str) -> Option<Status> {
+        KeyMemory::status(&self.trust, name)
+    }
+
+    fn verify(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Result<(), TrustError> {
+        self.trust.verify(name, key)
+    }
+
+    fn accept(&mut self, name: &str) -> Result<[u8; KEY_LEN], TrustError> {
+        self.trust.accept(name)
+    }
+
+    fn slots(&self) -> usize {
+        N
+    }
+
+    fn contact(&self, i: usize) -> Option<(&str, Status)> {
+        KeyMemory::contact(&self.trust, i)
+    }
+
+    fn sent_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) {
+        self.nonces.sent(peer, nonce);
+    }
+
+    fn received_nonce(&mut self, peer: &str, nonce: &[u8; NONCE_LEN]) -> Seen {
+        self.nonces.received(peer, nonce)
     }
 }
 

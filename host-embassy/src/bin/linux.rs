@@ -38,7 +38,7 @@ use seguro_embassy::output::Output;
 use seguro_embassy::pin::Pin;
 use seguro_embassy::rand_core::RngCore as _;
 use seguro_embassy::rng::{SeededRng, Seeder};
-use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
+use seguro_embassy::seguro_core::chat::Chat;
 use seguro_embassy::seguro_core::client::Client;
 use seguro_embassy::seguro_core::e2ee::KeyPair;
 use seguro_embassy::session::{Buffers, Commands, Config, Events, Input, Session};
@@ -47,7 +47,11 @@ type Mutex = CriticalSectionRawMutex;
 type CommandChannel = Commands<Mutex, 4>;
 type EventChannel = Events<Mutex, 8>;
 /// The chat session, with a board's default capacities.
-type BoardChat = Chat<RecentKeys>;
+/// The runner's key memory: the trust store and nonce memories, in the flash image
+/// with `--flash`, else in RAM.
+type Memory =
+    seguro_embassy::store::FlashMemory<seguro_embassy::store::file::FileFlash, FLASH_CONTACTS>;
+type BoardChat = Chat<Memory>;
 
 const USAGE: &str = "usage: seguro-embassy-linux <tap> <ipv4/prefix> <server-ip:port> (--cert <server.crt> | --invite <invite>) <user> [--gateway <ipv4>] [--tls-read-buffer <bytes>] [--flash <file>]";
 
@@ -202,8 +206,9 @@ const FLASH_CONTACTS: usize = 16;
 
 /// Boots from the flash image at `path` like a board: the generator from the stored
 /// seed and fresh entropy (the seed replaced first), then the stored identity or a new
-/// one, and the trust store checked. Returns the generator and the key pair.
-fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair), String> {
+/// one, then the contacts and nonce memories. Returns the generator, the key pair and
+/// the memory (which writes to the image as it changes).
+fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair, Memory), String> {
     use seguro_embassy::store::FlashStore;
     use seguro_embassy::store::file::{ERASE_SIZE, FileFlash};
     let what = |e: &dyn std::fmt::Display| format!("flash {}: {e}", path.display());
@@ -213,10 +218,8 @@ fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair)
     let mut boot = embassy_futures::block_on(store.boot_rng(&entropy()?)).map_err(|e| what(&e))?;
     let (id, created) = embassy_futures::block_on(store.identity(user, &mut boot.rng, boot.boots))
         .map_err(|e| what(&e))?;
-    let mut trust = Box::new(seguro_embassy::seguro_core::trust::TrustStore::<
-        FLASH_CONTACTS,
-    >::new());
-    let loaded = embassy_futures::block_on(store.load_trust(&mut trust)).map_err(|e| what(&e))?;
+    let (memory, contacts) =
+        embassy_futures::block_on(Memory::load(store)).map_err(|e| what(&e))?;
     print_line(
         &Output::sys(format_args!(
             "flash {}: boot {}{}, identity {} (fp {}), {} contact(s)",
@@ -229,11 +232,11 @@ fn flash_boot(path: &std::path::Path, user: &str) -> Result<(SeededRng, KeyPair)
             },
             if created { "created" } else { "loaded" },
             id.fingerprint(),
-            loaded.contacts
+            contacts
         ))
         .text,
     );
-    Ok((boot.rng, id.into_x25519()))
+    Ok((boot.rng, id.into_x25519(), memory))
 }
 
 #[embassy_executor::task]
@@ -342,12 +345,12 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
             Pin::from_invite(&inv).map_err(|e| e.to_string())?
         }
     };
-    let (mut rng, keys) = match &args.flash {
+    let (mut rng, keys, memory) = match &args.flash {
         Some(path) => {
-            let (rng, keys) = flash_boot(path, &args.user)?;
-            (rng, Some(keys))
+            let (rng, keys, memory) = flash_boot(path, &args.user)?;
+            (rng, Some(keys), memory)
         }
-        None => (seed()?, None),
+        None => (seed()?, None, Memory::ram()),
     };
 
     let mut device =
@@ -374,7 +377,7 @@ fn start(args: Args) -> Result<std::convert::Infallible, String> {
             .map_err(|e| format!("invalid invite: {e}"))?;
         client.set_token(inv.token());
     }
-    let chat: &'static mut BoardChat = Box::leak(Box::new(Chat::new(client, RecentKeys::new())));
+    let chat: &'static mut BoardChat = Box::leak(Box::new(Chat::new(client, memory)));
     let server = IpEndpoint::new(IpAddress::Ipv4(*args.server.ip()), args.server.port());
     let commands: &'static CommandChannel = Box::leak(Box::new(CommandChannel::new()));
     let events: &'static EventChannel = Box::leak(Box::new(EventChannel::new()));

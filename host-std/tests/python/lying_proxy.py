@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""A lying server for tests: a TLS proxy that holds the server's own certificate and key
+(the operator is the attacker, so the clients' pin accepts it), sits in front of a real
+server (`seguro serve`, or peer.py's reference server) and forwards every line both
+ways, tampering only with end-to-end `relay` messages:
+
+  --replay      every relay delivered to a client is delivered twice;
+  --reflect     a relay a client sends to X is also handed back to that client, as if X
+                had sent it (v1 uses the same key both ways, so it decrypts);
+  --replay-old  when a user connects again, every relay delivered to that user on an
+                earlier connection is delivered again, right after the welcome.
+
+It prints `listening on 127.0.0.1:PORT` once ready, logs each tampering on stderr
+(`proxy: replayed ...`), and runs until killed. Standard library only (ssl, socket).
+
+Usage: lying_proxy.py --upstream PORT --cert server.crt --key server.key [modes]
+"""
+import argparse
+import json
+import select
+import socket
+import ssl
+import sys
+import threading
+
+delivered = {}  # user -> [relay lines delivered on earlier connections]
+lock = threading.Lock()
+
+
+def log(text):
+    print("proxy: " + text, file=sys.stderr, flush=True)
+
+
+def parse(line):
+    try:
+        obj = json.loads(line)
+        return obj if isinstance(obj, dict) else None
+    except ValueError:
+        return None
+
+
+class Link:
+    """One client connection and its upstream connection, pumped by one thread (an
+    OpenSSL connection must not be read and written from two threads at once)."""
+
+    def __init__(self, args, down, up):
+        self.args = args
+        self.down = down
+        self.up = up
+        self.user = None
+        self.seen_here = []
+
+    def to_client(self, line):
+        self.down.sendall(line + b"\n")
+
+    def on_client_line(self, line):
+        obj = parse(line)
+        if obj is not None and obj.get("type") == "hello":
+            self.user = obj.get("user")
+        if self.args.reflect and obj is not None and obj.get("type") == "relay" and self.user:
+            back = dict(obj)
+            back["from"] = obj.get("to")
+            back["to"] = self.user
+            self.to_client(json.dumps(back).encode())
+            log("reflected a relay of %s to %s back to %s" % (self.user, obj.get("to"), self.user))
+        self.up.sendall(line + b"\n")
+
+    def on_server_line(self, line):
+        obj = parse(line)
+        kind = obj.get("type") if obj is not None else None
+        self.to_client(line)
+        if kind == "welcome" and self.args.replay_old and self.user:
+            with lock:
+                old = list(delivered.get(self.user, []))
+            for o in old:
+                self.to_client(o)
+            if old:
+                log("replayed %d old relay(s) to %s" % (len(old), self.user))
+        if kind == "relay":
+            self.seen_here.append(line)
+            if self.args.replay:
+                self.to_client(line)
+                log("replayed a relay from %s to %s" % (obj.get("from"), self.user))
+
+    def run(self):
+        bufs = {self.down: b"", self.up: b""}
+        handlers = {self.down: self.on_client_line, self.up: self.on_server_line}
+        try:
+            while True:
+                ready = [s for s in bufs if s.pending()]
+                if not ready:
+                    ready, _, _ = select.select(list(bufs), [], [], 1.0)
+                for s in ready:
+                    # Non-blocking read: a readable socket may carry only TLS records
+                    # without data (a session ticket); writes block (timeout 30 s).
+                    s.settimeout(0)
+                    try:
+                        data = s.recv(65536)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        continue
+                    finally:
+                        s.settimeout(30)
+                    if not data:
+                        return
+                    bufs[s] += data
+                    while b"\n" in bufs[s]:
+                        line, bufs[s] = bufs[s].split(b"\n", 1)
+                        handlers[s](line)
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            self.close()
+
+    def close(self):
+        if self.user and self.seen_here:
+            with lock:
+                delivered.setdefault(self.user, []).extend(self.seen_here)
+                self.seen_here = []
+        for s in (self.down, self.up):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def serve(args):
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(args.cert, args.key)
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.check_hostname = False
+    cctx.verify_mode = ssl.CERT_NONE  # the attacker's own server
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", args.port))
+    lsock.listen(64)
+    print("listening on 127.0.0.1:%d" % lsock.getsockname()[1], flush=True)
+
+    def handle(raw):
+        try:
+            raw.settimeout(30)
+            down = sctx.wrap_socket(raw, server_side=True)
+            up = cctx.wrap_socket(socket.create_connection(("127.0.0.1", args.upstream), 30))
+        except (OSError, ssl.SSLError) as e:
+            log("connection failed: %s" % e)
+            raw.close()
+            return
+        Link(args, down, up).run()
+
+    while True:
+        raw, _ = lsock.accept()
+        threading.Thread(target=handle, args=(raw,), daemon=True).start()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--upstream", type=int, required=True, help="the real server's port")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--replay", action="store_true")
+    p.add_argument("--reflect", action="store_true")
+    p.add_argument("--replay-old", action="store_true")
+    serve(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()

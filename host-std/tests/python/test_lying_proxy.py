@@ -1,0 +1,142 @@
+"""A lying server (lying_proxy.py) in front of `seguro serve` and in front of peer.py's
+reference server: replayed and reflected v1 messages are flagged and never shown as
+normal messages; a genuine message that repeats its text (new nonce) is still shown;
+the memory survives a restart of the client.
+
+Run: SEGURO_BIN=target/debug/seguro python3 -m unittest discover -s host-std/tests/python -v
+"""
+import os
+import sys
+import time
+import unittest
+
+import test_interop
+from test_interop import BIN, HERE
+
+PROXY = os.path.join(HERE, "lying_proxy.py")
+REPLAY_WARN = "[WARN] a message from %s was delivered again; the copy is not shown"
+REFLECT_WARN = "[WARN] the server handed back one of your own messages to %s as if %s had sent it; refused"
+
+
+class LyingServer(test_interop.Interop):
+    def proxy(self, upstream, crt, key, *modes):
+        p = self.start([sys.executable, PROXY, "--upstream", str(upstream), "--cert", crt,
+                        "--key", key] + list(modes))
+        return self.port_of(p)
+
+    def client(self, user, port, crt):
+        """A seguro client with its own state (identity, contacts, nonce memories)."""
+        c = self.start([BIN, "chat", user, "127.0.0.1", str(port), "--cert", crt,
+                        "--state-dir", self.path("state-" + user)])
+        c.wait_for("[SYS] connected to 127.0.0.1:%d as %s" % (port, user))
+        return c
+
+    def upstream(self, kind, crt, key):
+        return self.seguro_server(crt, key) if kind == "seguro" else self.python_server(crt, key)
+
+    def count(self, proc, line):
+        return sum(1 for l in proc.lines if l == line)
+
+    # ---- replay
+
+    def check_replay(self, kind):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream(kind, crt, key), crt, key, "--replay")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana otra vez")
+        a.wait_exact("[beto] otra vez")
+        a.wait_for(REPLAY_WARN % "beto")
+        # The same text again is a new message (new nonce): shown again.
+        b.send("/to ana otra vez")
+        a.wait(lambda l: self.count(a, "[beto] otra vez") == 2, "the second genuine message")
+        b.send("/to ana fin")
+        a.wait_exact("[beto] fin")
+        time.sleep(0.5)  # any late copy would have arrived with "fin"'s
+        self.assertEqual(self.count(a, "[beto] otra vez"), 2, "\n".join(a.lines))
+        self.assertEqual(self.count(a, "[beto] fin"), 1, "\n".join(a.lines))
+        # Three copies, one warning: rate-limited.
+        warns = [l for l in a.lines if l.startswith(REPLAY_WARN % "beto")]
+        self.assertEqual(len(warns), 1, "\n".join(a.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_replay_through_seguro_serve(self):
+        self.check_replay("seguro")
+
+    def test_replay_through_the_python_server(self):
+        self.check_replay("python")
+
+    # ---- reflection
+
+    def check_reflection(self, kind):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream(kind, crt, key), crt, key, "--reflect")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        # The reference server pushes no joins: beto writes first so ana learns of him.
+        b.send("/to ana hola")
+        a.wait_exact("[beto] hola")
+        a.send("/to beto mi secreto")
+        b.wait_exact("[ana] mi secreto")
+        a.wait_for(REFLECT_WARN % ("beto", "beto"))
+        b.wait_for(REFLECT_WARN % ("ana", "ana"))  # beto's "hola" came back to him too
+        b.send("/to ana fin")
+        a.wait_exact("[beto] fin")
+        self.assertNotIn("[beto] mi secreto", a.lines)
+        self.assertNotIn("[ana] hola", b.lines)
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_reflection_through_seguro_serve(self):
+        self.check_reflection("seguro")
+
+    def test_reflection_through_the_python_server(self):
+        self.check_reflection("python")
+
+    # ---- restart
+
+    def check_restart(self, kind):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream(kind, crt, key), crt, key, "--replay-old")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana antes del reinicio")
+        a.wait_exact("[beto] antes del reinicio")
+        self.assertEqual(a.finish(), 0)
+        # ana comes back with the same state: the proxy delivers the old relay again.
+        a = self.client("ana", port, crt)
+        b.send("/to ana despues")
+        a.wait_exact("[beto] despues")
+        a.wait_for(REPLAY_WARN % "beto")
+        self.assertNotIn("[beto] antes del reinicio", a.lines)
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_restart_keeps_the_memory_seguro_serve(self):
+        self.check_restart("seguro")
+
+    def test_restart_keeps_the_memory_python_server(self):
+        self.check_restart("python")
+
+    # ---- control: the proxy itself is honest without modes
+
+    def test_an_honest_proxy_changes_nothing(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.seguro_server(crt, key), crt, key)
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        b.send("/to ana uno")
+        a.wait(lambda l: self.count(a, "[beto] uno") == 2, "two messages")
+        self.assertFalse([l for l in a.lines if l.startswith("[WARN]")], "\n".join(a.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+
+# Interop's own tests run from test_interop; not again here.
+for name in [n for n in dir(test_interop.Interop) if n.startswith("test_")]:
+    setattr(LyingServer, name, None)
+
+if __name__ == "__main__":
+    unittest.main()
