@@ -339,3 +339,104 @@ fn a_reader_that_stops_reading_is_dropped_without_stalling_others() {
     healthy.check("slow reader");
     server.assert_alive();
 }
+
+/// A `hello` line for `user` (escaped as JSON) with a fresh key.
+fn hello_as(user: &str) -> String {
+    let mut esc = String::new();
+    for c in user.chars() {
+        match c {
+            '"' | '\\' => {
+                esc.push('\\');
+                esc.push(c);
+            }
+            c if u32::from(c) < 0x20 || !c.is_ascii() => {
+                let mut b = [0u16; 2];
+                for u in c.encode_utf16(&mut b) {
+                    esc.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => esc.push(c),
+        }
+    }
+    format!(
+        r#"{{"type": "hello", "user": "{esc}", "pub": "{}"}}"#,
+        good_key()
+    )
+}
+
+#[test]
+fn names_that_pose_as_others_or_as_the_system_are_refused_with_the_reason() {
+    let dir = TempDir::new("names");
+    let mut server = Server::start(&dir, &[]);
+    let cert = dir.path("server.crt");
+    let port = server.port();
+    let mut healthy = Healthy::new(port, &cert);
+    // The names of the attack, with alice connected (the healthy pair).
+    let cases: &[(&str, &str)] = &[
+        ("SYS", "user name \"SYS\" (or a look-alike) is reserved"),
+        (
+            "SERVER",
+            "user name \"SERVER\" (or a look-alike) is reserved",
+        ),
+        ("WARN", "user name \"WARN\" (or a look-alike) is reserved"),
+        ("ERROR", "user name \"ERROR\" (or a look-alike) is reserved"),
+        ("[SYS]", "user name contains a bracket ('[')"),
+        (
+            "alice\u{2060}",
+            "user name contains U+2060, a zero-width character",
+        ),
+        (
+            "alice\u{200d}",
+            "user name contains U+200D, a zero-width character",
+        ),
+        (
+            "\u{430}lice",
+            "user name mixes letters of scripts that look alike (e.g. Latin and Cyrillic)",
+        ),
+        (
+            "\u{202e}ecila",
+            "user name contains U+202E, a bidirectional control character",
+        ),
+        ("ALICE", "\"ALICE\" looks like \"alice\", who is connected"),
+        (
+            "\u{430}\u{4cf}\u{456}\u{441}\u{435}",
+            "looks like \"alice\", who is connected",
+        ),
+        ("b0b", "\"b0b\" looks like \"bob\", who is connected"),
+        (
+            "Jose\u{301}",
+            "user name is not in Unicode normalization form C (NFC)",
+        ),
+        (
+            "a\u{e000}",
+            "user name contains U+E000, a private-use character",
+        ),
+        (
+            "a\u{fe0f}",
+            "user name contains U+FE0F, a variation selector",
+        ),
+    ];
+    for (i, (name, want)) in cases.iter().enumerate() {
+        let mut raw = Raw::connect(port, server.pinned());
+        raw.send_line(&hello_as(name));
+        let reply = raw
+            .read_line(T)
+            .unwrap_or_else(|| panic!("{name:?}: no reply"));
+        let text = error_text(&reply).unwrap_or_else(|| panic!("{name:?}: {reply}"));
+        assert!(text.starts_with("invalid user name: "), "{name:?}: {text}");
+        assert!(text.contains(want), "{name:?}: {text}");
+        // The refusal never carries the refused character itself.
+        assert!(text.is_ascii() || !text.contains('\u{202e}'), "{text}");
+        assert!(raw.closed_within(T), "{name:?}: not closed");
+        healthy.check(&format!("refused name {i}"));
+    }
+    // Ordinary non-ASCII names still register; once alice leaves, a look-alike may too.
+    let _jose = Raw::register(port, server.pinned(), "Jos\\u00e9");
+    let _elena = Raw::register(port, server.pinned(), "\\u0395\\u03bb\\u03ad\\u03bd\\u03b7");
+    let Healthy { alice, bob, .. } = healthy;
+    drop(alice);
+    let mut bob_r = bob;
+    bob_r.out.wait_for("[SYS] alice left");
+    let _alice2 = Raw::register(port, server.pinned(), "ALICE");
+    server.assert_alive();
+}

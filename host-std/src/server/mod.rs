@@ -10,6 +10,8 @@
 //! - [`reader`]: core's line framer over storage that grows on demand.
 //! - [`bucket`]: the token bucket (message rate, log budget).
 //! - [`admission`]: who a private server admits (join tokens, allow list).
+//! - [`names`]: the name policy (UTS #39: normalization, refused characters, reserved
+//!   names, look-alikes of connected names).
 //!
 //! Every connection gets a bounded outbound queue and its own writer; nobody ever waits
 //! for another connection's socket. A connection whose queue overflows (a slow or dead
@@ -20,6 +22,7 @@ pub mod admission;
 pub mod bucket;
 mod conn;
 pub mod hub;
+pub mod names;
 pub mod push;
 pub mod queue;
 pub mod reader;

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use seguro_core::limits::KEY_LEN;
 use seguro_core::msg::{Message, NameError, ParseError, validate_name};
 
+use super::names::{self, Keys, NameRefusal};
+
 /// A registered connection, as the router names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(u64);
@@ -192,7 +194,7 @@ impl fmt::Display for Close {
 
 /// Why a first line does not register: the text of the `error` sent before closing.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal<'m> {
     /// A valid message that is not `hello`.
     NotHello,
@@ -211,6 +213,10 @@ pub enum Refusal<'m> {
     LowOrderKey,
     /// Someone connected holds the name.
     NameTaken(&'m str),
+    /// The name breaks the server's name policy ([`names`]).
+    NamePolicy(NameRefusal),
+    /// The name looks like that of someone connected (`.1`).
+    LooksLike(&'m str, Arc<str>),
 }
 
 impl fmt::Display for Refusal<'_> {
@@ -227,6 +233,11 @@ impl fmt::Display for Refusal<'_> {
             Self::BadName(e) => write!(f, "invalid user name: {e}"),
             Self::LowOrderKey => f.write_str("invalid public key: low-order point"),
             Self::NameTaken(name) => write!(f, "name \"{name}\" is already connected"),
+            Self::NamePolicy(e) => write!(f, "invalid user name: {e}"),
+            Self::LooksLike(name, other) => write!(
+                f,
+                "invalid user name: \"{name}\" looks like \"{other}\", who is connected"
+            ),
         }
     }
 }
@@ -293,6 +304,8 @@ struct Conn<T> {
     seen: u64,
     /// Bad messages in a row.
     errors: u32,
+    /// What the name policy compares names by.
+    keys: Keys,
     tag: T,
 }
 
@@ -311,6 +324,9 @@ pub struct Router<T> {
     conns: HashMap<ConnId, Conn<T>>,
     /// Sorted by name: the directory's wire order.
     names: BTreeMap<Arc<str>, Entry>,
+    /// Connected names by their [`Keys`]: skeleton, and skeleton of the lower case.
+    skeletons: HashMap<String, Arc<str>>,
+    folded: HashMap<String, Arc<str>>,
     version: u64,
     next_id: u64,
 }
@@ -325,6 +341,8 @@ impl<T> Router<T> {
             },
             conns: HashMap::new(),
             names: BTreeMap::new(),
+            skeletons: HashMap::new(),
+            folded: HashMap::new(),
             version: 0,
             next_id: 1,
         }
@@ -388,11 +406,21 @@ impl<T> Router<T> {
         if self.names.contains_key(user) {
             return Err(Refusal::NameTaken(user));
         }
+        let keys = names::check(user).map_err(Refusal::NamePolicy)?;
+        if let Some(other) = self
+            .skeletons
+            .get(&keys.skeleton)
+            .or_else(|| self.folded.get(&keys.folded))
+        {
+            return Err(Refusal::LooksLike(user, other.clone()));
+        }
         let id = ConnId(self.next_id);
         self.next_id += 1;
         self.version += 1;
         let name: Arc<str> = Arc::from(user);
         self.names.insert(name.clone(), Entry { id, key });
+        self.skeletons.insert(keys.skeleton.clone(), name.clone());
+        self.folded.insert(keys.folded.clone(), name.clone());
         self.conns.insert(
             id,
             Conn {
@@ -400,6 +428,7 @@ impl<T> Router<T> {
                 joined: self.version,
                 seen: self.version,
                 errors: 0,
+                keys,
                 tag,
             },
         );
@@ -492,6 +521,8 @@ impl<T> Router<T> {
     pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
         let c = self.conns.remove(&conn)?;
         self.names.remove(&c.name);
+        self.skeletons.remove(&c.keys.skeleton);
+        self.folded.remove(&c.keys.folded);
         self.version += 1;
         Some(c.tag)
     }
@@ -645,7 +676,7 @@ mod tests {
             ),
         ];
         for (input, refusal, text) in cases {
-            assert_eq!(r.hello(input, "x").unwrap_err(), refusal);
+            assert_eq!(r.hello(input, "x").unwrap_err(), refusal.clone());
             assert_eq!(refusal.to_string(), text);
         }
         // Nothing of that registered or changed the directory.
@@ -852,6 +883,37 @@ mod tests {
         let again = r.hello(hello("alice", KEY_B), "a2").unwrap();
         assert_ne!(again.id, a.id);
         assert_eq!(r.tags().collect::<Vec<_>>(), [(again.id, &"a2")]);
+    }
+
+    #[test]
+    fn look_alikes_of_connected_names_are_refused_until_they_leave() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        for n in [
+            "Alice",
+            "ALICE",
+            "aIice",
+            "\u{430}\u{4cf}\u{456}\u{441}\u{435}",
+        ] {
+            let got = r.hello(hello(n, KEY_B), "x").unwrap_err();
+            assert_eq!(got, Refusal::LooksLike(n, "alice".into()), "{n}");
+        }
+        assert_eq!(
+            Refusal::LooksLike("Alice", "alice".into()).to_string(),
+            "invalid user name: \"Alice\" looks like \"alice\", who is connected"
+        );
+        assert_eq!(
+            r.hello(hello("SYS", KEY_B), "x").unwrap_err().to_string(),
+            "invalid user name: user name \"SYS\" (or a look-alike) is reserved"
+        );
+        assert_eq!((r.len(), r.version()), (1, 1));
+        // Once alice leaves, the name and its look-alikes are free.
+        r.disconnect(a.id);
+        r.hello(hello("ALICE", KEY_B), "b").unwrap();
+        assert!(matches!(
+            r.hello(hello("alice", KEY_A), "a").unwrap_err(),
+            Refusal::LooksLike("alice", _)
+        ));
     }
 
     #[test]
