@@ -206,6 +206,67 @@ fn bad_input_table() {
         ("binary garbage", vec![0xff, 0x00, 0xfe, 0x80]),
         ("overlong line", vec![b'z'; 40_000]),
     ];
+    // Relays to a connected user whose fields cannot be ciphertext: refused, and why.
+    let relay = |alg: &str, nonce: &str, cipher: &str| {
+        format!(
+            r#"{{"type": "relay", "to": "bob", "alg": "{alg}", "nonce": "{nonce}", "cipher": "{cipher}"}}"#
+        )
+    };
+    let n12 = b64(&[1u8; 12]);
+    let c16 = b64(&[2u8; 16]);
+    let bad_relays = [
+        (
+            relay("X25519+AESGCM", "AAAA", &c16),
+            "bad relay: \"nonce\" must be base64 of 12 bytes",
+        ),
+        (
+            relay("X25519+AESGCM", &b64(&[1u8; 13]), &c16),
+            "bad relay: \"nonce\" must be base64 of 12 bytes",
+        ),
+        (
+            relay("X25519+AESGCM", "!!!!!!!!!!!!!!!!", &c16),
+            "bad relay: \"nonce\" must be base64 of 12 bytes",
+        ),
+        (
+            relay("X25519+AESGCM", &n12, &b64(&[2u8; 15])),
+            "bad relay: \"cipher\" must be base64 of at least 16 bytes",
+        ),
+        (
+            relay("X25519+AESGCM", &n12, "not base64 at all"),
+            "bad relay: \"cipher\" must be base64 of at least 16 bytes",
+        ),
+        (
+            relay("ROT13", &n12, &c16),
+            "bad relay: unknown \"alg\" (known: X25519+AESGCM)",
+        ),
+    ];
+    for (line, want) in &bad_relays {
+        eve.send_line(line);
+        let reply = eve.read_until("\"error\"", T);
+        assert_eq!(error_text(&reply).as_deref(), Some(*want), "{line}");
+        eve.send_line(r#"{"type": "chat", "text": "alive?"}"#);
+        eve.read_until("echo: alive?", T);
+    }
+    healthy.check("bad relays");
+    // Control and bidi characters come back replaced, in echoes and in errors.
+    eve.send_line(r#"{"type": "chat", "text": "a\u001b[2Jb\u202ec\r\nd"}"#);
+    let echo = eve.read_until("echo: a", T);
+    let mut scratch = vec![0u8; echo.len()];
+    match seguro_core::msg::parse(echo.as_bytes(), &mut scratch) {
+        Ok(seguro_core::msg::Message::Server { text }) => {
+            assert_eq!(text, "echo: a\u{fffd}[2Jb\u{fffd}c\u{fffd}\u{fffd}d")
+        }
+        other => panic!("{other:?}"),
+    }
+    eve.send_line(&format!(
+        r#"{{"type": "relay", "to": "\u001b[31mbob", "alg": "X25519+AESGCM", "nonce": "{n12}", "cipher": "{c16}"}}"#
+    ));
+    let reply = eve.read_until("\"error\"", T);
+    assert_eq!(
+        error_text(&reply).as_deref(),
+        Some("user not connected: \u{fffd}[31mbob")
+    );
+    healthy.check("sanitized echoes");
     for (case, line) in after {
         let mut bytes = line.clone();
         bytes.push(b'\n');
@@ -240,6 +301,21 @@ fn bad_input_table() {
     assert!(spammer.closed_within(T), "garbage sender not disconnected");
     server.err.wait_for("too many consecutive bad messages");
     healthy.check("garbage sender");
+
+    // Bad relays count towards --max-errors too (and reach nobody).
+    let mut forger = Raw::register(port, server.pinned(), "forger");
+    let mut burst = Vec::new();
+    for _ in 0..25 {
+        burst.extend_from_slice(relay("X25519+AESGCM", "AAAA", &c16).as_bytes());
+        burst.push(b'\n');
+    }
+    forger.send_bytes(&burst).unwrap();
+    assert!(forger.closed_within(T), "bad relay sender not disconnected");
+    healthy.check("bad relay sender");
+    assert!(
+        !healthy.bob.out.contains("forger"),
+        "a bad relay reached bob"
+    );
 
     server.assert_alive();
 }
