@@ -69,9 +69,25 @@ pub struct ServeArgs {
     /// Messages one connection may send in a burst.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub burst: u32,
-    /// Lines queued for one connection before it is dropped as not reading.
+    /// Lines queued for one connection: while it is full the connection itself is not
+    /// read and relays to it wait (then are refused with an error naming it).
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub queue: usize,
+    /// Bytes queued for one connection (including what is being written), same rules.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 32))]
+    pub queue_bytes: u64,
+    /// Bytes all connections' queues may hold together (default sized for a 1 GiB
+    /// Raspberry Pi), same rules.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(65536..))]
+    pub memory_budget: u64,
+    /// Seconds a peer may read nothing while lines wait for it before it is
+    /// disconnected; a relay waits a third of this for room in a full recipient's queue,
+    /// then is refused with an error naming the recipient.
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub write_timeout: u64,
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,

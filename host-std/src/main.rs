@@ -145,6 +145,9 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.rate = a.rate;
     cfg.burst = a.burst;
     cfg.queue = a.queue.max(2);
+    cfg.queue_bytes = usize::try_from(a.queue_bytes).unwrap_or(usize::MAX);
+    cfg.memory_budget = usize::try_from(a.memory_budget).unwrap_or(usize::MAX);
+    cfg.write_timeout = Duration::from_secs(a.write_timeout);
     cfg.max_errors = a.max_errors.max(1);
     cfg.keepalive = Duration::from_secs(a.keepalive.max(1));
     cfg.threads = a.threads;

@@ -365,8 +365,12 @@ fn rate_limit_and_connection_limit() {
         burst.push_str(&format!("{{\"type\": \"chat\", \"text\": \"m{i}\"}}\n"));
     }
     a.send_bytes(burst.as_bytes()).unwrap();
-    let e = a.read_until("rate limit", T);
-    assert!(error_text(&e).is_some());
+    // Over the rate a connection is read more slowly: every message is answered, none
+    // dropped, no error.
+    for i in 0..15 {
+        let l = a.read_until("\"server\"", Duration::from_secs(60));
+        assert!(l.contains(&format!("echo: m{i}\"")), "{l}");
+    }
 
     // Two more connections fill the limit of 3; the fourth is closed at once.
     let _b = Raw::register(server.port(), server.pinned(), "b");
@@ -388,7 +392,10 @@ fn rate_limit_and_connection_limit() {
 #[test]
 fn a_reader_that_stops_reading_is_dropped_without_stalling_others() {
     let dir = TempDir::new("slow");
-    let mut server = Server::start(&dir, &["--rate", "0", "--queue", "8"]);
+    let mut server = Server::start(
+        &dir,
+        &["--rate", "0", "--queue", "8", "--write-timeout", "3"],
+    );
     let cert = dir.path("server.crt");
     let mut healthy = Healthy::new(server.port(), &cert);
     let _sloth = Raw::register(server.port(), server.pinned(), "sloth");
@@ -401,7 +408,7 @@ fn a_reader_that_stops_reading_is_dropped_without_stalling_others() {
     for _ in 0..5000 {
         // Once sloth is gone the flooder's own errors pile up unread and it is dropped
         // too: stop at the first failed write.
-        if server.err.contains("outbound queue full")
+        if server.err.contains("user=sloth") && server.err.contains("left: write timed out")
             || flooder.send_bytes(line.as_bytes()).is_err()
         {
             break;
@@ -410,7 +417,7 @@ fn a_reader_that_stops_reading_is_dropped_without_stalling_others() {
     server
         .err
         .wait("sloth dropped", Duration::from_secs(30), |l| {
-            l.contains("user=sloth") && l.contains("outbound queue full")
+            l.contains("user=sloth") && l.contains("left: write timed out")
         });
     healthy.check("slow reader");
     server.assert_alive();
@@ -511,7 +518,7 @@ fn names_that_pose_as_others_or_as_the_system_are_refused_with_the_reason() {
     let _elena = Raw::register(port, server.pinned(), "\\u0395\\u03bb\\u03ad\\u03bd\\u03b7");
     let Healthy { alice, bob, .. } = healthy;
     drop(alice);
-    let mut bob_r = bob;
+    let bob_r = bob;
     bob_r.out.wait_for("[SYS] alice left");
     let _alice2 = Raw::register(port, server.pinned(), "ALICE");
     server.assert_alive();

@@ -463,6 +463,11 @@ impl<T> Router<T> {
         self.conns.iter().map(|(id, c)| (*id, &c.tag))
     }
 
+    /// What the driver attached to the connection registered as `name`.
+    pub fn tag_of(&self, name: &str) -> Option<&T> {
+        self.names.get(name).and_then(|e| self.tag(e.id))
+    }
+
     /// The registered name of connection `id`.
     pub fn name(&self, id: ConnId) -> Option<&Arc<str>> {
         self.conns.get(&id).map(|c| &c.name)
