@@ -88,6 +88,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub write_timeout: u64,
+    /// Seconds within which a line, once started, must end (slow senders are cut off).
+    #[arg(long, default_value_t = 60, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub line_timeout: u64,
+    /// Seconds a registered connection may send nothing before it is closed (0 = never;
+    /// TCP keepalive still detects dead peers).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub idle_timeout: u64,
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,
@@ -128,6 +136,15 @@ pub struct ServeArgs {
     pub allow_keys: Vec<String>,
 }
 
+/// A finite, non-negative number of seconds (NaN, infinities and negatives refused).
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || v < 0.0 || v > 1e9 {
+        return Err("must be a number of seconds between 0 and 1000000000".into());
+    }
+    Ok(v)
+}
+
 fn parse_max_line(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     if !(256..=1 << 24).contains(&n) {
@@ -157,7 +174,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "INVITE", conflicts_with_all = ["host", "port"])]
     pub invite: Option<String>,
     /// Seconds to keep receiving after standard input ends (non-interactive use).
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
     pub linger: f64,
     /// Do not reconnect when the connection drops.
     #[arg(long)]

@@ -523,3 +523,100 @@ fn names_that_pose_as_others_or_as_the_system_are_refused_with_the_reason() {
     let _alice2 = Raw::register(port, server.pinned(), "ALICE");
     server.assert_alive();
 }
+
+#[test]
+fn non_finite_numbers_are_refused_by_the_command_line() {
+    for bad in ["NaN", "inf", "-inf", "-1", "1e400"] {
+        let out = std::process::Command::new(BIN)
+            .args(["chat", "alice", "127.0.0.1", "1"])
+            .arg(format!("--linger={bad}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--linger {bad}: {err}");
+        assert!(err.contains("--linger"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_key_file_mode_is_enforced_on_every_write_and_serve_warns_about_a_readable_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("keymode");
+    let (crt, key) = (dir.path("server.crt"), dir.path("server.key"));
+    let gen_cert = |force: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("gen-cert")
+            .arg("--cert")
+            .arg(&crt)
+            .arg("--key")
+            .arg(&key);
+        if force {
+            cmd.arg("--force");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    gen_cert(false);
+    assert_eq!(mode(&key), 0o600);
+    // A readable key: serve says so.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start_logging(&crt, &key, &[], "info");
+    server.err.wait_for("is readable by other users");
+    drop(server);
+    // --force over the 0644 key writes a 0600 one (a new file, renamed over).
+    let old = std::fs::read(&key).unwrap();
+    gen_cert(true);
+    assert_eq!(mode(&key), 0o600);
+    assert_ne!(std::fs::read(&key).unwrap(), old);
+    assert!(!dir.path("server.key.tmp").exists());
+    let server = Server::start_logging(&crt, &key, &[], "info");
+    server.out.wait_for(" listening on ");
+    assert!(!server.err.contains("readable by other users"));
+}
+
+#[test]
+fn a_line_sent_byte_by_byte_and_a_silent_peer_are_cut_off_with_the_reason() {
+    let dir = TempDir::new("slowloris");
+    let server = Server::start(&dir, &["--line-timeout", "2", "--idle-timeout", "4"]);
+    let mut slow = Raw::register(server.port(), server.pinned(), "slow");
+    let _quiet = Raw::register(server.port(), server.pinned(), "quiet");
+    let mut ok = Raw::register(server.port(), server.pinned(), "busy");
+    // One byte every 300 ms: the line never ends within 2 s.
+    let line = br#"{"type": "chat", "text": "never finished in time"}"#;
+    let mut cut = false;
+    for b in line.iter() {
+        if slow.send_bytes(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if server.err.contains("user=slow") && server.err.contains("line timeout") {
+            break;
+        }
+    }
+    let l = server.err.wait("slow cut off", T, |l| {
+        l.contains("user=slow") && l.contains("left:")
+    });
+    assert!(
+        l.contains("a line started but not finished within the line timeout"),
+        "{l} {cut}"
+    );
+    // Full lines now and then keep a connection alive; silence past 4 s does not.
+    for i in 0..6 {
+        ok.send_line(&format!(r#"{{"type": "chat", "text": "tick {i}"}}"#));
+        ok.read_until(&format!("echo: tick {i}"), T);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let l = server.err.wait("quiet cut off", T, |l| {
+        l.contains("user=quiet") && l.contains("left:")
+    });
+    assert!(l.contains("silent for the idle timeout"), "{l}");
+    assert!(!server.err.contains("user=busy left"));
+}

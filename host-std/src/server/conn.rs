@@ -75,6 +75,8 @@ pub(super) enum End {
     Closed(Close),
     SlowReader,
     WriteTimeout,
+    LineTimeout,
+    Idle,
     Shutdown,
 }
 
@@ -89,6 +91,10 @@ impl fmt::Display for End {
             Self::WriteTimeout => {
                 f.write_str("write timed out (the peer read nothing for the write timeout)")
             }
+            Self::LineTimeout => {
+                f.write_str("a line started but not finished within the line timeout")
+            }
+            Self::Idle => f.write_str("silent for the idle timeout"),
             Self::Shutdown => f.write_str("server shutting down"),
         }
     }
@@ -300,6 +306,8 @@ async fn session(
             Instant::now(),
         )
     });
+    let mut line_started: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     loop {
         // Every complete line of what one read delivered, then the next read.
         while let Some(got) = reader.next_line() {
@@ -339,12 +347,41 @@ async fn session(
                 return End::Closed(reason);
             }
         }
-        match reader.fill(rd).await {
-            Ok(true) => {}
-            Ok(false) => return End::Eof,
+        // Slow attacks: a line once started must end within the line timeout, and a
+        // registered connection may not stay silent past the idle timeout.
+        let now = Instant::now();
+        if reader.in_line() {
+            line_started.get_or_insert(now);
+        } else {
+            line_started = None;
+        }
+        let line_deadline = line_started
+            .filter(|_| !cfg.line_timeout.is_zero())
+            .map(|t| (t + cfg.line_timeout, End::LineTimeout));
+        let idle_deadline =
+            (!cfg.idle_timeout.is_zero()).then(|| (last_heard + cfg.idle_timeout, End::Idle));
+        let deadline = match (line_deadline, idle_deadline) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        let read = async { Ok(reader.fill(rd).await) };
+        let res = match deadline {
+            Some((at, why)) => {
+                read.or(async {
+                    Timer::at(at).await;
+                    Err(why)
+                })
+                .await
+            }
+            None => read.await,
+        };
+        match res {
+            Err(why) => return why,
+            Ok(Ok(true)) => last_heard = Instant::now(),
+            Ok(Ok(false)) => return End::Eof,
             // A peer that just closes the TCP connection without TLS close_notify.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
-            Err(e) => return End::Io(e),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
+            Ok(Err(e)) => return End::Io(e),
         }
     }
 }

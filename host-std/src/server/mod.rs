@@ -83,6 +83,10 @@ pub struct Config {
     pub keepalive: Duration,
     /// Deadline for writing one batch of lines to a peer.
     pub write_timeout: Duration,
+    /// Once a line has started, its end must arrive within this (zero: no limit).
+    pub line_timeout: Duration,
+    /// A registered connection that sends nothing for this long is closed (zero: never).
+    pub idle_timeout: Duration,
     /// Pause before pushing a changed directory, so bursts of joins coalesce.
     pub users_debounce: Duration,
     /// Bytes per second that directory pushes may average (0: no spacing): after a
@@ -129,6 +133,8 @@ impl Config {
             max_errors: 20,
             keepalive: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            line_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(3600),
             users_debounce: Duration::from_millis(5),
             users_push_rate: 10_000_000,
             threads: 0,
