@@ -139,7 +139,7 @@ pub struct ServeArgs {
 /// A finite, non-negative number of seconds (NaN, infinities and negatives refused).
 pub fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err("must be a number of seconds between 0 and 1000000000".into());
     }
     Ok(v)

@@ -71,10 +71,10 @@ fn a_burst_of_400_relays_is_delivered_whole_with_default_flags() {
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     while got.len() < 400 && std::time::Instant::now() < deadline {
-        if let Some(l) = sink.read_line(T) {
-            if l.contains("\"relay\"") {
-                got.push(l);
-            }
+        if let Some(l) = sink.read_line(T)
+            && l.contains("\"relay\"")
+        {
+            got.push(l);
         }
     }
     assert_eq!(got.len(), 400, "relays delivered");
@@ -140,7 +140,7 @@ fn non_reading_flood(flags: &[&str], n: usize, text_len: usize, secs: u64) -> (u
         peak = peak.max(rss_kib(pid));
         // The healthy pair is served throughout.
         if i % 10 == 0 {
-            alice.send_line(&relay_to("bob", i).trim_end().to_owned());
+            alice.send_line(relay_to("bob", i).trim_end());
             bob.read_until(&nonce_of(i), T);
         }
         i += 1;
