@@ -62,6 +62,9 @@ const QUEUE: usize = 64;
 const MAX_ERRORS: u32 = 10;
 /// Seconds the flood towards the never-reading client may last before that is a failure.
 const SLOTH_DEADLINE_S: u64 = 40;
+/// The server's `--write-timeout`: a peer that reads nothing this long is cut off (and
+/// relays to it wait a third of it, then are refused naming it).
+const WRITE_TIMEOUT_S: u64 = 12;
 
 /// A misbehaving connection the server's log must account for.
 struct Expect {
@@ -146,6 +149,8 @@ fn spawn_server(
         "200",
         "--burst",
         "400",
+        "--write-timeout",
+        &WRITE_TIMEOUT_S.to_string(),
         "--threads",
         "2",
     ]
@@ -876,8 +881,9 @@ async fn half_close(t: Target, s: Arc<Shared>, name: String) {
     );
 }
 
-/// A reader that never reads, and a sender flooding it: the reader must be dropped
-/// (queue full or write timeout) and the sender told it is gone.
+/// A reader that never reads, and a sender flooding it: the sender is slowed down and
+/// told its relays are not delivered, the reader is dropped at the write timeout, and
+/// the sender told it is gone.
 async fn sloth_and_blaster(t: Target, s: Arc<Shared>, tag: String) {
     s.clients.fetch_add(2, SeqCst);
     let sloth_name = format!("sloth-{tag}");
@@ -907,8 +913,13 @@ async fn sloth_and_blaster(t: Target, s: Arc<Shared>, tag: String) {
                 let r = lines
                     .next_with(|g| match g {
                         Got::Line(l) => {
+                            // Refusals name the sloth while it is connected but
+                            // full ("not delivered to …"); once it is cut off, the
+                            // next relay is answered "user not connected: …".
+                            let text = String::from_utf8_lossy(l);
                             if net::kind_of(l, &mut scratch) == net::Kind::Error
-                                && String::from_utf8_lossy(l).contains(&sloth_name)
+                                && text.contains(&sloth_name)
+                                && text.contains("not connected")
                             {
                                 told.store(true, SeqCst);
                                 return true;

@@ -187,13 +187,21 @@ fn write_new(path: &Path, data: &str, force: bool, private: bool) -> Result<(), 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true);
-    if force {
-        opts.create(true).truncate(true);
+    // Overwriting: a fresh file beside, then renamed over the old one, so the new file
+    // has the intended mode whatever the old one had (and is never half written).
+    let target = path;
+    let tmp;
+    let path = if force {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".tmp");
+        tmp = std::path::PathBuf::from(name);
+        let _ = fs::remove_file(&tmp);
+        tmp.as_path()
     } else {
-        opts.create_new(true);
-    }
+        path
+    };
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -208,7 +216,26 @@ fn write_new(path: &Path, data: &str, force: bool, private: bool) -> Result<(), 
             io(err)
         }
     })?;
-    io::Write::write_all(&mut f, data.as_bytes()).map_err(io)
+    io::Write::write_all(&mut f, data.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    if force {
+        fs::rename(path, target).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// True if the file at `path` can be read by its group or by others (Unix).
+pub fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 /// Generates a pair and writes it; refuses to overwrite either file unless `force`.

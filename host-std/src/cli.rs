@@ -69,9 +69,33 @@ pub struct ServeArgs {
     /// Messages one connection may send in a burst.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub burst: u32,
-    /// Lines queued for one connection before it is dropped as not reading.
+    /// Lines queued for one connection: while it is full the connection itself is not
+    /// read and relays to it wait (then are refused with an error naming it).
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub queue: usize,
+    /// Bytes queued for one connection (including what is being written), same rules.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 32))]
+    pub queue_bytes: u64,
+    /// Bytes all connections' queues may hold together (default sized for a 1 GiB
+    /// Raspberry Pi), same rules.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(65536..))]
+    pub memory_budget: u64,
+    /// Seconds a peer may read nothing while lines wait for it before it is
+    /// disconnected; a relay waits a third of this for room in a full recipient's queue,
+    /// then is refused with an error naming the recipient.
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub write_timeout: u64,
+    /// Seconds within which a line, once started, must end (slow senders are cut off).
+    #[arg(long, default_value_t = 60, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub line_timeout: u64,
+    /// Seconds a registered connection may send nothing before it is closed (0 = never;
+    /// TCP keepalive still detects dead peers).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub idle_timeout: u64,
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,
@@ -112,6 +136,15 @@ pub struct ServeArgs {
     pub allow_keys: Vec<String>,
 }
 
+/// A finite, non-negative number of seconds (NaN, infinities and negatives refused).
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err("must be a number of seconds between 0 and 1000000000".into());
+    }
+    Ok(v)
+}
+
 fn parse_max_line(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     if !(256..=1 << 24).contains(&n) {
@@ -141,7 +174,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "INVITE", conflicts_with_all = ["host", "port"])]
     pub invite: Option<String>,
     /// Seconds to keep receiving after standard input ends (non-interactive use).
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
     pub linger: f64,
     /// Do not reconnect when the connection drops.
     #[arg(long)]

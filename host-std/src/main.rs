@@ -110,6 +110,14 @@ fn serve(a: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
+    if certs::readable_by_others(&a.key) {
+        tracing::warn!(
+            "{} is readable by other users: anyone who can read it can pose as this server; \
+             run `chmod 600 {}`",
+            a.key.display(),
+            a.key.display()
+        );
+    }
     let Some(ee) = pair.end_entity().cloned() else {
         eprintln!("error: {}: no certificate", a.cert.display());
         return exit::ERROR;
@@ -145,6 +153,11 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.rate = a.rate;
     cfg.burst = a.burst;
     cfg.queue = a.queue.max(2);
+    cfg.queue_bytes = usize::try_from(a.queue_bytes).unwrap_or(usize::MAX);
+    cfg.memory_budget = usize::try_from(a.memory_budget).unwrap_or(usize::MAX);
+    cfg.write_timeout = Duration::from_secs(a.write_timeout);
+    cfg.line_timeout = Duration::from_secs(a.line_timeout);
+    cfg.idle_timeout = Duration::from_secs(a.idle_timeout);
     cfg.max_errors = a.max_errors.max(1);
     cfg.keepalive = Duration::from_secs(a.keepalive.max(1));
     cfg.threads = a.threads;

@@ -129,7 +129,7 @@ fn relay_from_is_rewritten_and_unknown_recipient_gets_error() {
         got.contains(r#""nonce":"AAAAAAAAAAAAAAAA""#) && got.contains("c2VjcmV0c2VjcmV0c2VjcmV0")
     );
 
-    mallory.send_line(r#"{"type":"relay","to":"nadie","nonce":"AAAA","cipher":"AAAA"}"#);
+    mallory.send_line(r#"{"type":"relay","to":"nadie","nonce":"AAAAAAAAAAAAAAAA","cipher":"c2VjcmV0c2VjcmV0c2VjcmV0"}"#);
     let e = mallory.read_until("\"error\"", T);
     assert!(error_text(&e).unwrap().contains("not connected"), "{e}");
     // Even at RUST_LOG=debug the server logs who sent to whom, never the payload.

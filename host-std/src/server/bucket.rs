@@ -2,7 +2,7 @@
 //! limiter of the server (per-connection messages, and the log lines about connections
 //! cut off before `hello`). Time is passed in.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A token bucket that starts full.
 #[derive(Debug, Clone)]
@@ -36,12 +36,43 @@ impl TokenBucket {
         self.tokens -= 1.0;
         true
     }
+
+    /// Takes one token at `now` (`None`), or says how long until there is one.
+    pub fn wait(&mut self, now: Instant) -> Option<Duration> {
+        if self.take(now) {
+            return None;
+        }
+        if self.rate <= 0.0 {
+            // Never refills: wait for good (in hours, so the caller still wakes up).
+            return Some(Duration::from_secs(3600));
+        }
+        let secs = ((1.0 - self.tokens) / self.rate).max(0.0);
+        // At least a millisecond, so a rounding error cannot spin.
+        Some(Duration::from_secs_f64(secs).max(Duration::from_millis(1)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn wait_says_how_long_until_the_next_token() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(4.0, 2.0, t0);
+        assert_eq!(b.wait(t0), None);
+        assert_eq!(b.wait(t0), None);
+        let w = b.wait(t0).unwrap();
+        assert!(
+            w > Duration::from_millis(240) && w <= Duration::from_millis(250),
+            "{w:?}"
+        );
+        // After that wait the token is there.
+        assert_eq!(b.wait(t0 + w + Duration::from_millis(1)), None);
+        let mut never = TokenBucket::new(0.0, 1.0, t0);
+        assert_eq!(never.wait(t0), None);
+        assert_eq!(never.wait(t0), Some(Duration::from_secs(3600)));
+    }
 
     #[test]
     fn burst_then_rate() {

@@ -1,8 +1,11 @@
 //! One connection: TLS, the `hello` deadline, the reading loop and the writer.
 //!
 //! Every connection has its own task, its own writer and a bounded outbound queue
-//! ([`Handle`]); nobody ever waits for another connection's socket. A connection whose
-//! queue overflows (a slow or dead reader) is disconnected.
+//! ([`Handle`]); nobody ever waits for another connection's socket. Backpressure, not
+//! loss: a connection over its rate, or whose own queue is full, is read more slowly
+//! (TCP carries that back to the sender); a relay waits for room in its recipient's
+//! queue (the hub refuses it, naming the recipient, if there is still none); a
+//! connection whose writer makes no progress for the write timeout is disconnected.
 
 use std::fmt;
 use std::io;
@@ -36,12 +39,16 @@ type Tls = TlsStream<TcpStream>;
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// A connection's outbound queue, as the hub holds it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Handle(Arc<OutQueue>);
 
 impl Outbox for Handle {
     fn send(&self, item: Outgoing) {
         self.0.push(item);
+    }
+
+    fn offer(&self, item: Outgoing) -> Result<(), Outgoing> {
+        self.0.offer(item)
     }
 
     fn close(&self, reason: Close) {
@@ -68,6 +75,8 @@ pub(super) enum End {
     Closed(Close),
     SlowReader,
     WriteTimeout,
+    LineTimeout,
+    Idle,
     Shutdown,
 }
 
@@ -79,7 +88,13 @@ impl fmt::Display for End {
             Self::HelloTimeout => f.write_str("no TLS handshake and hello before the deadline"),
             Self::Closed(reason) => write!(f, "{reason}"),
             Self::SlowReader => f.write_str("outbound queue full (peer does not read)"),
-            Self::WriteTimeout => f.write_str("write timed out"),
+            Self::WriteTimeout => {
+                f.write_str("write timed out (the peer read nothing for the write timeout)")
+            }
+            Self::LineTimeout => {
+                f.write_str("a line started but not finished within the line timeout")
+            }
+            Self::Idle => f.write_str("silent for the idle timeout"),
             Self::Shutdown => f.write_str("server shutting down"),
         }
     }
@@ -147,7 +162,11 @@ pub(super) async fn connection(
     };
     let (mut rd, mut wr) = smol::io::split(tls);
     let mut reader = LineReader::new(cfg.max_line);
-    let queue = Arc::new(OutQueue::new(cfg.queue.max(2)));
+    let queue = Arc::new(OutQueue::new(
+        cfg.queue.max(2),
+        cfg.queue_bytes,
+        state.budget.clone(),
+    ));
     let handle = Handle(queue.clone());
 
     // Registration: the first line must be a valid hello, before the deadline.
@@ -188,7 +207,7 @@ pub(super) async fn connection(
     state.mark_dirty();
     info!(%addr, user = %me.name, "joined");
 
-    let end = session(&state, &me, &mut reader, &mut rd)
+    let end = session(&state, &me, &queue, &mut reader, &mut rd)
         .or(writer(&queue, &mut wr, cfg.write_timeout))
         .or(async {
             // Also while the writer is stuck on a peer that does not read.
@@ -275,6 +294,7 @@ async fn admit(state: &State, input: &Input<'_>) -> Option<Refused> {
 async fn session(
     state: &State,
     me: &Joined,
+    queue: &OutQueue,
     reader: &mut LineReader,
     rd: &mut ReadHalf<Tls>,
 ) -> End {
@@ -286,40 +306,82 @@ async fn session(
             Instant::now(),
         )
     });
-    let mut last_rate_error: Option<Instant> = None;
+    let mut line_started: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     loop {
         // Every complete line of what one read delivered, then the next read.
         while let Some(got) = reader.next_line() {
+            // Nobody reads a connection's replies faster than it reads them itself.
+            queue.room(0).await;
             let p = match got {
                 Got::Overlong => Prepared::new(Input::Overlong),
                 Got::Line { line, scratch } => {
-                    let over_rate = bucket.as_mut().and_then(|b| {
-                        let now = Instant::now();
-                        (!b.take(now)).then_some(now)
-                    });
-                    match over_rate {
-                        None => hub::prepare(line, scratch, &me.name),
-                        Some(now) => {
-                            let notify = last_rate_error
-                                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-                            if notify {
-                                last_rate_error = Some(now);
-                            }
-                            Prepared::new(Input::OverRate { notify })
+                    // Over its rate, a connection waits for its next token: reading
+                    // pauses, and TCP slows the sender down. Nothing is dropped.
+                    if let Some(b) = bucket.as_mut() {
+                        while let Some(wait) = b.wait(Instant::now()) {
+                            Timer::after(wait).await;
                         }
                     }
+                    hub::prepare(line, scratch, &me.name)
                 }
             };
+            if let Some((to, len)) = p.relay_to() {
+                // A full recipient slows its senders for up to a third of the write
+                // timeout; then the hub refuses the relay, naming the recipient (who
+                // is cut off at the write timeout if it reads nothing at all).
+                let target = state.hub().router().tag_of(to).cloned();
+                if let Some(Handle(q)) = target {
+                    let _ = async {
+                        q.room(len).await;
+                        true
+                    }
+                    .or(async {
+                        Timer::after(cfg.write_timeout / 3).await;
+                        false
+                    })
+                    .await;
+                }
+            }
             if let Some(reason) = state.hub().handle(me.id, p) {
                 return End::Closed(reason);
             }
         }
-        match reader.fill(rd).await {
-            Ok(true) => {}
-            Ok(false) => return End::Eof,
+        // Slow attacks: a line once started must end within the line timeout, and a
+        // registered connection may not stay silent past the idle timeout.
+        let now = Instant::now();
+        if reader.in_line() {
+            line_started.get_or_insert(now);
+        } else {
+            line_started = None;
+        }
+        let line_deadline = line_started
+            .filter(|_| !cfg.line_timeout.is_zero())
+            .map(|t| (t + cfg.line_timeout, End::LineTimeout));
+        let idle_deadline =
+            (!cfg.idle_timeout.is_zero()).then(|| (last_heard + cfg.idle_timeout, End::Idle));
+        let deadline = match (line_deadline, idle_deadline) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        let read = async { Ok(reader.fill(rd).await) };
+        let res = match deadline {
+            Some((at, why)) => {
+                read.or(async {
+                    Timer::at(at).await;
+                    Err(why)
+                })
+                .await
+            }
+            None => read.await,
+        };
+        match res {
+            Err(why) => return why,
+            Ok(Ok(true)) => last_heard = Instant::now(),
+            Ok(Ok(false)) => return End::Eof,
             // A peer that just closes the TCP connection without TLS close_notify.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
-            Err(e) => return End::Io(e),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
+            Ok(Err(e)) => return End::Io(e),
         }
     }
 }
@@ -338,6 +400,7 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
                 return End::Shutdown;
             }
         };
+        let held: usize = batch.iter().map(Outgoing::len).sum();
         push::coalesce(&mut batch);
         let write = async {
             for item in &batch {
@@ -352,6 +415,7 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
                 Ok(Some(End::WriteTimeout))
             })
             .await;
+        queue.written(held);
         match res {
             Ok(None) => {}
             Ok(Some(end)) => return end,

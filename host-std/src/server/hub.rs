@@ -63,8 +63,13 @@ impl Outgoing {
 
 /// Where a connection's lines go: the driver's queue for it.
 pub trait Outbox {
-    /// Queues a line (never blocks; a queue that is full closes its connection).
+    /// Queues a line (never blocks).
     fn send(&self, item: Outgoing);
+    /// Queues a relayed line if the queue has room for it; gives it back if not.
+    fn offer(&self, item: Outgoing) -> Result<(), Outgoing> {
+        self.send(item);
+        Ok(())
+    }
     /// Closes the connection for `reason`, after what is queued.
     fn close(&self, reason: Close);
 }
@@ -109,6 +114,14 @@ impl<'m> Prepared<'m> {
     /// Input that is not a `relay` (or whose forwarded line is not needed).
     pub fn new(input: Input<'m>) -> Self {
         Self { input, relay: None }
+    }
+
+    /// For a `relay`: the recipient's name and the length of the line to forward.
+    pub fn relay_to(&self) -> Option<(&'m str, usize)> {
+        match (&self.input, &self.relay) {
+            (Input::Message(Message::Relay(r)), Some(line)) => Some((r.to, line.len())),
+            _ => None,
+        }
     }
 }
 
@@ -182,10 +195,25 @@ impl<T: Outbox> Hub<T> {
                     let Some(line) = p.relay.clone() else {
                         continue;
                     };
+                    let Some(t) = self.router.tag(to) else {
+                        continue;
+                    };
+                    if t.offer(Outgoing::Relay(line)).is_err() {
+                        // The recipient does not read: refuse, and say who.
+                        let name = relay_to.unwrap_or_default();
+                        debug!(to = %name, "relay refused: recipient's queue full");
+                        if let Some(me) = self.router.tag(conn) {
+                            me.send(Outgoing::Text(error_line(&format!(
+                                "not delivered to {name}: {name} is not reading \
+                                 (its queue is full); send it again later"
+                            ))));
+                        }
+                        continue;
+                    }
                     if let (Some(from), Some(to)) = (self.router.name(conn), relay_to) {
                         debug!(from = %from, to = %to, "relayed");
                     }
-                    Outgoing::Relay(line)
+                    continue;
                 }
                 Delivery::Error { error, .. } => Outgoing::Text(error_line(&error.to_string())),
                 Delivery::Server { text, .. } => Outgoing::Text(line_of(&Message::Server {

@@ -10,16 +10,23 @@
 //! - [`reader`]: core's line framer over storage that grows on demand.
 //! - [`bucket`]: the token bucket (message rate, log budget).
 //! - [`admission`]: who a private server admits (join tokens, allow list).
+//! - [`names`]: the name policy (UTS #39: normalization, refused characters, reserved
+//!   names, look-alikes of connected names).
 //!
 //! Every connection gets a bounded outbound queue and its own writer; nobody ever waits
-//! for another connection's socket. A connection whose queue overflows (a slow or dead
-//! reader) is disconnected. Directory pushes (`users`) after joins and leaves are
+//! for another connection's socket. Nothing well-formed is dropped for rate or for a
+//! full queue without the sender being told: a connection over its rate is read more
+//! slowly; one whose own queue is full is not read until it drains; a relay to a full
+//! queue waits for room, and is refused with an error naming the recipient if there is
+//! none by the write timeout; a connection whose writer has made no progress for the
+//! write timeout (it reads nothing) is disconnected. Directory pushes (`users`) after joins and leaves are
 //! coalesced by one broadcaster task: a burst of joins sends one directory per user.
 
 pub mod admission;
 pub mod bucket;
 mod conn;
 pub mod hub;
+pub mod names;
 pub mod push;
 pub mod queue;
 pub mod reader;
@@ -63,14 +70,23 @@ pub struct Config {
     pub rate: u32,
     /// Messages a connection may send in a burst above `rate`.
     pub burst: u32,
-    /// Lines a connection's outbound queue holds before the connection is dropped as too slow.
+    /// Lines a connection's outbound queue holds (its own reading pauses, relays to it
+    /// wait, then are refused, while it is full).
     pub queue: usize,
+    /// Bytes a connection's outbound queue holds (queued or being written), same rules.
+    pub queue_bytes: usize,
+    /// Bytes all outbound queues may hold together, same rules.
+    pub memory_budget: usize,
     /// Consecutive bad messages after which a connection is dropped.
     pub max_errors: u32,
     /// TCP keepalive idle time (probes follow at the same interval).
     pub keepalive: Duration,
     /// Deadline for writing one batch of lines to a peer.
     pub write_timeout: Duration,
+    /// Once a line has started, its end must arrive within this (zero: no limit).
+    pub line_timeout: Duration,
+    /// A registered connection that sends nothing for this long is closed (zero: never).
+    pub idle_timeout: Duration,
     /// Pause before pushing a changed directory, so bursts of joins coalesce.
     pub users_debounce: Duration,
     /// Bytes per second that directory pushes may average (0: no spacing): after a
@@ -92,6 +108,8 @@ impl fmt::Debug for Config {
             .field("rate", &self.rate)
             .field("burst", &self.burst)
             .field("queue", &self.queue)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("memory_budget", &self.memory_budget)
             .field("max_errors", &self.max_errors)
             .field("private", &self.admission.is_some())
             .finish_non_exhaustive()
@@ -110,9 +128,13 @@ impl Config {
             rate: 50,
             burst: 100,
             queue: 256,
+            queue_bytes: 1 << 20,
+            memory_budget: 256 << 20,
             max_errors: 20,
             keepalive: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            line_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(3600),
             users_debounce: Duration::from_millis(5),
             users_push_rate: 10_000_000,
             threads: 0,
@@ -127,6 +149,7 @@ struct State {
     active: AtomicUsize,
     dirty: Sender<()>,
     cutoff_log: Mutex<LogBudget>,
+    budget: Arc<queue::Budget>,
 }
 
 /// Info-level lines about connections cut off before `hello` (failed handshakes, missed
@@ -217,11 +240,12 @@ impl Server {
             max_errors: self.cfg.max_errors,
         });
         let state = Arc::new(State {
-            cfg: self.cfg,
             hub: Mutex::new(hub),
             active: AtomicUsize::new(0),
             dirty: dirty_tx,
             cutoff_log: Mutex::new(LogBudget::new(Instant::now())),
+            budget: Arc::new(queue::Budget::new(self.cfg.memory_budget)),
+            cfg: self.cfg,
         });
         let broadcaster = ex.spawn(push::broadcaster(state.clone(), dirty_rx));
         let acceptor = TlsAcceptor::from(state.cfg.tls.clone());

@@ -154,6 +154,11 @@ impl LineReader {
         }
     }
 
+    /// True while part of a line has been read and not yet its end.
+    pub fn in_line(&self) -> bool {
+        self.acc.pending() > 0 || self.start < self.end
+    }
+
     /// Bytes of memory held beyond the fixed read buffer (partial line and scratch).
     pub fn held(&self) -> usize {
         self.acc.storage().held() + self.scratch.capacity()

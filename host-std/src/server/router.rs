@@ -19,11 +19,15 @@
 //! directory is older than the current one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
+use base64ct::{Base64, Decoder, Encoding};
+
 use seguro_core::limits::KEY_LEN;
-use seguro_core::msg::{Message, NameError, ParseError, validate_name};
+use seguro_core::msg::{ALG_V1, Message, NameError, ParseError, Relay, validate_name};
+
+use super::names::{self, Keys, NameRefusal};
 
 /// A registered connection, as the router names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,18 +146,100 @@ pub enum ErrorText<'m> {
     UnexpectedType,
     /// A message dropped for rate.
     RateLimited,
+    /// A `relay` whose fields cannot be what a client encrypted (counted as bad).
+    BadRelay(RelayProblem),
+}
+
+/// What is wrong with a `relay` (the server checks the form, never the content).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayProblem {
+    /// `nonce` is not base64 of exactly [`NONCE_LEN`] bytes.
+    Nonce,
+    /// `cipher` is not base64 of at least [`MIN_CIPHER_LEN`] bytes.
+    Cipher,
+    /// `alg` is present and not [`ALG_V1`].
+    Alg,
+}
+
+/// Length of an AES-GCM nonce.
+pub const NONCE_LEN: usize = 12;
+/// The shortest ciphertext: an AES-GCM tag over an empty plaintext.
+pub const MIN_CIPHER_LEN: usize = 16;
+
+impl fmt::Display for RelayProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Nonce => write!(f, "\"nonce\" must be base64 of {NONCE_LEN} bytes"),
+            Self::Cipher => write!(
+                f,
+                "\"cipher\" must be base64 of at least {MIN_CIPHER_LEN} bytes"
+            ),
+            Self::Alg => write!(f, "unknown \"alg\" (known: {ALG_V1})"),
+        }
+    }
+}
+
+/// Checks the form of a `relay`: `alg` known (or absent, as v1 allows), `nonce` base64
+/// of 12 bytes, `cipher` base64 of at least 16 bytes (decoded in pieces, no allocation).
+pub fn check_relay(r: &Relay<'_>) -> Result<(), RelayProblem> {
+    if r.alg.is_some_and(|a| a != ALG_V1) {
+        return Err(RelayProblem::Alg);
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    if !matches!(Base64::decode(r.nonce, &mut nonce), Ok(n) if n.len() == NONCE_LEN) {
+        return Err(RelayProblem::Nonce);
+    }
+    let mut d = Decoder::<Base64>::new(r.cipher.as_bytes()).map_err(|_| RelayProblem::Cipher)?;
+    if d.remaining_len() < MIN_CIPHER_LEN {
+        return Err(RelayProblem::Cipher);
+    }
+    let mut buf = [0u8; 768];
+    while !d.is_finished() {
+        let n = d.remaining_len().min(buf.len());
+        d.decode(&mut buf[..n]).map_err(|_| RelayProblem::Cipher)?;
+    }
+    Ok(())
+}
+
+/// Text from a peer, made safe to echo: control characters (C0, C1, DEL), bidi controls,
+/// line and paragraph separators and other invisible format characters become U+FFFD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sanitized<'m>(pub &'m str);
+
+/// True for a character that must not be echoed as is.
+pub fn is_unsafe_char(c: char) -> bool {
+    use unicode_security::GeneralSecurityProfile as _;
+    use unicode_security::general_security_profile::IdentifierType;
+    c.is_control()
+        || matches!(u32::from(c), 0x2028 | 0x2029 | 0x202A..=0x202E | 0x2066..=0x2069 | 0x061C | 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF | 0xFFF9..=0xFFFB)
+        || (!c.is_ascii() && c.identifier_type() == Some(IdentifierType::Default_Ignorable))
+}
+
+impl fmt::Display for Sanitized<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(is_unsafe_char) {
+            f.write_str(&rest[..i])?;
+            f.write_char('\u{fffd}')?;
+            let c = rest[i..].chars().next().map_or(1, char::len_utf8);
+            rest = &rest[i + c..];
+        }
+        f.write_str(rest)
+    }
 }
 
 impl fmt::Display for ErrorText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UserNotConnected(to) => write!(f, "user not connected: {to}"),
+            Self::UserNotConnected(to) => write!(f, "user not connected: {}", Sanitized(to)),
             Self::Malformed(ParseError::UnknownType) => f.write_str("unknown message type"),
             Self::Malformed(e) => write!(f, "bad message: {e}"),
             Self::LineTooLong { max } => write!(f, "line too long (maximum {max} bytes): skipped"),
             Self::AlreadyRegistered => f.write_str("already registered"),
             Self::UnexpectedType => f.write_str("unexpected message type from a client"),
             Self::RateLimited => f.write_str("rate limit exceeded: message dropped"),
+            Self::BadRelay(p) => write!(f, "bad relay: {p}"),
         }
     }
 }
@@ -169,7 +255,7 @@ pub enum ServerText<'m> {
 impl fmt::Display for ServerText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Echo(text) => write!(f, "echo: {text}"),
+            Self::Echo(text) => write!(f, "echo: {}", Sanitized(text)),
         }
     }
 }
@@ -192,7 +278,7 @@ impl fmt::Display for Close {
 
 /// Why a first line does not register: the text of the `error` sent before closing.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal<'m> {
     /// A valid message that is not `hello`.
     NotHello,
@@ -211,6 +297,10 @@ pub enum Refusal<'m> {
     LowOrderKey,
     /// Someone connected holds the name.
     NameTaken(&'m str),
+    /// The name breaks the server's name policy ([`names`]).
+    NamePolicy(NameRefusal),
+    /// The name looks like that of someone connected (`.1`).
+    LooksLike(&'m str, Arc<str>),
 }
 
 impl fmt::Display for Refusal<'_> {
@@ -227,6 +317,11 @@ impl fmt::Display for Refusal<'_> {
             Self::BadName(e) => write!(f, "invalid user name: {e}"),
             Self::LowOrderKey => f.write_str("invalid public key: low-order point"),
             Self::NameTaken(name) => write!(f, "name \"{name}\" is already connected"),
+            Self::NamePolicy(e) => write!(f, "invalid user name: {e}"),
+            Self::LooksLike(name, other) => write!(
+                f,
+                "invalid user name: \"{name}\" looks like \"{other}\", who is connected"
+            ),
         }
     }
 }
@@ -293,6 +388,8 @@ struct Conn<T> {
     seen: u64,
     /// Bad messages in a row.
     errors: u32,
+    /// What the name policy compares names by.
+    keys: Keys,
     tag: T,
 }
 
@@ -311,6 +408,9 @@ pub struct Router<T> {
     conns: HashMap<ConnId, Conn<T>>,
     /// Sorted by name: the directory's wire order.
     names: BTreeMap<Arc<str>, Entry>,
+    /// Connected names by their [`Keys`]: skeleton, and skeleton of the lower case.
+    skeletons: HashMap<String, Arc<str>>,
+    folded: HashMap<String, Arc<str>>,
     version: u64,
     next_id: u64,
 }
@@ -325,6 +425,8 @@ impl<T> Router<T> {
             },
             conns: HashMap::new(),
             names: BTreeMap::new(),
+            skeletons: HashMap::new(),
+            folded: HashMap::new(),
             version: 0,
             next_id: 1,
         }
@@ -361,6 +463,11 @@ impl<T> Router<T> {
         self.conns.iter().map(|(id, c)| (*id, &c.tag))
     }
 
+    /// What the driver attached to the connection registered as `name`.
+    pub fn tag_of(&self, name: &str) -> Option<&T> {
+        self.names.get(name).and_then(|e| self.tag(e.id))
+    }
+
     /// The registered name of connection `id`.
     pub fn name(&self, id: ConnId) -> Option<&Arc<str>> {
         self.conns.get(&id).map(|c| &c.name)
@@ -388,11 +495,21 @@ impl<T> Router<T> {
         if self.names.contains_key(user) {
             return Err(Refusal::NameTaken(user));
         }
+        let keys = names::check(user).map_err(Refusal::NamePolicy)?;
+        if let Some(other) = self
+            .skeletons
+            .get(&keys.skeleton)
+            .or_else(|| self.folded.get(&keys.folded))
+        {
+            return Err(Refusal::LooksLike(user, other.clone()));
+        }
         let id = ConnId(self.next_id);
         self.next_id += 1;
         self.version += 1;
         let name: Arc<str> = Arc::from(user);
         self.names.insert(name.clone(), Entry { id, key });
+        self.skeletons.insert(keys.skeleton.clone(), name.clone());
+        self.folded.insert(keys.folded.clone(), name.clone());
         self.conns.insert(
             id,
             Conn {
@@ -400,6 +517,7 @@ impl<T> Router<T> {
                 joined: self.version,
                 seen: self.version,
                 errors: 0,
+                keys,
                 tag,
             },
         );
@@ -431,6 +549,16 @@ impl<T> Router<T> {
                 });
             }
             Input::Message(Message::Relay(r)) => {
+                if let Err(problem) = check_relay(&r) {
+                    let e = Delivery::Error {
+                        to: conn,
+                        error: ErrorText::BadRelay(problem),
+                    };
+                    return match self.bad(conn) {
+                        Some(c) => Deliveries::two(e, c),
+                        None => Deliveries::one(e),
+                    };
+                }
                 self.good(conn);
                 let Some(to) = self.names.get(r.to).map(|e| e.id) else {
                     // A mistake, not garbage: does not count towards max_errors.
@@ -492,6 +620,8 @@ impl<T> Router<T> {
     pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
         let c = self.conns.remove(&conn)?;
         self.names.remove(&c.name);
+        self.skeletons.remove(&c.keys.skeleton);
+        self.folded.remove(&c.keys.folded);
         self.version += 1;
         Some(c.tag)
     }
@@ -531,7 +661,6 @@ impl<T> Router<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seguro_core::msg::Relay;
 
     const KEY_A: [u8; 32] = [0x11; 32];
     const KEY_B: [u8; 32] = [0x22; 32];
@@ -555,10 +684,124 @@ mod tests {
         Input::Message(Message::Relay(Relay {
             to,
             from: Some("forged"),
-            alg: None,
-            nonce: "AAAA",
-            cipher: "AAAA",
+            alg: Some(ALG_V1),
+            nonce: NONCE,
+            cipher: CIPHER,
         }))
+    }
+
+    /// Base64 of 12 and of 16 bytes.
+    const NONCE: &str = "AAAAAAAAAAAAAAAA";
+    const CIPHER: &str = "AAAAAAAAAAAAAAAAAAAAAA==";
+
+    fn relay_with<'a>(alg: Option<&'a str>, nonce: &'a str, cipher: &'a str) -> Relay<'a> {
+        Relay {
+            to: "alice",
+            from: None,
+            alg,
+            nonce,
+            cipher,
+        }
+    }
+
+    #[test]
+    fn relays_are_checked_for_form() {
+        assert_eq!(
+            check_relay(&relay_with(Some(ALG_V1), NONCE, CIPHER)),
+            Ok(())
+        );
+        assert_eq!(check_relay(&relay_with(None, NONCE, CIPHER)), Ok(()));
+        let long = Base64::encode_string(&[7u8; 5000]);
+        assert_eq!(check_relay(&relay_with(None, NONCE, &long)), Ok(()));
+        let cases = [
+            (Some("X25519+AESGCM2"), NONCE, CIPHER, RelayProblem::Alg),
+            (Some(""), NONCE, CIPHER, RelayProblem::Alg),
+            (None, "AAAA", CIPHER, RelayProblem::Nonce),
+            // 13 bytes, 11 bytes, bad characters, missing padding.
+            (None, "AAAAAAAAAAAAAAAAAA==", CIPHER, RelayProblem::Nonce),
+            (None, "AAAAAAAAAAAAAA==", CIPHER, RelayProblem::Nonce),
+            (None, "AAAAAAAAAAAAAAA!", CIPHER, RelayProblem::Nonce),
+            (None, "", CIPHER, RelayProblem::Nonce),
+            // 15 bytes, empty, bad characters late in a long cipher, bad padding.
+            (None, NONCE, "AAAAAAAAAAAAAAAAAAAA", RelayProblem::Cipher),
+            (None, NONCE, "", RelayProblem::Cipher),
+            (None, NONCE, "AAAAAAAAAAAAAAAAAAAAAA=", RelayProblem::Cipher),
+        ];
+        for (alg, nonce, cipher, want) in cases {
+            assert_eq!(
+                check_relay(&relay_with(alg, nonce, cipher)),
+                Err(want),
+                "{alg:?} {nonce} {cipher}"
+            );
+        }
+        let mut late = long.clone().into_bytes();
+        late[4000] = b'*';
+        let late = String::from_utf8(late).unwrap();
+        assert_eq!(
+            check_relay(&relay_with(None, NONCE, &late)),
+            Err(RelayProblem::Cipher)
+        );
+        assert_eq!(
+            ErrorText::BadRelay(RelayProblem::Nonce).to_string(),
+            "bad relay: \"nonce\" must be base64 of 12 bytes"
+        );
+        assert_eq!(
+            RelayProblem::Cipher.to_string(),
+            "\"cipher\" must be base64 of at least 16 bytes"
+        );
+        assert_eq!(
+            RelayProblem::Alg.to_string(),
+            "unknown \"alg\" (known: X25519+AESGCM)"
+        );
+    }
+
+    #[test]
+    fn bad_relays_are_errors_that_count_and_are_not_forwarded() {
+        let mut r = router(2);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let bad = Input::Message(Message::Relay(relay_with(None, "AAAA", CIPHER)));
+        assert_eq!(
+            all(r.handle(a.id, bad)),
+            [Delivery::Error {
+                to: a.id,
+                error: ErrorText::BadRelay(RelayProblem::Nonce)
+            }]
+        );
+        assert_eq!(
+            all(r.handle(a.id, bad)),
+            [
+                Delivery::Error {
+                    to: a.id,
+                    error: ErrorText::BadRelay(RelayProblem::Nonce)
+                },
+                Delivery::Close {
+                    conn: a.id,
+                    reason: Close::TooManyErrors
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn echoed_text_is_sanitized() {
+        let s = |t: &str| Sanitized(t).to_string();
+        assert_eq!(s("plain José 山田"), "plain José 山田");
+        assert_eq!(s("a\u{1b}[2Jb"), "a\u{fffd}[2Jb");
+        assert_eq!(s("\r\n\t\u{7f}\u{85}"), "\u{fffd}".repeat(5));
+        assert_eq!(s("x\u{202e}y\u{2066}z"), "x\u{fffd}y\u{fffd}z");
+        assert_eq!(
+            s("\u{200b}\u{200d}\u{2060}\u{feff}\u{2028}\u{ad}"),
+            "\u{fffd}".repeat(6)
+        );
+        assert_eq!(s(""), "");
+        assert_eq!(
+            ServerText::Echo("hi\u{1b}]0;pwned\u{7}").to_string(),
+            "echo: hi\u{fffd}]0;pwned\u{fffd}"
+        );
+        assert_eq!(
+            ErrorText::UserNotConnected("\u{202e}bob").to_string(),
+            "user not connected: \u{fffd}bob"
+        );
     }
 
     fn all(d: Deliveries<'_>) -> Vec<Delivery<'_>> {
@@ -645,7 +888,7 @@ mod tests {
             ),
         ];
         for (input, refusal, text) in cases {
-            assert_eq!(r.hello(input, "x").unwrap_err(), refusal);
+            assert_eq!(r.hello(input, "x").unwrap_err(), refusal.clone());
             assert_eq!(refusal.to_string(), text);
         }
         // Nothing of that registered or changed the directory.
@@ -852,6 +1095,37 @@ mod tests {
         let again = r.hello(hello("alice", KEY_B), "a2").unwrap();
         assert_ne!(again.id, a.id);
         assert_eq!(r.tags().collect::<Vec<_>>(), [(again.id, &"a2")]);
+    }
+
+    #[test]
+    fn look_alikes_of_connected_names_are_refused_until_they_leave() {
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        for n in [
+            "Alice",
+            "ALICE",
+            "aIice",
+            "\u{430}\u{4cf}\u{456}\u{441}\u{435}",
+        ] {
+            let got = r.hello(hello(n, KEY_B), "x").unwrap_err();
+            assert_eq!(got, Refusal::LooksLike(n, "alice".into()), "{n}");
+        }
+        assert_eq!(
+            Refusal::LooksLike("Alice", "alice".into()).to_string(),
+            "invalid user name: \"Alice\" looks like \"alice\", who is connected"
+        );
+        assert_eq!(
+            r.hello(hello("SYS", KEY_B), "x").unwrap_err().to_string(),
+            "invalid user name: user name \"SYS\" (or a look-alike) is reserved"
+        );
+        assert_eq!((r.len(), r.version()), (1, 1));
+        // Once alice leaves, the name and its look-alikes are free.
+        r.disconnect(a.id);
+        r.hello(hello("ALICE", KEY_B), "b").unwrap();
+        assert!(matches!(
+            r.hello(hello("alice", KEY_A), "a").unwrap_err(),
+            Refusal::LooksLike("alice", _)
+        ));
     }
 
     #[test]
