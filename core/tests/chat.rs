@@ -482,3 +482,23 @@ fn errors_carry_what_the_host_needs() {
         Err(SendError::WeakKey { user: "zero" })
     );
 }
+
+#[test]
+fn a_relay_without_a_sender_belongs_to_no_conversation() {
+    use seguro_core::chat::Line;
+    use seguro_core::client::{Event, Undeliverable};
+    let anon = Line::Received(Event::Undeliverable {
+        from: "",
+        reason: Undeliverable::NoSender,
+    });
+    assert_eq!(
+        anon.peer(),
+        None,
+        "shown in the system pane, not in a tab named ''"
+    );
+    let bob = Line::Received(Event::Undeliverable {
+        from: "bob",
+        reason: Undeliverable::TooLong,
+    });
+    assert_eq!(bob.peer(), Some("bob"));
+}

@@ -469,3 +469,58 @@ proptest! {
         prop_assert!(open(&mut b, &junk).is_err());
     }
 }
+
+/// Rewrites a stored record's flags (byte 6) and key fields, with a valid checksum, as a
+/// state file edited by someone who knows the format would be.
+fn forge(rec: &[u8], flags: u8, zero: core::ops::Range<usize>) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut r = rec.to_vec();
+    r[6] = flags;
+    r[zero].fill(0);
+    let body = r.len() - 8;
+    let sum = Sha256::digest(&r[..body]);
+    r[body..].copy_from_slice(&sum[..8]);
+    r
+}
+
+#[test]
+fn a_record_without_any_ratchet_key_is_refused_even_with_a_valid_checksum() {
+    let Pair {
+        mut rng,
+        mut a,
+        mut b,
+    } = pair(8);
+    let m = seal(&mut rng, &mut b, b"r");
+    open(&mut a, &m).unwrap();
+    // Alice has read Bob's reply: his ratchet key and a receiving chain (hers comes with
+    // her next message). Bob has all four.
+    let (rec_a, rec_b) = (record(&a), record(&b));
+    assert_eq!((rec_a[6], rec_b[6]), (0x0a, 0x0f));
+    // The forge itself keeps a valid record valid.
+    assert!(Session::decode(&forge(&rec_a, rec_a[6], 0..0)).is_ok());
+    // Fields: 4 magic + 3 header + rk (32), then dhs secret, dhs public, dhr, cks, ckr.
+    let field = |i: usize| 7 + 32 * i..7 + 32 * (i + 1);
+    let (dhs, dhr, cks, ckr) = (7 + 32..7 + 3 * 32, field(3), field(4), field(5));
+    // No ratchet key at all: nothing to ratchet with.
+    let none = forge(&rec_a, 0, dhr.clone());
+    let none = forge(&none, 0, ckr.clone());
+    assert_eq!(Session::decode(&none).unwrap_err(), StateError::Corrupt);
+    // Only the peer's ratchet key, or only ours, are states a session can be in.
+    let dhr_only = forge(&rec_a, 0x02, ckr.clone());
+    assert!(Session::decode(&dhr_only).is_ok());
+    let dhs_only = forge(&rec_b, 0x01, 7 + 3 * 32..7 + 6 * 32);
+    assert!(Session::decode(&dhs_only).is_ok());
+    // A sending chain without our ratchet key, a receiving chain without the peer's.
+    let cks_alone = forge(&rec_b, 0x06, dhs);
+    let cks_alone = forge(&cks_alone, 0x06, ckr);
+    assert_eq!(
+        Session::decode(&cks_alone).unwrap_err(),
+        StateError::Corrupt
+    );
+    let ckr_alone = forge(&rec_b, 0x09, dhr);
+    let ckr_alone = forge(&ckr_alone, 0x09, cks);
+    assert_eq!(
+        Session::decode(&ckr_alone).unwrap_err(),
+        StateError::Corrupt
+    );
+}
