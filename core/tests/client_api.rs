@@ -279,3 +279,76 @@ fn the_longest_message_arrives_and_a_longer_cipher_is_too_long() {
         )]
     );
 }
+
+#[test]
+fn relays_from_unknown_senders_wait_and_the_oldest_is_reported_when_the_wait_is_full() {
+    let (a, mut b, mut rng) = pair();
+    // carol joined after bob's last directory: bob holds her relays until he learns her key.
+    let mut carol: C = Client::new("carol", KeyPair::generate(&mut rng)).unwrap();
+    drain_transmit(&mut carol);
+    let all = [
+        ("alice", a.public_key()),
+        ("bob", b.public_key()),
+        ("carol", carol.public_key()),
+    ];
+    handle(&mut carol, &directory(true, &all));
+    events(&mut carol);
+    let mut relays = Vec::new();
+    for text in ["one", "two", "three"] {
+        carol.send_to("bob", text, &mut rng).unwrap();
+        relays.push(relay_of(&mut carol));
+    }
+    handle(&mut b, relays[0].as_bytes());
+    assert_eq!(events(&mut b), Vec::<String>::new(), "held, not shown");
+    handle(&mut b, relays[1].as_bytes());
+    assert_eq!(events(&mut b), Vec::<String>::new(), "room for two");
+    assert_eq!(drain_transmit(&mut b), b"{\"type\":\"list\"}\n");
+    handle(&mut b, relays[2].as_bytes());
+    assert_eq!(
+        events(&mut b),
+        [format!(
+            "Undeliverable {{ from: \"carol\", reason: {:?} }}",
+            Undeliverable::PendingFull
+        )],
+        "the oldest makes room and is reported"
+    );
+    handle(&mut b, &directory(false, &all));
+    let got: Vec<String> = events(&mut b)
+        .into_iter()
+        .filter(|e| e.starts_with('['))
+        .collect();
+    assert_eq!(got, ["[carol] two", "[carol] three"]);
+}
+
+#[test]
+fn an_overlong_sender_name_is_cut_at_a_character_boundary() {
+    let (mut a, mut b, mut rng) = pair();
+    a.send_to("bob", "x", &mut rng).unwrap();
+    // 1 + 70 × 2 bytes: byte 128 falls inside an 'é', so the name is cut to 127 bytes.
+    let long = format!("a{}", "é".repeat(70));
+    let line = with_field(&relay_of(&mut a), "from", &long);
+    let line = with_field(&line, "nonce", "AAAA");
+    handle(&mut b, line.as_bytes());
+    let want = format!("a{}", "é".repeat(63));
+    assert_eq!(want.len(), 127);
+    assert_eq!(
+        events(&mut b),
+        [format!(
+            "Undecryptable {{ from: {want:?}, reason: {:?} }}",
+            Undecryptable::BadNonce
+        )]
+    );
+}
+
+#[test]
+fn a_text_one_byte_too_long_is_refused_before_anything_is_queued() {
+    let (mut a, _b, mut rng) = pair();
+    let max = a.max_text();
+    assert_eq!(
+        a.send_to("bob", &"x".repeat(max + 1), &mut rng),
+        Err(SendError::TextTooLong { max })
+    );
+    assert_eq!(drain_transmit(&mut a), b"");
+    a.send_to("bob", &"x".repeat(max), &mut rng).unwrap();
+    assert!(!drain_transmit(&mut a).is_empty());
+}
