@@ -251,3 +251,20 @@ fn different_parties_give_different_codes() {
     assert!(a.code().is_some() && b.code().is_some());
     assert_ne!(a.code(), b.code());
 }
+
+#[test]
+fn every_refusal_has_its_own_words() {
+    let all = [
+        SasError::WrongRun,
+        SasError::OutOfOrder,
+        SasError::BadCommitment,
+        SasError::Mismatch,
+        SasError::WeakKey,
+        SasError::BadName,
+        SasError::KeyDerivation,
+    ];
+    let texts: std::collections::BTreeSet<String> = all.iter().map(|e| e.to_string()).collect();
+    assert_eq!(texts.len(), all.len(), "{texts:?}");
+    assert!(texts.iter().all(|t| t.len() > 10), "{texts:?}");
+    assert!(SasError::Mismatch.to_string().contains("codes differ"));
+}
