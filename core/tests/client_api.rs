@@ -8,8 +8,11 @@
     clippy::indexing_slicing
 )]
 
+mod client_common;
+
 use std::collections::BTreeSet;
 
+use client_common::{C, directory, drain_transmit};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use seguro_core::client::{
@@ -17,36 +20,10 @@ use seguro_core::client::{
 };
 use seguro_core::e2ee::KeyPair;
 use seguro_core::limits::CLIENT_MAX_TEXT;
-use seguro_core::msg::{Message, UserList};
-
-type C = Client<8, 256, 2>;
-
-fn directory(welcome: bool, users: &[(&str, [u8; 32])]) -> Vec<u8> {
-    let mut buf = vec![0u8; 1024];
-    let list = UserList::pack(users.iter().map(|(n, k)| (*n, k)), &mut buf).unwrap();
-    let m = if welcome {
-        Message::Welcome { users: list }
-    } else {
-        Message::Users { users: list }
-    };
-    let mut line = vec![0u8; m.line_len()];
-    let n = m.emit_line(&mut line).unwrap();
-    line.truncate(n - 1);
-    line
-}
 
 fn handle(c: &mut C, line: &[u8]) {
     let mut scratch = vec![0u8; line.len()];
     c.handle_line(line, &mut scratch).unwrap();
-}
-
-fn drain_transmit(c: &mut C) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while let Some(n) = c.poll_transmit(&mut buf).unwrap() {
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
 }
 
 fn alice() -> (C, ChaCha20Rng) {

@@ -8,29 +8,14 @@
     clippy::indexing_slicing
 )]
 
+mod client_common;
+
+use client_common::{C, directory, drain_transmit};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use seguro_core::client::{Client, Event, Undeliverable};
 use seguro_core::directory::Change;
 use seguro_core::e2ee::KeyPair;
-use seguro_core::msg::{Message, UserList};
-
-type C = Client<8, 256, 2>;
-
-/// A `welcome` or `users` line listing `users`.
-fn directory(welcome: bool, users: &[(&str, [u8; 32])]) -> Vec<u8> {
-    let mut buf = vec![0u8; 1024];
-    let list = UserList::pack(users.iter().map(|(n, k)| (*n, k)), &mut buf).unwrap();
-    let m = if welcome {
-        Message::Welcome { users: list }
-    } else {
-        Message::Users { users: list }
-    };
-    let mut line = vec![0u8; m.line_len()];
-    let n = m.emit_line(&mut line).unwrap();
-    line.truncate(n - 1); // without '\n'
-    line
-}
 
 fn feed(c: &mut C, line: &[u8]) -> Vec<String> {
     let mut scratch = vec![0u8; line.len()];
@@ -47,15 +32,6 @@ fn feed(c: &mut C, line: &[u8]) -> Vec<String> {
     seen
 }
 
-fn transmit(c: &mut C) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    while let Some(n) = c.poll_transmit(&mut buf).unwrap() {
-        out.extend_from_slice(&buf[..n]);
-    }
-    out
-}
-
 /// alice and carol registered with a reference server; carol's relay to alice, as the
 /// reference forwards it, while alice's directory does not list carol yet.
 fn carol_writes_to_alice_unknown() -> (C, ChaCha20Rng, [u8; 32], Vec<u8>) {
@@ -63,15 +39,15 @@ fn carol_writes_to_alice_unknown() -> (C, ChaCha20Rng, [u8; 32], Vec<u8>) {
     let mut alice: C = Client::new("alice", KeyPair::generate(&mut rng)).unwrap();
     let mut carol: C = Client::new("carol", KeyPair::generate(&mut rng)).unwrap();
     let (ka, kc) = (alice.public_key(), carol.public_key());
-    transmit(&mut alice);
-    transmit(&mut carol);
+    drain_transmit(&mut alice);
+    drain_transmit(&mut carol);
     feed(&mut alice, &directory(true, &[("alice", ka)]));
     feed(
         &mut carol,
         &directory(true, &[("alice", ka), ("carol", kc)]),
     );
     carol.send_to("alice", "hi from carol", &mut rng).unwrap();
-    let mut relay = transmit(&mut carol);
+    let mut relay = drain_transmit(&mut carol);
     assert_eq!(relay.pop(), Some(b'\n'));
     (alice, rng, kc, relay)
 }
@@ -85,7 +61,7 @@ fn relay_from_unknown_sender_is_held_until_the_directory_arrives() {
         "shown before decrypting"
     );
     // alice held the message and asks for the directory.
-    assert_eq!(transmit(&mut alice), b"{\"type\":\"list\"}\n");
+    assert_eq!(drain_transmit(&mut alice), b"{\"type\":\"list\"}\n");
     let seen = feed(
         &mut alice,
         &directory(false, &[("alice", ka), ("carol", kc)]),
@@ -98,7 +74,7 @@ fn relay_from_a_sender_who_left_is_reported() {
     let (mut alice, _, _, relay) = carol_writes_to_alice_unknown();
     let ka = alice.public_key();
     feed(&mut alice, &relay);
-    assert_eq!(transmit(&mut alice), b"{\"type\":\"list\"}\n");
+    assert_eq!(drain_transmit(&mut alice), b"{\"type\":\"list\"}\n");
     // carol left before the list was answered.
     let seen = feed(&mut alice, &directory(false, &[("alice", ka)]));
     assert_eq!(
