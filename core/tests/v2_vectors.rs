@@ -461,6 +461,15 @@ fn sas_run() {
         .map(|d| d.as_u64().unwrap() as u8)
         .collect();
     assert_eq!(code.emoji_indices().to_vec(), emoji);
+    // What people see: the Matrix specification's emoji table (names as the spec lists
+    // them, transcribed independently of core's table).
+    assert_eq!(
+        code.emoji().map(|(_, name)| name),
+        [
+            "Octopus", "Train", "Rocket", "Globe", "Elephant", "Gift", "Tree"
+        ]
+    );
+    assert_eq!(code.emoji()[0].0, "\u{1f419}");
     let confirm_a = a.confirm().unwrap();
     assert_eq!(emit(confirm_a), hex(&v["confirm_a"]));
     let Inner::SasConfirm { mac: mac_a, .. } = confirm_a else {
