@@ -268,3 +268,50 @@ fn every_refusal_has_its_own_words() {
     assert!(texts.iter().all(|t| t.len() > 10), "{texts:?}");
     assert!(SasError::Mismatch.to_string().contains("codes differ"));
 }
+
+#[test]
+fn names_of_the_longest_length_give_a_code() {
+    let long_a = "a".repeat(128);
+    let long_b = "b".repeat(128);
+    let p = SasParties {
+        a_name: &long_a,
+        b_name: &long_b,
+        ..parties()
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let (mut a, start) = Sas::start(&mut rng);
+    let Inner::SasStart { sid, commit } = start else {
+        panic!()
+    };
+    let (mut b, key) = Sas::accept(&mut rng, sid, commit);
+    let Inner::SasKey { epk: epk_b, .. } = key else {
+        panic!()
+    };
+    let Inner::SasReveal { epk: epk_a, .. } = a.on_key(&p, &sid, &epk_b).unwrap() else {
+        panic!()
+    };
+    b.on_reveal(&p, &sid, &epk_a).unwrap();
+    assert!(a.code().is_some());
+    assert_eq!(a.code(), b.code());
+    // One byte more is refused.
+    let longer = "a".repeat(129);
+    let (mut c, start) = Sas::start(&mut rng);
+    let Inner::SasStart { sid, .. } = start else {
+        panic!()
+    };
+    let q = SasParties {
+        a_name: &longer,
+        ..parties()
+    };
+    assert_eq!(c.on_key(&q, &sid, &epk_b).err(), Some(SasError::BadName));
+}
+
+#[test]
+fn the_code_reads_as_three_groups_of_digits() {
+    use seguro_core::v2::sas::SasCode;
+    let code = SasCode::from_bytes([0xff; 6]);
+    assert_eq!(code.decimal(), [9191, 9191, 9191]);
+    assert_eq!(code.to_string(), "9191 9191 9191");
+    let code = SasCode::from_bytes([0; 6]);
+    assert_eq!(code.to_string(), "1000 1000 1000");
+}

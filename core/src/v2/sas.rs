@@ -289,7 +289,9 @@ impl Sas {
         let Some(shared) = dh(&self.esk, peer) else {
             return self.fail(SasError::WeakKey);
         };
-        let mut t = Concat::<{ 16 + 16 + 32 * 7 + 2 * (1 + MAX_NAME_BYTES) }>::new();
+        // Exactly the transcript's largest size: a name longer than 128 bytes does not fit.
+        let mut t =
+            Concat::<{ label!("sas").len() + SID_LEN + 7 * 32 + 2 + 2 * MAX_NAME_BYTES }>::new();
         t.push(label!("sas"))
             .push(&self.sid)
             .push(&self.commit)
