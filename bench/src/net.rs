@@ -127,6 +127,10 @@ pub struct Target {
     pub addr: SocketAddr,
     /// rustls client configuration pinning the server certificate.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Send a PROXY protocol v1 header first (for `serve --proxy-protocol`), with a
+    /// made-up source per connection: `10.77.<port / 256>.<port % 256>` and the local
+    /// port, which is then the address the server logs.
+    pub proxy: bool,
 }
 
 impl Target {
@@ -136,8 +140,41 @@ impl Target {
         Ok(Self {
             addr,
             tls: seguro::tls::client_config(der)?,
+            proxy: false,
         })
     }
+}
+
+/// The PROXY v1 header of a TCP4 connection from `src` to `dst`.
+pub fn proxy_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    format!(
+        "PROXY TCP4 {} {} {} {}\r\n",
+        src.ip(),
+        dst.ip(),
+        src.port(),
+        dst.port()
+    )
+    .into_bytes()
+}
+
+/// Opens TCP to the target (and sends its PROXY header, if it wants one); also returns
+/// the client address the server sees.
+pub async fn tcp_connect(t: &Target) -> Result<(TcpStream, SocketAddr)> {
+    let mut tcp = TcpStream::connect(t.addr).await?;
+    let seen = introduce(t, &mut tcp).await?;
+    Ok((tcp, seen))
+}
+
+/// Sends the PROXY header if the target wants one; the client address the server sees.
+async fn introduce(t: &Target, tcp: &mut TcpStream) -> Result<SocketAddr> {
+    let local = tcp.local_addr()?;
+    if !t.proxy {
+        return Ok(local);
+    }
+    let [hi, lo] = local.port().to_be_bytes();
+    let src = SocketAddr::from(([10, 77, hi, lo], local.port()));
+    tcp.write_all(&proxy_v1(src, t.addr)).await?;
+    Ok(src)
 }
 
 /// The TLS stream of a client connection.
@@ -155,7 +192,7 @@ pub async fn connect_tls_with(
     read: Arc<AtomicU64>,
     rcvbuf: Option<usize>,
 ) -> Result<(Tls, SocketAddr)> {
-    let tcp = match rcvbuf {
+    let mut tcp = match rcvbuf {
         None => TcpStream::connect(t.addr).await?,
         Some(n) => {
             let sock = socket2::Socket::new(
@@ -169,7 +206,7 @@ pub async fn connect_tls_with(
         }
     };
     tcp.set_nodelay(true)?;
-    let local = tcp.local_addr()?;
+    let local = introduce(t, &mut tcp).await?;
     let counted = Counted { inner: tcp, read };
     let tls = TlsConnector::from(t.tls.clone())
         .connect(seguro::tls::server_name(), counted)

@@ -4,8 +4,11 @@
 //! time, while misbehaving clients come and go: disconnects in the middle of a line or
 //! of the TLS handshake, a reader that never reads (and a sender flooding it), garbage
 //! and oversized-line flooders, garbage instead of `hello`, half-open handshakes,
-//! handshake-then-silence and half-closed connections. Then the server is restarted on
-//! the same port and the healthy clients reconnect and carry on.
+//! handshake-then-silence and half-closed connections, look-alikes of connected names,
+//! relays of the wrong form, and a flood of connections from one source. Every
+//! connection comes through a PROXY protocol header (the server runs with
+//! `--proxy-protocol`), each from its own made-up source except the flood's. Then the
+//! server is restarted on the same port and the healthy clients reconnect and carry on.
 //!
 //! Assertions (any failure makes the command exit non-zero): the server never panics
 //! and exits cleanly on SIGTERM; its RSS stays under a bound; every message between
@@ -65,6 +68,10 @@ const SLOTH_DEADLINE_S: u64 = 40;
 /// The server's `--write-timeout`: a peer that reads nothing this long is cut off (and
 /// relays to it wait a third of it, then are refused naming it).
 const WRITE_TIMEOUT_S: u64 = 12;
+/// The server's `--max-per-source`: connections open at once from one source (every
+/// connection comes with a PROXY header, each from its own made-up source, except the
+/// per-source flood's, which share one).
+const PER_SOURCE: usize = 4;
 
 /// A misbehaving connection the server's log must account for.
 struct Expect {
@@ -78,6 +85,8 @@ struct Shared {
     failures: Mutex<Vec<String>>,
     expects: Mutex<Vec<Expect>>,
     clients: AtomicUsize,
+    /// Look-alike names refused with a name reason.
+    impostors: AtomicUsize,
 }
 
 impl Shared {
@@ -153,6 +162,9 @@ fn spawn_server(
         &WRITE_TIMEOUT_S.to_string(),
         "--threads",
         "2",
+        "--proxy-protocol",
+        "--max-per-source",
+        &PER_SOURCE.to_string(),
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -174,7 +186,8 @@ pub fn run(a: Args) -> Result<()> {
     let cert = dir.0.join("server.crt");
     let mut server = spawn_server(&a.spawn, &dir.0, "127.0.0.1:0", 1)?;
     let addr = server.addr;
-    let target = Target::new(addr, &cert)?;
+    let mut target = Target::new(addr, &cert)?;
+    target.proxy = true;
     println!(
         "soak: server {} (pid {}) on {addr}",
         a.spawn.display(),
@@ -306,6 +319,36 @@ pub fn run(a: Args) -> Result<()> {
                     ex.spawn(every(Duration::from_millis(1000), ctl.clone(), {
                         let (t, s, tag) = (target.clone(), shared.clone(), tag.clone());
                         move |k| half_close(t.clone(), s.clone(), format!("hc{k}-{tag}"))
+                    })),
+                    ex.spawn(every(Duration::from_millis(1500), ctl.clone(), {
+                        let (t, s) = (target.clone(), shared.clone());
+                        move |k| per_source_flood(t.clone(), s.clone(), k)
+                    })),
+                    ex.spawn(every(Duration::from_millis(600), ctl.clone(), {
+                        let (t, s) = (target.clone(), shared.clone());
+                        let names: Vec<String> = healthy.iter().map(|h| h.name.clone()).collect();
+                        move |k| {
+                            let victim = names.get(k as usize % names.len().max(1));
+                            name_impostor(
+                                t.clone(),
+                                s.clone(),
+                                victim.cloned().unwrap_or_default(),
+                                k,
+                            )
+                        }
+                    })),
+                    ex.spawn(every(Duration::from_millis(900), ctl.clone(), {
+                        let (t, s, tag) = (target.clone(), shared.clone(), tag.clone());
+                        let names: Vec<String> = healthy.iter().map(|h| h.name.clone()).collect();
+                        move |k| {
+                            let to = names.get(k as usize % names.len().max(1));
+                            bad_relayer(
+                                t.clone(),
+                                s.clone(),
+                                format!("br{k}-{tag}"),
+                                to.cloned().unwrap_or_default(),
+                            )
+                        }
                     })),
                 ];
                 smol::Timer::after(Duration::from_secs(a_secs)).await;
@@ -463,6 +506,10 @@ pub fn run(a: Args) -> Result<()> {
             .map(|(k, c)| format!("{k} {c}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "look-alike names refused with the reason: {}",
+        shared.impostors.load(SeqCst)
     );
     println!(
         "clients in all: {}; elapsed {:.1} s",
@@ -696,11 +743,11 @@ async fn cut_mid_line(t: Target, s: Arc<Shared>, name: String, k: u64) {
     s.clients.fetch_add(1, SeqCst);
     if k % 3 == 2 {
         // Mid-handshake: a TLS record header and part of a ClientHello, then gone.
-        let Ok(mut tcp) = TcpStream::connect(t.addr).await else {
+        let Ok((mut tcp, local)) = net::tcp_connect(&t).await else {
             s.fail("cut: connect failed".into());
             return;
         };
-        let local = tcp.local_addr().ok();
+        let local = Some(local);
         let _ = tcp
             .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
             .await;
@@ -794,6 +841,136 @@ async fn flooder(t: Target, s: Arc<Shared>, name: String, oversized: bool) {
     );
 }
 
+/// A flood from one source: PER_SOURCE connections complete TLS, the next one from the
+/// same source is closed before TLS (and logged), while every other source carries on.
+async fn per_source_flood(t: Target, s: Arc<Shared>, k: u64) {
+    let ip = [192, 0, 2, u8::try_from(k % 250).unwrap_or(0) + 1];
+    let mut held = Vec::new();
+    for i in 0..=PER_SOURCE {
+        s.clients.fetch_add(1, SeqCst);
+        let src = SocketAddr::from((ip, 1000 + u16::try_from(i).unwrap_or(0)));
+        let Ok(mut tcp) = TcpStream::connect(t.addr).await else {
+            s.fail("per-source flood: connect failed".into());
+            return;
+        };
+        if tcp.write_all(&net::proxy_v1(src, t.addr)).await.is_err() {
+            s.fail("per-source flood: header not sent".into());
+            return;
+        }
+        let tls = futures_rustls::TlsConnector::from(t.tls.clone())
+            .connect(seguro::tls::server_name(), tcp)
+            .await;
+        if i < PER_SOURCE {
+            match tls {
+                Ok(c) => held.push(c),
+                Err(e) => {
+                    s.fail(format!(
+                        "per-source flood: connection {i} of {PER_SOURCE} from {src} refused: {e}"
+                    ));
+                    return;
+                }
+            }
+        } else {
+            if tls.is_ok() {
+                s.fail(format!(
+                    "per-source flood: connection {} from one source got TLS",
+                    i + 1
+                ));
+            }
+            s.expect(
+                "per-source-flood".into(),
+                src,
+                &["connection(s) from this source already open"],
+            );
+        }
+    }
+    drop(held);
+}
+
+/// A look-alike of a connected healthy client's name (case, a Cyrillic letter, a
+/// zero-width joiner): refused with the reason.
+async fn name_impostor(t: Target, s: Arc<Shared>, victim: String, k: u64) {
+    s.clients.fetch_add(1, SeqCst);
+    let fake = match k % 3 {
+        0 => victim.to_uppercase(),
+        1 => victim.replacen('o', "\u{043e}", 1),
+        _ => format!("{victim}\u{200d}"),
+    };
+    let keys = KeyPair::generate(&mut OsRng);
+    match net::join_local(&t, &fake, &keys, 1 << 20).await {
+        Ok(_) => s.fail(format!("name impostor {fake:?} of {victim} was admitted")),
+        Err(e) if e.to_string().contains("invalid user name") => {
+            s.impostors.fetch_add(1, SeqCst);
+        }
+        Err(e) => s.fail(format!(
+            "name impostor {fake:?}: refused without a name reason: {e}"
+        )),
+    }
+}
+
+/// Joins and sends relays of the wrong form to a healthy client (short nonce, cipher
+/// not base64, unknown alg): each is answered with `bad relay`, none is forwarded (the
+/// healthy client would count it as bad), and the sender is cut off at --max-errors.
+async fn bad_relayer(t: Target, s: Arc<Shared>, name: String, to: String) {
+    s.clients.fetch_add(1, SeqCst);
+    let keys = KeyPair::generate(&mut OsRng);
+    let Ok((c, local)) = net::join_local(&t, &name, &keys, 1 << 20).await else {
+        s.fail(format!("{name}: could not join"));
+        return;
+    };
+    let net::Client {
+        mut lines, mut wr, ..
+    } = c;
+    let good_cipher = "A".repeat(44);
+    for i in 0..MAX_ERRORS {
+        let line = match i % 3 {
+            0 => {
+                format!(r#"{{"type":"relay","to":"{to}","nonce":"AAAA","cipher":"{good_cipher}"}}"#)
+            }
+            1 => format!(
+                r#"{{"type":"relay","to":"{to}","nonce":"AAAAAAAAAAAAAAAA","cipher":"!!!!"}}"#
+            ),
+            _ => format!(
+                r#"{{"type":"relay","to":"{to}","alg":"ROT13","nonce":"AAAAAAAAAAAAAAAA","cipher":"{good_cipher}"}}"#
+            ),
+        };
+        if wr.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = wr.flush().await;
+    let mut answered = 0u32;
+    let done = net::timeout(Duration::from_secs(10), "cut", async {
+        loop {
+            let (eof, bad) = lines
+                .next_with(|g| match g {
+                    Got::Line(l) => (false, l.windows(9).any(|w| w == b"bad relay")),
+                    Got::Overlong => (false, false),
+                    Got::Eof => (true, false),
+                })
+                .await?;
+            answered += u32::from(bad);
+            if eof {
+                return Ok(());
+            }
+        }
+    })
+    .await;
+    if done.is_err() {
+        s.fail(format!("bad-relayer {name} was not cut off within 10 s"));
+    }
+    if answered != MAX_ERRORS {
+        s.fail(format!(
+            "bad-relayer {name}: {answered} of {MAX_ERRORS} bad relays answered"
+        ));
+    }
+    s.expect(
+        format!("bad-relayer {name}"),
+        local,
+        &["too many consecutive bad messages"],
+    );
+}
+
 /// Completes the TLS handshake, then says nothing: cut at the hello deadline.
 async fn silent_after_handshake(t: Target, s: Arc<Shared>, _k: u64) {
     s.clients.fetch_add(1, SeqCst);
@@ -815,11 +992,10 @@ async fn silent_after_handshake(t: Target, s: Arc<Shared>, _k: u64) {
 /// Starts a TLS handshake and stops half way, keeping the TCP connection open.
 async fn half_open_handshake(t: Target, s: Arc<Shared>) {
     s.clients.fetch_add(1, SeqCst);
-    let Ok(mut tcp) = TcpStream::connect(t.addr).await else {
+    let Ok((mut tcp, local)) = net::tcp_connect(&t).await else {
         s.fail("half-open: connect failed".into());
         return;
     };
-    let Ok(local) = tcp.local_addr() else { return };
     let _ = tcp
         .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
         .await;

@@ -4,6 +4,7 @@
 use core::fmt;
 
 use embedded_io_async::{Read, Write};
+use embedded_tls::alert::AlertDescription;
 use embedded_tls::{MaxFragmentLength, TlsConfig, TlsConnection, TlsContext, TlsError};
 use rand_core::{CryptoRng, RngCore};
 
@@ -26,6 +27,11 @@ impl fmt::Display for TlsOpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Pin(e) => write!(f, "server refused: {e}"),
+            Self::Tls(TlsError::HandshakeAborted(_, AlertDescription::ProtocolVersion)) => f
+                .write_str(
+                    "TLS handshake aborted by the server: protocol_version (the server does \
+                     not speak TLS 1.3, which boards need: it is not a Seguro server)",
+                ),
             Self::Tls(TlsError::HandshakeAborted(_, alert)) => {
                 write!(f, "TLS handshake aborted by the server: {alert:?}")
             }

@@ -99,6 +99,24 @@ pub struct ServeArgs {
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) carrying the
+    /// real client address, as ngrok's TCP endpoints send with their proxy protocol
+    /// option (see cross/README.md). Connections without a valid header are closed.
+    /// Only set it when every connection comes through such a proxy.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Connections open at once from one source address (an IPv6 /64), on the real
+    /// address (0 = no limit). Without --proxy-protocol loopback is exempt (a tunnel's
+    /// agent carries every client).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_per_source: usize,
+    /// New connections (TLS handshakes, failed ones included) per second one source
+    /// may open on average (0 = no limit); same addresses as --max-per-source.
+    #[arg(long, default_value_t = 4.0, value_name = "RATE", value_parser = parse_rate)]
+    pub handshakes_per_source: f64,
+    /// New connections one source may open in a burst above --handshakes-per-source.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub handshake_burst: u32,
     /// TCP keepalive idle time in seconds (tunnels drop idle connections).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub keepalive: u64,
@@ -134,6 +152,15 @@ pub struct ServeArgs {
     /// repeat it for several.
     #[arg(long = "allow-key", value_name = "KEY|FP", requires = "private")]
     pub allow_keys: Vec<String>,
+}
+
+/// A finite, non-negative rate per second (NaN, infinities and negatives refused).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || !(0.0..=1e6).contains(&v) {
+        return Err("must be a number per second between 0 and 1000000".into());
+    }
+    Ok(v)
 }
 
 /// A finite, non-negative number of seconds (NaN, infinities and negatives refused).

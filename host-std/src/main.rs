@@ -159,6 +159,12 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.line_timeout = Duration::from_secs(a.line_timeout);
     cfg.idle_timeout = Duration::from_secs(a.idle_timeout);
     cfg.max_errors = a.max_errors.max(1);
+    cfg.proxy_protocol = a.proxy_protocol;
+    cfg.per_source = server::source::Limits {
+        connections: a.max_per_source,
+        handshake_rate: a.handshakes_per_source,
+        handshake_burst: a.handshake_burst.max(1),
+    };
     cfg.keepalive = Duration::from_secs(a.keepalive.max(1));
     cfg.threads = a.threads;
     cfg.users_debounce = Duration::from_millis(a.users_debounce_ms.min(10_000));
@@ -216,6 +222,12 @@ fn serve(a: ServeArgs) -> i32 {
             for line in note {
                 println!("{line}");
             }
+        }
+        if a.proxy_protocol {
+            println!(
+                "PROXY protocol: every connection must start with a v1 or v2 header \
+                 (--proxy-protocol)"
+            );
         }
     });
     match result {

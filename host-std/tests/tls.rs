@@ -1,4 +1,5 @@
-//! TLS: pinning by certificate and by key (wrong certificate, impostor key), suites and
+//! TLS: pinning by certificate and by key (wrong certificate, impostor key, in TLS 1.3
+//! and TLS 1.2, desktop and board clients), suites and
 //! groups, max fragment size.
 
 mod common;
@@ -56,6 +57,15 @@ impl rustls::server::ResolvesServerCert for Impostor {
 }
 
 fn impostor_config(cert: CertificateDer<'static>) -> Arc<rustls::ServerConfig> {
+    impostor_config_versions(cert, rustls::DEFAULT_VERSIONS)
+}
+
+/// An impostor speaking only `versions`: it presents `cert` and signs the handshake
+/// with a key of its own (not `cert`'s).
+fn impostor_config_versions(
+    cert: CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ServerConfig> {
     let provider = seguro::tls::provider();
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(other.serialize_der()));
@@ -63,11 +73,234 @@ fn impostor_config(cert: CertificateDer<'static>) -> Arc<rustls::ServerConfig> {
     let ck = Arc::new(rustls::sign::CertifiedKey::new(vec![cert], signer));
     Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Impostor(ck))),
     )
+}
+
+/// What an impostor saw of one connection: whether application data reached it, and
+/// the protocol version it negotiated (if it got that far).
+struct Seen {
+    data: bool,
+    version: Option<rustls::ProtocolVersion>,
+    error: Option<String>,
+}
+
+/// Serves one connection with `cfg` on a loopback port.
+fn impostor(cfg: Arc<rustls::ServerConfig>) -> (u16, thread::JoinHandle<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let srv = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(T)).unwrap();
+        let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+        let mut error = None;
+        while conn.is_handshaking() {
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        let version = conn.protocol_version();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut b = [0u8; 64];
+        let data = error.is_none() && tls.read(&mut b).is_ok_and(|n| n > 0);
+        Seen {
+            data,
+            version,
+            error,
+        }
+    });
+    (port, srv)
+}
+
+fn gen_cert(dir: &TempDir, name: &str) -> std::path::PathBuf {
+    let crt = dir.path(&format!("{name}.crt"));
+    let o = std::process::Command::new(BIN)
+        .args(["gen-cert", "--cert"])
+        .arg(&crt)
+        .arg("--key")
+        .arg(dir.path(&format!("{name}.key")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    crt
+}
+
+/// A TLS 1.2-only impostor with a certificate and key of its own: the desktop client
+/// refuses it with the pinning error, before any application data.
+#[test]
+fn a_tls12_impostor_with_another_certificate_is_refused_with_the_pinning_error() {
+    let dir = TempDir::new("impostor12-cert");
+    let pinned = gen_cert(&dir, "server");
+    let other = gen_cert(&dir, "other");
+    let other_der = seguro::certs::load_cert(&other).unwrap();
+    // A genuine pair (the other certificate with its own key), TLS 1.2 only.
+    let pair = seguro::certs::load_pair(&other, &dir.path("other.key")).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(seguro::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pair.chain, pair.key)
+            .unwrap(),
+    );
+    let (port, srv) = impostor(cfg);
+    let chat = Chat::start("alice", port, &pinned, &[]);
+    let (code, out) = chat.finish();
+    assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
+    let line = out.wait_for("[ERROR] server certificate does not match the pinned certificate");
+    let presented = seguro::certs::sha256_colon_hex(&other_der);
+    assert!(
+        line.contains(&format!("presented SHA-256 {presented}")),
+        "{line}"
+    );
+    assert!(!out.contains("[SYS] connected"));
+    let seen = srv.join().unwrap();
+    assert_eq!(
+        seen.version,
+        Some(rustls::ProtocolVersion::TLSv1_2),
+        "the handshake ran in TLS 1.2 ({:?})",
+        seen.error
+    );
+    assert!(!seen.data, "no application data reached the impostor");
+}
+
+/// A TLS 1.2-only impostor presenting the pinned certificate's bytes, signing its
+/// ServerKeyExchange with another key: the TLS 1.2 signature check refuses it.
+#[test]
+fn a_tls12_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
+    let dir = TempDir::new("impostor12");
+    let crt = gen_cert(&dir, "server");
+    let cfg = impostor_config_versions(
+        seguro::certs::load_cert(&crt).unwrap(),
+        &[&rustls::version::TLS12],
+    );
+    let (port, srv) = impostor(cfg);
+    let chat = Chat::start("alice", port, &crt, &[]);
+    let (code, out) = chat.finish();
+    assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
+    let line = out.wait_for("[ERROR] TLS handshake with");
+    assert!(line.contains("could not prove"), "{line}");
+    assert!(!line.contains("does not match the pinned"), "{line}");
+    assert!(!out.contains("[SYS] connected"));
+    let seen = srv.join().unwrap();
+    assert_eq!(
+        seen.version,
+        Some(rustls::ProtocolVersion::TLSv1_2),
+        "{:?}",
+        seen.error
+    );
+    assert!(!seen.data, "no application data reached the impostor");
+}
+
+/// A blocking std TCP stream as the board client's transport.
+struct StdIo(TcpStream);
+
+impl embedded_io_async::ErrorType for StdIo {
+    type Error = embedded_io_async::ErrorKind;
+}
+
+impl embedded_io_async::Read for StdIo {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.0
+            .read(buf)
+            .map_err(|_| embedded_io_async::ErrorKind::Other)
+    }
+}
+
+impl embedded_io_async::Write for StdIo {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.0
+            .write(buf)
+            .map_err(|_| embedded_io_async::ErrorKind::Other)
+    }
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0
+            .flush()
+            .map_err(|_| embedded_io_async::ErrorKind::Other)
+    }
+}
+
+/// Opens the board client's TLS (embedded-tls, TLS 1.3 only) pinned to `pinned` on
+/// `port`; on success sends one line.
+fn board_open(port: u16, pinned: &[u8]) -> Result<(), seguro_embassy::tls::TlsOpenError> {
+    use embedded_io_async::Write as _;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let mut read_buf = vec![0; 16_640];
+    let mut write_buf = vec![0; 4_096];
+    let mut rng = seguro_embassy::rng::SeededRng::from_board_rng(&mut rand_core::OsRng, 64);
+    let pin = seguro_embassy::pin::Pin::new(pinned).unwrap();
+    embassy_futures::block_on(async {
+        let mut conn = seguro_embassy::tls::open(
+            StdIo(tcp),
+            &mut read_buf,
+            &mut write_buf,
+            pin,
+            &mut rng,
+            seguro_embassy::tls::TlsOptions::default(),
+        )
+        .await?;
+        conn.write_all(b"ping\n").await.unwrap();
+        conn.flush().await.unwrap();
+        Ok(())
+    })
+}
+
+/// The board client speaks TLS 1.3 only (embedded-tls): a TLS 1.2-only impostor, with
+/// the pinned certificate or another one, gets no handshake at all: the server aborts
+/// with protocol_version, the client reports it and sends nothing.
+#[test]
+fn the_board_client_refuses_a_tls12_impostor_cleanly() {
+    use seguro_embassy::embedded_tls::TlsError;
+    use seguro_embassy::embedded_tls::alert::AlertDescription;
+    use seguro_embassy::tls::TlsOpenError;
+    let dir = TempDir::new("impostor12-board");
+    let crt = gen_cert(&dir, "server");
+    let der = seguro::certs::load_cert(&crt).unwrap();
+    let other = gen_cert(&dir, "other");
+    let pair = seguro::certs::load_pair(&other, &dir.path("other.key")).unwrap();
+    let genuine_other = Arc::new(
+        rustls::ServerConfig::builder_with_provider(seguro::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pair.chain, pair.key)
+            .unwrap(),
+    );
+    for cfg in [
+        impostor_config_versions(der.clone(), &[&rustls::version::TLS12]),
+        genuine_other,
+    ] {
+        let (port, srv) = impostor(cfg);
+        let result = board_open(port, &der);
+        let err = result.expect_err("a TLS 1.2 server must be refused");
+        assert!(
+            matches!(
+                err,
+                TlsOpenError::Tls(TlsError::HandshakeAborted(
+                    _,
+                    AlertDescription::ProtocolVersion
+                ))
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("TLS 1.3"), "{text}");
+        let seen = srv.join().unwrap();
+        assert!(!seen.data, "no application data reached the impostor");
+        assert!(
+            seen.error.is_some(),
+            "the handshake failed on the server too"
+        );
+    }
+    // The same client against the real server (TLS 1.3) connects: the refusal above is
+    // about the impostor, not the client.
+    let server = Server::start_with(&crt, &dir.path("server.key"), &[]);
+    board_open(server.port(), &der).expect("the board client reaches the real server");
 }
 
 #[test]

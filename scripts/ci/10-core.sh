@@ -31,7 +31,8 @@ printf '%s' 'seguro://0.tcp.eu.ngrok.io:12345,192.168.1.20:5000/v=1/k=p256:qqdoo
 printf '%s' 'seguro://[fd00::1]:5000,h:1/v=1/k=p256:qqdooqsyh4vhmp6s4s7li2br6kehynqqos43prqfzm2oxbjwa5qq/b=rsa:kkppedqcardwphwp54lgvdnwcbfwrzzdors6qnlrpugtkoiuh2cq/t=abcdefghijklmnop234567/c=omyr' >fuzz/corpus/invite/seed-2
 (
     cd fuzz
-    for t in frame msg_parse client_lines v2_wire v2_ratchet invite; do
+    for t in frame msg_parse client_lines v2_wire v2_ratchet invite \
+        server_reader server_hello server_router embassy_cert client_decrypt; do
         cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
     done
 )

@@ -4,7 +4,8 @@
 # encrypted messages while misbehaving clients come and go (disconnects mid-line and
 # mid-handshake, a reader that never reads, garbage and oversized-line flooders,
 # garbage instead of hello, half-open handshakes, handshake-then-silence, half-closed
-# connections), then a server restart on the same port with every healthy client
+# connections, look-alikes of connected names, relays of the wrong form, a flood of
+# connections from one source, every connection behind a PROXY header), then a server restart on the same port with every healthy client
 # reconnecting. Fails on a panic, an unclean exit, RSS above the bound, any lost,
 # duplicated or reordered message between healthy clients, or a misbehaving client that
 # was not cut off with its reason in the server log.

@@ -27,6 +27,7 @@ use super::State;
 use super::admission::Admitted;
 use super::bucket::TokenBucket;
 use super::hub::{self, Outbox, Outgoing, Prepared, error_line};
+use super::proxy::{self, Source};
 use super::push;
 use super::queue::{Kill, Next, OutQueue};
 use super::reader::{Got, LineReader};
@@ -140,8 +141,49 @@ pub(super) async fn connection(
     addr: SocketAddr,
 ) {
     let cfg = &state.cfg;
+    let mut tcp = tcp;
+    let mut addr = addr;
     set_keepalive(&tcp, cfg.keepalive);
     let deadline = Instant::now() + cfg.hello_timeout;
+    if cfg.proxy_protocol {
+        let header = async { Some(proxy::read_header(&mut tcp).await) }
+            .or(async {
+                Timer::at(deadline).await;
+                None
+            })
+            .await;
+        match header {
+            Some(Ok(Source::Client(real))) => {
+                debug!(%real, proxy = %addr, "PROXY header");
+                addr = real;
+            }
+            Some(Ok(Source::Local)) => debug!(%addr, "PROXY header without a client address"),
+            Some(Err(e)) => {
+                state.log_cutoff(addr, format_args!("refused: {e}"));
+                return;
+            }
+            None => {
+                state.log_cutoff(
+                    addr,
+                    format_args!("refused: no PROXY header before the deadline"),
+                );
+                return;
+            }
+        }
+    }
+    // Behind a tunnel without the PROXY protocol every client is the tunnel's agent on
+    // loopback: limiting that one source would limit everyone together.
+    let _source = if !cfg.proxy_protocol && addr.ip().is_loopback() {
+        None
+    } else {
+        match state.sources.admit(addr.ip(), Instant::now()) {
+            Ok(guard) => Some(guard),
+            Err(refused) => {
+                state.log_cutoff(addr, format_args!("{refused}"));
+                return;
+            }
+        }
+    };
     let handshake = async { Some(acceptor.accept(tcp).await) };
     let tls = match handshake
         .or(async {

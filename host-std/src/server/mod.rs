@@ -12,6 +12,8 @@
 //! - [`admission`]: who a private server admits (join tokens, allow list).
 //! - [`names`]: the name policy (UTS #39: normalization, refused characters, reserved
 //!   names, look-alikes of connected names).
+//! - [`proxy`]: the PROXY protocol header (v1, v2) a tunnel sends before TLS.
+//! - [`source`]: per-source limits (connections at once, new connections per second).
 //!
 //! Every connection gets a bounded outbound queue and its own writer; nobody ever waits
 //! for another connection's socket. Nothing well-formed is dropped for rate or for a
@@ -27,10 +29,12 @@ pub mod bucket;
 mod conn;
 pub mod hub;
 pub mod names;
+pub mod proxy;
 pub mod push;
 pub mod queue;
 pub mod reader;
 pub mod router;
+pub mod source;
 
 use std::fmt;
 use std::future::Future;
@@ -96,6 +100,13 @@ pub struct Config {
     pub threads: usize,
     /// A private server's admission check (`None`: everyone is admitted).
     pub admission: Option<Arc<crate::admission::Gate>>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) carrying the
+    /// real client address; a connection without a valid one is closed.
+    pub proxy_protocol: bool,
+    /// Per-source limits, on the real client address. Without `proxy_protocol`,
+    /// loopback sources are exempt: behind a tunnel they are the tunnel's agent, which
+    /// carries every client.
+    pub per_source: source::Limits,
 }
 
 impl fmt::Debug for Config {
@@ -112,6 +123,8 @@ impl fmt::Debug for Config {
             .field("memory_budget", &self.memory_budget)
             .field("max_errors", &self.max_errors)
             .field("private", &self.admission.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
+            .field("per_source", &self.per_source)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +152,8 @@ impl Config {
             users_push_rate: 10_000_000,
             threads: 0,
             admission: None,
+            proxy_protocol: false,
+            per_source: source::Limits::default(),
         }
     }
 }
@@ -150,6 +165,7 @@ struct State {
     dirty: Sender<()>,
     cutoff_log: Mutex<LogBudget>,
     budget: Arc<queue::Budget>,
+    sources: Arc<source::Sources>,
 }
 
 /// Info-level lines about connections cut off before `hello` (failed handshakes, missed
@@ -245,6 +261,7 @@ impl Server {
             dirty: dirty_tx,
             cutoff_log: Mutex::new(LogBudget::new(Instant::now())),
             budget: Arc::new(queue::Budget::new(self.cfg.memory_budget)),
+            sources: Arc::new(source::Sources::new(self.cfg.per_source)),
             cfg: self.cfg,
         });
         let broadcaster = ex.spawn(push::broadcaster(state.clone(), dirty_rx));
