@@ -5,9 +5,9 @@
 //! keeps time and draws randomness ([`Driver`] is the part between the connection and
 //! the screen, without I/O, so tests can drive it).
 //!
-//! On a terminal, a line editor (rustyline) with history reads commands, and incoming
-//! lines are printed through its external printer so they never garble the line being
-//! typed. Otherwise standard input is read line by line and output lines are plain (see
+//! On a terminal, the full-screen interface ([`crate::tui`]) reads keys and draws every
+//! line; if the client stops on its own (an error, a signal), the reason is printed
+//! again on the normal screen after it gives the terminal back. Otherwise standard input is read line by line and output lines are plain (see
 //! [`crate::output`]); at the end of input everything typed has been sent, replies are
 //! awaited for `--linger` seconds, and the program exits with 0.
 //!
@@ -936,7 +936,13 @@ pub fn run(a: ChatArgs) -> i32 {
             // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP leave like /quit, so the
             // terminal is given back and what never left the outbox is listed.
             let quit = in_tx.clone();
+            let shown = h.clone();
             if let Err(e) = ctrlc::set_handler(move || {
+                // Said on the screen and again after leaving: not a silent exit.
+                crate::tui::say_leaving(
+                    &shown,
+                    &Line::HostInfo(&"stopped by a signal (SIGTERM, SIGHUP or SIGINT): leaving"),
+                );
                 let _ = quit.try_send(Input::Line {
                     conversation: None,
                     text: "/quit".into(),
@@ -1297,6 +1303,9 @@ impl Desktop {
         );
         self.attempt = self.attempt.saturating_add(1);
         let after_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let deadline = std::time::Instant::now() + delay;
+        // First the state: the screen keeps an outage's lines for after leaving.
+        self.printer.state(Conn::Reconnecting { at: deadline });
         // One warning per outage; later attempts speak only when the reason changes.
         if self.attempt == 1 {
             self.printer.print(&Line::Reconnecting {
@@ -1311,8 +1320,6 @@ impl Desktop {
             )));
         }
         self.told = Some(why.to_owned());
-        let deadline = std::time::Instant::now() + delay;
-        self.printer.state(Conn::Reconnecting { at: deadline });
         loop {
             let mut until = deadline;
             if self.input_done {

@@ -17,6 +17,7 @@
 //! alone: the system pane), `/close` closes it.
 
 use std::collections::VecDeque;
+use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use smol::future::FutureExt as _;
@@ -1034,17 +1035,22 @@ fn cursor_at(input: &str, cursor: usize, width: usize) -> (usize, usize) {
     (row, col)
 }
 
+/// Most lines kept to print on the normal screen after leaving (see [`Screen::after`]).
+pub const AFTER: usize = 200;
+
 /// The interface and its terminal, shared by the client's printer and the event loop
-/// (both on the client's one async thread).
+/// (both on the client's one async thread; the signal handler's thread also prints).
 pub struct Screen<B: ratatui::backend::Backend> {
     /// The state.
     pub ui: Ui,
     term: ratatui::Terminal<B>,
-    /// Lines to print on the normal screen after leaving (errors at the end, or
-    /// everything when the client never connected).
-    after: Vec<String>,
+    /// Lines to print on the normal screen after leaving: everything until the first
+    /// connection, then what was printed since the connection was last lost (why the
+    /// client stopped, if it stops while offline), and everything once leaving.
+    after: VecDeque<String>,
     quitting: bool,
-    connected_once: bool,
+    /// Lines are kept for after leaving (not connected, or leaving).
+    keeping: bool,
 }
 
 impl<B: ratatui::backend::Backend> Screen<B> {
@@ -1053,9 +1059,48 @@ impl<B: ratatui::backend::Backend> Screen<B> {
         Self {
             ui,
             term,
-            after: Vec::new(),
+            after: VecDeque::new(),
             quitting: false,
-            connected_once: false,
+            keeping: true,
+        }
+    }
+
+    /// The lines to print on the normal screen after leaving, oldest first.
+    pub fn after(&self) -> impl Iterator<Item = &str> {
+        self.after.iter().map(String::as_str)
+    }
+
+    /// The connection's state: lines printed while connected are not kept for after
+    /// leaving (they were on the screen), those of an outage are.
+    pub fn set_conn(&mut self, conn: Conn) {
+        if conn == Conn::Connected {
+            self.keeping = false;
+            if !self.quitting {
+                self.after.clear();
+            }
+        } else {
+            self.keeping = true;
+        }
+        self.ui.set_conn(conn);
+    }
+
+    /// One line from the client.
+    pub fn print(&mut self, line: &Line<'_>) {
+        self.ui.push(line);
+        self.keep(line.to_string());
+    }
+
+    /// The client is leaving: every line from now on is kept for after leaving.
+    pub fn leaving(&mut self) {
+        self.quitting = true;
+    }
+
+    fn keep(&mut self, text: String) {
+        if self.quitting || self.keeping {
+            if self.after.len() >= AFTER {
+                self.after.pop_front();
+            }
+            self.after.push_back(text);
         }
     }
 
@@ -1076,12 +1121,6 @@ impl<B: ratatui::backend::Backend> Screen<B> {
     /// The terminal (tests resize `TestBackend`).
     pub fn terminal_mut(&mut self) -> &mut ratatui::Terminal<B> {
         &mut self.term
-    }
-
-    fn keep_after(&mut self, line: &Line<'_>) {
-        if self.quitting || !self.connected_once {
-            self.after.push(line.to_string());
-        }
     }
 }
 
@@ -1128,9 +1167,16 @@ pub fn start(ui: Ui) -> Option<Handle> {
         return None;
     }
     let prev = std::panic::take_hook();
+    let main = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
         restore();
         prev(info);
+        if std::thread::current().id() != main {
+            // The terminal is given back: a client left running would draw and read
+            // nothing. The main thread's panic ends the process itself.
+            eprintln!("seguro: internal error in a helper thread: leaving");
+            std::process::exit(crate::exit::ERROR);
+        }
     }));
     let term =
         match ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout())) {
@@ -1151,11 +1197,25 @@ pub fn start(ui: Ui) -> Option<Handle> {
 /// Leaves the full screen and prints what must stay visible.
 pub fn stop(h: &Handle) {
     restore();
-    if let Ok(mut s) = h.lock() {
-        for l in std::mem::take(&mut s.after) {
-            println!("{l}");
-        }
+    let mut s = lock(h);
+    for l in std::mem::take(&mut s.after) {
+        println!("{l}");
     }
+}
+
+/// The screen, even if a thread panicked while drawing (the hook of [`start`] ends the
+/// process then anyway).
+fn lock(h: &Handle) -> std::sync::MutexGuard<'_, Screen<Term>> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Prints `line` on the screen from another thread (the signal handler's) and keeps it
+/// for after leaving.
+pub fn say_leaving(h: &Handle, line: &Line<'_>) {
+    let mut s = lock(h);
+    s.leaving();
+    s.print(line);
+    s.redraw(&mut ring);
 }
 
 /// The client's printer into the interface.
@@ -1163,29 +1223,18 @@ pub struct TuiPrinter(pub Handle);
 
 impl TuiPrinter {
     fn with(&self, f: impl FnOnce(&mut Screen<Term>)) {
-        if let Ok(mut s) = self.0.lock() {
-            f(&mut s);
-            s.redraw(&mut ring);
-        }
+        let mut s = lock(&self.0);
+        f(&mut s);
+        s.redraw(&mut ring);
     }
 }
 
 impl crate::client::Printer for TuiPrinter {
     fn print(&mut self, line: &Line<'_>) {
-        self.with(|s| {
-            s.ui.push(line);
-            s.keep_after(line);
-        });
+        self.with(|s| s.print(line));
     }
     fn state(&mut self, conn: Conn) {
-        self.with(|s| {
-            if conn == Conn::Connected && !s.connected_once {
-                // What came before is on the screen now; keep only what follows.
-                s.connected_once = true;
-                s.after.clear();
-            }
-            s.ui.set_conn(conn);
-        });
+        self.with(|s| s.set_conn(conn));
     }
     fn server(&mut self, addr: &str, fingerprint: &str) {
         self.with(|s| s.ui.set_server(addr, fingerprint));
@@ -1213,17 +1262,22 @@ impl crate::client::Printer for TuiPrinter {
         self.with(|s| s.ui.set_outbox(n));
     }
     fn quitting(&mut self) {
-        self.with(|s| s.quitting = true);
+        self.with(Screen::leaving);
     }
 }
 
 /// Reads the terminal's events on the client's async thread and turns them into the
-/// client's input; redraws every second (the reconnect countdown). Never returns.
+/// client's input; redraws every second (the reconnect countdown). A read error is
+/// retried with a new reader; if the terminal cannot be read any more, tells the client
+/// to leave (the reason is on the screen and kept for after leaving), and returns if it
+/// has not left within 40 s.
 pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) -> i32 {
     use crate::client::Input;
     use smol::stream::StreamExt as _;
     let mut stream = crossterm::event::EventStream::new();
     let mut tick = smol::Timer::interval(std::time::Duration::from_secs(1));
+    // Read errors in a row: a terminal that is gone fails every time.
+    let mut failures = 0u32;
     loop {
         let ev = async { Some(stream.next().await) }
             .or(async {
@@ -1235,47 +1289,65 @@ pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) 
         match ev {
             None => {}
             Some(Some(Ok(e))) => {
-                if let Ok(mut s) = h.lock() {
-                    let waiting = matches!(s.ui.conn, Conn::Reconnecting { .. });
-                    let key = matches!(e, TermEvent::Key(_) | TermEvent::Paste(_));
-                    let mut req = s.ui.event(&e);
-                    loop {
-                        match req {
-                            Request::Nothing => {}
-                            Request::Send { conversation, line } => {
-                                out.push(Input::Line {
-                                    conversation,
-                                    text: line,
-                                });
-                            }
-                            Request::Quit => out.push(Input::Line {
-                                conversation: None,
-                                text: "/quit".into(),
-                            }),
+                failures = 0;
+                let mut s = lock(&h);
+                let waiting = matches!(s.ui.conn, Conn::Reconnecting { .. });
+                let key = matches!(e, TermEvent::Key(_) | TermEvent::Paste(_));
+                let mut req = s.ui.event(&e);
+                loop {
+                    match req {
+                        Request::Nothing => {}
+                        Request::Send { conversation, line } => {
+                            out.push(Input::Line {
+                                conversation,
+                                text: line,
+                            });
                         }
-                        match s.ui.take_queued() {
-                            Some(r) => req = r,
-                            None => break,
-                        }
+                        Request::Quit => out.push(Input::Line {
+                            conversation: None,
+                            text: "/quit".into(),
+                        }),
                     }
-                    if waiting && key && out.is_empty() {
-                        out.push(Input::Key);
+                    match s.ui.take_queued() {
+                        Some(r) => req = r,
+                        None => break,
                     }
+                }
+                if waiting && key && out.is_empty() {
+                    out.push(Input::Key);
                 }
             }
-            Some(Some(Err(_)) | None) => {
-                out.push(Input::Eof);
-                for i in out {
-                    let _ = tx.try_send(i);
+            Some(other) => {
+                failures += 1;
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no more events".to_owned(),
+                };
+                tracing::warn!("reading the terminal failed ({failures} in a row): {why}");
+                if failures >= 5 || !std::io::stdin().is_terminal() {
+                    say_leaving(
+                        &h,
+                        &Line::HostError(&format_args!(
+                            "cannot read the terminal any more ({why}): leaving"
+                        )),
+                    );
+                    let _ = tx.try_send(Input::Line {
+                        conversation: None,
+                        text: "/quit".into(),
+                    });
+                    // The client leaves at its next step (it lists what was not sent);
+                    // a connection attempt takes at most 30 s.
+                    smol::Timer::after(std::time::Duration::from_secs(40)).await;
+                    return crate::exit::ERROR;
                 }
-                return std::future::pending().await;
+                // A new reader, after a pause (a failing terminal must not spin).
+                smol::Timer::after(std::time::Duration::from_millis(200)).await;
+                stream = crossterm::event::EventStream::new();
             }
         }
         for i in out {
             let _ = tx.try_send(i);
         }
-        if let Ok(mut s) = h.lock() {
-            s.redraw(&mut ring);
-        }
+        lock(&h).redraw(&mut ring);
     }
 }

@@ -395,3 +395,52 @@ fn a_message_dropped_from_the_outbox_says_it_was_not_sent() {
     );
     assert!(all.contains("[alice] another (pending)"), "{all}");
 }
+
+#[test]
+fn what_stays_on_the_normal_screen_after_leaving() {
+    let mut s = Screen::new(
+        Ui::new("alice", false, false, Clock::utc()),
+        Terminal::new(TestBackend::new(80, 20)).unwrap(),
+    );
+    let after = |s: &Screen<TestBackend>| s.after().map(str::to_owned).collect::<Vec<_>>();
+    // Until the first connection: everything (the client may never connect).
+    s.set_conn(Conn::Connecting);
+    s.print(&Line::HostInfo(&"created a new identity"));
+    assert_eq!(after(&s), ["[SYS] created a new identity"]);
+    // Connected: it was all on the screen; what comes now is not kept.
+    s.set_conn(Conn::Connected);
+    s.print(&message("bob", "hi"));
+    assert!(after(&s).is_empty(), "{:?}", after(&s));
+    // An outage: its lines are kept, so a client that stops during it says why.
+    s.set_conn(Conn::Reconnecting {
+        at: std::time::Instant::now(),
+    });
+    s.print(&Line::HostWarn(&"connection lost"));
+    s.set_conn(Conn::Connecting);
+    s.print(&Line::HostError(&"server certificate does not match"));
+    assert_eq!(
+        after(&s),
+        [
+            "[WARN] connection lost",
+            "[ERROR] server certificate does not match"
+        ]
+    );
+    // Back: forgotten again.
+    s.set_conn(Conn::Connected);
+    assert!(after(&s).is_empty());
+    // Leaving: everything from then on, even while connected.
+    s.leaving();
+    s.print(&Line::HostError(&"1 message(s) typed were NOT sent"));
+    s.set_conn(Conn::Connected);
+    assert_eq!(after(&s), ["[ERROR] 1 message(s) typed were NOT sent"]);
+    // Bounded.
+    for i in 0..seguro::tui::AFTER + 5 {
+        s.print(&Line::HostInfo(&format_args!("line {i}")));
+    }
+    let a = after(&s);
+    assert_eq!(a.len(), seguro::tui::AFTER);
+    assert_eq!(
+        a.last().map(String::as_str),
+        Some(&*format!("[SYS] line {}", seguro::tui::AFTER + 4))
+    );
+}
