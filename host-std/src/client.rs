@@ -73,6 +73,9 @@ pub trait Printer: Send {
     fn outbox(&mut self, _n: usize) {}
     /// The client is about to leave.
     fn quitting(&mut self) {}
+    /// What is known now of the keys of contacts: `of(name)` (a status bar asks for
+    /// the contacts it shows).
+    fn key_states(&mut self, _of: &dyn Fn(&str) -> KeyState) {}
 }
 
 /// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
@@ -168,6 +171,21 @@ pub enum Input {
     Key,
     /// No more input.
     Eof,
+}
+
+/// What is known of a contact's key, for a status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyState {
+    /// No key is known for that name (never seen).
+    #[default]
+    Unknown,
+    /// Seen, not verified.
+    Unverified,
+    /// The user verified the key in use (`/verify <user> yes`).
+    Verified,
+    /// The key in use is not the one remembered, or a verified contact's new key waits
+    /// for `/verify` or `/accept`.
+    Changed,
 }
 
 /// The connection's state, for a status bar.
@@ -377,6 +395,22 @@ impl Driver {
     /// The chat session.
     pub fn chat(&self) -> &DesktopChat {
         &self.chat
+    }
+
+    /// What is known of `name`'s key: the memory's judgement (verified, a changed key
+    /// waiting) against the key the server lists now.
+    pub fn key_state(&self, name: &str) -> KeyState {
+        use seguro_core::chat::KeyMemory as _;
+        let now = self.chat.client().key_of(name);
+        match self.chat.memory().status(name) {
+            Some(st) if st.pending.is_some() || now.is_some_and(|k| *k != st.key) => {
+                KeyState::Changed
+            }
+            Some(st) if st.verified => KeyState::Verified,
+            Some(_) => KeyState::Unverified,
+            None if now.is_some() => KeyState::Unverified,
+            None => KeyState::Unknown,
+        }
     }
 
     /// Names the server in `connected to <server> as <user>`.
@@ -1068,6 +1102,7 @@ impl Desktop {
             self.printer.quitting();
         }
         self.printer.outbox(self.driver.outbox().len());
+        self.printer.key_states(&|n| self.driver.key_state(n));
         t
     }
 
@@ -1498,6 +1533,7 @@ impl Desktop {
                     if let Some(r) = self.driver.received(data, &mut *self.printer, &mut wire) {
                         refusal = Some(r);
                     }
+                    self.printer.key_states(&|n| self.driver.key_state(n));
                     if self.driver.chat().is_registered() {
                         if !registered {
                             self.printer.state(Conn::Connected);

@@ -36,7 +36,7 @@ use seguro_core::command::{COMMANDS, CommandError, parse_command, spec};
 use seguro_core::directory::Change;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::client::Conn;
+use crate::client::{Conn, KeyState};
 
 /// Lines kept per conversation; older ones are dropped from memory (the count of
 /// dropped lines is shown at the top).
@@ -89,6 +89,8 @@ pub struct Conversation {
     pub unread: usize,
     /// The contact's key changed during this session.
     pub key_changed: bool,
+    /// What the chat's memory says of the contact's key (`None`: not told yet).
+    pub key: Option<KeyState>,
 }
 
 impl Conversation {
@@ -99,6 +101,7 @@ impl Conversation {
             dropped: 0,
             unread: 0,
             key_changed: false,
+            key: None,
         }
     }
 
@@ -215,6 +218,20 @@ impl Ui {
     /// How many messages wait in the outbox.
     pub fn set_outbox(&mut self, n: usize) {
         self.outbox = n;
+    }
+
+    /// What is known of the keys of the contacts of the conversations. A contact
+    /// verified now is no longer marked changed (the user checked the new key).
+    pub fn set_key_states(&mut self, of: &dyn Fn(&str) -> KeyState) {
+        for c in &mut self.convs {
+            if let Some(p) = &c.peer {
+                let k = of(p);
+                if k == KeyState::Verified {
+                    c.key_changed = false;
+                }
+                c.key = Some(k);
+            }
+        }
     }
 
     /// Whether a bell is due; clears it.
@@ -760,10 +777,12 @@ impl Ui {
         }
         let c = self.current();
         if let Some(p) = &c.peer {
-            let key = if c.key_changed {
-                "KEY CHANGED"
-            } else {
-                "unverified"
+            let key = match c.key {
+                _ if c.key_changed => "KEY CHANGED",
+                Some(KeyState::Changed) => "KEY CHANGED",
+                Some(KeyState::Verified) => "verified",
+                Some(KeyState::Unknown) => "no key yet",
+                Some(KeyState::Unverified) | None => "unverified",
             };
             s.push_str(&format!(" | {p}: {key}"));
         }
@@ -1263,6 +1282,9 @@ impl crate::client::Printer for TuiPrinter {
     }
     fn quitting(&mut self) {
         self.with(Screen::leaving);
+    }
+    fn key_states(&mut self, of: &dyn Fn(&str) -> KeyState) {
+        self.with(|s| s.ui.set_key_states(of));
     }
 }
 

@@ -326,3 +326,47 @@ fn reconnect_delays_are_capped_and_jittered() {
         .collect();
     assert!(spread.len() > 10, "jitter spreads the attempts");
 }
+
+#[test]
+fn the_key_state_of_a_contact_for_the_status_bar() {
+    use seguro::client::KeyState;
+    let mut a = Alice::new();
+    let bob = Peer::new("bob", 0x22);
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unknown);
+    a.connect(&[
+        ("alice", KeyPair::from_secret(ALICE).public()),
+        ("bob", bob.key()),
+    ]);
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unverified);
+    assert_eq!(a.driver.key_state("carol"), KeyState::Unknown);
+    // /verify shows the code; "yes" marks the key verified.
+    a.typed(None, "/verify bob");
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unverified);
+    a.typed(None, "/verify bob yes");
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Verified,
+        "{:?}",
+        a.shown()
+    );
+    // bob comes back with another key: changed, until the user decides.
+    let impostor = Peer::new("bob", 0x33);
+    a.driver.disconnected();
+    a.connect(&[
+        ("alice", KeyPair::from_secret(ALICE).public()),
+        ("bob", impostor.key()),
+    ]);
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Changed,
+        "{:?}",
+        a.shown()
+    );
+    a.typed(None, "/accept bob");
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Unverified,
+        "{:?}",
+        a.shown()
+    );
+}

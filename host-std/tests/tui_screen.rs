@@ -444,3 +444,77 @@ fn what_stays_on_the_normal_screen_after_leaving() {
         Some(&*format!("[SYS] line {}", seguro::tui::AFTER + 4))
     );
 }
+
+#[test]
+fn the_status_bar_shows_the_contacts_key_state() {
+    use seguro::client::KeyState;
+    let mut s = screen(100, 14, false);
+    s.ui.push(&message("bob", "hi"));
+    s.ui.push(&message("carol", "hello"));
+    let bar = |s: &mut Screen<TestBackend>| text(s)[12].clone();
+    // In bob's conversation.
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('2'),
+        KeyModifiers::ALT,
+    )));
+    assert!(
+        bar(&mut s).contains("| bob: unverified | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+    let state = |n: &str| match n {
+        "bob" => KeyState::Verified,
+        _ => KeyState::Changed,
+    };
+    s.ui.set_key_states(&state);
+    assert!(
+        bar(&mut s).contains("| bob: verified | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('3'),
+        KeyModifiers::ALT,
+    )));
+    assert!(
+        bar(&mut s).contains("| carol: KEY CHANGED |"),
+        "{}",
+        bar(&mut s)
+    );
+    // A key change seen in this session stays marked until the contact is verified.
+    s.ui.push(&Line::KeyChanged {
+        name: "carol",
+        old: &[1; 32],
+        new: &[2; 32],
+        verified: false,
+    });
+    s.ui.set_key_states(&|_| KeyState::Unverified);
+    assert!(
+        bar(&mut s).contains("| carol: KEY CHANGED |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.set_key_states(&|_| KeyState::Verified);
+    assert!(
+        bar(&mut s).contains("| carol: verified |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.set_key_states(&|_| KeyState::Unknown);
+    assert!(
+        bar(&mut s).contains("| carol: no key yet |"),
+        "{}",
+        bar(&mut s)
+    );
+    // The system pane names no contact.
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('1'),
+        KeyModifiers::ALT,
+    )));
+    assert!(!bar(&mut s).contains("carol:"), "{}", bar(&mut s));
+    assert!(
+        bar(&mut s).contains("| connected | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+}
