@@ -933,6 +933,21 @@ pub fn run(a: ChatArgs) -> i32 {
     } else {
         None
     };
+    // The input history of the full screen, unless turned off.
+    let keep_history = !a.no_history && crate::config::load().is_ok_and(|c| c.history);
+    let history = match (&screen, keep_history) {
+        (Some(h), true) => crate::state::StateDir::locate(a.state_dir.as_deref())
+            .ok()
+            .map(|dir| crate::history::HistoryFile::new(dir, &a.user))
+            .inspect(|file| match file.load() {
+                Ok(v) => crate::tui::lock(h).ui.set_history(v),
+                Err(e) => crate::tui::lock(h).print(&Line::HostWarn(&format_args!(
+                    "{e}: starting with an empty input history (the next line typed \
+                     replaces the file)"
+                ))),
+            }),
+        _ => None,
+    };
     let mut printer: Box<dyn Printer> = match &screen {
         Some(h) => Box::new(crate::tui::TuiPrinter(h.clone())),
         None => {
@@ -984,7 +999,7 @@ pub fn run(a: ChatArgs) -> i32 {
             }) {
                 tracing::debug!("no SIGTERM handler: {e}");
             }
-            let events = crate::tui::events(h.clone(), in_tx);
+            let events = crate::tui::events(h.clone(), in_tx, history);
             smol::block_on(desktop.run().or(events))
         }
         None => {

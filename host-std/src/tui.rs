@@ -139,6 +139,8 @@ pub struct Ui {
     /// Cursor, as a byte offset into `input` (on a character boundary).
     cursor: usize,
     history: Vec<String>,
+    /// The history changed since [`Ui::take_history_changed`].
+    history_changed: bool,
     /// Browsing the history: the index shown, and the line typed before browsing.
     browsing: Option<(usize, String)>,
     conn: Conn,
@@ -174,6 +176,7 @@ impl Ui {
             input: String::new(),
             cursor: 0,
             history: Vec::new(),
+            history_changed: false,
             browsing: None,
             conn: Conn::Connecting,
             server: String::new(),
@@ -202,6 +205,24 @@ impl Ui {
     /// The input line as typed so far.
     pub fn input(&self) -> &str {
         &self.input
+    }
+
+    /// The input history, oldest first (Up shows the last).
+    pub fn history(&self) -> &[String] {
+        &self.history
+    }
+
+    /// Starts with `entries` in the history (a saved one; the last [`HISTORY`]).
+    pub fn set_history(&mut self, mut entries: Vec<String>) {
+        let skip = entries.len().saturating_sub(HISTORY);
+        entries.drain(..skip);
+        self.history = entries;
+        self.browsing = None;
+    }
+
+    /// Whether the history changed since the last call (it should be saved).
+    pub fn take_history_changed(&mut self) -> bool {
+        std::mem::take(&mut self.history_changed)
     }
 
     /// The connection's state.
@@ -640,6 +661,7 @@ impl Ui {
             if self.history.len() > HISTORY {
                 self.history.remove(0);
             }
+            self.history_changed = true;
         }
         self.scroll = 0;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -1224,7 +1246,7 @@ pub fn stop(h: &Handle) {
 
 /// The screen, even if a thread panicked while drawing (the hook of [`start`] ends the
 /// process then anyway).
-fn lock(h: &Handle) -> std::sync::MutexGuard<'_, Screen<Term>> {
+pub fn lock(h: &Handle) -> std::sync::MutexGuard<'_, Screen<Term>> {
     h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -1293,13 +1315,19 @@ impl crate::client::Printer for TuiPrinter {
 /// retried with a new reader; if the terminal cannot be read any more, tells the client
 /// to leave (the reason is on the screen and kept for after leaving), and returns if it
 /// has not left within 40 s.
-pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) -> i32 {
+pub async fn events(
+    h: Handle,
+    tx: smol::channel::Sender<crate::client::Input>,
+    history: Option<crate::history::HistoryFile>,
+) -> i32 {
     use crate::client::Input;
     use smol::stream::StreamExt as _;
     let mut stream = crossterm::event::EventStream::new();
     let mut tick = smol::Timer::interval(std::time::Duration::from_secs(1));
     // Read errors in a row: a terminal that is gone fails every time.
     let mut failures = 0u32;
+    // Saving the history failed (said once).
+    let mut history_failed = false;
     loop {
         let ev = async { Some(stream.next().await) }
             .or(async {
@@ -1337,6 +1365,21 @@ pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) 
                 }
                 if waiting && key && out.is_empty() {
                     out.push(Input::Key);
+                }
+                if s.ui.take_history_changed()
+                    && let Some(file) = &history
+                {
+                    match file.save(s.ui.history()) {
+                        Ok(()) => history_failed = false,
+                        Err(e) if !history_failed => {
+                            history_failed = true;
+                            s.print(&Line::HostError(&format_args!(
+                                "cannot save the input history (kept for this session; \
+                                 --no-history or `history = false` turns it off): {e}"
+                            )));
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
             Some(other) => {

@@ -172,9 +172,14 @@ fn stamped(screen: &str, needle: &str) -> bool {
 /// `<user>.pid`), then says how it exited and whether the terminal is back in its
 /// normal (cooked, echoing) mode.
 fn client(dir: &TempDir, user: &str, port: u16) -> String {
+    client_with(dir, user, port, "")
+}
+
+/// [`client`] with `extra` arguments.
+fn client_with(dir: &TempDir, user: &str, port: u16, extra: &str) -> String {
     format!(
         "env XDG_DATA_HOME='{}' NO_COLOR= sh -c 'echo $$ > \"$0\"; exec \"$@\"' '{}' \
-         '{BIN}' chat {user} 127.0.0.1 {port} --cert '{}' --no-bell; echo EXITED=$?; \
+         '{BIN}' chat {user} 127.0.0.1 {port} --cert '{}' --no-bell {extra}; echo EXITED=$?; \
          if stty -a | tr ' ;' '\\n\\n' | grep -qx -e -icanon -e -echo; \
          then echo TTY=raw; else echo TTY=cooked; fi; sleep 120",
         dir.path(user).display(),
@@ -453,4 +458,81 @@ fn a_fatal_error_after_connecting_stays_on_the_normal_screen() {
     );
     assert!(s.contains("connection lost"), "and what led to it:\n{s}");
     assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+}
+
+/// The input history is kept per user for the next session (mode 0600, in order),
+/// and neither read nor written with `--no-history`.
+#[test]
+fn the_input_history_is_kept_for_the_next_session() {
+    let Some(tmux) = tmux_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("tmux-history");
+    let server = Server::start(&dir, &[]);
+    let port = server.port();
+    let state = seguro::state::StateDir::locate(Some(&dir.path("alice").join("seguro"))).unwrap();
+    let file = seguro::history::path(&state, "alice");
+    let connected = "| connected |";
+
+    tmux.session("first", 100, 30, &client(&dir, "alice", port));
+    tmux.wait("first", "connection", |s| s.contains(connected));
+    tmux.line("first", "/list");
+    tmux.line("first", "the first line typed");
+    tmux.line("first", "the second line typed");
+    // Saved as typed, not only at the end.
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("the second line typed")) {
+        assert!(
+            Instant::now() < deadline,
+            "no history in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys("first", &["C-d"]);
+    tmux.wait("first", "the exit", |s| s.contains("EXITED=0"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let entries: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        entries,
+        ["/list", "the first line typed", "the second line typed"],
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+
+    // The next session: Up shows the last line typed, then the one before.
+    tmux.session("second", 100, 30, &client(&dir, "alice", port));
+    tmux.wait("second", "connection", |s| s.contains(connected));
+    tmux.keys("second", &["Up"]);
+    tmux.wait("second", "the last line in the input", |s| {
+        s.lines().any(|l| l.trim_end() == "> the second line typed")
+    });
+    tmux.keys("second", &["Up"]);
+    tmux.wait("second", "the line before", |s| {
+        s.lines().any(|l| l.trim_end() == "> the first line typed")
+    });
+    tmux.keys("second", &["C-d"]);
+    tmux.wait("second", "the exit", |s| s.contains("EXITED=0"));
+
+    // --no-history: nothing read, nothing written.
+    let before = std::fs::read(&file).unwrap();
+    tmux.session(
+        "third",
+        100,
+        30,
+        &client_with(&dir, "alice", port, "--no-history"),
+    );
+    tmux.wait("third", "connection", |s| s.contains(connected));
+    tmux.line("third", "not to be kept");
+    tmux.wait("third", "the answer", |s| s.contains("commands start with"));
+    tmux.keys("third", &["Up", "Up"]);
+    let s = tmux.wait("third", "this session's line only", |s| {
+        s.lines().any(|l| l.trim_end() == "> not to be kept")
+    });
+    assert!(!s.contains("> the second line typed"), "{s}");
+    tmux.keys("third", &["C-c", "C-d"]);
+    tmux.wait("third", "the exit", |s| s.contains("EXITED=0"));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
 }
