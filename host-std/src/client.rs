@@ -167,7 +167,8 @@ pub enum Input {
         text: String,
     },
     /// A key press that is not a whole line (the full-screen interface): while
-    /// waiting to reconnect, it means "now".
+    /// waiting to reconnect, it means "now"; connected, it asks for the key states
+    /// again (a conversation was opened).
     Key,
     /// No more input.
     Eof,
@@ -1505,7 +1506,10 @@ impl Desktop {
                     self.input_done = true;
                     let _ = wr.flush().await;
                 }
-                Ev::Input(Some(Input::Key)) => {}
+                Ev::Input(Some(Input::Key)) => {
+                    // E.g. a conversation opened: the status bar asks for its key state.
+                    self.printer.key_states(&|n| self.driver.key_state(n));
+                }
                 Ev::Input(Some(Input::Line { conversation, text })) => {
                     match self.typed(conversation.as_deref(), &text, &mut wire) {
                         Typed::Quit => {

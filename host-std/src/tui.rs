@@ -1343,6 +1343,7 @@ pub async fn events(
                 let mut s = lock(&h);
                 let waiting = matches!(s.ui.conn, Conn::Reconnecting { .. });
                 let key = matches!(e, TermEvent::Key(_) | TermEvent::Paste(_));
+                let opened = s.ui.conversations().len();
                 let mut req = s.ui.event(&e);
                 loop {
                     match req {
@@ -1363,7 +1364,10 @@ pub async fn events(
                         None => break,
                     }
                 }
-                if waiting && key && out.is_empty() {
+                // A key while waiting means "reconnect now"; a new conversation needs
+                // its contact's key state.
+                let new_conv = s.ui.conversations().len() > opened;
+                if (waiting && key || new_conv) && out.is_empty() {
                     out.push(Input::Key);
                 }
                 if s.ui.take_history_changed()
