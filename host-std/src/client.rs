@@ -561,7 +561,10 @@ impl Driver {
         let behind = to
             .as_ref()
             .is_some_and(|to| self.outbox.iter().any(|p| p.to.as_ref() == Some(to)));
-        let action = if self.keep_offline && to.is_some() && (!registered || behind) {
+        // A contact we know (a key remembered) who is not online right now, e.g. not
+        // back yet after a server restart: the message waits for them.
+        let absent = registered && to.as_deref().is_some_and(|u| self.known_but_absent(u));
+        let action = if self.keep_offline && to.is_some() && (!registered || behind || absent) {
             Action::Offline
         } else {
             self.chat.input_in(conversation, line, rng)
@@ -581,6 +584,14 @@ impl Driver {
                 Typed::Chat(a)
             }
         }
+    }
+
+    /// `user` is a contact whose key is remembered but who is not in the directory now.
+    fn known_but_absent(&self, user: &str) -> bool {
+        use seguro_core::chat::KeyMemory as _;
+        !user.is_empty()
+            && self.chat.client().key_of(user).is_none()
+            && self.chat.memory().last_key(user).is_some()
     }
 
     /// Where `line` (typed in `conversation`) goes: `Some(peer)` for a message,
@@ -620,7 +631,14 @@ impl Driver {
             held: false,
         });
         let n = self.outbox.len();
-        if self.chat.is_registered() {
+        let absent = self.outbox.back().and_then(|p| p.to.clone());
+        if let Some(who) = absent.filter(|u| self.chat.is_registered() && self.known_but_absent(u))
+        {
+            printer.print(&Line::HostInfo(&format_args!(
+                "{who} is not online: kept in the outbox ({n} waiting), sent when they are \
+                 back (/outbox lists them)"
+            )));
+        } else if self.chat.is_registered() {
             printer.print(&Line::HostInfo(&format_args!(
                 "kept in the outbox behind earlier messages to the same recipient ({n} \
                  waiting; /outbox lists them)"
