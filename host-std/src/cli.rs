@@ -183,7 +183,7 @@ fn parse_max_line(s: &str) -> Result<usize, String> {
 /// `seguro chat`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  seguro chat alice --invite 'seguro://0.tcp.eu.ngrok.io:12345/v=1/k=p256:.../c=...'\n  seguro chat alice 'seguro://...'                      # the invite in place of host and port\n  seguro chat alice 0.tcp.eu.ngrok.io 12345 --cert server.crt\n\nTrust: contacts (name, key, verified or not) and the memory of messages seen are kept\nbeside the identity and survive restarts. A new contact is noted quietly, a changed key\nis a loud [WARN]. /verify <user> shows the safety code of the pair (the same on both\nsides); compare it over another channel and type /verify <user> yes. /trust lists the\ncontacts, /accept <user> takes a verified contact's new key without verifying it.\n\nConfig file: $XDG_CONFIG_HOME/seguro/config.toml (else ~/.config/seguro/config.toml),\nTOML, optional. Settings: `strict = true` (as --strict). An unknown key or a bad value\nis an error (exit code 2)."
+    after_help = "Examples:\n  seguro chat alice --invite 'seguro://0.tcp.eu.ngrok.io:12345/v=1/k=p256:.../c=...'\n  seguro chat alice 'seguro://...'                      # the invite in place of host and port\n  seguro chat alice 0.tcp.eu.ngrok.io 12345 --cert server.crt\n\nTrust: contacts (name, key, verified or not) and the memory of messages seen are kept\nbeside the identity and survive restarts. A new contact is noted quietly, a changed key\nis a loud [WARN]. /verify <user> shows the safety code of the pair (the same on both\nsides); compare it over another channel and type /verify <user> yes. /trust lists the\ncontacts, /accept <user> takes a verified contact's new key without verifying it.\n\nConfig file: $XDG_CONFIG_HOME/seguro/config.toml (else ~/.config/seguro/config.toml),\nTOML, optional. Settings: `strict = true` (as --strict), `history = false`\n(as --no-history). An unknown key or a bad value\nis an error (exit code 2)."
 )]
 pub struct ChatArgs {
     /// Your user name (1-32 characters, no spaces).
@@ -213,6 +213,11 @@ pub struct ChatArgs {
     /// screen.
     #[arg(long)]
     pub no_bell: bool,
+    /// In the full-screen interface, neither read nor save the input history (the
+    /// plain text of what you typed, kept in the state directory for Up/Down in the
+    /// next session); also `history = false` in the config file.
+    #[arg(long)]
+    pub no_history: bool,
     /// Without a terminal: put the local time (RFC 3339) before each line.
     #[arg(long, conflicts_with = "json")]
     pub timestamps: bool,

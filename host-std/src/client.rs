@@ -5,9 +5,9 @@
 //! keeps time and draws randomness ([`Driver`] is the part between the connection and
 //! the screen, without I/O, so tests can drive it).
 //!
-//! On a terminal, a line editor (rustyline) with history reads commands, and incoming
-//! lines are printed through its external printer so they never garble the line being
-//! typed. Otherwise standard input is read line by line and output lines are plain (see
+//! On a terminal, the full-screen interface ([`crate::tui`]) reads keys and draws every
+//! line; if the client stops on its own (an error, a signal), the reason is printed
+//! again on the normal screen after it gives the terminal back. Otherwise standard input is read line by line and output lines are plain (see
 //! [`crate::output`]); at the end of input everything typed has been sent, replies are
 //! awaited for `--linger` seconds, and the program exits with 0.
 //!
@@ -73,6 +73,9 @@ pub trait Printer: Send {
     fn outbox(&mut self, _n: usize) {}
     /// The client is about to leave.
     fn quitting(&mut self) {}
+    /// What is known now of the keys of contacts: `of(name)` (a status bar asks for
+    /// the contacts it shows).
+    fn key_states(&mut self, _of: &dyn Fn(&str) -> KeyState) {}
 }
 
 /// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
@@ -164,10 +167,26 @@ pub enum Input {
         text: String,
     },
     /// A key press that is not a whole line (the full-screen interface): while
-    /// waiting to reconnect, it means "now".
+    /// waiting to reconnect, it means "now"; connected, it asks for the key states
+    /// again (a conversation was opened).
     Key,
     /// No more input.
     Eof,
+}
+
+/// What is known of a contact's key, for a status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyState {
+    /// No key is known for that name (never seen).
+    #[default]
+    Unknown,
+    /// Seen, not verified.
+    Unverified,
+    /// The user verified the key in use (`/verify <user> yes`).
+    Verified,
+    /// The key in use is not the one remembered, or a verified contact's new key waits
+    /// for `/verify` or `/accept`.
+    Changed,
 }
 
 /// The connection's state, for a status bar.
@@ -379,6 +398,22 @@ impl Driver {
         &self.chat
     }
 
+    /// What is known of `name`'s key: the memory's judgement (verified, a changed key
+    /// waiting) against the key the server lists now.
+    pub fn key_state(&self, name: &str) -> KeyState {
+        use seguro_core::chat::KeyMemory as _;
+        let now = self.chat.client().key_of(name);
+        match self.chat.memory().status(name) {
+            Some(st) if st.pending.is_some() || now.is_some_and(|k| *k != st.key) => {
+                KeyState::Changed
+            }
+            Some(st) if st.verified => KeyState::Verified,
+            Some(_) => KeyState::Unverified,
+            None if now.is_some() => KeyState::Unverified,
+            None => KeyState::Unknown,
+        }
+    }
+
     /// Names the server in `connected to <server> as <user>`.
     pub fn set_server(&mut self, server: &dyn std::fmt::Display) {
         self.chat.set_server(server);
@@ -526,7 +561,10 @@ impl Driver {
         let behind = to
             .as_ref()
             .is_some_and(|to| self.outbox.iter().any(|p| p.to.as_ref() == Some(to)));
-        let action = if self.keep_offline && to.is_some() && (!registered || behind) {
+        // A contact we know (a key remembered) who is not online right now, e.g. not
+        // back yet after a server restart: the message waits for them.
+        let absent = registered && to.as_deref().is_some_and(|u| self.known_but_absent(u));
+        let action = if self.keep_offline && to.is_some() && (!registered || behind || absent) {
             Action::Offline
         } else {
             self.chat.input_in(conversation, line, rng)
@@ -546,6 +584,14 @@ impl Driver {
                 Typed::Chat(a)
             }
         }
+    }
+
+    /// `user` is a contact whose key is remembered but who is not in the directory now.
+    fn known_but_absent(&self, user: &str) -> bool {
+        use seguro_core::chat::KeyMemory as _;
+        !user.is_empty()
+            && self.chat.client().key_of(user).is_none()
+            && self.chat.memory().last_key(user).is_some()
     }
 
     /// Where `line` (typed in `conversation`) goes: `Some(peer)` for a message,
@@ -585,7 +631,14 @@ impl Driver {
             held: false,
         });
         let n = self.outbox.len();
-        if self.chat.is_registered() {
+        let absent = self.outbox.back().and_then(|p| p.to.clone());
+        if let Some(who) = absent.filter(|u| self.chat.is_registered() && self.known_but_absent(u))
+        {
+            printer.print(&Line::HostInfo(&format_args!(
+                "{who} is not online: kept in the outbox ({n} waiting), sent when they are \
+                 back (/outbox lists them)"
+            )));
+        } else if self.chat.is_registered() {
             printer.print(&Line::HostInfo(&format_args!(
                 "kept in the outbox behind earlier messages to the same recipient ({n} \
                  waiting; /outbox lists them)"
@@ -899,6 +952,21 @@ pub fn run(a: ChatArgs) -> i32 {
     } else {
         None
     };
+    // The input history of the full screen, unless turned off.
+    let keep_history = !a.no_history && crate::config::load().is_ok_and(|c| c.history);
+    let history = match (&screen, keep_history) {
+        (Some(h), true) => crate::state::StateDir::locate(a.state_dir.as_deref())
+            .ok()
+            .map(|dir| crate::history::HistoryFile::new(dir, &a.user))
+            .inspect(|file| match file.load() {
+                Ok(v) => crate::tui::lock(h).ui.set_history(v),
+                Err(e) => crate::tui::lock(h).print(&Line::HostWarn(&format_args!(
+                    "{e}: starting with an empty input history (the next line typed \
+                     replaces the file)"
+                ))),
+            }),
+        _ => None,
+    };
     let mut printer: Box<dyn Printer> = match &screen {
         Some(h) => Box::new(crate::tui::TuiPrinter(h.clone())),
         None => {
@@ -936,7 +1004,13 @@ pub fn run(a: ChatArgs) -> i32 {
             // In raw mode Ctrl-C is a key; SIGTERM and SIGHUP leave like /quit, so the
             // terminal is given back and what never left the outbox is listed.
             let quit = in_tx.clone();
+            let shown = h.clone();
             if let Err(e) = ctrlc::set_handler(move || {
+                // Said on the screen and again after leaving: not a silent exit.
+                crate::tui::say_leaving(
+                    &shown,
+                    &Line::HostInfo(&"stopped by a signal (SIGTERM, SIGHUP or SIGINT): leaving"),
+                );
                 let _ = quit.try_send(Input::Line {
                     conversation: None,
                     text: "/quit".into(),
@@ -944,7 +1018,7 @@ pub fn run(a: ChatArgs) -> i32 {
             }) {
                 tracing::debug!("no SIGTERM handler: {e}");
             }
-            let events = crate::tui::events(h.clone(), in_tx);
+            let events = crate::tui::events(h.clone(), in_tx, history);
             smol::block_on(desktop.run().or(events))
         }
         None => {
@@ -1062,6 +1136,7 @@ impl Desktop {
             self.printer.quitting();
         }
         self.printer.outbox(self.driver.outbox().len());
+        self.printer.key_states(&|n| self.driver.key_state(n));
         t
     }
 
@@ -1297,6 +1372,9 @@ impl Desktop {
         );
         self.attempt = self.attempt.saturating_add(1);
         let after_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let deadline = std::time::Instant::now() + delay;
+        // First the state: the screen keeps an outage's lines for after leaving.
+        self.printer.state(Conn::Reconnecting { at: deadline });
         // One warning per outage; later attempts speak only when the reason changes.
         if self.attempt == 1 {
             self.printer.print(&Line::Reconnecting {
@@ -1311,8 +1389,6 @@ impl Desktop {
             )));
         }
         self.told = Some(why.to_owned());
-        let deadline = std::time::Instant::now() + delay;
-        self.printer.state(Conn::Reconnecting { at: deadline });
         loop {
             let mut until = deadline;
             if self.input_done {
@@ -1448,7 +1524,10 @@ impl Desktop {
                     self.input_done = true;
                     let _ = wr.flush().await;
                 }
-                Ev::Input(Some(Input::Key)) => {}
+                Ev::Input(Some(Input::Key)) => {
+                    // E.g. a conversation opened: the status bar asks for its key state.
+                    self.printer.key_states(&|n| self.driver.key_state(n));
+                }
                 Ev::Input(Some(Input::Line { conversation, text })) => {
                     match self.typed(conversation.as_deref(), &text, &mut wire) {
                         Typed::Quit => {
@@ -1491,6 +1570,7 @@ impl Desktop {
                     if let Some(r) = self.driver.received(data, &mut *self.printer, &mut wire) {
                         refusal = Some(r);
                     }
+                    self.printer.key_states(&|n| self.driver.key_state(n));
                     if self.driver.chat().is_registered() {
                         if !registered {
                             self.printer.state(Conn::Connected);

@@ -8,6 +8,9 @@
 //! # Refuse to send to a verified contact whose key changed, until `/verify <user>`
 //! # (compare the new safety code) or `/accept <user>`. Default: false (warn, send).
 //! strict = true
+//! # Keep the full-screen interface's input history (the plain text of what was
+//! # typed) for the next session. Default: true.
+//! history = false
 //! ```
 //!
 //! A command-line flag (`seguro chat --strict`) turns a setting on whatever the file
@@ -19,12 +22,28 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// The settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Strict mode (see the module documentation).
     #[serde(default)]
     pub strict: bool,
+    /// Keep the input history on disk ([`crate::history`]).
+    #[serde(default = "yes")]
+    pub history: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            strict: false,
+            history: true,
+        }
+    }
 }
 
 /// Why the configuration could not be read.
@@ -118,6 +137,9 @@ mod tests {
         assert!(!Config::default().strict);
         assert!(parse("strict = true\n", p()).unwrap().strict);
         assert!(!parse("# nothing\nstrict = false", p()).unwrap().strict);
+        assert!(Config::default().history);
+        assert!(parse("strict = true\n", p()).unwrap().history);
+        assert!(!parse("history = false\n", p()).unwrap().history);
     }
 
     #[test]

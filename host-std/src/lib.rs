@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod history;
 pub mod identity;
 pub mod invite;
 pub mod output;

@@ -17,6 +17,7 @@
 //! alone: the system pane), `/close` closes it.
 
 use std::collections::VecDeque;
+use std::io::IsTerminal as _;
 use std::time::Instant;
 
 use smol::future::FutureExt as _;
@@ -35,7 +36,7 @@ use seguro_core::command::{COMMANDS, CommandError, parse_command, spec};
 use seguro_core::directory::Change;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::client::Conn;
+use crate::client::{Conn, KeyState};
 
 /// Lines kept per conversation; older ones are dropped from memory (the count of
 /// dropped lines is shown at the top).
@@ -88,6 +89,8 @@ pub struct Conversation {
     pub unread: usize,
     /// The contact's key changed during this session.
     pub key_changed: bool,
+    /// What the chat's memory says of the contact's key (`None`: not told yet).
+    pub key: Option<KeyState>,
 }
 
 impl Conversation {
@@ -98,6 +101,7 @@ impl Conversation {
             dropped: 0,
             unread: 0,
             key_changed: false,
+            key: None,
         }
     }
 
@@ -135,6 +139,8 @@ pub struct Ui {
     /// Cursor, as a byte offset into `input` (on a character boundary).
     cursor: usize,
     history: Vec<String>,
+    /// The history changed since [`Ui::take_history_changed`].
+    history_changed: bool,
     /// Browsing the history: the index shown, and the line typed before browsing.
     browsing: Option<(usize, String)>,
     conn: Conn,
@@ -170,6 +176,7 @@ impl Ui {
             input: String::new(),
             cursor: 0,
             history: Vec::new(),
+            history_changed: false,
             browsing: None,
             conn: Conn::Connecting,
             server: String::new(),
@@ -200,6 +207,24 @@ impl Ui {
         &self.input
     }
 
+    /// The input history, oldest first (Up shows the last).
+    pub fn history(&self) -> &[String] {
+        &self.history
+    }
+
+    /// Starts with `entries` in the history (a saved one; the last [`HISTORY`]).
+    pub fn set_history(&mut self, mut entries: Vec<String>) {
+        let skip = entries.len().saturating_sub(HISTORY);
+        entries.drain(..skip);
+        self.history = entries;
+        self.browsing = None;
+    }
+
+    /// Whether the history changed since the last call (it should be saved).
+    pub fn take_history_changed(&mut self) -> bool {
+        std::mem::take(&mut self.history_changed)
+    }
+
     /// The connection's state.
     pub fn set_conn(&mut self, conn: Conn) {
         self.conn = conn;
@@ -214,6 +239,20 @@ impl Ui {
     /// How many messages wait in the outbox.
     pub fn set_outbox(&mut self, n: usize) {
         self.outbox = n;
+    }
+
+    /// What is known of the keys of the contacts of the conversations. A contact
+    /// verified now is no longer marked changed (the user checked the new key).
+    pub fn set_key_states(&mut self, of: &dyn Fn(&str) -> KeyState) {
+        for c in &mut self.convs {
+            if let Some(p) = &c.peer {
+                let k = of(p);
+                if k == KeyState::Verified {
+                    c.key_changed = false;
+                }
+                c.key = Some(k);
+            }
+        }
     }
 
     /// Whether a bell is due; clears it.
@@ -622,6 +661,7 @@ impl Ui {
             if self.history.len() > HISTORY {
                 self.history.remove(0);
             }
+            self.history_changed = true;
         }
         self.scroll = 0;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -759,10 +799,12 @@ impl Ui {
         }
         let c = self.current();
         if let Some(p) = &c.peer {
-            let key = if c.key_changed {
-                "KEY CHANGED"
-            } else {
-                "unverified"
+            let key = match c.key {
+                _ if c.key_changed => "KEY CHANGED",
+                Some(KeyState::Changed) => "KEY CHANGED",
+                Some(KeyState::Verified) => "verified",
+                Some(KeyState::Unknown) => "no key yet",
+                Some(KeyState::Unverified) | None => "unverified",
             };
             s.push_str(&format!(" | {p}: {key}"));
         }
@@ -1034,17 +1076,22 @@ fn cursor_at(input: &str, cursor: usize, width: usize) -> (usize, usize) {
     (row, col)
 }
 
+/// Most lines kept to print on the normal screen after leaving (see [`Screen::after`]).
+pub const AFTER: usize = 200;
+
 /// The interface and its terminal, shared by the client's printer and the event loop
-/// (both on the client's one async thread).
+/// (both on the client's one async thread; the signal handler's thread also prints).
 pub struct Screen<B: ratatui::backend::Backend> {
     /// The state.
     pub ui: Ui,
     term: ratatui::Terminal<B>,
-    /// Lines to print on the normal screen after leaving (errors at the end, or
-    /// everything when the client never connected).
-    after: Vec<String>,
+    /// Lines to print on the normal screen after leaving: everything until the first
+    /// connection, then what was printed since the connection was last lost (why the
+    /// client stopped, if it stops while offline), and everything once leaving.
+    after: VecDeque<String>,
     quitting: bool,
-    connected_once: bool,
+    /// Lines are kept for after leaving (not connected, or leaving).
+    keeping: bool,
 }
 
 impl<B: ratatui::backend::Backend> Screen<B> {
@@ -1053,9 +1100,48 @@ impl<B: ratatui::backend::Backend> Screen<B> {
         Self {
             ui,
             term,
-            after: Vec::new(),
+            after: VecDeque::new(),
             quitting: false,
-            connected_once: false,
+            keeping: true,
+        }
+    }
+
+    /// The lines to print on the normal screen after leaving, oldest first.
+    pub fn after(&self) -> impl Iterator<Item = &str> {
+        self.after.iter().map(String::as_str)
+    }
+
+    /// The connection's state: lines printed while connected are not kept for after
+    /// leaving (they were on the screen), those of an outage are.
+    pub fn set_conn(&mut self, conn: Conn) {
+        if conn == Conn::Connected {
+            self.keeping = false;
+            if !self.quitting {
+                self.after.clear();
+            }
+        } else {
+            self.keeping = true;
+        }
+        self.ui.set_conn(conn);
+    }
+
+    /// One line from the client.
+    pub fn print(&mut self, line: &Line<'_>) {
+        self.ui.push(line);
+        self.keep(line.to_string());
+    }
+
+    /// The client is leaving: every line from now on is kept for after leaving.
+    pub fn leaving(&mut self) {
+        self.quitting = true;
+    }
+
+    fn keep(&mut self, text: String) {
+        if self.quitting || self.keeping {
+            if self.after.len() >= AFTER {
+                self.after.pop_front();
+            }
+            self.after.push_back(text);
         }
     }
 
@@ -1076,12 +1162,6 @@ impl<B: ratatui::backend::Backend> Screen<B> {
     /// The terminal (tests resize `TestBackend`).
     pub fn terminal_mut(&mut self) -> &mut ratatui::Terminal<B> {
         &mut self.term
-    }
-
-    fn keep_after(&mut self, line: &Line<'_>) {
-        if self.quitting || !self.connected_once {
-            self.after.push(line.to_string());
-        }
     }
 }
 
@@ -1128,9 +1208,16 @@ pub fn start(ui: Ui) -> Option<Handle> {
         return None;
     }
     let prev = std::panic::take_hook();
+    let main = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
         restore();
         prev(info);
+        if std::thread::current().id() != main {
+            // The terminal is given back: a client left running would draw and read
+            // nothing. The main thread's panic ends the process itself.
+            eprintln!("seguro: internal error in a helper thread: leaving");
+            std::process::exit(crate::exit::ERROR);
+        }
     }));
     let term =
         match ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout())) {
@@ -1151,11 +1238,25 @@ pub fn start(ui: Ui) -> Option<Handle> {
 /// Leaves the full screen and prints what must stay visible.
 pub fn stop(h: &Handle) {
     restore();
-    if let Ok(mut s) = h.lock() {
-        for l in std::mem::take(&mut s.after) {
-            println!("{l}");
-        }
+    let mut s = lock(h);
+    for l in std::mem::take(&mut s.after) {
+        println!("{l}");
     }
+}
+
+/// The screen, even if a thread panicked while drawing (the hook of [`start`] ends the
+/// process then anyway).
+pub fn lock(h: &Handle) -> std::sync::MutexGuard<'_, Screen<Term>> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Prints `line` on the screen from another thread (the signal handler's) and keeps it
+/// for after leaving.
+pub fn say_leaving(h: &Handle, line: &Line<'_>) {
+    let mut s = lock(h);
+    s.leaving();
+    s.print(line);
+    s.redraw(&mut ring);
 }
 
 /// The client's printer into the interface.
@@ -1163,29 +1264,18 @@ pub struct TuiPrinter(pub Handle);
 
 impl TuiPrinter {
     fn with(&self, f: impl FnOnce(&mut Screen<Term>)) {
-        if let Ok(mut s) = self.0.lock() {
-            f(&mut s);
-            s.redraw(&mut ring);
-        }
+        let mut s = lock(&self.0);
+        f(&mut s);
+        s.redraw(&mut ring);
     }
 }
 
 impl crate::client::Printer for TuiPrinter {
     fn print(&mut self, line: &Line<'_>) {
-        self.with(|s| {
-            s.ui.push(line);
-            s.keep_after(line);
-        });
+        self.with(|s| s.print(line));
     }
     fn state(&mut self, conn: Conn) {
-        self.with(|s| {
-            if conn == Conn::Connected && !s.connected_once {
-                // What came before is on the screen now; keep only what follows.
-                s.connected_once = true;
-                s.after.clear();
-            }
-            s.ui.set_conn(conn);
-        });
+        self.with(|s| s.set_conn(conn));
     }
     fn server(&mut self, addr: &str, fingerprint: &str) {
         self.with(|s| s.ui.set_server(addr, fingerprint));
@@ -1213,17 +1303,31 @@ impl crate::client::Printer for TuiPrinter {
         self.with(|s| s.ui.set_outbox(n));
     }
     fn quitting(&mut self) {
-        self.with(|s| s.quitting = true);
+        self.with(Screen::leaving);
+    }
+    fn key_states(&mut self, of: &dyn Fn(&str) -> KeyState) {
+        self.with(|s| s.ui.set_key_states(of));
     }
 }
 
 /// Reads the terminal's events on the client's async thread and turns them into the
-/// client's input; redraws every second (the reconnect countdown). Never returns.
-pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) -> i32 {
+/// client's input; redraws every second (the reconnect countdown). A read error is
+/// retried with a new reader; if the terminal cannot be read any more, tells the client
+/// to leave (the reason is on the screen and kept for after leaving), and returns if it
+/// has not left within 40 s.
+pub async fn events(
+    h: Handle,
+    tx: smol::channel::Sender<crate::client::Input>,
+    history: Option<crate::history::HistoryFile>,
+) -> i32 {
     use crate::client::Input;
     use smol::stream::StreamExt as _;
     let mut stream = crossterm::event::EventStream::new();
     let mut tick = smol::Timer::interval(std::time::Duration::from_secs(1));
+    // Read errors in a row: a terminal that is gone fails every time.
+    let mut failures = 0u32;
+    // Saving the history failed (said once).
+    let mut history_failed = false;
     loop {
         let ev = async { Some(stream.next().await) }
             .or(async {
@@ -1235,47 +1339,84 @@ pub async fn events(h: Handle, tx: smol::channel::Sender<crate::client::Input>) 
         match ev {
             None => {}
             Some(Some(Ok(e))) => {
-                if let Ok(mut s) = h.lock() {
-                    let waiting = matches!(s.ui.conn, Conn::Reconnecting { .. });
-                    let key = matches!(e, TermEvent::Key(_) | TermEvent::Paste(_));
-                    let mut req = s.ui.event(&e);
-                    loop {
-                        match req {
-                            Request::Nothing => {}
-                            Request::Send { conversation, line } => {
-                                out.push(Input::Line {
-                                    conversation,
-                                    text: line,
-                                });
-                            }
-                            Request::Quit => out.push(Input::Line {
-                                conversation: None,
-                                text: "/quit".into(),
-                            }),
+                failures = 0;
+                let mut s = lock(&h);
+                let waiting = matches!(s.ui.conn, Conn::Reconnecting { .. });
+                let key = matches!(e, TermEvent::Key(_) | TermEvent::Paste(_));
+                let opened = s.ui.conversations().len();
+                let mut req = s.ui.event(&e);
+                loop {
+                    match req {
+                        Request::Nothing => {}
+                        Request::Send { conversation, line } => {
+                            out.push(Input::Line {
+                                conversation,
+                                text: line,
+                            });
                         }
-                        match s.ui.take_queued() {
-                            Some(r) => req = r,
-                            None => break,
-                        }
+                        Request::Quit => out.push(Input::Line {
+                            conversation: None,
+                            text: "/quit".into(),
+                        }),
                     }
-                    if waiting && key && out.is_empty() {
-                        out.push(Input::Key);
+                    match s.ui.take_queued() {
+                        Some(r) => req = r,
+                        None => break,
+                    }
+                }
+                // A key while waiting means "reconnect now"; a new conversation needs
+                // its contact's key state.
+                let new_conv = s.ui.conversations().len() > opened;
+                if (waiting && key || new_conv) && out.is_empty() {
+                    out.push(Input::Key);
+                }
+                if s.ui.take_history_changed()
+                    && let Some(file) = &history
+                {
+                    match file.save(s.ui.history()) {
+                        Ok(()) => history_failed = false,
+                        Err(e) if !history_failed => {
+                            history_failed = true;
+                            s.print(&Line::HostError(&format_args!(
+                                "cannot save the input history (kept for this session; \
+                                 --no-history or `history = false` turns it off): {e}"
+                            )));
+                        }
+                        Err(_) => {}
                     }
                 }
             }
-            Some(Some(Err(_)) | None) => {
-                out.push(Input::Eof);
-                for i in out {
-                    let _ = tx.try_send(i);
+            Some(other) => {
+                failures += 1;
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no more events".to_owned(),
+                };
+                tracing::warn!("reading the terminal failed ({failures} in a row): {why}");
+                if failures >= 5 || !std::io::stdin().is_terminal() {
+                    say_leaving(
+                        &h,
+                        &Line::HostError(&format_args!(
+                            "cannot read the terminal any more ({why}): leaving"
+                        )),
+                    );
+                    let _ = tx.try_send(Input::Line {
+                        conversation: None,
+                        text: "/quit".into(),
+                    });
+                    // The client leaves at its next step (it lists what was not sent);
+                    // a connection attempt takes at most 30 s.
+                    smol::Timer::after(std::time::Duration::from_secs(40)).await;
+                    return crate::exit::ERROR;
                 }
-                return std::future::pending().await;
+                // A new reader, after a pause (a failing terminal must not spin).
+                smol::Timer::after(std::time::Duration::from_millis(200)).await;
+                stream = crossterm::event::EventStream::new();
             }
         }
         for i in out {
             let _ = tx.try_send(i);
         }
-        if let Ok(mut s) = h.lock() {
-            s.redraw(&mut ring);
-        }
+        lock(&h).redraw(&mut ring);
     }
 }

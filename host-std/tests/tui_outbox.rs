@@ -326,3 +326,82 @@ fn reconnect_delays_are_capped_and_jittered() {
         .collect();
     assert!(spread.len() > 10, "jitter spreads the attempts");
 }
+
+#[test]
+fn the_key_state_of_a_contact_for_the_status_bar() {
+    use seguro::client::KeyState;
+    let mut a = Alice::new();
+    let bob = Peer::new("bob", 0x22);
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unknown);
+    a.connect(&[
+        ("alice", KeyPair::from_secret(ALICE).public()),
+        ("bob", bob.key()),
+    ]);
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unverified);
+    assert_eq!(a.driver.key_state("carol"), KeyState::Unknown);
+    // /verify shows the code; "yes" marks the key verified.
+    a.typed(None, "/verify bob");
+    assert_eq!(a.driver.key_state("bob"), KeyState::Unverified);
+    a.typed(None, "/verify bob yes");
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Verified,
+        "{:?}",
+        a.shown()
+    );
+    // bob comes back with another key: changed, until the user decides.
+    let impostor = Peer::new("bob", 0x33);
+    a.driver.disconnected();
+    a.connect(&[
+        ("alice", KeyPair::from_secret(ALICE).public()),
+        ("bob", impostor.key()),
+    ]);
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Changed,
+        "{:?}",
+        a.shown()
+    );
+    a.typed(None, "/accept bob");
+    assert_eq!(
+        a.driver.key_state("bob"),
+        KeyState::Unverified,
+        "{:?}",
+        a.shown()
+    );
+}
+
+/// Connected again before a contact is: what is typed to them waits for them (it is
+/// not refused as an unknown user and lost), and goes out when they join.
+#[test]
+fn a_message_to_a_known_contact_not_back_yet_waits_for_them() {
+    let mut a = Alice::new();
+    let mut bob = Peer::new("bob", 0x22);
+    let me = ("alice", KeyPair::from_secret(ALICE).public());
+    a.connect(&[me, ("bob", bob.key())]);
+    a.driver.disconnected();
+    // The server restarted: alice is back, bob not yet.
+    a.connect(&[me]);
+    a.shown();
+    assert_eq!(a.typed(Some("bob"), "are you back?"), Typed::Queued);
+    let shown = a.shown();
+    assert!(
+        has(&shown, "bob is not online: kept in the outbox"),
+        "{shown:?}"
+    );
+    assert!(!has(&shown, "unknown user"), "{shown:?}");
+    assert!(a.relays().is_empty());
+    // Someone never seen is still an unknown user.
+    a.typed(Some("carol"), "hello?");
+    assert!(has(&a.shown(), "unknown user"));
+    assert_eq!(a.driver.outbox().len(), 1);
+    // bob joins: the message goes out, to his key.
+    let mut buf = vec![0u8; 8192];
+    let bob_key = bob.key();
+    let packed = UserList::pack([(me.0, &me.1), ("bob", &bob_key)], &mut buf).unwrap();
+    a.server(&emit(&Message::Users { users: packed }));
+    let r = a.relays();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(bob.open(&r[0].1).as_deref(), Some("are you back?"));
+    assert_eq!(a.driver.outbox().len(), 0);
+}

@@ -395,3 +395,126 @@ fn a_message_dropped_from_the_outbox_says_it_was_not_sent() {
     );
     assert!(all.contains("[alice] another (pending)"), "{all}");
 }
+
+#[test]
+fn what_stays_on_the_normal_screen_after_leaving() {
+    let mut s = Screen::new(
+        Ui::new("alice", false, false, Clock::utc()),
+        Terminal::new(TestBackend::new(80, 20)).unwrap(),
+    );
+    let after = |s: &Screen<TestBackend>| s.after().map(str::to_owned).collect::<Vec<_>>();
+    // Until the first connection: everything (the client may never connect).
+    s.set_conn(Conn::Connecting);
+    s.print(&Line::HostInfo(&"created a new identity"));
+    assert_eq!(after(&s), ["[SYS] created a new identity"]);
+    // Connected: it was all on the screen; what comes now is not kept.
+    s.set_conn(Conn::Connected);
+    s.print(&message("bob", "hi"));
+    assert!(after(&s).is_empty(), "{:?}", after(&s));
+    // An outage: its lines are kept, so a client that stops during it says why.
+    s.set_conn(Conn::Reconnecting {
+        at: std::time::Instant::now(),
+    });
+    s.print(&Line::HostWarn(&"connection lost"));
+    s.set_conn(Conn::Connecting);
+    s.print(&Line::HostError(&"server certificate does not match"));
+    assert_eq!(
+        after(&s),
+        [
+            "[WARN] connection lost",
+            "[ERROR] server certificate does not match"
+        ]
+    );
+    // Back: forgotten again.
+    s.set_conn(Conn::Connected);
+    assert!(after(&s).is_empty());
+    // Leaving: everything from then on, even while connected.
+    s.leaving();
+    s.print(&Line::HostError(&"1 message(s) typed were NOT sent"));
+    s.set_conn(Conn::Connected);
+    assert_eq!(after(&s), ["[ERROR] 1 message(s) typed were NOT sent"]);
+    // Bounded.
+    for i in 0..seguro::tui::AFTER + 5 {
+        s.print(&Line::HostInfo(&format_args!("line {i}")));
+    }
+    let a = after(&s);
+    assert_eq!(a.len(), seguro::tui::AFTER);
+    assert_eq!(
+        a.last().map(String::as_str),
+        Some(&*format!("[SYS] line {}", seguro::tui::AFTER + 4))
+    );
+}
+
+#[test]
+fn the_status_bar_shows_the_contacts_key_state() {
+    use seguro::client::KeyState;
+    let mut s = screen(100, 14, false);
+    s.ui.push(&message("bob", "hi"));
+    s.ui.push(&message("carol", "hello"));
+    let bar = |s: &mut Screen<TestBackend>| text(s)[12].clone();
+    // In bob's conversation.
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('2'),
+        KeyModifiers::ALT,
+    )));
+    assert!(
+        bar(&mut s).contains("| bob: unverified | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+    let state = |n: &str| match n {
+        "bob" => KeyState::Verified,
+        _ => KeyState::Changed,
+    };
+    s.ui.set_key_states(&state);
+    assert!(
+        bar(&mut s).contains("| bob: verified | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('3'),
+        KeyModifiers::ALT,
+    )));
+    assert!(
+        bar(&mut s).contains("| carol: KEY CHANGED |"),
+        "{}",
+        bar(&mut s)
+    );
+    // A key change seen in this session stays marked until the contact is verified.
+    s.ui.push(&Line::KeyChanged {
+        name: "carol",
+        old: &[1; 32],
+        new: &[2; 32],
+        verified: false,
+    });
+    s.ui.set_key_states(&|_| KeyState::Unverified);
+    assert!(
+        bar(&mut s).contains("| carol: KEY CHANGED |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.set_key_states(&|_| KeyState::Verified);
+    assert!(
+        bar(&mut s).contains("| carol: verified |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.set_key_states(&|_| KeyState::Unknown);
+    assert!(
+        bar(&mut s).contains("| carol: no key yet |"),
+        "{}",
+        bar(&mut s)
+    );
+    // The system pane names no contact.
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('1'),
+        KeyModifiers::ALT,
+    )));
+    assert!(!bar(&mut s).contains("carol:"), "{}", bar(&mut s));
+    assert!(
+        bar(&mut s).contains("| connected | v1 |"),
+        "{}",
+        bar(&mut s)
+    );
+}

@@ -168,24 +168,69 @@ fn stamped(screen: &str, needle: &str) -> bool {
     })
 }
 
-/// The shell command that runs a full-screen client, then says how it exited.
+/// The shell command that runs a full-screen client (its process id in the file
+/// `<user>.pid`), then says how it exited and whether the terminal is back in its
+/// normal (cooked, echoing) mode.
 fn client(dir: &TempDir, user: &str, port: u16) -> String {
+    client_with(dir, user, port, "")
+}
+
+/// [`client`] with `extra` arguments.
+fn client_with(dir: &TempDir, user: &str, port: u16, extra: &str) -> String {
     format!(
-        "env XDG_DATA_HOME='{}' NO_COLOR= '{BIN}' chat {user} 127.0.0.1 {port} --cert '{}' \
-         --no-bell; echo EXITED=$?; sleep 120",
+        "env XDG_DATA_HOME='{}' NO_COLOR= sh -c 'echo $$ > \"$0\"; exec \"$@\"' '{}' \
+         '{BIN}' chat {user} 127.0.0.1 {port} --cert '{}' --no-bell {extra}; echo EXITED=$?; \
+         if stty -a | tr ' ;' '\\n\\n' | grep -qx -e -icanon -e -echo; \
+         then echo TTY=raw; else echo TTY=cooked; fi; sleep 120",
         dir.path(user).display(),
+        dir.path(&format!("{user}.pid")).display(),
         dir.path("server.crt").display()
     )
 }
 
-#[test]
-fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
-    let Some(tmux) = Tmux::new() else {
+/// Sends `signal` (`TERM`, `KILL`…) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// The process id a [`client`] wrote.
+fn client_pid(dir: &TempDir, user: &str) -> u32 {
+    let path = dir.path(&format!("{user}.pid"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no {}", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The tmux test needs tmux: `None` (after saying so) when it is missing and not
+/// required.
+fn tmux_or_skip() -> Option<Tmux> {
+    let t = Tmux::new();
+    if t.is_none() {
         assert!(
             std::env::var("SEGURO_REQUIRE_TMUX").as_deref() != Ok("1"),
             "tmux is required (SEGURO_REQUIRE_TMUX=1) but not installed"
         );
         eprintln!("tmux not installed: the terminal test is skipped");
+    }
+    t
+}
+
+#[test]
+fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
+    let Some(tmux) = tmux_or_skip() else {
         return;
     };
     let dir = TempDir::new("tmux");
@@ -298,4 +343,196 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
     tmux.keys("bob", &["C-d"]);
     tmux.wait("alice", "the exit", |s| s.contains("EXITED=0"));
     tmux.wait("bob", "the exit", |s| s.contains("EXITED=0"));
+    tmux.wait("alice", "the terminal's mode", |s| s.contains("TTY=cooked"));
+    tmux.wait("bob", "the terminal's mode", |s| s.contains("TTY=cooked"));
+}
+
+/// A user who types nothing while the server is killed (SIGKILL, then SIGTERM) and
+/// started again on the same port: the screen keeps working, each message typed
+/// after the restart arrives once, `/quit` leaves with 0 and gives the terminal back;
+/// a client stopped by SIGTERM says so on the normal screen.
+#[test]
+fn an_idle_receiver_survives_server_kills_and_restarts() {
+    let Some(tmux) = tmux_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("tmux-idle");
+    let mut server = Server::start(&dir, &[]);
+    let port = server.port();
+    let bind = format!("127.0.0.1:{port}");
+    tmux.session("alice", 120, 40, &client(&dir, "alice", port));
+    tmux.session("bob", 120, 40, &client(&dir, "bob", port));
+    let connected = "| connected |";
+    tmux.wait("alice", "connection", |s| s.contains(connected));
+    tmux.wait("bob", "connection", |s| s.contains(connected));
+    tmux.wait("alice", "bob in the directory", |s| {
+        s.contains("bob joined") || s.contains("  bob  fp ")
+    });
+    tmux.line("alice", "/q bob");
+    tmux.line("bob", "/q alice");
+    tmux.wait("bob", "alice's conversation", |s| s.contains("alice>"));
+    tmux.wait("alice", "bob's conversation", |s| s.contains("bob>"));
+    tmux.line("alice", "before the outage");
+    tmux.wait("bob", "the first message", |s| {
+        s.contains("[alice] before the outage")
+    });
+
+    for (round, sig) in ["KILL", "TERM"].into_iter().enumerate() {
+        signal(server.child.id(), sig);
+        let _ = server.child.wait();
+        tmux.wait("bob", "the outage", |s| {
+            s.contains("reconnecting in") || s.contains("still offline")
+        });
+        // alice types while the server is down; bob types nothing.
+        let down = format!("typed while down {sig}");
+        tmux.line("alice", &down);
+        tmux.wait("alice", "the pending message", |s| {
+            s.contains(&format!("[alice] {down} (pending)"))
+        });
+        // Long enough for bob's backoff to grow past its first steps.
+        std::thread::sleep(Duration::from_secs(3 + 2 * round as u64));
+        server = Server::start(&dir, &["--bind", &bind]);
+        tmux.wait("bob", "the reconnection", |s| s.contains(connected));
+        tmux.wait("alice", "the reconnection", |s| {
+            s.contains(connected) && !s.contains("(pending)")
+        });
+        let after = format!("after the {sig} restart");
+        tmux.line("alice", &after);
+        let s = tmux.wait("bob", "the message after the restart", |s| {
+            s.contains(&format!("[alice] {after}")) && s.contains(&format!("[alice] {down}"))
+        });
+        for m in [&down, &after] {
+            let needle = format!("[alice] {m}");
+            assert_eq!(count(&s, &needle), 1, "{m} once:\n{s}");
+            assert!(stamped(&s, &needle), "{m} with its time:\n{s}");
+        }
+        // The screen is drawn and reads keys: bob's answer goes out.
+        assert!(s.contains("alice>") && s.contains("| v1"), "{s}");
+        let reply = format!("bob is here after {sig}");
+        tmux.line("bob", &reply);
+        tmux.wait("alice", "bob's answer", |s| {
+            s.contains(&format!("[bob] {reply}"))
+        });
+    }
+
+    // SIGTERM to alice's client: it leaves with 0 and says why on the normal screen.
+    signal(client_pid(&dir, "alice"), "TERM");
+    let s = tmux.wait("alice", "the exit", |s| s.contains("TTY="));
+    assert!(s.contains("EXITED=0") && s.contains("TTY=cooked"), "{s}");
+    assert!(s.contains("stopped by a signal"), "{s}");
+    assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+
+    tmux.line("bob", "/quit");
+    let s = tmux.wait("bob", "the exit", |s| s.contains("TTY="));
+    assert!(s.contains("EXITED=0") && s.contains("TTY=cooked"), "{s}");
+    assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+}
+
+/// The server comes back with another certificate while the client waits to
+/// reconnect: the client stops with the TLS exit code, and the reason stays on the
+/// normal screen (not only on the full screen it leaves).
+#[test]
+fn a_fatal_error_after_connecting_stays_on_the_normal_screen() {
+    let Some(tmux) = tmux_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("tmux-fatal");
+    let mut server = Server::start(&dir, &[]);
+    let port = server.port();
+    tmux.session("bob", 120, 40, &client(&dir, "bob", port));
+    tmux.wait("bob", "connection", |s| s.contains("| connected |"));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    tmux.wait("bob", "the outage", |s| s.contains("reconnecting in"));
+    let bind = format!("127.0.0.1:{port}");
+    let _other = Server::start_with(
+        &dir.path("other.crt"),
+        &dir.path("other.key"),
+        &["--bind", &bind],
+    );
+    let s = tmux.wait("bob", "the exit", |s| s.contains("TTY="));
+    assert!(s.contains("EXITED=3") && s.contains("TTY=cooked"), "{s}");
+    assert!(
+        s.contains("does not match the pinned certificate"),
+        "the reason is left on the screen:\n{s}"
+    );
+    assert!(s.contains("connection lost"), "and what led to it:\n{s}");
+    assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+}
+
+/// The input history is kept per user for the next session (mode 0600, in order),
+/// and neither read nor written with `--no-history`.
+#[test]
+fn the_input_history_is_kept_for_the_next_session() {
+    let Some(tmux) = tmux_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("tmux-history");
+    let server = Server::start(&dir, &[]);
+    let port = server.port();
+    let state = seguro::state::StateDir::locate(Some(&dir.path("alice").join("seguro"))).unwrap();
+    let file = seguro::history::path(&state, "alice");
+    let connected = "| connected |";
+
+    tmux.session("first", 100, 30, &client(&dir, "alice", port));
+    tmux.wait("first", "connection", |s| s.contains(connected));
+    tmux.line("first", "/list");
+    tmux.line("first", "the first line typed");
+    tmux.line("first", "the second line typed");
+    // Saved as typed, not only at the end.
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("the second line typed")) {
+        assert!(
+            Instant::now() < deadline,
+            "no history in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys("first", &["C-d"]);
+    tmux.wait("first", "the exit", |s| s.contains("EXITED=0"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let entries: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        entries,
+        ["/list", "the first line typed", "the second line typed"],
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+
+    // The next session: Up shows the last line typed, then the one before.
+    tmux.session("second", 100, 30, &client(&dir, "alice", port));
+    tmux.wait("second", "connection", |s| s.contains(connected));
+    tmux.keys("second", &["Up"]);
+    tmux.wait("second", "the last line in the input", |s| {
+        s.lines().any(|l| l.trim_end() == "> the second line typed")
+    });
+    tmux.keys("second", &["Up"]);
+    tmux.wait("second", "the line before", |s| {
+        s.lines().any(|l| l.trim_end() == "> the first line typed")
+    });
+    tmux.keys("second", &["C-d"]);
+    tmux.wait("second", "the exit", |s| s.contains("EXITED=0"));
+
+    // --no-history: nothing read, nothing written.
+    let before = std::fs::read(&file).unwrap();
+    tmux.session(
+        "third",
+        100,
+        30,
+        &client_with(&dir, "alice", port, "--no-history"),
+    );
+    tmux.wait("third", "connection", |s| s.contains(connected));
+    tmux.line("third", "not to be kept");
+    tmux.wait("third", "the answer", |s| s.contains("commands start with"));
+    tmux.keys("third", &["Up", "Up"]);
+    let s = tmux.wait("third", "this session's line only", |s| {
+        s.lines().any(|l| l.trim_end() == "> not to be kept")
+    });
+    assert!(!s.contains("> the second line typed"), "{s}");
+    tmux.keys("third", &["C-c", "C-d"]);
+    tmux.wait("third", "the exit", |s| s.contains("EXITED=0"));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
 }
