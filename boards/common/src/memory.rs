@@ -337,3 +337,230 @@ async fn boot_store<F: NorFlash, const N: usize>(
     };
     Ok((boot.rng, keys, memory, found))
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::vec;
+    use std::vec::Vec;
+
+    use embassy_futures::block_on;
+    use embedded_storage_async::nor_flash::{ErrorType, NorFlashErrorKind, ReadNorFlash};
+
+    use super::*;
+
+    const PAGE: usize = 4096;
+    const PAGES: usize = 8;
+
+    /// NOR flash in RAM, shared between "boots"; `fail` makes writes fail.
+    #[derive(Clone)]
+    struct RamFlash {
+        mem: Rc<RefCell<Vec<u8>>>,
+        fail: Rc<RefCell<bool>>,
+    }
+
+    impl RamFlash {
+        fn new() -> Self {
+            Self {
+                mem: Rc::new(RefCell::new(vec![0xff; PAGE * PAGES])),
+                fail: Rc::new(RefCell::new(false)),
+            }
+        }
+    }
+
+    impl ErrorType for RamFlash {
+        type Error = NorFlashErrorKind;
+    }
+
+    impl ReadNorFlash for RamFlash {
+        const READ_SIZE: usize = 1;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            let o = offset as usize;
+            let mem = self.mem.borrow();
+            let src = mem
+                .get(o..o + bytes.len())
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            bytes.copy_from_slice(src);
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            PAGE * PAGES
+        }
+    }
+
+    impl NorFlash for RamFlash {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = PAGE;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            let mut mem = self.mem.borrow_mut();
+            let dst = mem
+                .get_mut(from as usize..to as usize)
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            dst.fill(0xff);
+            Ok(())
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+            if *self.fail.borrow() {
+                return Err(NorFlashErrorKind::Other);
+            }
+            let o = offset as usize;
+            let mut mem = self.mem.borrow_mut();
+            let dst = mem
+                .get_mut(o..o + bytes.len())
+                .ok_or(NorFlashErrorKind::OutOfBounds)?;
+            // NOR: programming only clears bits.
+            for (d, s) in dst.iter_mut().zip(bytes) {
+                *d &= *s;
+            }
+            Ok(())
+        }
+    }
+
+    fn settings(user: &'static str, missing: &'static [&'static str]) -> Settings {
+        Settings {
+            missing,
+            wifi_ssid: "",
+            wifi_password: "",
+            server_host: "192.0.2.1",
+            server_port: 5000,
+            user,
+            cert_der: &[],
+            invite: "",
+        }
+    }
+
+    fn boot_on<const N: usize>(
+        flash: &RamFlash,
+        user: &'static str,
+    ) -> Result<Booted<RamFlash, N>, StoreError> {
+        let settings = settings(user, &[]);
+        block_on(boot_store(
+            flash.clone(),
+            0..(PAGE * PAGES) as u32,
+            b"the same fresh entropy at every boot",
+            &settings,
+        ))
+    }
+
+    fn ready(found: Found) -> (u64, bool, usize) {
+        match found {
+            Found::Ready {
+                boots,
+                created,
+                contacts,
+                seed_lost,
+            } => {
+                assert!(!seed_lost);
+                (boots, created, contacts)
+            }
+            other => panic!("not ready: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_identity_is_made_once_and_the_boot_counter_grows() {
+        let flash = RamFlash::new();
+        let (mut rng1, keys, _, found) = boot_on::<4>(&flash, "alice").unwrap();
+        assert_eq!(ready(found), (1, true, 0));
+        let first = keys.unwrap().public();
+        let (mut rng2, keys, _, found) = boot_on::<4>(&flash, "alice").unwrap();
+        assert_eq!(ready(found), (2, false, 0));
+        assert_eq!(keys.unwrap().public(), first);
+        // Same fresh entropy, other stream: the stored seed moved on.
+        assert_ne!(rng1.next_u64(), rng2.next_u64());
+    }
+
+    #[test]
+    fn another_users_identity_is_refused_not_replaced() {
+        let flash = RamFlash::new();
+        let (_, keys, _, _) = boot_on::<4>(&flash, "alice").unwrap();
+        let alice = keys.unwrap().public();
+        assert_eq!(
+            boot_on::<4>(&flash, "bob").err(),
+            Some(StoreError::NameMismatch)
+        );
+        let (_, keys, _, found) = boot_on::<4>(&flash, "alice").unwrap();
+        assert_eq!(keys.unwrap().public(), alice);
+        assert!(!ready(found).1);
+    }
+
+    #[test]
+    fn no_identity_without_a_valid_user_name() {
+        let flash = RamFlash::new();
+        for (user, missing) in [("", &["SEGURO_USER"][..]), ("two words", &[][..])] {
+            let settings = settings(user, missing);
+            let (_, keys, _, found) = block_on(boot_store::<_, 4>(
+                flash.clone(),
+                0..(PAGE * PAGES) as u32,
+                b"fresh",
+                &settings,
+            ))
+            .unwrap();
+            assert!(keys.is_none());
+            assert!(matches!(found, Found::NoUser));
+        }
+        // Nothing was stored for those names: the right one gets a new identity.
+        let (_, _, _, found) = boot_on::<4>(&flash, "alice").unwrap();
+        let (boots, created, _) = ready(found);
+        assert!(created);
+        assert_eq!(boots, 3);
+    }
+
+    #[test]
+    fn a_failing_flash_stops_the_boot() {
+        let flash = RamFlash::new();
+        *flash.fail.borrow_mut() = true;
+        assert!(matches!(
+            boot_on::<4>(&flash, "alice").err(),
+            Some(StoreError::Flash(NorFlashErrorKind::Other))
+        ));
+    }
+
+    /// The one test that looks at the console notices (they are global).
+    #[test]
+    fn forgotten_contacts_and_failed_writes_reach_the_console_queue() {
+        let flash = RamFlash::new();
+        let (_, _, inner, found) = boot_on::<2>(&flash, "alice").unwrap();
+        let mut m = BoardMemory {
+            inner,
+            boots: ready(found).0,
+        };
+        m.observe("bob", &[2; 32], 10);
+        m.observe("carol", &[3; 32], 20);
+        drop(m);
+        // Next boot: bob is seen again early in it; carol, seen later in the previous
+        // boot's uptime, is still the one seen longest ago.
+        let (_, _, inner, found) = boot_on::<2>(&flash, "alice").unwrap();
+        let mut m = BoardMemory {
+            inner,
+            boots: ready(found).0,
+        };
+        assert_eq!(m.observe("bob", &[2; 32], 5), Verdict::Unchanged);
+        assert_eq!(m.observe("dave", &[4; 32], 6), Verdict::FirstContact);
+        let p = PENDING.lock(|p| core::mem::replace(&mut *p.borrow_mut(), Pending::new()));
+        assert_eq!(
+            (p.forgotten, p.forgot.as_str(), p.capacity),
+            (1, "carol", 2)
+        );
+        assert_eq!((p.unkept, p.failures), (0, 0));
+        assert!(m.last_key("carol").is_none());
+
+        m.verify("bob", &[2; 32]).unwrap();
+        m.verify("dave", &[4; 32]).unwrap();
+        m.observe("erin", &[5; 32], 7);
+        *flash.fail.borrow_mut() = true;
+        m.sent_nonce("bob", &[9; 12]);
+        m.sent_nonce("bob", &[8; 12]);
+        let p = PENDING.lock(|p| core::mem::replace(&mut *p.borrow_mut(), Pending::new()));
+        assert_eq!((p.unkept, p.not_kept.as_str()), (1, "erin"));
+        assert_eq!(p.failures, 2);
+        assert_eq!(p.error, Some(StoreError::Flash(NorFlashErrorKind::Other)));
+    }
+}
