@@ -196,6 +196,47 @@ fn the_chat_memory_writes_contacts_and_nonces_as_they_change() {
 }
 
 #[test]
+fn the_chat_memory_reports_the_contact_it_forgets() {
+    use seguro_embassy::store::FlashMemory;
+    let tmp = Tmp::new("evict");
+    let (mut m, _) = block_on(FlashMemory::<_, 2>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(
+        m.observe_kept("alice", &[1; 32], 1),
+        (Verdict::FirstContact, Kept::Yes)
+    );
+    assert_eq!(
+        m.observe_kept("bob", &[2; 32], 2),
+        (Verdict::FirstContact, Kept::Yes)
+    );
+    assert_eq!(m.observe_kept("bob", &[2; 32], 3).1, Kept::Yes);
+    // Full: carol replaces alice, the contact seen longest ago, and the caller is told.
+    let (v, kept) = m.observe_kept("carol", &[3; 32], 4);
+    assert_eq!(v, Verdict::FirstContact);
+    assert_eq!(
+        kept,
+        Kept::Evicted {
+            name: "alice".try_into().unwrap()
+        }
+    );
+    // Both verified: a new name is judged but not kept.
+    use seguro_embassy::seguro_core::chat::KeyMemory;
+    m.verify("bob", &[2; 32]).unwrap();
+    m.verify("carol", &[3; 32]).unwrap();
+    assert_eq!(
+        m.observe_kept("dave", &[4; 32], 5),
+        (Verdict::FirstContact, Kept::No)
+    );
+    assert!(m.take_error().is_none());
+    drop(m);
+    // What was kept is in flash: alice and dave are gone after a reboot.
+    let (m, n) = block_on(FlashMemory::<_, 2>::load(open(&tmp.0, 4))).unwrap();
+    assert_eq!(n, 2);
+    assert!(m.trust().get("alice").is_none());
+    assert!(m.trust().get("dave").is_none());
+    assert!(m.trust().get("carol").unwrap().verified());
+}
+
+#[test]
 fn nonces_of_a_peer_survive_a_reboot() {
     use seguro_embassy::seguro_core::chat::KeyMemory;
     use seguro_embassy::seguro_core::replay::Seen;

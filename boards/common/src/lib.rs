@@ -3,8 +3,9 @@
 //! plumbing, the console line editor and (feature `rtt`) the console over RTT.
 //!
 //! A board's `main.rs` keeps what is its own: clocks, pins, the network device, the
-//! entropy it seeds the RNG with, and how its console reaches the user. It names
-//! itself with [`firmware!`], then calls [`rng`], [`network`] and [`start_chat`],
+//! entropy it seeds the RNG with, its flash driver and the region of flash it keeps
+//! its state in, and how its console reaches the user. It names itself with
+//! [`firmware!`], then calls [`boot`] (see [`memory`]), [`network`] and [`start_chat`],
 //! spawns `net_task`, feeds typed bytes through [`typed`] and prints what arrives on
 //! [`EVENTS`] (or uses [`rtt::start`]); a Wi-Fi board runs [`keep_joined`] with its
 //! radio.
@@ -19,14 +20,19 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{Duration, Timer};
 use seguro_embassy::output::Output;
 use seguro_embassy::pin::Pin;
-use seguro_embassy::rng::{SeededRng, Seeder};
-use seguro_embassy::seguro_core::chat::{Chat, RecentKeys};
+use seguro_embassy::rng::SeededRng;
+use seguro_embassy::seguro_core::chat::{Chat, KeyMemory};
 use seguro_embassy::seguro_core::client::Client;
-use seguro_embassy::seguro_core::e2ee::KeyPair;
 use seguro_embassy::seguro_core::fingerprint;
 use seguro_embassy::seguro_core::invite::{Invite, InviteError};
+use seguro_embassy::seguro_core::msg;
 use seguro_embassy::session::{self, Config, Input, Session, Storage};
+use seguro_embassy::store::StoreError;
 use static_cell::{ConstStaticCell, StaticCell};
+
+pub mod memory;
+
+pub use memory::{BOARD_CONTACTS, BoardMemory, Found, State, boot};
 
 /// Commands waiting for the client.
 pub const COMMAND_QUEUE: usize = 4;
@@ -43,9 +49,10 @@ pub static EVENTS: session::Events<CriticalSectionRawMutex, EVENT_QUEUE> = sessi
 /// its fragments), 2 KiB TCP windows, 4 KiB lines.
 pub type ChatStorage = Storage;
 
-/// A board's chat session: 32 users, 1 KiB texts, the last keys of 32 users
-/// remembered across leave and rejoin (`seguro_core::limits` has the costs).
-pub type BoardChat = Chat<RecentKeys>;
+/// A board's chat session: 32 users, 1 KiB texts (`seguro_core::limits` has the
+/// costs), and the board's [`BoardMemory`]: [`BOARD_CONTACTS`] contacts and the v1
+/// nonce memories, kept in flash.
+pub type BoardChat = Chat<&'static mut dyn KeyMemory>;
 
 /// The build-time settings (see the board's README and `seguro-board-build`); made by
 /// [`firmware!`].
@@ -136,12 +143,6 @@ pub async fn say(line: Output) {
     EVENTS.send(line).await;
 }
 
-/// The CSPRNG, seeded with what `seeder` absorbed, in static memory (call once).
-pub fn rng(seeder: Seeder) -> &'static mut SeededRng {
-    static RNG: StaticCell<SeededRng> = StaticCell::new();
-    RNG.init(seeder.finish())
-}
-
 /// The embassy-net stack over `device`, configured by DHCP (call once); run the
 /// returned runner in the board's network task.
 pub fn network<D: embassy_net_driver::Driver>(
@@ -157,17 +158,27 @@ pub fn network<D: embassy_net_driver::Driver>(
     )
 }
 
-/// Spawns the chat task (call once): see [`chat`].
+/// Spawns the chat task (call once): see [`chat`]; and the task that reports on the
+/// console what the key memory could not keep.
 pub fn start_chat(
     spawner: Spawner,
     board: Board,
     stack: Stack<'static>,
     settings: &'static Settings,
     rng: &'static mut SeededRng,
+    state: State,
 ) -> Result<(), SpawnError> {
     // 33 KiB of buffers, placed in .bss without passing through the stack.
     static STORAGE: ConstStaticCell<ChatStorage> = ConstStaticCell::new(ChatStorage::new());
-    spawner.spawn(chat_task(board, stack, settings, rng, STORAGE.take())?);
+    spawner.spawn(memory::notices_task()?);
+    spawner.spawn(chat_task(
+        board,
+        stack,
+        settings,
+        rng,
+        state,
+        STORAGE.take(),
+    )?);
     Ok(())
 }
 
@@ -177,9 +188,10 @@ async fn chat_task(
     stack: Stack<'static>,
     settings: &'static Settings,
     rng: &'static mut SeededRng,
+    state: State,
     storage: &'static mut ChatStorage,
 ) -> ! {
-    chat(board, stack, settings, rng, storage).await
+    chat(board, stack, settings, rng, state, storage).await
 }
 
 /// Answers every command with `why` forever: the firmware cannot chat, but says so.
@@ -191,14 +203,44 @@ async fn park(why: Output) -> ! {
     }
 }
 
-/// Runs the chat: checks the settings, makes the key pair, waits for the network,
-/// resolves the server and runs the client until `/quit`. Never returns; when it
-/// cannot go on it says why on the console and keeps answering with the reason.
+/// Why the flash store keeps the chat from starting, in words for the console.
+async fn park_store(e: StoreError, user: &str) -> ! {
+    let wipe = "wipe the flash store (see the board's README; peers then see a new key)";
+    match e {
+        StoreError::NameMismatch => {
+            park(Output::error(format_args!(
+                "flash: the identity kept in flash is not {user}'s: flash the firmware built \
+                 with that identity's SEGURO_USER, or {wipe}"
+            )))
+            .await
+        }
+        StoreError::Format(_) => {
+            park(Output::error(format_args!(
+                "flash: the identity kept in flash is unreadable ({e}); it is not replaced \
+                 silently, since peers would see a changed key: {wipe}"
+            )))
+            .await
+        }
+        _ => {
+            park(Output::error(format_args!(
+                "flash store: {e}; nothing was sent. Reset the board to try again; if this \
+                 persists, {wipe}"
+            )))
+            .await
+        }
+    }
+}
+
+/// Runs the chat: checks the settings, takes the identity [`boot`] found, waits for
+/// the network, resolves the server and runs the client until `/quit`. Never returns;
+/// when it cannot go on it says why on the console and keeps answering with the
+/// reason.
 pub async fn chat(
     board: Board,
     stack: Stack<'static>,
     settings: &Settings,
     rng: &mut SeededRng,
+    state: State,
     storage: &mut ChatStorage,
 ) -> ! {
     say(Output::sys(format_args!(
@@ -233,14 +275,50 @@ pub async fn chat(
             Err(e) => park(Output::error(format_args!("SEGURO_INVITE: {e}"))).await,
         }
     };
-    let keys = KeyPair::generate(rng);
+    if let Err(e) = msg::validate_name(settings.user) {
+        park(Output::error(format_args!("SEGURO_USER: {e}"))).await;
+    }
+    let State {
+        keys,
+        memory,
+        found,
+    } = state;
+    let keys = match (found, keys) {
+        (Found::Failed(e), _) => park_store(e, settings.user).await,
+        (_, Some(keys)) => keys,
+        (_, None) => park(Output::error(format_args!("no identity was made"))).await,
+    };
+    if let Found::Ready {
+        boots,
+        created,
+        contacts,
+        seed_lost,
+    } = found
+    {
+        say(Output::sys(format_args!(
+            "flash: boot {boots}, identity {}, {contacts} contact(s) kept",
+            if created {
+                "created (first boot with this flash)"
+            } else {
+                "loaded"
+            }
+        )))
+        .await;
+        if seed_lost {
+            say(Output::warn(format_args!(
+                "flash: the stored RNG seed was unreadable; this boot is seeded from fresh \
+                 entropy alone and the boot counter restarts"
+            )))
+            .await;
+        }
+    }
     // Made in the match: a `Client` bound to a variable of its own would be kept in
     // this future beside the chat, 18 KiB for nothing.
     let mut chat: BoardChat = match Client::new(settings.user, keys) {
         Ok(mut client) => {
             // A private server's invite carries a join token: sent in every hello.
             client.set_token(Invite::parse(settings.invite).ok().and_then(|i| i.token()));
-            Chat::new(client, RecentKeys::new())
+            Chat::new(client, memory)
         }
         Err(e) => park(Output::error(format_args!("SEGURO_USER: {e}"))).await,
     };

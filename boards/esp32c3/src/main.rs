@@ -1,17 +1,21 @@
 //! Seguro chat on the ESP32-C3: Wi-Fi (esp-radio) with DHCP, a CSPRNG seeded from the
 //! RNG once the radio runs (which makes it a true RNG), and a console on the chip's
-//! USB-serial-JTAG port (the USB connector of most C3 boards).
+//! USB-serial-JTAG port (the USB connector of most C3 boards). The flash store lives in
+//! the `seguro` data partition of `partitions.csv` (the last 64 KiB of flash).
 //!
 //! The radio driver needs a heap (esp-alloc); the chat code itself allocates nothing.
 #![no_std]
 #![no_main]
 
 use core::fmt;
+use core::ops::Range;
 
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_time::{Duration, Timer};
 use embedded_io_async::Read as _;
 use esp_backtrace as _;
+use esp_bootloader_esp_idf::partitions;
 use esp_hal::Async;
 use esp_hal::clock::CpuClock;
 use esp_hal::rng::Trng;
@@ -20,9 +24,11 @@ use esp_hal::usb::usb_serial_jtag::{UsbSerialJtag, UsbSerialJtagRx};
 use esp_println::{print, println};
 use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{AuthenticationMethodConfig, Config, Interface, WifiController};
+use esp_storage::FlashStorage;
 use seguro_board::{EVENTS, LineEditor, WifiLink, say};
 use seguro_embassy::output::Output as Line;
 use seguro_embassy::rng::Seeder;
+use static_cell::StaticCell;
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -30,6 +36,35 @@ seguro_board::firmware! {
     name: "ESP32-C3",
     link: "Wi-Fi",
     device: Interface,
+}
+
+/// The flash the store uses, through the blocking driver (which runs with interrupts
+/// off and the flash cache paused; a 4 KiB erase takes some 50 ms).
+type StoreFlash = BlockingAsync<FlashStorage<'static>>;
+
+/// The key memory: 8 contacts (RAM is tight here: the radio needs a heap).
+static MEMORY: StaticCell<seguro_board::BoardMemory<StoreFlash, 8>> = StaticCell::new();
+
+/// Label of the store's data partition in `partitions.csv`.
+const STORE_LABEL: &str = "seguro";
+
+/// The flash range of the `seguro` data partition, or why there is none.
+fn store_range(flash: &mut FlashStorage<'_>) -> Result<Range<u32>, &'static str> {
+    let mut buf = [0u8; partitions::PARTITION_TABLE_MAX_LEN];
+    let table = partitions::read_partition_table(flash, &mut buf)
+        .map_err(|_| "the partition table is unreadable")?;
+    let part = table
+        .iter()
+        .find(|p| p.label_as_str() == STORE_LABEL && p.raw_type() == 1)
+        .ok_or(
+            "no `seguro` data partition: flash with `cargo run --release` from boards/esp32c3 \
+             (espflash --partition-table partitions.csv)",
+        )?;
+    let end = part
+        .offset()
+        .checked_add(part.len())
+        .ok_or("bad `seguro` partition")?;
+    Ok(part.offset()..end)
 }
 
 /// Keystrokes from the USB-serial-JTAG port (e.g. `espflash monitor`), echoed back.
@@ -172,11 +207,24 @@ async fn main(spawner: Spawner) {
         }
     }
     seeder.absorb(esp_hal::efuse::base_mac_address().as_bytes());
-    let rng = seguro_board::rng(seeder);
+    // The generator from the flash store's seed and this entropy, the identity and the
+    // contacts (see seguro_board::memory).
+    let mut flash = FlashStorage::new(p.FLASH);
+    let range = match store_range(&mut flash) {
+        Ok(r) => r,
+        Err(why) => {
+            say(Line::error(format_args!("flash store: {why}"))).await;
+            // An empty range: the store refuses it and the chat does not start.
+            0..0
+        }
+    };
+    let (rng, kept) =
+        seguro_board::boot(&MEMORY, BlockingAsync::new(flash), range, seeder, &SETTINGS);
 
     let (stack, runner) = seguro_board::network(Interface::station(), rng);
     spawner.spawn(net_task(runner).expect("net_task spawns once"));
-    seguro_board::start_chat(spawner, BOARD, stack, &SETTINGS, rng).expect("chat_task spawns once");
+    seguro_board::start_chat(spawner, BOARD, stack, &SETTINGS, rng, kept)
+        .expect("chat_task spawns once");
 
     wifi(controller).await;
     // Without Wi-Fi settings: keep the radio (and so the RNG source) alive anyway.

@@ -1,11 +1,16 @@
 //! Seguro chat on the STM32 Nucleo-F767ZI: Ethernet (the board's LAN8742A PHY over
-//! RMII), DHCP, the hardware RNG, and a console over RTT (defmt out, a down channel in).
+//! RMII), DHCP, the hardware RNG, the flash store in the last two flash sectors, and a
+//! console over RTT (defmt out, a down channel in).
 #![no_std]
 #![no_main]
 
+use core::ops::Range;
+
 use defmt::{info, unwrap};
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::flash::{Bank1Region3, Blocking, Flash};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::Rng;
 use embassy_stm32::time::Hertz;
@@ -26,6 +31,19 @@ bind_interrupts!(struct Irqs {
 });
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+/// The flash the store uses: sectors 5 to 11 (256 KiB each, from 0x08040000), written
+/// with the blocking driver (the CPU stalls while a sector is erased, up to a few
+/// seconds for 256 KiB, about once per 600 messages).
+type StoreFlash = BlockingAsync<Bank1Region3<'static, Blocking>>;
+
+/// Sectors 10 and 11 (0x08180000-0x081FFFFF), as offsets in sectors 5 to 11: the
+/// store needs two erase pages, and `memory.x` keeps them out of the firmware.
+const STORE: Range<u32> = 5 * SECTOR..7 * SECTOR;
+const SECTOR: u32 = 256 * 1024;
+
+/// The key memory: 32 contacts (512 KiB of RAM leave room).
+static MEMORY: StaticCell<seguro_board::BoardMemory<StoreFlash, 32>> = StaticCell::new();
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -60,7 +78,13 @@ async fn main(spawner: Spawner) {
     let mut hw = Rng::new(p.RNG, Irqs);
     let mut seeder = Seeder::new();
     seeder.absorb_rng(&mut hw, 64).absorb(&uid);
-    let rng = seguro_board::rng(seeder);
+    // The generator from the flash store's seed and this entropy, the identity and the
+    // contacts (see seguro_board::memory).
+    let flash = Flash::new_blocking(p.FLASH)
+        .into_blocking_regions()
+        .bank1_region3;
+    let (rng, state) =
+        seguro_board::boot(&MEMORY, BlockingAsync::new(flash), STORE, seeder, &SETTINGS);
 
     // A locally administered MAC address derived from the unique ID.
     let mac = [
@@ -95,6 +119,6 @@ async fn main(spawner: Spawner) {
     let (stack, runner) = seguro_board::network(device, rng);
     spawner.spawn(unwrap!(net_task(runner)));
     unwrap!(seguro_board::start_chat(
-        spawner, BOARD, stack, &SETTINGS, rng
+        spawner, BOARD, stack, &SETTINGS, rng, state
     ));
 }

@@ -1,22 +1,26 @@
 //! Seguro chat on the Raspberry Pi Pico W (RP2040, feature `rp2040`) and Pico 2 W
 //! (RP2350, feature `rp2350`): CYW43439 Wi-Fi over the PIO SPI bus, DHCP, a CSPRNG
-//! seeded from the chip's entropy sources, and a console over RTT (defmt out, a down
-//! channel in).
+//! seeded from the chip's entropy sources and the flash store's seed, the flash store in
+//! the last 64 KiB of flash, and a console over RTT (defmt out, a down channel in).
 #![no_std]
 #![no_main]
+
+use core::ops::Range;
 
 use cyw43::{A4, Aligned, JoinOptions};
 use cyw43_pio::{DEFAULT_CLOCK_DIVIDER, PioSpi};
 use defmt::{info, unwrap};
+use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_executor::Spawner;
 use embassy_net::Stack;
+#[cfg(feature = "rp2350")]
+use embassy_rp::Peri;
+use embassy_rp::bind_interrupts;
 use embassy_rp::dma;
-#[cfg(feature = "rp2040")]
 use embassy_rp::flash::{Blocking, Flash};
 use embassy_rp::gpio::{Level, Output};
-use embassy_rp::peripherals::{DMA_CH0, PIO0};
+use embassy_rp::peripherals::{DMA_CH0, FLASH, PIO0};
 use embassy_rp::pio::{self, Pio};
-use embassy_rp::{Peri, bind_interrupts};
 use embassy_time::Instant;
 use panic_probe as _;
 use seguro_board::WifiLink;
@@ -47,9 +51,28 @@ bind_interrupts!(struct Irqs {
     TRNG_IRQ => embassy_rp::trng::InterruptHandler<embassy_rp::peripherals::TRNG>;
 });
 
-/// Flash size, for the unique-ID read.
+/// Flash size: 2 MiB on the Pico W, 4 MiB on the Pico 2 W.
 #[cfg(feature = "rp2040")]
 const FLASH_SIZE: usize = 2 * 1024 * 1024;
+#[cfg(feature = "rp2350")]
+const FLASH_SIZE: usize = 4 * 1024 * 1024;
+
+/// The flash store: the last 64 KiB (16 sectors of 4 KiB), as offsets from the start of
+/// flash; the chip's memory file keeps them out of the firmware.
+const STORE: Range<u32> = (FLASH_SIZE - 64 * 1024) as u32..FLASH_SIZE as u32;
+
+/// The flash the store uses, through the blocking driver (writes and erases run with
+/// interrupts off from RAM, as the RP2040 and RP2350 need: an erase of 4 KiB takes
+/// some 50 ms).
+type StoreFlash = BlockingAsync<Flash<'static, FLASH, Blocking, FLASH_SIZE>>;
+
+/// The key memory's contacts: 16 on the Pico W (264 KiB of RAM), 32 on the Pico 2 W.
+#[cfg(feature = "rp2040")]
+const CONTACTS: usize = 16;
+#[cfg(feature = "rp2350")]
+const CONTACTS: usize = 32;
+
+static MEMORY: StaticCell<seguro_board::BoardMemory<StoreFlash, CONTACTS>> = StaticCell::new();
 
 /// The CYW43439's Wi-Fi firmware and its country locale matrix (from the pinned
 /// `cyw43-firmware` crate), and the board's NVRAM (built from `cyw43/nvram-pico-w.txt`).
@@ -105,9 +128,8 @@ async fn wifi_task(control: cyw43::Control<'static>, stack: Stack<'static>) {
 /// differ). RP2350: 128 bytes of its TRNG, the chip ID and the OTP's per-device
 /// random number.
 #[cfg(feature = "rp2040")]
-fn seed_chip(seeder: &mut Seeder, flash: Peri<'static, embassy_rp::peripherals::FLASH>) {
+fn seed_chip(seeder: &mut Seeder, flash: &mut Flash<'static, FLASH, Blocking, FLASH_SIZE>) {
     let mut uid = [0u8; 8];
-    let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(flash);
     if flash.blocking_unique_id(&mut uid).is_ok() {
         seeder.absorb(&uid);
     }
@@ -139,12 +161,17 @@ async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
     info!("Seguro firmware for the {=str}", BOARD.name);
 
+    #[cfg_attr(feature = "rp2350", allow(unused_mut))] // only the RP2040 reads its ID
+    let mut flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(p.FLASH);
     let mut seeder = Seeder::new();
     #[cfg(feature = "rp2040")]
-    seed_chip(&mut seeder, p.FLASH);
+    seed_chip(&mut seeder, &mut flash);
     #[cfg(feature = "rp2350")]
     seed_chip(&mut seeder, p.TRNG);
-    let rng = seguro_board::rng(seeder);
+    // The generator from the flash store's seed and this entropy, the identity and the
+    // contacts (see seguro_board::memory).
+    let (rng, kept) =
+        seguro_board::boot(&MEMORY, BlockingAsync::new(flash), STORE, seeder, &SETTINGS);
 
     // CYW43439: power on GPIO23, SPI chip select GPIO25, data GPIO24, clock GPIO29.
     let pwr = Output::new(p.PIN_23, Level::Low);
@@ -173,6 +200,6 @@ async fn main(spawner: Spawner) {
     spawner.spawn(unwrap!(net_task(runner)));
     spawner.spawn(unwrap!(wifi_task(control, stack)));
     unwrap!(seguro_board::start_chat(
-        spawner, BOARD, stack, &SETTINGS, rng
+        spawner, BOARD, stack, &SETTINGS, rng, kept
     ));
 }

@@ -5,7 +5,7 @@ use embedded_storage_async::nor_flash::NorFlash;
 use seguro_core::chat::{KeyMemory, Status, Verdict};
 use seguro_core::limits::{KEY_LEN, NONCE_LEN};
 use seguro_core::replay::{NonceMemory, Seen};
-use seguro_core::trust::{Save, TrustError, TrustStore};
+use seguro_core::trust::{Kept, Save, TrustError, TrustStore};
 
 use super::{FlashStore, StoreError};
 
@@ -91,6 +91,21 @@ impl<F: NorFlash, const N: usize> FlashMemory<F, N> {
         Ok(())
     }
 
+    /// [`KeyMemory::observe`], also saying whether the contact is remembered: a full
+    /// store forgets the unverified contact seen longest ago ([`Kept::Evicted`]), and
+    /// one full of verified contacts keeps no new one ([`Kept::No`]). The host should
+    /// tell the user: a forgotten contact's next key is a first contact again.
+    pub fn observe_kept(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> (Verdict, Kept) {
+        // Directory names are never empty nor longer than a stored name, the only
+        // refusals: such a name could not be remembered anyway.
+        let r = match self.trust.observe(name, key, now) {
+            Ok(o) => (o.verdict, o.kept),
+            Err(_) => (Verdict::FirstContact, Kept::No),
+        };
+        self.save_if_needed();
+        r
+    }
+
     fn save(&mut self) {
         let Some(store) = &mut self.store else {
             self.trust.mark_clean();
@@ -115,9 +130,7 @@ impl<F: NorFlash, const N: usize> FlashMemory<F, N> {
 
 impl<F: NorFlash, const N: usize> KeyMemory for FlashMemory<F, N> {
     fn observe(&mut self, name: &str, key: &[u8; KEY_LEN], now: u64) -> Verdict {
-        let v = KeyMemory::observe(&mut self.trust, name, key, now);
-        self.save_if_needed();
-        v
+        self.observe_kept(name, key, now).0
     }
 
     fn last_key(&self, name: &str) -> Option<[u8; KEY_LEN]> {
