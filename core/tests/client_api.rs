@@ -329,3 +329,41 @@ fn a_text_one_byte_too_long_is_refused_before_anything_is_queued() {
     a.send_to("bob", &"x".repeat(max), &mut rng).unwrap();
     assert!(!drain_transmit(&mut a).is_empty());
 }
+
+#[test]
+fn messages_to_and_from_several_peers_use_each_peer_s_own_key() {
+    let (mut a, mut b, mut rng) = pair();
+    let mut carol: C = Client::new("carol", KeyPair::generate(&mut rng)).unwrap();
+    let all = [
+        ("alice", a.public_key()),
+        ("bob", b.public_key()),
+        ("carol", carol.public_key()),
+    ];
+    drain_transmit(&mut carol);
+    handle(&mut carol, &directory(true, &all));
+    for c in [&mut a, &mut b] {
+        handle(c, &directory(false, &all));
+        events(c);
+    }
+    events(&mut carol);
+    for round in 0..2 {
+        a.send_to("bob", &format!("to bob {round}"), &mut rng)
+            .unwrap();
+        let to_bob = relay_of(&mut a);
+        a.send_to("carol", &format!("to carol {round}"), &mut rng)
+            .unwrap();
+        let to_carol = relay_of(&mut a);
+        handle(&mut b, to_bob.as_bytes());
+        assert_eq!(events(&mut b), [format!("[alice] to bob {round}")]);
+        handle(&mut carol, to_carol.as_bytes());
+        assert_eq!(events(&mut carol), [format!("[alice] to carol {round}")]);
+        // And alice reads both of them.
+        b.send_to("alice", "from bob", &mut rng).unwrap();
+        carol.send_to("alice", "from carol", &mut rng).unwrap();
+        let (rb, rc) = (relay_of(&mut b), relay_of(&mut carol));
+        handle(&mut a, rc.as_bytes());
+        assert_eq!(events(&mut a), ["[carol] from carol"]);
+        handle(&mut a, rb.as_bytes());
+        assert_eq!(events(&mut a), ["[bob] from bob"]);
+    }
+}
