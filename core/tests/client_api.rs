@@ -367,3 +367,13 @@ fn messages_to_and_from_several_peers_use_each_peer_s_own_key() {
         assert_eq!(events(&mut a), ["[bob] from bob"]);
     }
 }
+
+#[test]
+fn debug_output_names_the_user_and_state_and_no_key_material() {
+    let (a, _b, _) = pair();
+    let shown = format!("{a:?}");
+    assert!(shown.starts_with("Client {"), "{shown}");
+    assert!(shown.contains("user: \"alice\""), "{shown}");
+    assert!(shown.contains("users: 2"), "{shown}");
+    assert!(!shown.contains("keys"), "no key material: {shown}");
+}
