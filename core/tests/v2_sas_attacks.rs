@@ -315,3 +315,20 @@ fn the_code_reads_as_three_groups_of_digits() {
     let code = SasCode::from_bytes([0; 6]);
     assert_eq!(code.to_string(), "1000 1000 1000");
 }
+
+#[test]
+fn debug_output_shows_the_role_and_state_and_no_secret() {
+    let (mut a, mut b, sid, _, _) = shown(13);
+    let shown_a = format!("{a:?}");
+    assert!(shown_a.starts_with("Sas {"), "{shown_a}");
+    assert!(shown_a.contains("starter: true") && shown_a.contains("verified: false"));
+    assert!(
+        !shown_a.contains("esk") && !shown_a.contains("mac_key"),
+        "{shown_a}"
+    );
+    let ma = mac(a.confirm().unwrap());
+    let mb = mac(b.confirm().unwrap());
+    b.on_confirm(&sid, &ma).unwrap();
+    a.on_confirm(&sid, &mb).unwrap();
+    assert!(format!("{b:?}").contains("starter: false, verified: true"));
+}
