@@ -165,6 +165,10 @@ fn spawn_server(
         "--proxy-protocol",
         "--max-per-source",
         &PER_SOURCE.to_string(),
+        // The checks expect a dropped connection to be gone at once ("user not
+        // connected"), not held for a reconnect.
+        "--reconnect-grace",
+        "0",
     ]
     .iter()
     .map(|s| (*s).to_owned())

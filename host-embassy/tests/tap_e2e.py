@@ -144,8 +144,9 @@ def main():
         return start(name, [runner, TAP, CLIENT_CIDR, f"{SERVER_IP}:{port}", "--cert", cert, name, *extra])
 
     def serve(name, cert, key, port=PORT, extra=()):
+        # Leaves are asserted as prompt: no reconnect grace.
         s = start(name, [seguro, "serve", "--bind", f"{SERVER_IP}:{port}", "--cert", cert, "--key", key,
-                         *extra])
+                         "--reconnect-grace", "0", *extra])
         s.expect(lambda l: "listening on" in l, what="'listening on'")
         return s
 

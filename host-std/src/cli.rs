@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,
+    /// Seconds a user whose connection is lost (closed without TLS close_notify, an I/O
+    /// error, a write timeout) stays listed, so that a reconnect with the same key shows
+    /// no leave and join (0 = leave at once). Messages to them meanwhile get an error
+    /// naming them; a reconnect with another key is a leave and a join; a clean quit
+    /// is a leave at once.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub reconnect_grace: u64,
     /// Every connection starts with a PROXY protocol header (v1 or v2) carrying the
     /// real client address, as ngrok's TCP endpoints send with their proxy protocol
     /// option (see cross/README.md). Connections without a valid header are closed.

@@ -159,6 +159,7 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.line_timeout = Duration::from_secs(a.line_timeout);
     cfg.idle_timeout = Duration::from_secs(a.idle_timeout);
     cfg.max_errors = a.max_errors.max(1);
+    cfg.reconnect_grace = Duration::from_secs(a.reconnect_grace);
     cfg.proxy_protocol = a.proxy_protocol;
     cfg.per_source = server::source::Limits {
         connections: a.max_per_source,

@@ -164,6 +164,7 @@ impl World {
             hub: Hub::new(Config {
                 max_line: seguro_core::limits::SERVER_MAX_LINE,
                 max_errors: 20,
+                grace: std::time::Duration::ZERO,
             }),
             peers: BTreeMap::new(),
             chunk,
@@ -201,7 +202,7 @@ impl World {
         if let Some((_, old)) = self.peers.insert(name.into(), (peer, conn)) {
             // Still registered, as a connection the test has not closed yet.
             if let Some(j) = old.joined {
-                self.hub.disconnect(j.id);
+                self.hub.disconnect(j.id, None);
             }
         }
         self.send_to_server(name, &hello);
@@ -212,7 +213,7 @@ impl World {
     fn leave(&mut self, name: &str) {
         let (_, conn) = self.peers.remove(name).unwrap();
         if let Some(j) = conn.joined {
-            assert!(self.hub.disconnect(j.id).is_some());
+            assert!(self.hub.disconnect(j.id, None).is_some());
         }
         self.settle();
     }

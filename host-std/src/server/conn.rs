@@ -71,6 +71,8 @@ impl Handle {
 #[derive(Debug)]
 pub(super) enum End {
     Eof,
+    /// TCP closed without TLS close_notify (a killed process, a cut link).
+    AbruptEof,
     Io(io::Error),
     HelloTimeout,
     Closed(Close),
@@ -85,6 +87,7 @@ impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Eof => f.write_str("peer closed the connection"),
+            Self::AbruptEof => f.write_str("peer closed the connection abruptly"),
             Self::Io(e) => write!(f, "I/O error: {e}"),
             Self::HelloTimeout => f.write_str("no TLS handshake and hello before the deadline"),
             Self::Closed(reason) => write!(f, "{reason}"),
@@ -246,8 +249,13 @@ pub(super) async fn connection(
         }
         Some(Ok(Ok(joined))) => joined,
     };
-    state.mark_dirty();
-    info!(%addr, user = %me.name, "joined");
+    if me.resumed {
+        // Same name and key within the grace: the directory did not change.
+        info!(%addr, user = %me.name, "reconnected");
+    } else {
+        state.mark_dirty();
+        info!(%addr, user = %me.name, "joined");
+    }
 
     let end = session(&state, &me, &queue, &mut reader, &mut rd)
         .or(writer(&queue, &mut wr, cfg.write_timeout))
@@ -259,7 +267,11 @@ pub(super) async fn connection(
             }
         })
         .await;
-    let handle = state.hub().disconnect(me.id);
+    // A connection lost rather than closed may come back: its name is held for the
+    // reconnect grace. A clean close (close_notify), or one the server decided, is a
+    // leave now.
+    let lost = matches!(end, End::AbruptEof | End::Io(_) | End::WriteTimeout);
+    let handle = state.hub().disconnect(me.id, lost.then(Instant::now));
     drop(handle);
     queue.close();
     state.mark_dirty();
@@ -272,7 +284,15 @@ pub(super) async fn connection(
             })
             .await;
     }
-    info!(%addr, user = %me.name, "left: {end}");
+    if lost && !cfg.reconnect_grace.is_zero() {
+        info!(
+            %addr, user = %me.name,
+            "left: {end}; still listed for {}s in case of a reconnect",
+            cfg.reconnect_grace.as_secs_f32()
+        );
+    } else {
+        info!(%addr, user = %me.name, "left: {end}");
+    }
 }
 
 /// Reads the first line and registers it. Outer error: the connection died; inner
@@ -422,7 +442,7 @@ async fn session(
             Ok(Ok(true)) => last_heard = Instant::now(),
             Ok(Ok(false)) => return End::Eof,
             // A peer that just closes the TCP connection without TLS close_notify.
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return End::AbruptEof,
             Ok(Err(e)) => return End::Io(e),
         }
     }

@@ -13,6 +13,7 @@
 //! goes to.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use seguro_core::msg::{self, Message, Relay, UserList};
 use tracing::debug;
@@ -236,9 +237,15 @@ impl<T: Outbox> Hub<T> {
     }
 
     /// Forgets connection `conn`, giving its outbox back; `None` if it was not
-    /// registered.
-    pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
-        self.router.disconnect(conn)
+    /// registered (see [`Router::disconnect`] for `lost` and the reconnect grace).
+    pub fn disconnect(&mut self, conn: ConnId, lost: Option<Instant>) -> Option<T> {
+        self.router.disconnect(conn, lost)
+    }
+
+    /// Removes the names whose reconnect grace ended by `now` and returns them (if any,
+    /// the directory changed: a push is due).
+    pub fn expire(&mut self, now: Instant) -> Vec<Arc<str>> {
+        self.router.expire(now)
     }
 
     /// Queues the current directory for every connection that has not been sent it.

@@ -83,6 +83,10 @@ pub struct Config {
     pub memory_budget: usize,
     /// Consecutive bad messages after which a connection is dropped.
     pub max_errors: u32,
+    /// How long a user whose connection was lost (not closed cleanly) stays listed,
+    /// held for a reconnect with the same key, before the leave (zero: leave at once).
+    /// Relays to a held user get an `error` naming them.
+    pub reconnect_grace: Duration,
     /// TCP keepalive idle time (probes follow at the same interval).
     pub keepalive: Duration,
     /// Deadline for writing one batch of lines to a peer.
@@ -122,6 +126,7 @@ impl fmt::Debug for Config {
             .field("queue_bytes", &self.queue_bytes)
             .field("memory_budget", &self.memory_budget)
             .field("max_errors", &self.max_errors)
+            .field("reconnect_grace", &self.reconnect_grace)
             .field("private", &self.admission.is_some())
             .field("proxy_protocol", &self.proxy_protocol)
             .field("per_source", &self.per_source)
@@ -144,6 +149,7 @@ impl Config {
             queue_bytes: 1 << 20,
             memory_budget: 256 << 20,
             max_errors: 20,
+            reconnect_grace: Duration::from_secs(10),
             keepalive: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             line_timeout: Duration::from_secs(60),
@@ -254,6 +260,7 @@ impl Server {
         let hub = Hub::new(router::Config {
             max_line: self.cfg.max_line,
             max_errors: self.cfg.max_errors,
+            grace: self.cfg.reconnect_grace,
         });
         let state = Arc::new(State {
             hub: Mutex::new(hub),
@@ -265,6 +272,7 @@ impl Server {
             cfg: self.cfg,
         });
         let broadcaster = ex.spawn(push::broadcaster(state.clone(), dirty_rx));
+        let expirer = ex.spawn(expirer(state.clone()));
         let acceptor = TlsAcceptor::from(state.cfg.tls.clone());
         let accept_loop = async {
             let mut last_full_warning: Option<Instant> = None;
@@ -306,6 +314,7 @@ impl Server {
         );
         drop(self.listener);
         broadcaster.cancel().await;
+        expirer.cancel().await;
         // Let writers flush and send close_notify, then give up on them.
         for (_, h) in state.hub().router().tags() {
             h.shutdown();
@@ -313,6 +322,26 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(2);
         while state.active.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Ends the reconnect grace of held users on time: each expiry is a leave, pushed.
+async fn expirer(state: Arc<State>) {
+    let grace = state.cfg.reconnect_grace;
+    if grace.is_zero() {
+        return std::future::pending().await;
+    }
+    // A leave is late by at most one tick.
+    let tick = (grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        Timer::after(tick).await;
+        let gone = state.hub().expire(Instant::now());
+        for name in &gone {
+            info!(user = %name, "left: not back within the reconnect grace");
+        }
+        if !gone.is_empty() {
+            state.mark_dirty();
         }
     }
 }

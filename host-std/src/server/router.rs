@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Decoder, Encoding};
 
@@ -46,6 +47,9 @@ pub struct Config {
     pub max_line: usize,
     /// Consecutive bad messages after which a connection is closed (at least 1).
     pub max_errors: u32,
+    /// How long a registered user who disconnects stays in the directory, held for a
+    /// reconnect with the same key (zero: the leave is immediate).
+    pub grace: Duration,
 }
 
 /// One line from a connection, as the driver read it.
@@ -133,6 +137,9 @@ impl Delivery<'_> {
 pub enum ErrorText<'m> {
     /// A relay names a user who is not connected (a mistake, not counted as bad).
     UserNotConnected(&'m str),
+    /// A relay names a user who disconnected within the reconnect grace and has not
+    /// come back yet (not counted as bad).
+    Reconnecting(&'m str),
     /// A line that did not parse.
     Malformed(ParseError),
     /// A line longer than the maximum.
@@ -233,6 +240,9 @@ impl fmt::Display for ErrorText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UserNotConnected(to) => write!(f, "user not connected: {}", Sanitized(to)),
+            Self::Reconnecting(to) => {
+                write!(f, "{} is reconnecting: not delivered", Sanitized(to))
+            }
             Self::Malformed(ParseError::UnknownType) => f.write_str("unknown message type"),
             Self::Malformed(e) => write!(f, "bad message: {e}"),
             Self::LineTooLong { max } => write!(f, "line too long (maximum {max} bytes): skipped"),
@@ -335,6 +345,9 @@ pub struct Joined {
     pub name: Arc<str>,
     /// The welcome to send, and the directory version it lists.
     pub welcome: u64,
+    /// The name was held for a reconnect and this connection took it over, with the
+    /// same key: nobody saw a leave or a join.
+    pub resumed: bool,
 }
 
 /// At most two deliveries: what one input produces.
@@ -393,6 +406,16 @@ struct Conn<T> {
     tag: T,
 }
 
+/// A directory entry whose connection ended within the reconnect grace.
+#[derive(Debug)]
+struct Held {
+    /// When the entry leaves the directory.
+    until: Instant,
+    /// The connection's [`Conn::joined`] and [`Conn::keys`], for the one taking over.
+    joined: u64,
+    keys: Keys,
+}
+
 /// A directory entry.
 #[derive(Debug)]
 struct Entry {
@@ -411,6 +434,8 @@ pub struct Router<T> {
     /// Connected names by their [`Keys`]: skeleton, and skeleton of the lower case.
     skeletons: HashMap<String, Arc<str>>,
     folded: HashMap<String, Arc<str>>,
+    /// Names in the directory whose connection is gone, held for a reconnect.
+    held: HashMap<Arc<str>, Held>,
     version: u64,
     next_id: u64,
 }
@@ -427,6 +452,7 @@ impl<T> Router<T> {
             names: BTreeMap::new(),
             skeletons: HashMap::new(),
             folded: HashMap::new(),
+            held: HashMap::new(),
             version: 0,
             next_id: 1,
         }
@@ -447,8 +473,18 @@ impl<T> Router<T> {
         self.conns.is_empty()
     }
 
+    /// Names held for a reconnect (listed in the directory, with no connection).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// True if `name` is held for a reconnect.
+    pub fn is_held(&self, name: &str) -> bool {
+        self.held.contains_key(name)
+    }
+
     /// The directory at [`version`](Self::version): every registered name and key, in
-    /// name order.
+    /// name order (held names included: they have not left yet).
     pub fn directory(&self) -> impl ExactSizeIterator<Item = (&str, &[u8; KEY_LEN])> + Clone + '_ {
         self.names.iter().map(|(n, e)| (&**n, &e.key))
     }
@@ -492,8 +528,49 @@ impl<T> Router<T> {
         if seguro_core::e2ee::is_low_order(&key) {
             return Err(Refusal::LowOrderKey);
         }
-        if self.names.contains_key(user) {
-            return Err(Refusal::NameTaken(user));
+        let mut joined = None;
+        if let Some(entry) = self.names.get(user) {
+            if !self.held.contains_key(user) {
+                return Err(Refusal::NameTaken(user));
+            }
+            if entry.key == key {
+                // Back within the grace with the same key: take the entry over. The
+                // directory does not change, so nobody sees a leave or a join.
+                joined = self.held.remove(user).map(|h| (h.joined, h.keys));
+            } else {
+                // Another key (say the owner lost theirs): the held entry leaves, and
+                // this one joins as anyone would (the name passed the policy when it
+                // was first registered); peers see the key change.
+                self.drop_held(user);
+            }
+        }
+        if let Some((first_listed, keys)) = joined {
+            let id = ConnId(self.next_id);
+            self.next_id += 1;
+            let name = self
+                .names
+                .get_key_value(user)
+                .map_or_else(|| Arc::from(user), |(n, _)| n.clone());
+            if let Some(e) = self.names.get_mut(user) {
+                e.id = id;
+            }
+            self.conns.insert(
+                id,
+                Conn {
+                    name: name.clone(),
+                    joined: first_listed,
+                    seen: self.version,
+                    errors: 0,
+                    keys,
+                    tag,
+                },
+            );
+            return Ok(Joined {
+                id,
+                name,
+                welcome: self.version,
+                resumed: true,
+            });
         }
         let keys = names::check(user).map_err(Refusal::NamePolicy)?;
         if let Some(other) = self
@@ -525,6 +602,7 @@ impl<T> Router<T> {
             id,
             name,
             welcome: self.version,
+            resumed: false,
         })
     }
 
@@ -560,6 +638,13 @@ impl<T> Router<T> {
                     };
                 }
                 self.good(conn);
+                if self.held.contains_key(r.to) {
+                    // Not garbage either: the recipient is expected back shortly.
+                    return Deliveries::one(Delivery::Error {
+                        to: conn,
+                        error: ErrorText::Reconnecting(r.to),
+                    });
+                }
                 let Some(to) = self.names.get(r.to).map(|e| e.id) else {
                     // A mistake, not garbage: does not count towards max_errors.
                     return Deliveries::one(Delivery::Error {
@@ -616,14 +701,57 @@ impl<T> Router<T> {
         }
     }
 
-    /// Forgets connection `conn`; true if it was registered (the directory changed).
-    pub fn disconnect(&mut self, conn: ConnId) -> Option<T> {
+    /// Forgets connection `conn`, giving its tag back (`None` if it was not
+    /// registered). `lost` is `Some(now)` for a connection lost rather than closed
+    /// cleanly: with a reconnect grace its name then stays in the directory, held until
+    /// `now` + grace ([`expire`](Self::expire) removes it then). Otherwise the name
+    /// leaves now (the directory changes).
+    pub fn disconnect(&mut self, conn: ConnId, lost: Option<Instant>) -> Option<T> {
         let c = self.conns.remove(&conn)?;
-        self.names.remove(&c.name);
-        self.skeletons.remove(&c.keys.skeleton);
-        self.folded.remove(&c.keys.folded);
-        self.version += 1;
+        let until = lost
+            .filter(|_| !self.cfg.grace.is_zero())
+            .and_then(|now| now.checked_add(self.cfg.grace));
+        if let Some(until) = until {
+            self.held.insert(
+                c.name,
+                Held {
+                    until,
+                    joined: c.joined,
+                    keys: c.keys,
+                },
+            );
+        } else {
+            self.names.remove(&c.name);
+            self.skeletons.remove(&c.keys.skeleton);
+            self.folded.remove(&c.keys.folded);
+            self.version += 1;
+        }
         Some(c.tag)
+    }
+
+    /// Removes the held names whose grace ended by `now` (each a leave: the directory
+    /// changes). Returns their names.
+    pub fn expire(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let due: Vec<Arc<str>> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.until <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &due {
+            self.drop_held(name);
+        }
+        due
+    }
+
+    /// Removes held name `name` from the directory (a leave).
+    fn drop_held(&mut self, name: &str) {
+        if let Some(h) = self.held.remove(name) {
+            self.names.remove(name);
+            self.skeletons.remove(&h.keys.skeleton);
+            self.folded.remove(&h.keys.folded);
+            self.version += 1;
+        }
     }
 
     /// Marks every connection whose last directory is older than the current one as
@@ -669,6 +797,7 @@ mod tests {
         Router::new(Config {
             max_line: 100,
             max_errors,
+            grace: Duration::ZERO,
         })
     }
 
@@ -945,7 +1074,7 @@ mod tests {
         );
         // A leave makes everyone else behind.
         let c = r.hello(hello("carol", KEY_B), "c").unwrap();
-        assert_eq!(r.disconnect(c.id), Some("c"));
+        assert_eq!(r.disconnect(c.id, None), Some("c"));
         r.push(&mut out);
         out.sort();
         assert_eq!(out, [a.id, b.id]);
@@ -1085,9 +1214,9 @@ mod tests {
     fn disconnect_frees_the_name_and_forgets_the_connection() {
         let mut r = router(5);
         let a = r.hello(hello("alice", KEY_A), "a").unwrap();
-        assert_eq!(r.disconnect(a.id), Some("a"));
+        assert_eq!(r.disconnect(a.id, None), Some("a"));
         assert_eq!(r.version(), 2);
-        assert_eq!(r.disconnect(a.id), None);
+        assert_eq!(r.disconnect(a.id, None), None);
         assert_eq!(r.version(), 2);
         assert!(r.is_empty());
         assert_eq!(r.directory().len(), 0);
@@ -1120,7 +1249,7 @@ mod tests {
         );
         assert_eq!((r.len(), r.version()), (1, 1));
         // Once alice leaves, the name and its look-alikes are free.
-        r.disconnect(a.id);
+        r.disconnect(a.id, None);
         r.hello(hello("ALICE", KEY_B), "b").unwrap();
         assert!(matches!(
             r.hello(hello("alice", KEY_A), "a").unwrap_err(),
@@ -1138,5 +1267,188 @@ mod tests {
             [Delivery::Error { .. }, Delivery::Close { .. }]
         ));
         assert_eq!(d[1].target(), a.id);
+    }
+
+    fn held_router(grace_secs: u64) -> Router<&'static str> {
+        Router::new(Config {
+            max_line: 100,
+            max_errors: 2,
+            grace: Duration::from_secs(grace_secs),
+        })
+    }
+
+    fn names<T>(r: &Router<T>) -> Vec<(String, [u8; 32])> {
+        r.directory().map(|(n, k)| (n.to_owned(), *k)).collect()
+    }
+
+    #[test]
+    fn a_reconnect_with_the_same_key_within_the_grace_changes_nothing_in_the_directory() {
+        let mut r = held_router(10);
+        let t0 = Instant::now();
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        assert!(!a.resumed && !b.resumed);
+        let mut out = Vec::new();
+        assert_eq!(r.push(&mut out), 2);
+        assert_eq!(r.disconnect(b.id, Some(t0)), Some("b"));
+        // Still listed, with no connection: no leave, nothing to push.
+        assert_eq!(r.version(), 2);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.held(), 1);
+        assert!(r.is_held("bob"));
+        assert_eq!(names(&r), [("alice".into(), KEY_A), ("bob".into(), KEY_B)]);
+        assert!(r.tag_of("bob").is_none());
+        r.push(&mut out);
+        assert!(out.is_empty());
+        // Not yet due.
+        assert!(r.expire(t0 + Duration::from_secs(9)).is_empty());
+        // The same key within the grace takes the entry over...
+        let b2 = r.hello(hello("bob", KEY_B), "b2").unwrap();
+        assert!(b2.resumed);
+        assert_ne!(b2.id, b.id);
+        assert_eq!(b2.welcome, 2);
+        assert_eq!(r.version(), 2);
+        assert_eq!(r.held(), 0);
+        assert_eq!(r.tag_of("bob"), Some(&"b2"));
+        assert_eq!(names(&r), [("alice".into(), KEY_A), ("bob".into(), KEY_B)]);
+        r.push(&mut out);
+        assert!(out.is_empty(), "a takeover pushes nothing: {out:?}");
+        // ... and once taken over, the name is connected again.
+        assert_eq!(
+            r.hello(hello("bob", KEY_B), "b3").unwrap_err(),
+            Refusal::NameTaken("bob")
+        );
+        // Relays flow both ways, with no extra directory (alice already had bob's key).
+        assert_eq!(
+            all(r.handle(a.id, relay("bob"))),
+            [Delivery::Relay { to: b2.id }]
+        );
+        assert_eq!(
+            all(r.handle(b2.id, relay("alice"))),
+            [Delivery::Relay { to: a.id }]
+        );
+        // The grace is over for nobody now: expiry later removes nothing.
+        assert!(r.expire(t0 + Duration::from_secs(60)).is_empty());
+        assert_eq!(r.version(), 2);
+    }
+
+    #[test]
+    fn a_reconnect_with_another_key_is_a_leave_and_a_join() {
+        let mut r = held_router(10);
+        let t0 = Instant::now();
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        let mut out = Vec::new();
+        r.push(&mut out);
+        r.disconnect(b.id, Some(t0));
+        const KEY_C: [u8; 32] = [0x33; 32];
+        let b2 = r.hello(hello("bob", KEY_C), "b2").unwrap();
+        assert!(!b2.resumed);
+        // The held entry left (3), the new one joined (4).
+        assert_eq!(r.version(), 4);
+        assert_eq!(b2.welcome, 4);
+        assert_eq!(r.held(), 0);
+        assert_eq!(names(&r), [("alice".into(), KEY_A), ("bob".into(), KEY_C)]);
+        assert_eq!(r.push(&mut out), 4);
+        assert_eq!(out, [a.id]);
+        // A look-alike of a held name is still refused while it is held.
+        let c = r.hello(hello("carol", KEY_A), "c").unwrap();
+        r.disconnect(c.id, Some(t0));
+        assert!(matches!(
+            r.hello(hello("caro1", KEY_B), "x"),
+            Err(Refusal::LooksLike("caro1", _))
+        ));
+    }
+
+    #[test]
+    fn a_held_name_leaves_when_its_grace_ends() {
+        let mut r = held_router(10);
+        let t0 = Instant::now();
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        let mut out = Vec::new();
+        r.push(&mut out);
+        r.disconnect(b.id, Some(t0));
+        assert!(r.expire(t0 + Duration::from_millis(9999)).is_empty());
+        assert_eq!(r.version(), 2);
+        let gone = r.expire(t0 + Duration::from_secs(10));
+        assert_eq!(gone.iter().map(|n| &**n).collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(r.version(), 3);
+        assert_eq!(r.held(), 0);
+        assert_eq!(names(&r), [("alice".into(), KEY_A)]);
+        assert_eq!(r.push(&mut out), 3);
+        assert_eq!(out, [a.id]);
+        // Gone for good: relays are to an unknown user, and the name is free again
+        // for any key, as a join.
+        assert_eq!(
+            all(r.handle(a.id, relay("bob"))),
+            [Delivery::Error {
+                to: a.id,
+                error: ErrorText::UserNotConnected("bob")
+            }]
+        );
+        let b2 = r.hello(hello("bob", KEY_B), "b2").unwrap();
+        assert!(!b2.resumed);
+        assert_eq!(r.version(), 4);
+        assert!(r.expire(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn relays_to_a_held_name_are_refused_naming_it_and_do_not_count() {
+        let mut r = held_router(10);
+        let t0 = Instant::now();
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        r.disconnect(b.id, Some(t0));
+        // max_errors is 2: three in a row would close alice if they counted.
+        for _ in 0..3 {
+            assert_eq!(
+                all(r.handle(a.id, relay("bob"))),
+                [Delivery::Error {
+                    to: a.id,
+                    error: ErrorText::Reconnecting("bob")
+                }]
+            );
+        }
+        assert_eq!(
+            ErrorText::Reconnecting("bob").to_string(),
+            "bob is reconnecting: not delivered"
+        );
+        assert_eq!(
+            ErrorText::Reconnecting("b\u{202e}ob").to_string(),
+            "b\u{fffd}ob is reconnecting: not delivered"
+        );
+        // A disconnect of a held name's old id changes nothing.
+        assert_eq!(r.disconnect(b.id, Some(t0)), None);
+        assert_eq!(r.version(), 2);
+        assert_eq!(r.held(), 1);
+    }
+
+    #[test]
+    fn without_a_grace_a_disconnect_is_an_immediate_leave() {
+        let mut r = router(5);
+        let t0 = Instant::now();
+        let _a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        r.disconnect(b.id, Some(t0));
+        assert_eq!(r.version(), 3);
+        assert_eq!(r.held(), 0);
+        assert!(!r.is_held("bob"));
+        assert_eq!(names(&r), [("alice".into(), KEY_A)]);
+        assert!(r.expire(t0 + Duration::from_secs(3600)).is_empty());
+    }
+
+    #[test]
+    fn a_clean_close_is_an_immediate_leave_even_with_a_grace() {
+        let mut r = held_router(10);
+        let _a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        assert_eq!(r.disconnect(b.id, None), Some("b"));
+        assert_eq!(r.version(), 3);
+        assert_eq!(r.held(), 0);
+        assert_eq!(names(&r), [("alice".into(), KEY_A)]);
+        let b2 = r.hello(hello("bob", KEY_B), "b2").unwrap();
+        assert!(!b2.resumed);
+        assert_eq!(r.version(), 4);
     }
 }
