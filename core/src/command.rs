@@ -370,6 +370,41 @@ mod tests {
     }
 
     #[test]
+    fn trust_commands() {
+        let verify = Err(CommandError::Usage("/verify <user> [yes]"));
+        assert_eq!(
+            parse_command("/verify bob"),
+            Ok(Command::Verify {
+                user: "bob",
+                confirm: false
+            })
+        );
+        assert_eq!(
+            parse_command("/verify  bob  yes "),
+            Ok(Command::Verify {
+                user: "bob",
+                confirm: true
+            })
+        );
+        assert_eq!(parse_command("/verify"), verify);
+        assert_eq!(parse_command("/verify   "), verify);
+        assert_eq!(parse_command("/verify bob no"), verify);
+        let accept = Err(CommandError::Usage("/accept <user>"));
+        assert_eq!(
+            parse_command("/accept bob"),
+            Ok(Command::Accept { user: "bob" })
+        );
+        assert_eq!(parse_command("/accept"), accept);
+        assert_eq!(parse_command("/accept  "), accept);
+        assert_eq!(parse_command("/accept bob carol"), accept);
+        assert_eq!(parse_command("/trust"), Ok(Command::Trust));
+        assert_eq!(
+            parse_command("/trust bob"),
+            Err(CommandError::NoArguments("/trust"))
+        );
+    }
+
+    #[test]
     fn did_you_mean() {
         let unknown = |s| match parse_command(s) {
             Err(CommandError::Unknown { suggestion }) => suggestion,
@@ -401,6 +436,10 @@ mod tests {
         assert_eq!(distance(b"abc", b""), Some(3));
         assert_eq!(distance(b"", b"ab"), Some(2));
         assert_eq!(distance(b"abcd", b"acbd"), Some(1));
+        // Swaps at the start and at the end of the words (the neighbours two back).
+        assert_eq!(distance(b"abcdef", b"bacdef"), Some(1));
+        assert_eq!(distance(b"abcdef", b"abcdfe"), Some(1));
+        assert_eq!(distance(b"abcdefgh", b"abcdefhg"), Some(1));
         assert_eq!(distance(b"kitten", b"sitting"), Some(3));
         assert_eq!(distance(b"ca", b"abc"), Some(3));
         assert_eq!(distance(&[b'a'; 17], b"a"), None);

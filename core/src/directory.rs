@@ -204,6 +204,83 @@ mod tests {
     use super::*;
     use std::vec::Vec as StdVec;
 
+    #[test]
+    fn dropped_is_empty_only_when_nothing_was_dropped() {
+        assert!(Dropped::default().is_empty());
+        let over = Dropped {
+            over_capacity: 1,
+            name_too_long: 0,
+        };
+        let long = Dropped {
+            over_capacity: 0,
+            name_too_long: 2,
+        };
+        assert!(!over.is_empty());
+        assert!(!long.is_empty());
+        let (_, d) = dir::<1>(&[("a", 1), ("b", 2)]);
+        assert!(!d.is_empty(), "{d:?}");
+        let (_, d) = dir::<2>(&[("a", 1), ("b", 2)]);
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn clear_empties_the_directory() {
+        let (mut d, _) = dir::<4>(&[("a", 1), ("b", 2)]);
+        assert!(!d.is_empty());
+        assert_eq!(d.len(), 2);
+        d.clear();
+        assert!(d.is_empty());
+        assert_eq!(d.len(), 0);
+        assert_eq!(d.get("a"), None);
+        assert!(Directory::<4>::new().is_empty());
+    }
+
+    /// Changes taken one at a time through a saved cursor (as the client does, one event
+    /// per call) are exactly the changes of one pass: each once, several leaves included.
+    #[test]
+    fn changes_resume_from_the_cursor() {
+        let (old, _) = dir::<8>(&[("a", 1), ("b", 2), ("c", 3), ("d", 4)]);
+        let (new, _) = dir::<8>(&[("b", 2), ("e", 5), ("c", 9)]);
+        let all: StdVec<_> = new.changes_since(&old).take(10).collect();
+        assert_eq!(
+            all,
+            [
+                Change::Joined {
+                    name: "e",
+                    key: &[5; 32]
+                },
+                Change::KeyChanged {
+                    name: "c",
+                    old: &[3; 32],
+                    new: &[9; 32]
+                },
+                Change::Left { name: "a" },
+                Change::Left { name: "d" },
+            ]
+        );
+        let mut cursor = 0;
+        let mut one_by_one = StdVec::new();
+        loop {
+            let mut it = new.changes_since(&old).resume(cursor);
+            let Some(c) = it.next() else { break };
+            one_by_one.push(c);
+            assert!(it.cursor() > cursor, "the cursor moves on");
+            cursor = it.cursor();
+            assert!(one_by_one.len() <= all.len(), "{one_by_one:?}");
+        }
+        assert_eq!(one_by_one, all);
+        // Only leaves: the cursor counts past the new directory's end.
+        let (empty, _) = dir::<8>(&[]);
+        let leaves: StdVec<_> = empty.changes_since(&old).take(10).collect();
+        assert_eq!(leaves.len(), 4);
+        let mut it = empty.changes_since(&old);
+        assert_eq!(it.cursor(), 0);
+        it.next();
+        assert_eq!(it.cursor(), 1);
+        it.next();
+        assert_eq!(it.cursor(), 2);
+    }
+
     fn dir<const N: usize>(users: &[(&str, u8)]) -> (Directory<N>, Dropped) {
         let keys: StdVec<[u8; 32]> = users.iter().map(|(_, k)| [*k; 32]).collect();
         let mut buf = [0u8; 4096];

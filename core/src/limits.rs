@@ -55,3 +55,19 @@ pub const REPLAY_PEERS: usize = 8;
 /// [`REPLAY_PEERS`], `8 × (2 × 32 × 8 + about 150)` bytes ≈ 5.3 KiB. A message replayed
 /// after 32 newer ones from the same peer is shown again (see `replay`).
 pub const REPLAY_WINDOW: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented sizes are what hosts size their buffers and defaults from (the
+    /// server's `--max-line`, the desktop's frame buffers, the board budgets): pin them.
+    #[test]
+    fn documented_sizes() {
+        assert_eq!(MAX_NAME_BYTES, 128);
+        assert_eq!(SERVER_MAX_LINE, 16_384);
+        assert_eq!(CLIENT_MAX_LINE, 4_096);
+        assert_eq!(CLIENT_MAX_USERS, 32);
+        assert_eq!(CLIENT_MAX_TEXT, 1_024);
+    }
+}
