@@ -3,7 +3,7 @@
 //! the codes two users read to each other must never change between versions.
 
 use base64ct::{Base64, Encoding};
-use seguro_core::fingerprint::{self, SAFETY_GROUPS, SAFETY_LEN, SHORT_LEN};
+use seguro_core::fingerprint::{self, PAIR_LEN, SAFETY_GROUPS, SAFETY_LEN, SHORT_LEN};
 use serde::Deserialize;
 
 const VECTORS: &str = concat!(
@@ -14,6 +14,14 @@ const VECTORS: &str = concat!(
 #[derive(Deserialize)]
 struct File {
     vectors: Vec<Vector>,
+    pairs: Vec<Pair>,
+}
+
+#[derive(Deserialize)]
+struct Pair {
+    a: String,
+    b: String,
+    pair_code: String,
 }
 
 #[derive(Deserialize)]
@@ -25,10 +33,14 @@ struct Vector {
     safety_code: String,
 }
 
-fn load() -> Vec<(String, [u8; 32], String, String)> {
+fn file() -> File {
     let text = std::fs::read_to_string(VECTORS)
         .unwrap_or_else(|e| panic!("cannot read the fingerprint vectors at {VECTORS}: {e}"));
-    let file: File = serde_json::from_str(&text).expect("vector file is valid JSON");
+    serde_json::from_str(&text).expect("vector file is valid JSON")
+}
+
+fn load() -> Vec<(String, [u8; 32], String, String)> {
+    let file = file();
     assert!(file.vectors.len() >= 20, "too few vectors in {VECTORS}");
     file.vectors
         .into_iter()
@@ -100,5 +112,34 @@ fn different_keys_give_different_codes() {
             fingerprint::safety_code(ka),
             "{na}: Eq"
         );
+    }
+}
+
+/// The pair code `/verify` shows, for both orders of the two keys.
+#[test]
+fn pair_codes_match_the_independent_implementation() {
+    let keys = load();
+    let key = |name: &str| {
+        keys.iter()
+            .find(|k| k.0 == name)
+            .unwrap_or_else(|| panic!("no key named {name}"))
+            .1
+    };
+    let pairs = file().pairs;
+    assert!(pairs.len() >= 20, "too few pair vectors in {VECTORS}");
+    for p in pairs {
+        let (a, b) = (key(&p.a), key(&p.b));
+        for (x, y) in [(a, b), (b, a)] {
+            let code = fingerprint::pair_code(&x, &y);
+            let what = format!("{} / {}", p.a, p.b);
+            assert_eq!(code.as_str(), p.pair_code, "{what}: as_str");
+            assert_eq!(code.as_str().len(), PAIR_LEN, "{what}: length");
+            assert_eq!(code.to_string(), p.pair_code, "{what}: Display");
+            assert_eq!(
+                format!("{code:?}"),
+                format!("PairCode({:?})", p.pair_code),
+                "{what}: Debug"
+            );
+        }
     }
 }

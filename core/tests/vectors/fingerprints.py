@@ -11,6 +11,9 @@ they do not check the point), chosen to exercise every digit position and the ed
     safety_code(pub) = SHA-256(pub) as eight big-endian u32 words, each written as 10
                        zero-padded decimal digits, all 80 digits cut into 16 groups of 5
                        joined by single spaces
+    pair_code(a, b)  = the first 6 groups of the safety code of the key with the smaller
+                       SHA-256 digest, then the first 6 groups of the other's: 12 groups of
+                       5 joined by single spaces (the same for (a, b) and (b, a))
 """
 import base64
 import hashlib
@@ -29,6 +32,11 @@ def safety_code(pub: bytes) -> str:
     words = struct.unpack(">8I", hashlib.sha256(pub).digest())
     digits = "".join("%010d" % w for w in words)
     return " ".join(digits[i : i + 5] for i in range(0, 80, 5))
+
+
+def pair_code(a: bytes, b: bytes) -> str:
+    first, second = sorted((a, b), key=lambda k: hashlib.sha256(k).digest())
+    return " ".join(safety_code(first).split()[:6] + safety_code(second).split()[:6])
 
 
 def keys():
@@ -56,10 +64,18 @@ def main():
                 "safety_code": safety_code(pub),
             }
         )
+    # Pair codes (what /verify shows) of neighbouring keys in both orders, and of a key
+    # with itself.
+    named = list(keys())
+    pairs = []
+    for (na, a), (nb, b) in zip(named, named[1:] + named[:1]):
+        pairs.append({"a": na, "b": nb, "pair_code": pair_code(a, b)})
+    pairs.append({"a": "zeros", "b": "zeros", "pair_code": pair_code(bytes(32), bytes(32))})
     path = pathlib.Path(__file__).with_name("fingerprints-v1.json")
     doc = {
         "about": "Seguro per-key fingerprints, made by fingerprints.py (hashlib only)",
         "vectors": out,
+        "pairs": pairs,
     }
     text = json.dumps(doc, indent=1) + "\n"
     if "--check" in sys.argv[1:]:
