@@ -7,6 +7,8 @@
 //! queue (the hub refuses it, naming the recipient, if there is still none); a
 //! connection whose writer makes no progress for the write timeout is disconnected.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -464,10 +466,13 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
         };
         let held: usize = batch.iter().map(Outgoing::len).sum();
         push::coalesce(&mut batch);
+        // One TLS write for the whole batch: rustls seals it into as few records as fit
+        // (16 KiB each) and sends them in one socket write, where a write per line costs
+        // a record and a system call per line. The buffer lives for this batch only, so
+        // an idle connection holds none.
+        let out = gather(&batch);
         let write = async {
-            for item in &batch {
-                wr.write_all(item.bytes()).await?;
-            }
+            wr.write_all(&out).await?;
             wr.flush().await?;
             Ok::<_, io::Error>(None)
         };
@@ -483,5 +488,36 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
             Ok(Some(end)) => return end,
             Err(e) => return End::Io(e),
         }
+    }
+}
+
+/// The lines of a batch, end to end (borrowed when the batch is one line).
+fn gather(batch: &VecDeque<Outgoing>) -> Cow<'_, [u8]> {
+    match batch.len() {
+        1 => Cow::Borrowed(batch.front().map_or(&[][..], Outgoing::bytes)),
+        _ => {
+            let mut out = Vec::with_capacity(batch.iter().map(Outgoing::len).sum());
+            for item in batch {
+                out.extend_from_slice(item.bytes());
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::hub::Line;
+
+    #[test]
+    fn a_batch_is_gathered_in_order_and_one_line_is_not_copied() {
+        let a = Outgoing::Relay(Line::from(&b"a\n"[..]));
+        let b = Outgoing::Text(Line::from(&b"bc\n"[..]));
+        let two = VecDeque::from([a.clone(), b]);
+        assert_eq!(&*gather(&two), b"a\nbc\n");
+        let one = VecDeque::from([a]);
+        assert!(matches!(gather(&one), Cow::Borrowed(b"a\n")));
+        assert!(gather(&VecDeque::new()).is_empty());
     }
 }
