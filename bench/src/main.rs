@@ -19,7 +19,6 @@ mod soak;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -51,6 +50,10 @@ enum Cmd {
     Forwarder(ForwarderArgs),
     /// Bounded soak and fault suite against a spawned server; exits 1 on any failure.
     Soak(soak::Args),
+    /// A connection storm against a running server (`handshake` runs it as a separate,
+    /// lower-priority process); prints one `storm:` line.
+    #[command(hide = true)]
+    Storm(StormArgs),
 }
 
 /// The server under test: spawned by the tool, or already running.
@@ -150,6 +153,10 @@ struct HandshakeArgs {
     /// Sessions being opened at once.
     #[arg(long, default_value_t = 32)]
     workers: usize,
+    /// Niceness of the storm's process (it runs beside this tool's relay clients: a
+    /// storm that starved them would measure the tool, not the server).
+    #[arg(long, default_value_t = 10)]
+    storm_nice: i32,
     /// Seconds per measurement.
     #[arg(short = 'd', long, default_value_t = 5.0)]
     secs: f64,
@@ -162,6 +169,28 @@ struct HandshakeArgs {
     /// Plaintext bytes per message.
     #[arg(short = 's', long, default_value_t = 64)]
     size: usize,
+    /// Longest line accepted from the server.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line: usize,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// Address of the server.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Its certificate to pin.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Sessions being opened at once.
+    #[arg(long, default_value_t = 32)]
+    workers: usize,
+    /// Seconds of storm.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Longest line accepted from the server.
     #[arg(long, default_value_t = 1 << 20)]
     max_line: usize,
@@ -227,6 +256,7 @@ fn main() -> ExitCode {
             &a.key,
         ),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Storm(a) => storm_cmd(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -516,11 +546,76 @@ fn print_storm(label: &str, s: &handshake::Storm) {
     );
 }
 
+fn storm_cmd(a: StormArgs) -> Result<()> {
+    net::raise_nofile();
+    let t = Target::new(a.addr, &a.cert)?;
+    let (workers, max_line, secs) = (a.workers, a.max_line, a.secs);
+    let s = net::block_on_threads(threads(a.threads), move |ex| {
+        Box::pin(async move { handshake::storm_for(ex.clone(), t, workers, max_line, secs).await })
+    });
+    println!(
+        "storm: welcomed {} failed {} secs {:.3} first-error {}",
+        s.welcomed,
+        s.failed,
+        s.secs,
+        s.first_error.as_deref().unwrap_or("-")
+    );
+    Ok(())
+}
+
+/// Starts this tool's `storm` against `t` as a child process under `nice -n <nice>`.
+fn start_storm(
+    addr: SocketAddr,
+    cert: &Path,
+    a: &HandshakeArgs,
+    secs: f64,
+) -> Result<std::process::Child> {
+    let me = std::env::current_exe()?;
+    std::process::Command::new("nice")
+        .arg("-n")
+        .arg(a.storm_nice.to_string())
+        .arg(me)
+        .arg("storm")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--cert")
+        .arg(cert)
+        .arg("--workers")
+        .arg(a.workers.to_string())
+        .arg("--secs")
+        .arg(secs.to_string())
+        .arg("--threads")
+        .arg(a.threads.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the storm process: {e}").into())
+}
+
+/// Waits for a storm process and reads its report.
+fn finish_storm(child: std::process::Child) -> Result<handshake::Storm> {
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("storm: "))
+        .ok_or_else(|| format!("the storm process reported nothing ({})", out.status))?;
+    let f: Vec<&str> = line.splitn(8, ' ').collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok(handshake::Storm {
+        welcomed: num(1) as u64,
+        failed: num(3) as u64,
+        secs: num(5),
+        first_error: f.get(7).filter(|e| **e != "-").map(|e| (*e).to_owned()),
+    })
+}
+
 fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
     let (soft, _) = net::raise_nofile();
     let tt = threads(a.threads);
     println!(
-        "handshake: {} workers, {} s per measurement; relay beside the storm: {} pairs x          window {} x {} B; tool threads {tt}, nofile {soft}{}",
+        "handshake: {} workers, {} s per measurement; relay beside the storm: {} pairs x \
+         window {} x {} B; tool threads {tt}, nofile {soft}{}",
         a.workers,
         a.secs,
         a.pairs,
@@ -561,43 +656,25 @@ fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
                 &dir.0.join("server.stderr"),
             )?;
             let t = Target::new(srv.addr, &cert)?;
-            let (workers, max_line, secs) = (a.workers, a.max_line, a.secs);
             // 1. The storm alone.
-            let target = t.clone();
-            let alone = net::block_on_threads(tt, move |ex| {
-                Box::pin(async move {
-                    handshake::storm_for(ex.clone(), target, workers, max_line, secs).await
-                })
-            });
+            let alone = finish_storm(start_storm(srv.addr, &cert, &a, a.secs)?)?;
             print_storm("  storm alone", &alone);
             // 2. The relay alone.
             let quiet = relay_load(&t, &opts, tt)?;
             print_relay("  relay", &quiet);
-            // 3. Both at once.
-            let target = t.clone();
-            let o = opts.clone();
-            let (busy, during) = net::block_on_threads(tt, move |ex| {
-                Box::pin(async move {
-                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                    let storm = ex.spawn(handshake::storm(
-                        ex.clone(),
-                        target.clone(),
-                        workers,
-                        max_line,
-                        stop.clone(),
-                    ));
-                    let r = relay::run(ex.clone(), &target, &o).await;
-                    stop.store(true, Ordering::Relaxed);
-                    (r, storm.await)
-                })
-            });
+            // 3. Both at once: the storm outlasts the relay's joins and its window.
+            let storm = start_storm(srv.addr, &cert, &a, a.secs + 3.0)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let busy = relay_load(&t, &opts, tt);
+            let during = finish_storm(storm)?;
             let busy = busy?;
             print_relay("  relay+storm", &busy);
             print_storm("  storm beside the relay", &during);
             srv.stop(Duration::from_secs(5));
             all_intact &= quiet.intact() && busy.intact();
             println!(
-                "  relay during the storm / without: p50 {:.2}, p99 {:.2}, throughput {:.2};                  storm beside the relay / alone: {:.2}",
+                "  relay during the storm / without: p50 {:.2}, p99 {:.2}, throughput {:.2}; \
+                 storm beside the relay / alone: {:.2}",
                 busy.p50_us / quiet.p50_us.max(1e-9),
                 busy.p99_us / quiet.p99_us.max(1e-9),
                 busy.rate() / quiet.rate().max(1e-9),
