@@ -4,7 +4,7 @@
 //! Each connection's first line is answered with a fixed `welcome` line; connections are
 //! then paired in the order their first lines arrive, and every later line is copied
 //! verbatim to the partner through the same kind of bounded queue and batched writer
-//! the server uses. The load tool registers a pair's two ends one after the other, so
+//! the server uses (all queued lines in one TLS write and one flush). The load tool registers a pair's two ends one after the other, so
 //! the forwarder pairs exactly the connections the server would route between.
 
 use std::net::SocketAddr;
@@ -133,13 +133,25 @@ async fn connection(
     reading.or(writer(rx, &mut wr)).await
 }
 
+/// Writes what is queued as the server's writer does: everything queued at once,
+/// gathered into one buffer and handed to TLS in one write (one record per 16 KiB, one
+/// socket write), then one flush.
 async fn writer(rx: Receiver<Line>, wr: &mut WriteHalf<Tls>) -> Result<()> {
+    let mut out = Vec::new();
     while let Ok(first) = rx.recv().await {
-        wr.write_all(&first).await?;
+        out.extend_from_slice(&first);
         while let Ok(more) = rx.try_recv() {
-            wr.write_all(&more).await?;
+            out.extend_from_slice(&more);
         }
+        wr.write_all(&out).await?;
         wr.flush().await?;
+        out.clear();
+        if out.capacity() > KEEP_OUT {
+            out = Vec::new();
+        }
     }
     Ok(())
 }
+
+/// The write buffer is freed after a batch larger than this.
+const KEEP_OUT: usize = 16 * 1024;

@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! seguro-bench relay --spawn target/release/seguro     # relay vs bare forwarder
+//! seguro-bench handshake --spawn target/release/seguro # new sessions/s, storm latency
 //! seguro-bench idle  --spawn target/release/seguro -n 10000
 //! seguro-bench churn --spawn target/release/seguro -n 100,300,1000
 //! seguro-bench soak  --spawn target/debug/seguro       # fault suite, non-zero on failure
 //! ```
 
 mod forwarder;
+mod handshake;
 mod load;
 mod net;
 mod relay;
@@ -39,12 +41,19 @@ enum Cmd {
     Relay(RelayArgs),
     /// N TLS connections that say hello and stay: welcomed, handshakes/s, server RSS.
     Idle(IdleArgs),
+    /// New TLS sessions per second up to `welcome` (RSA-2048 and P-256 certificates, 1
+    /// and 2 server threads), and relay latency of established pairs during such a storm.
+    Handshake(HandshakeArgs),
     /// N clients join then leave: total bytes the server sent, time (several N, fitted).
     Churn(ChurnArgs),
     /// The bare TLS line forwarder (the floor the relay is compared with).
     Forwarder(ForwarderArgs),
     /// Bounded soak and fault suite against a spawned server; exits 1 on any failure.
     Soak(soak::Args),
+    /// A connection storm against a running server (`handshake` runs it as a separate,
+    /// lower-priority process); prints one `storm:` line.
+    #[command(hide = true)]
+    Storm(StormArgs),
 }
 
 /// The server under test: spawned by the tool, or already running.
@@ -95,6 +104,14 @@ struct RelayArgs {
     /// Skip the forwarder.
     #[arg(long)]
     no_forwarder: bool,
+    /// Another `seguro` binary (e.g. an earlier build) measured in every round beside
+    /// --spawn, for before/after ratios in one run.
+    #[arg(long, value_name = "SEGURO", requires = "spawn")]
+    baseline: Option<PathBuf>,
+    /// Run the spawned servers and the forwarder under `taskset -c CPUS` (run this tool
+    /// itself on other CPUs, e.g. `taskset -c 1 seguro-bench relay --server-cpus 0`).
+    #[arg(long, value_name = "CPUS")]
+    server_cpus: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +131,69 @@ struct IdleArgs {
     /// above the server's --users-debounce-ms so the last push is included).
     #[arg(long, default_value_t = 2000)]
     quiet_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct HandshakeArgs {
+    /// Start this `seguro` binary (a fresh one per key type and thread count).
+    #[arg(long, value_name = "SEGURO")]
+    spawn: PathBuf,
+    /// Server certificate key types, comma separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [handshake::KeyType::P256, handshake::KeyType::Rsa2048])]
+    keys: Vec<handshake::KeyType>,
+    /// Server worker thread counts, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    server_threads: Vec<usize>,
+    /// Run the spawned servers under `taskset -c CPUS`.
+    #[arg(long, value_name = "CPUS")]
+    server_cpus: Option<String>,
+    /// Worker threads of this tool (0 = one per CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Sessions being opened at once.
+    #[arg(long, default_value_t = 32)]
+    workers: usize,
+    /// Niceness of the storm's process (it runs beside this tool's relay clients: a
+    /// storm that starved them would measure the tool, not the server).
+    #[arg(long, default_value_t = 10)]
+    storm_nice: i32,
+    /// Seconds per measurement.
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    secs: f64,
+    /// Established sender/receiver pairs relaying during the storm.
+    #[arg(short = 'p', long, default_value_t = 10)]
+    pairs: usize,
+    /// Messages in flight per pair.
+    #[arg(short = 'w', long, default_value_t = 4)]
+    window: usize,
+    /// Plaintext bytes per message.
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+    /// Longest line accepted from the server.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line: usize,
+}
+
+#[derive(Debug, Args)]
+struct StormArgs {
+    /// Address of the server.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Its certificate to pin.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Sessions being opened at once.
+    #[arg(long, default_value_t = 32)]
+    workers: usize,
+    /// Seconds of storm.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Longest line accepted from the server.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line: usize,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +243,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Relay(a) => relay_cmd(a),
         Cmd::Idle(a) => idle_cmd(a),
+        Cmd::Handshake(a) => handshake_cmd(a),
         Cmd::Churn(a) => churn_cmd(a),
         Cmd::Forwarder(a) => forwarder::run(
             forwarder::Opts {
@@ -175,6 +256,7 @@ fn main() -> ExitCode {
             &a.key,
         ),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Storm(a) => storm_cmd(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,15 +274,9 @@ fn threads(n: usize) -> usize {
     }
 }
 
-/// Starts `seguro serve` on a loopback port with the pair in `dir`.
-fn spawn_server(
-    bin: &Path,
-    dir: &Path,
-    threads: usize,
-    extra: &[String],
-    env: &[(&str, &str)],
-) -> Result<Spawned> {
-    let mut args: Vec<String> = vec![
+/// The arguments of `seguro serve` on a loopback port with the pair in `dir`.
+fn serve_args(dir: &Path, threads: usize) -> Vec<String> {
+    vec![
         "serve".into(),
         "--bind".into(),
         "127.0.0.1:0".into(),
@@ -210,14 +286,25 @@ fn spawn_server(
         dir.join("server.key").display().to_string(),
         "--threads".into(),
         threads.to_string(),
-    ];
+    ]
+}
+
+/// Starts `seguro serve` on a loopback port with the pair in `dir`.
+fn spawn_server(
+    bin: &Path,
+    dir: &Path,
+    threads: usize,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Result<Spawned> {
+    let mut args = serve_args(dir, threads);
     args.extend(extra.iter().cloned());
     net::spawn_listening(bin, &args, env, &dir.join("server.stderr"))
 }
 
-fn spawn_forwarder(dir: &Path, threads: usize) -> Result<Spawned> {
-    let me = std::env::current_exe()?;
-    let args: Vec<String> = vec![
+/// The arguments of this tool's bare forwarder with the pair in `dir`.
+fn forwarder_args(dir: &Path, threads: usize) -> Vec<String> {
+    vec![
         "forwarder".into(),
         "--cert".into(),
         dir.join("server.crt").display().to_string(),
@@ -225,13 +312,16 @@ fn spawn_forwarder(dir: &Path, threads: usize) -> Result<Spawned> {
         dir.join("server.key").display().to_string(),
         "--threads".into(),
         threads.to_string(),
-    ];
-    net::spawn_listening(&me, &args, &[], &dir.join("forwarder.stderr"))
+    ]
 }
 
 fn print_relay(label: &str, r: &relay::Report) {
+    let cpu = r
+        .cpu_us_per_msg()
+        .map(|c| format!("  cpu {c:.2} us/msg"))
+        .unwrap_or_default();
     println!(
-        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us  \
+        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us{cpu}  \
          sent {} delivered {} out-of-order {} bad {} server-errors {} {}",
         r.rate(),
         r.p50_us,
@@ -258,19 +348,54 @@ fn relay_load(target: &Target, opts: &relay::Opts, tool_threads: usize) -> Resul
     })
 }
 
+/// `program args` run under `taskset -c cpus` when `cpus` is given (taskset execs it:
+/// the process id stays the program's).
+fn pinned(program: &Path, args: Vec<String>, cpus: Option<&str>) -> (PathBuf, Vec<String>) {
+    match cpus {
+        None => (program.to_owned(), args),
+        Some(c) => {
+            let mut v = vec!["-c".to_owned(), c.to_owned(), program.display().to_string()];
+            v.extend(args);
+            (PathBuf::from("taskset"), v)
+        }
+    }
+}
+
+/// Median of `v` (0 if empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One measured thing of a relay round.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Baseline,
+    Server,
+    Forwarder,
+}
+
 fn relay_cmd(a: RelayArgs) -> Result<()> {
     let (soft, _) = net::raise_nofile();
-    let opts = relay::Opts {
+    let mut opts = relay::Opts {
         pairs: a.pairs,
         window: a.window,
         size: a.size,
         secs: a.secs,
         max_line: a.server.max_line,
+        cpu_pid: a.server.pid,
     };
     let tt = threads(a.server.threads);
     println!(
-        "relay: {} pairs x window {} x {} B for {} s; tool threads {tt}, nofile {soft}",
-        a.pairs, a.window, a.size, a.secs
+        "relay: {} pairs x window {} x {} B for {} s; tool threads {tt}, nofile {soft}{}",
+        a.pairs,
+        a.window,
+        a.size,
+        a.secs,
+        a.server_cpus
+            .as_deref()
+            .map(|c| format!(", servers on CPUs {c}"))
+            .unwrap_or_default()
     );
     if let (Some(addr), Some(cert)) = (a.server.addr, &a.server.cert) {
         let t = Target::new(addr, cert)?;
@@ -289,59 +414,280 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
         .ok_or("give --spawn SEGURO or --addr and --cert")?;
     let dir = TempDir::new("relay")?;
     let (cert, _) = net::make_cert(&dir.0)?;
-    let mut ratios = Vec::new();
+    let cpus = a.server_cpus.as_deref();
+    let serve_extra: Vec<String> = ["--rate", "0", "--max-connections", "4096"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut subjects = Vec::new();
+    if a.baseline.is_some() {
+        subjects.push(Subject::Baseline);
+    }
+    subjects.push(Subject::Server);
+    if !a.no_forwarder {
+        subjects.push(Subject::Forwarder);
+    }
+    // Per subject: (throughput, p99, cpu per message) of every round.
+    let mut results: Vec<(Subject, relay::Report)> = Vec::new();
     let mut all_intact = true;
     for round in 1..=a.rounds.max(1) {
         println!("round {round}:");
-        let mut srv = spawn_server(
-            &bin,
-            &dir.0,
-            a.server.server_threads,
-            &[
-                "--rate".into(),
-                "0".into(),
-                "--max-connections".into(),
-                "4096".into(),
-            ],
-            &[],
-        )?;
-        let t = Target::new(srv.addr, &cert)?;
-        let rs = relay_load(&t, &opts, tt)?;
-        let rss = net::proc_status_kib(srv.pid(), "VmHWM").unwrap_or(0);
-        srv.stop(Duration::from_secs(5));
-        print_relay("server", &rs);
-        println!("           server peak RSS {rss} KiB");
-        all_intact &= rs.intact();
-        if a.no_forwarder {
-            continue;
+        // Alternate the order from round to round, so a drift of the machine's load
+        // does not favour whoever goes first.
+        let mut order = subjects.clone();
+        if round % 2 == 0 {
+            order.reverse();
         }
-        let mut fwd = spawn_forwarder(&dir.0, a.server.server_threads)?;
-        let t = Target::new(fwd.addr, &cert)?;
-        let rf = relay_load(&t, &opts, tt)?;
-        fwd.stop(Duration::from_secs(5));
-        print_relay("forwarder", &rf);
-        all_intact &= rf.intact();
-        let ratio = rs.rate() / rf.rate().max(1e-9);
-        println!(
-            "           ratio server/forwarder: throughput {:.3}, p50 {:.2}, p99 {:.2}",
-            ratio,
-            rs.p50_us / rf.p50_us.max(1e-9),
-            rs.p99_us / rf.p99_us.max(1e-9)
-        );
-        ratios.push((ratio, rs.p99_us, rf.p99_us));
+        for subject in order {
+            let (label, spawned) = match subject {
+                Subject::Baseline | Subject::Server => {
+                    let b = match subject {
+                        Subject::Baseline => a.baseline.as_deref().unwrap_or(&bin),
+                        _ => &bin,
+                    };
+                    let mut args = serve_args(&dir.0, a.server.server_threads);
+                    args.extend(serve_extra.iter().cloned());
+                    let (prog, args) = pinned(b, args, cpus);
+                    let s = net::spawn_listening(&prog, &args, &[], &dir.0.join("server.stderr"))?;
+                    let label = if subject == Subject::Baseline {
+                        "baseline"
+                    } else {
+                        "server"
+                    };
+                    (label, s)
+                }
+                Subject::Forwarder => {
+                    let me = std::env::current_exe()?;
+                    let (prog, args) =
+                        pinned(&me, forwarder_args(&dir.0, a.server.server_threads), cpus);
+                    let s =
+                        net::spawn_listening(&prog, &args, &[], &dir.0.join("forwarder.stderr"))?;
+                    ("forwarder", s)
+                }
+            };
+            let mut spawned = spawned;
+            opts.cpu_pid = Some(spawned.pid());
+            let t = Target::new(spawned.addr, &cert)?;
+            let r = relay_load(&t, &opts, tt)?;
+            let rss = net::proc_status_kib(spawned.pid(), "VmHWM").unwrap_or(0);
+            spawned.stop(Duration::from_secs(5));
+            print_relay(label, &r);
+            println!("           {label} peak RSS {rss} KiB");
+            all_intact &= r.intact();
+            results.push((subject, r));
+        }
     }
-    if !ratios.is_empty() {
-        let mut r: Vec<f64> = ratios.iter().map(|x| x.0).collect();
-        r.sort_by(f64::total_cmp);
-        let median = r.get(r.len() / 2).copied().unwrap_or(0.0);
-        let mut p99: Vec<f64> = ratios.iter().map(|x| x.1).collect();
-        p99.sort_by(f64::total_cmp);
+    let of = |s: Subject, f: &dyn Fn(&relay::Report) -> f64| -> Vec<f64> {
+        results
+            .iter()
+            .filter(|(x, _)| *x == s)
+            .map(|(_, r)| f(r))
+            .collect()
+    };
+    let rate = |r: &relay::Report| r.rate();
+    let p99 = |r: &relay::Report| r.p99_us;
+    let cpu = |r: &relay::Report| r.cpu_us_per_msg().unwrap_or(0.0);
+    println!("summary over {} round(s) (medians):", a.rounds.max(1));
+    for s in &subjects {
+        let label = match s {
+            Subject::Baseline => "baseline",
+            Subject::Server => "server",
+            Subject::Forwarder => "forwarder",
+        };
         println!(
-            "summary: median throughput ratio server/forwarder {median:.3} over {} round(s); \
-             server p99 median {:.0} us (target: ratio >= 0.80, p99 <= 5000 us)",
-            r.len(),
-            p99.get(p99.len() / 2).copied().unwrap_or(0.0)
+            "  {label:<10} {:>9.0} msg/s  p99 {:>7.0} us  cpu {:.2} us/msg",
+            median(of(*s, &rate)),
+            median(of(*s, &p99)),
+            median(of(*s, &cpu)),
         );
+    }
+    // Ratios within each round, then their median.
+    let per_round = |x: Subject, y: Subject, f: &dyn Fn(&relay::Report) -> f64| -> f64 {
+        let xs = of(x, f);
+        let ys = of(y, f);
+        median(xs.iter().zip(&ys).map(|(a, b)| a / b.max(1e-9)).collect())
+    };
+    if subjects.contains(&Subject::Forwarder) {
+        println!(
+            "  server/forwarder: throughput {:.3}, p99 {:.2}, cpu per message {:.2} \
+             (target: throughput >= 0.90)",
+            per_round(Subject::Server, Subject::Forwarder, &rate),
+            per_round(Subject::Server, Subject::Forwarder, &p99),
+            per_round(Subject::Server, Subject::Forwarder, &cpu),
+        );
+    }
+    if subjects.contains(&Subject::Baseline) {
+        println!(
+            "  server/baseline:  throughput {:.3}, p99 {:.2}, cpu per message {:.3} \
+             (target: cpu per message <= 0.5)",
+            per_round(Subject::Server, Subject::Baseline, &rate),
+            per_round(Subject::Server, Subject::Baseline, &p99),
+            per_round(Subject::Server, Subject::Baseline, &cpu),
+        );
+    }
+    if all_intact {
+        Ok(())
+    } else {
+        Err("messages lost or out of order".into())
+    }
+}
+
+fn print_storm(label: &str, s: &handshake::Storm) {
+    println!(
+        "{label:<26} {:>8.0} sessions/s  ({} welcomed in {:.1} s, {} failed{})",
+        s.rate(),
+        s.welcomed,
+        s.secs,
+        s.failed,
+        s.first_error
+            .as_deref()
+            .map(|e| format!("; first: {e}"))
+            .unwrap_or_default()
+    );
+}
+
+fn storm_cmd(a: StormArgs) -> Result<()> {
+    net::raise_nofile();
+    let t = Target::new(a.addr, &a.cert)?;
+    let (workers, max_line, secs) = (a.workers, a.max_line, a.secs);
+    let s = net::block_on_threads(threads(a.threads), move |ex| {
+        Box::pin(async move { handshake::storm_for(ex.clone(), t, workers, max_line, secs).await })
+    });
+    println!(
+        "storm: welcomed {} failed {} secs {:.3} first-error {}",
+        s.welcomed,
+        s.failed,
+        s.secs,
+        s.first_error.as_deref().unwrap_or("-")
+    );
+    Ok(())
+}
+
+/// Starts this tool's `storm` against `t` as a child process under `nice -n <nice>`.
+fn start_storm(
+    addr: SocketAddr,
+    cert: &Path,
+    a: &HandshakeArgs,
+    secs: f64,
+) -> Result<std::process::Child> {
+    let me = std::env::current_exe()?;
+    std::process::Command::new("nice")
+        .arg("-n")
+        .arg(a.storm_nice.to_string())
+        .arg(me)
+        .arg("storm")
+        .arg("--addr")
+        .arg(addr.to_string())
+        .arg("--cert")
+        .arg(cert)
+        .arg("--workers")
+        .arg(a.workers.to_string())
+        .arg("--secs")
+        .arg(secs.to_string())
+        .arg("--threads")
+        .arg(a.threads.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the storm process: {e}").into())
+}
+
+/// Waits for a storm process and reads its report.
+fn finish_storm(child: std::process::Child) -> Result<handshake::Storm> {
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("storm: "))
+        .ok_or_else(|| format!("the storm process reported nothing ({})", out.status))?;
+    let f: Vec<&str> = line.splitn(8, ' ').collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok(handshake::Storm {
+        welcomed: num(1) as u64,
+        failed: num(3) as u64,
+        secs: num(5),
+        first_error: f.get(7).filter(|e| **e != "-").map(|e| (*e).to_owned()),
+    })
+}
+
+fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
+    let (soft, _) = net::raise_nofile();
+    let tt = threads(a.threads);
+    println!(
+        "handshake: {} workers, {} s per measurement; relay beside the storm: {} pairs x \
+         window {} x {} B; tool threads {tt}, nofile {soft}{}",
+        a.workers,
+        a.secs,
+        a.pairs,
+        a.window,
+        a.size,
+        a.server_cpus
+            .as_deref()
+            .map(|c| format!(", servers on CPUs {c}"))
+            .unwrap_or_default()
+    );
+    let dir = TempDir::new("handshake")?;
+    let opts = relay::Opts {
+        pairs: a.pairs,
+        window: a.window,
+        size: a.size,
+        secs: a.secs,
+        max_line: a.max_line,
+        cpu_pid: None,
+    };
+    let mut all_intact = true;
+    let mut rates: Vec<(String, f64)> = Vec::new();
+    for &kind in &a.keys {
+        let (cert, _) = handshake::make_cert(&dir.0, kind)?;
+        for &st in &a.server_threads {
+            let label = format!("{} / {st} thread(s)", kind.name());
+            println!("{label}:");
+            let mut args = serve_args(&dir.0, st);
+            args.extend(
+                ["--rate", "0", "--max-connections", "4096"]
+                    .into_iter()
+                    .map(String::from),
+            );
+            let (prog, args) = pinned(&a.spawn, args, a.server_cpus.as_deref());
+            let mut srv = net::spawn_listening(
+                &prog,
+                &args,
+                &[("RUST_LOG", "warn")],
+                &dir.0.join("server.stderr"),
+            )?;
+            let t = Target::new(srv.addr, &cert)?;
+            // 1. The storm alone.
+            let alone = finish_storm(start_storm(srv.addr, &cert, &a, a.secs)?)?;
+            print_storm("  storm alone", &alone);
+            // 2. The relay alone.
+            let quiet = relay_load(&t, &opts, tt)?;
+            print_relay("  relay", &quiet);
+            // 3. Both at once: the storm outlasts the relay's joins and its window.
+            let storm = start_storm(srv.addr, &cert, &a, a.secs + 3.0)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let busy = relay_load(&t, &opts, tt);
+            let during = finish_storm(storm)?;
+            let busy = busy?;
+            print_relay("  relay+storm", &busy);
+            print_storm("  storm beside the relay", &during);
+            srv.stop(Duration::from_secs(5));
+            all_intact &= quiet.intact() && busy.intact();
+            println!(
+                "  relay during the storm / without: p50 {:.2}, p99 {:.2}, throughput {:.2}; \
+                 storm beside the relay / alone: {:.2}",
+                busy.p50_us / quiet.p50_us.max(1e-9),
+                busy.p99_us / quiet.p99_us.max(1e-9),
+                busy.rate() / quiet.rate().max(1e-9),
+                during.rate() / alone.rate().max(1e-9),
+            );
+            rates.push((label, alone.rate()));
+        }
+    }
+    if let Some((base_label, base)) = rates.first().cloned() {
+        println!("summary: sessions/s (storm alone) as a ratio to {base_label}:");
+        for (label, r) in &rates {
+            println!("  {label:<22} {r:>8.0}  {:.2}", r / base.max(1e-9));
+        }
     }
     if all_intact {
         Ok(())

@@ -34,6 +34,8 @@ pub struct Opts {
     pub secs: f64,
     /// Longest line accepted from the server.
     pub max_line: usize,
+    /// The server's process, to read its CPU time over the measured window.
+    pub cpu_pid: Option<u32>,
 }
 
 /// What one relay run measured.
@@ -57,6 +59,9 @@ pub struct Report {
     pub bad: u64,
     /// `error` lines from the server.
     pub server_errors: u64,
+    /// CPU seconds (user + system, all threads) the server spent from the first send
+    /// to the last delivery, if its process was given.
+    pub server_cpu_s: Option<f64>,
 }
 
 impl Report {
@@ -67,6 +72,12 @@ impl Report {
         } else {
             0.0
         }
+    }
+
+    /// Server CPU microseconds per delivered message.
+    pub fn cpu_us_per_msg(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        (self.delivered > 0).then(|| cpu * 1e6 / self.delivered as f64)
     }
 
     /// True if every message sent arrived exactly once and in order.
@@ -186,6 +197,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     let mut receivers = Vec::new();
     let mut stats = Vec::new();
     let mut sent_counters = Vec::new();
+    let cpu0 = opts.cpu_pid.and_then(net::proc_cpu_s);
     let t0 = now_ns();
     for (sn, rn, s, r, skey, rkey) in pairs {
         let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
@@ -334,9 +346,11 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
         }
         smol::Timer::after(Duration::from_millis(5)).await;
     }
+    let cpu1 = opts.cpu_pid.and_then(net::proc_cpu_s);
     let mut rep = Report {
         sent: sent.iter().sum(),
         server_errors: server_errors.load(Ordering::Relaxed),
+        server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
         ..Report::default()
     };
     let mut lat = Vec::new();

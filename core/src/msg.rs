@@ -514,6 +514,23 @@ impl Message<'_> {
         Ok(sink.len)
     }
 
+    /// Like [`Message::emit_line`], in a single pass over the message: when the caller
+    /// can size `out` (a forwarded line is about as long as the line it came from), the
+    /// escape scan of every string runs once instead of twice. If `out` is too small,
+    /// the error says how many bytes are needed and `out` holds a partial line.
+    pub fn emit_line_once(&self, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+        let room = out.len();
+        let mut sink = SliceSink { out, len: 0 };
+        self.write(&mut sink);
+        // Every put lands at `len` and `len` only grows: a put that did not fit leaves
+        // `len` past the end, so a final `len` within `out` means every put was written.
+        if sink.len <= room {
+            Ok(sink.len)
+        } else {
+            Err(BufferTooSmall { needed: sink.len })
+        }
+    }
+
     fn write(&self, s: &mut impl Sink) {
         s.put(b"{\"type\":");
         json::write_str(s, self.type_name());
@@ -724,6 +741,41 @@ mod tests {
             ),
             Err(ParseError::WrongType("token"))
         );
+    }
+
+    #[test]
+    fn emit_line_once_matches_emit_line_or_says_what_it_needs() {
+        let msgs = [
+            Message::Chat {
+                text: "hello \"q\" \u{1}",
+            },
+            Message::Relay(Relay {
+                to: "bob",
+                from: Some("ana"),
+                alg: Some(ALG_V1),
+                nonce: "AAAAAAAAAAAAAAAA",
+                cipher: "Y2lwaGVy",
+            }),
+            Message::List,
+        ];
+        for m in msgs {
+            let need = m.line_len();
+            let mut a = [0u8; 256];
+            let mut b = [0u8; 256];
+            let na = m.emit_line(&mut a).unwrap();
+            assert_eq!(m.emit_line_once(&mut b), Ok(na));
+            assert_eq!(&a[..na], &b[..na]);
+            // Exactly long enough, then one byte short, then empty.
+            assert_eq!(m.emit_line_once(&mut b[..need]), Ok(need));
+            assert_eq!(
+                m.emit_line_once(&mut b[..need - 1]),
+                Err(BufferTooSmall { needed: need })
+            );
+            assert_eq!(
+                m.emit_line_once(&mut []),
+                Err(BufferTooSmall { needed: need })
+            );
+        }
     }
 
     #[test]

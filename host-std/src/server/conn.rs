@@ -7,10 +7,16 @@
 //! queue (the hub refuses it, naming the recipient, if there is still none); a
 //! connection whose writer makes no progress for the write timeout is disconnected.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures_rustls::TlsAcceptor;
@@ -257,16 +263,18 @@ pub(super) async fn connection(
         info!(%addr, user = %me.name, "joined");
     }
 
-    let end = session(&state, &me, &queue, &mut reader, &mut rd)
-        .or(writer(&queue, &mut wr, cfg.write_timeout))
-        .or(async {
+    let end = {
+        let reading = pin!(session(&state, &me, &queue, &mut reader, &mut rd));
+        let writing = pin!(writer(&queue, &mut wr, cfg.write_timeout));
+        let killed = pin!(async {
             // Also while the writer is stuck on a peer that does not read.
             match queue.killed().await {
                 Kill::SlowReader => End::SlowReader,
                 Kill::Closed(reason) => End::Closed(reason),
             }
-        })
-        .await;
+        });
+        Race::new([reading, writing, killed]).await
+    };
     // A connection lost rather than closed may come back: its name is held for the
     // reconnect grace. A clean close (close_notify), or one the server decided, is a
     // leave now.
@@ -464,10 +472,13 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
         };
         let held: usize = batch.iter().map(Outgoing::len).sum();
         push::coalesce(&mut batch);
+        // One TLS write for the whole batch: rustls seals it into as few records as fit
+        // (16 KiB each) and sends them in one socket write, where a write per line costs
+        // a record and a system call per line. The buffer lives for this batch only, so
+        // an idle connection holds none.
+        let out = gather(&batch);
         let write = async {
-            for item in &batch {
-                wr.write_all(item.bytes()).await?;
-            }
+            wr.write_all(&out).await?;
             wr.flush().await?;
             Ok::<_, io::Error>(None)
         };
@@ -483,5 +494,188 @@ async fn writer(queue: &OutQueue, wr: &mut WriteHalf<Tls>, timeout: Duration) ->
             Ok(Some(end)) => return end,
             Err(e) => return End::Io(e),
         }
+    }
+}
+
+/// A connection's reading, writing and kill watch: the first to end ends all three.
+type Branch<'a> = Pin<&'a mut (dyn Future<Output = End> + Send + 'a)>;
+
+/// Runs a connection's branches in its one task, polling each only when its own waker
+/// fired. (`or` polls every branch at every wake: each line queued for the connection
+/// woke its writer and also re-polled its reader, a `recv` that found nothing and a
+/// re-registration with epoll, per wake.)
+struct Race<'a, const N: usize> {
+    branches: [Branch<'a>; N],
+    wakers: [Waker; N],
+    shared: Arc<Shared>,
+}
+
+/// What the branches' wakers share: which fired, and the task to wake.
+struct Shared {
+    fired: AtomicUsize,
+    task: Mutex<Option<Waker>>,
+}
+
+/// The waker of one branch.
+struct BranchWaker {
+    shared: Arc<Shared>,
+    bit: usize,
+}
+
+impl Wake for BranchWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shared.fired.fetch_or(self.bit, Ordering::AcqRel);
+        let task = self
+            .shared
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(w) = task {
+            w.wake();
+        }
+    }
+}
+
+impl<'a, const N: usize> Race<'a, N> {
+    fn new(branches: [Branch<'a>; N]) -> Self {
+        let shared = Arc::new(Shared {
+            // Every branch is polled the first time.
+            fired: AtomicUsize::new(usize::MAX),
+            task: Mutex::new(None),
+        });
+        let wakers = std::array::from_fn(|i| {
+            Waker::from(Arc::new(BranchWaker {
+                shared: shared.clone(),
+                bit: 1 << i,
+            }))
+        });
+        Self {
+            branches,
+            wakers,
+            shared,
+        }
+    }
+}
+
+impl<const N: usize> Future for Race<'_, N> {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = self.get_mut();
+        {
+            let mut task = this.shared.task.lock().unwrap_or_else(|e| e.into_inner());
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        // Taken before polling: a wake during the polls is kept for the next round.
+        let fired = this.shared.fired.swap(0, Ordering::AcqRel);
+        for (i, (branch, waker)) in this.branches.iter_mut().zip(&this.wakers).enumerate() {
+            if fired & (1 << i) != 0
+                && let Poll::Ready(end) = branch.as_mut().poll(&mut Context::from_waker(waker))
+            {
+                return Poll::Ready(end);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The lines of a batch, end to end (borrowed when the batch is one line).
+fn gather(batch: &VecDeque<Outgoing>) -> Cow<'_, [u8]> {
+    match batch.len() {
+        1 => Cow::Borrowed(batch.front().map_or(&[][..], Outgoing::bytes)),
+        _ => {
+            let mut out = Vec::with_capacity(batch.iter().map(Outgoing::len).sum());
+            for item in batch {
+                out.extend_from_slice(item.bytes());
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::hub::Line;
+
+    /// A branch that counts its polls and is ready once `ready` is set and it is woken.
+    async fn counted(polls: &AtomicUsize, ready: &std::sync::atomic::AtomicBool, out: End) -> End {
+        std::future::poll_fn(|cx| {
+            polls.fetch_add(1, Ordering::SeqCst);
+            if ready.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                // Park: a wake comes from the test only.
+                WAKERS.lock().unwrap().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        out
+    }
+
+    static WAKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
+
+    #[test]
+    fn race_polls_only_the_branch_that_was_woken_and_ends_with_the_first_ready() {
+        use std::sync::atomic::AtomicBool;
+        let (pa, pb) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let (ra, rb) = (AtomicBool::new(false), AtomicBool::new(false));
+        let a = pin!(counted(&pa, &ra, End::Eof));
+        let b = pin!(counted(&pb, &rb, End::Idle));
+        let mut race = pin!(Race::new([a as Branch<'_>, b]));
+        let task_woken = Arc::new(Flag(AtomicBool::new(false)));
+        let task = Waker::from(task_woken.clone());
+        let mut cx = Context::from_waker(&task);
+        assert!(race.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            (pa.load(Ordering::SeqCst), pb.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+        let wakers: Vec<Waker> = WAKERS.lock().unwrap().drain(..).collect();
+        // Polled again without a wake: nobody is polled.
+        assert!(race.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            (pa.load(Ordering::SeqCst), pb.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+        // Waking the second branch wakes the task and polls only that branch.
+        rb.store(true, Ordering::SeqCst);
+        wakers[1].wake_by_ref();
+        assert!(task_woken.0.load(Ordering::SeqCst));
+        assert!(matches!(
+            race.as_mut().poll(&mut cx),
+            Poll::Ready(End::Idle)
+        ));
+        assert_eq!(
+            (pa.load(Ordering::SeqCst), pb.load(Ordering::SeqCst)),
+            (1, 2)
+        );
+    }
+
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_batch_is_gathered_in_order_and_one_line_is_not_copied() {
+        let a = Outgoing::Relay(Line::from(&b"a\n"[..]));
+        let b = Outgoing::Text(Line::from(&b"bc\n"[..]));
+        let two = VecDeque::from([a.clone(), b]);
+        assert_eq!(&*gather(&two), b"a\nbc\n");
+        let one = VecDeque::from([a]);
+        assert!(matches!(gather(&one), Cow::Borrowed(b"a\n")));
+        assert!(gather(&VecDeque::new()).is_empty());
     }
 }

@@ -77,13 +77,18 @@ pub trait Outbox {
 
 /// Serializes a message into a fresh line.
 pub fn line_of(m: &Message<'_>) -> Line {
-    let mut v = vec![0u8; m.line_len()];
-    match m.emit_line(&mut v) {
+    line_sized(m, m.line_len())
+}
+
+/// Serializes a message into a fresh line, in one pass if it takes at most `guess`
+/// bytes (two passes if not: the first one says how many).
+pub fn line_sized(m: &Message<'_>, guess: usize) -> Line {
+    let mut v = vec![0u8; guess];
+    match m.emit_line_once(&mut v) {
         Ok(n) => v.truncate(n),
         Err(e) => {
-            // line_len is exact; fall back to the size the emitter asked for.
             v.resize(e.needed, 0);
-            let n = m.emit_line(&mut v).unwrap_or(0);
+            let n = m.emit_line_once(&mut v).unwrap_or(0);
             v.truncate(n);
         }
     }
@@ -126,15 +131,24 @@ impl<'m> Prepared<'m> {
     }
 }
 
+/// Room for `,"from":""` and the `\n` (and a few escapes) in a forwarded line.
+const RELAY_SLACK: usize = 16;
+
 /// Parses a line from the connection registered as `from` and, if it is a `relay`,
 /// serializes the line to forward (with `from` rewritten).
 pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepared<'m> {
     let input = parse(line, scratch);
     let relay = match input {
-        Input::Message(Message::Relay(r)) => Some(line_of(&Message::Relay(Relay {
-            from: Some(from),
-            ..r
-        }))),
+        // The forwarded line is the incoming one with `from` set: as long as it, plus
+        // the `from` field and its `\n` (an incoming `from` or escapes only shorten it),
+        // so it is emitted in one pass over the cipher text.
+        Input::Message(Message::Relay(r)) => Some(line_sized(
+            &Message::Relay(Relay {
+                from: Some(from),
+                ..r
+            }),
+            line.len() + from.len() + RELAY_SLACK,
+        )),
         _ => None,
     };
     Prepared { input, relay }
