@@ -168,8 +168,26 @@ impl<T: Outbox> Hub<T> {
     /// Registers a connection from its first line and queues its `welcome` into
     /// `outbox`, or says why not (the caller sends the refusal and closes).
     pub fn hello<'m>(&mut self, first: Input<'m>, outbox: T) -> Result<Joined, Refusal<'m>> {
+        self.hello_v2(first, outbox, None)
+    }
+
+    /// [`Hub::hello`] for a client that proved a v2 identity (`v2`; protocol v2 §4):
+    /// it is listed in the directory's `v2` section, and its `welcome` carries that
+    /// section (§2.2). With `None`, exactly [`Hub::hello`].
+    pub fn hello_v2<'m>(
+        &mut self,
+        first: Input<'m>,
+        outbox: T,
+        v2: Option<router::V2User>,
+    ) -> Result<Joined, Refusal<'m>> {
         let joined = self.router.hello(first, outbox)?;
-        let welcome = directory_line(&self.router, true);
+        let is_v2 = v2.is_some();
+        self.router.set_v2(joined.id, v2);
+        let welcome = if is_v2 {
+            welcome_v2_line(&self.router)
+        } else {
+            directory_line(&self.router, true)
+        };
         if let Some(t) = self.router.tag(joined.id) {
             t.send(Outgoing::Welcome(welcome));
         }
@@ -280,6 +298,53 @@ impl<T: Outbox> Hub<T> {
                 self.users = Some((version, line.clone()));
                 line
             }
+        }
+    }
+}
+
+/// The `welcome` of a v2 client: the v1 directory and the `v2` section listing every
+/// v2 user (protocol v2 §2.2; `seq` 0: deltas are not sent yet).
+fn welcome_v2_line<T>(router: &Router<T>) -> Line {
+    use seguro_core::v2::json::{self as v2json, DirectoryKind, DirectoryV2, HelloV2, V2UserList};
+    let size: usize = router
+        .directory()
+        .map(|(n, _)| msg::packed_entry_len(n))
+        .sum();
+    let mut buf = vec![0u8; size];
+    let users = UserList::pack(router.directory(), &mut buf).unwrap_or(UserList::EMPTY);
+    let entries: Vec<(&str, HelloV2<'_>)> = router
+        .v2_users()
+        .map(|(n, v)| {
+            (
+                n,
+                HelloV2 {
+                    caps: &v.caps,
+                    ed: v.ed,
+                    bind: v.bind,
+                },
+            )
+        })
+        .collect();
+    let v2_size: usize = entries
+        .iter()
+        .map(|(n, v)| v2json::packed_v2_entry_len(n, v.caps))
+        .sum();
+    let mut v2_buf = vec![0u8; v2_size];
+    let v2_users = V2UserList::pack(entries.iter().map(|(n, v)| (*n, v)), &mut v2_buf)
+        .unwrap_or(V2UserList::EMPTY);
+    let dir = DirectoryV2 {
+        seq: 0,
+        users: v2_users,
+    };
+    let mut out = vec![0u8; 256];
+    loop {
+        match v2json::emit_directory_line(DirectoryKind::Welcome, &users, &dir, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                return out.into();
+            }
+            Err(e) if e.needed > out.len() => out.resize(e.needed, 0),
+            Err(_) => return directory_line(router, true),
         }
     }
 }
