@@ -382,3 +382,41 @@ fn wait_until(pred: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn seguro_chat_registers_its_name_through_v2_and_another_identity_is_refused() {
+    let dir = TempDir::new("v2-chat");
+    let server = Server::start(&dir, &[]);
+    let cert = dir.path("server.crt");
+    let state = TempDir::new("v2-chat-state");
+    let state_arg = state.0.to_str().unwrap().to_owned();
+    let mut ana = Chat::start("ana", server.port(), &cert, &["--state-dir", &state_arg]);
+    ana.out.wait_for("[SYS] connected to ");
+    server.err.wait_for("v2 proof accepted");
+    // A reference-style client chats with it as always.
+    let mut raw = Raw::register(server.port(), server.pinned(), "rawv1");
+    ana.out.wait_for("[SYS] rawv1 joined");
+    let _ = &mut raw;
+    ana.send("/server hola");
+    ana.out.wait_exact("[SERVER] echo: hola");
+    let (code, out) = ana.finish();
+    assert_eq!(code, Some(0));
+    assert!(
+        !out.all().iter().any(|l| l.contains("protocol v1 only")),
+        "{:?}",
+        out.all()
+    );
+    let registry = std::fs::read_to_string(dir.path("name-registry")).unwrap();
+    assert!(registry.contains("name ana "), "{registry}");
+
+    // Another identity (a fresh state directory) for ana: refused, and told why.
+    let mut impostor = Chat::start("ana", server.port(), &cert, &[]);
+    impostor
+        .out
+        .wait_for("the name ana belongs to another key; it is released after 90 days unused");
+    impostor.kill();
+    // The owner again: welcome.
+    let mut ana = Chat::start("ana", server.port(), &cert, &["--state-dir", &state_arg]);
+    ana.out.wait_for("[SYS] connected to ");
+    ana.kill();
+}

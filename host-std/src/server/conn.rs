@@ -455,7 +455,6 @@ async fn v2_hello(
         .check(user, &key, ids.as_ref().map(|i| &i.ed), now);
     match verdict {
         Verdict::Taken => {
-            info!(user, "refused hello: the name is registered to another key");
             let days = v2.names.lock().expiry_days();
             return Ok(Err(Refused::v2(
                 ErrorCode::NameTaken,
@@ -466,7 +465,6 @@ async fn v2_hello(
             )));
         }
         Verdict::ProofRequired => {
-            info!(user, "refused v1 hello: the name is registered through v2");
             return Ok(Err(Refused::v2(
                 ErrorCode::ProofRequired,
                 format!(
@@ -509,7 +507,6 @@ async fn v2_hello(
         .await;
     let proof = match answer {
         None => {
-            info!(user, "refused v2 hello: no proof in time");
             return Ok(Err(Refused::v2(
                 ErrorCode::ProofTimeout,
                 "no proof within the time allowed".into(),
@@ -521,7 +518,6 @@ async fn v2_hello(
             match line.as_deref().map(|l| v2json::parse(l, &mut scratch)) {
                 Some(Ok(V2Message::Proof { sig, mac })) => HelloProof { sig, mac },
                 _ => {
-                    info!(user, "refused v2 hello: another line than the proof");
                     return Ok(Err(Refused::v2(
                         ErrorCode::BadProof,
                         "expected the proof answering the challenge".into(),
@@ -533,7 +529,6 @@ async fn v2_hello(
     let checked = challenge.verify(user, &ids, &h.bind, &v2.spki, &proof);
     drop(challenge);
     if let Err(e) = checked {
-        info!(user, "refused v2 hello: {e}");
         return Ok(Err(Refused::v2(
             ErrorCode::BadProof,
             format!("the proof does not verify: {e}"),

@@ -256,7 +256,7 @@ impl RegistryFile {
     pub fn path_beside(cert: &Path) -> PathBuf {
         match cert.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.join(FILE),
-            _ => PathBuf::from(FILE),
+            _ => Path::new(".").join(FILE),
         }
     }
 
