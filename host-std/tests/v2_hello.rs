@@ -420,3 +420,17 @@ fn seguro_chat_registers_its_name_through_v2_and_another_identity_is_refused() {
     ana.out.wait_for("[SYS] connected to ");
     ana.kill();
 }
+
+#[test]
+fn with_a_name_expiry_of_zero_no_name_is_reserved() {
+    let dir = TempDir::new("v2-expiry-zero");
+    let server = Server::start(&dir, &["--name-expiry", "0"]);
+    let (a, _) = register_v2(&server, "alice", &identity());
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    // Another identity, then a v1 client, take the name as in v1.
+    let (b, _) = register_v2(&server, "alice", &identity());
+    drop(b);
+    std::thread::sleep(Duration::from_millis(300));
+    let _c = Raw::register(server.port(), server.pinned(), "alice");
+}

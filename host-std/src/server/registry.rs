@@ -123,7 +123,7 @@ impl Registry {
 
     /// Decides on a `hello` for `name` with X25519 key `x` and, for a v2 `hello`,
     /// Ed25519 key `ed`. An entry unused for longer than the expiry is dropped here
-    /// (the name is free again).
+    /// (the name is free again). With an expiry of zero no name is reserved.
     pub fn check(
         &mut self,
         name: &str,
@@ -131,6 +131,10 @@ impl Registry {
         ed: Option<&[u8; KEY_LEN]>,
         now: u64,
     ) -> Verdict {
+        if self.expiry == 0 {
+            // `--name-expiry 0`: names are not reserved (v1's rule for everyone).
+            return Verdict::Free;
+        }
         let Some(owner) = self.names.get(name) else {
             return Verdict::Free;
         };
@@ -357,6 +361,11 @@ mod tests {
         );
         assert!(r.is_empty());
         assert_eq!(r.check("bob", &X1, None, 0), Verdict::Free);
+        // Expiry zero: nothing is reserved, not even within the same second.
+        let mut r = Registry::new(0);
+        r.register("alice", &X1, &E1, 1000);
+        assert_eq!(r.check("alice", &X2, Some(&E2), 1000), Verdict::Free);
+        assert_eq!(r.check("alice", &X1, None, 1000), Verdict::Free);
     }
 
     #[test]
