@@ -269,6 +269,20 @@ fn the_proof_answers_this_challenge_for_this_server_and_a_v2_welcome_is_checked(
     assert!(!c.peer_v2("eli"), "no v2 capability");
     assert!(!c.peer_v2("nobody"));
 
+    // A `users` push with the v2 section: a newcomer is v2 as well.
+    let fede = ident(&mut rng);
+    let push = directory_line(
+        DirectoryKind::Users,
+        &[
+            listed("ana", &ana),
+            listed("beto", &beto),
+            listed("fede", &fede),
+        ],
+    );
+    feed(&mut c, &push).unwrap();
+    events(&mut c);
+    assert!(c.peer_v2("fede") && c.peer_v2("beto"));
+
     // A v1 `users` push where beto has another key: beto is no longer v2.
     let mut b1 = vec![0u8; 1024];
     let other_key = ident(&mut rng).public();

@@ -116,8 +116,10 @@ type V2Users = Vec<(String, String, [u8; 32], [u8; 64])>;
 fn directory(line: &str) -> (V1Users, V2Users) {
     let mut s1 = vec![0u8; line.len()];
     let v1 = match msg::parse(line.as_bytes(), &mut s1) {
-        Ok(Message::Welcome { users }) => users.iter().map(|(n, k)| (n.to_owned(), *k)).collect(),
-        other => panic!("not a welcome: {other:?}"),
+        Ok(Message::Welcome { users } | Message::Users { users }) => {
+            users.iter().map(|(n, k)| (n.to_owned(), *k)).collect()
+        }
+        other => panic!("not a directory: {other:?}"),
     };
     let mut s2 = vec![0u8; line.len()];
     let v2 = match v2json::parse_directory_v2(line.as_bytes(), &mut s2).unwrap() {
@@ -167,6 +169,16 @@ fn a_v2_client_gets_a_challenge_and_after_its_proof_a_v2_welcome_while_v1_client
         let x = v1b.iter().find(|(n, _)| n == name).unwrap().1;
         verify_binding(name, &PublicIdentity { x, ed: *ed }, bind).unwrap();
     }
+    // alice (v2) learns of bob through a `users` push with the v2 section; carol (v1)
+    // through the plain v1 push.
+    let pushed = a.read_until("\"bob\"", T);
+    assert!(pushed.starts_with("{\"type\":\"users\""), "{pushed}");
+    let (_, v2a) = directory(&pushed);
+    let v2a: Vec<&str> = v2a.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(v2a, ["alice", "bob"]);
+    let pushed_v1 = carol.read_until("\"bob\"", T);
+    assert!(!pushed_v1.contains("v2"), "{pushed_v1}");
+    assert_eq!(directory(&pushed_v1).0.len(), 3);
     // The v1 client still chats as before: a relay from carol reaches alice.
     let relay = format!(
         "{{\"type\":\"relay\",\"to\":\"alice\",\"from\":\"carol\",\"nonce\":\"{}\",\"cipher\":\"{}\",\"alg\":\"X25519+AESGCM\"}}",

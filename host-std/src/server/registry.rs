@@ -253,6 +253,8 @@ impl Registry {
 pub struct RegistryFile {
     path: PathBuf,
     reg: Mutex<Registry>,
+    /// Held while the file is written: two writers would share the temporary file.
+    writing: Mutex<()>,
 }
 
 impl RegistryFile {
@@ -305,6 +307,7 @@ impl RegistryFile {
         Ok(Self {
             path: path.to_owned(),
             reg: Mutex::new(reg),
+            writing: Mutex::new(()),
         })
     }
 
@@ -322,8 +325,14 @@ impl RegistryFile {
 
     /// Writes the registry's current state (blocking: call it off the async threads).
     pub fn save(&self) -> Result<(), String> {
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Taken under the write lock, so the last writer writes the newest state.
         let text = self.lock().to_text();
-        crate::state::write_atomic(&self.path, text.as_bytes()).map_err(|e| e.to_string())
+        crate::state::write_atomic(&self.path, text.as_bytes())
+            .map_err(|e| format!("cannot save the name registry: {e}"))
     }
 }
 

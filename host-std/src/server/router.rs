@@ -636,6 +636,14 @@ impl<T> Router<T> {
         }
     }
 
+    /// True if registered connection `conn` proved a v2 identity.
+    pub fn is_v2(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| self.names.get(&c.name))
+            .is_some_and(|e| e.id == conn && e.v2.is_some())
+    }
+
     /// The listed v2 users and their v2 entries, in the directory's order.
     pub fn v2_users(&self) -> impl Iterator<Item = (&str, &V2User)> + '_ {
         self.names
