@@ -222,6 +222,11 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
         self.strict
     }
 
+    /// See [`Client::set_server_spki`].
+    pub fn set_server_spki(&mut self, spki: [u8; 32]) {
+        self.client.set_server_spki(spki);
+    }
+
     /// The protocol client.
     pub fn client(&self) -> &Client<USERS, MSG, PENDING> {
         &self.client

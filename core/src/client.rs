@@ -35,10 +35,14 @@ use heapless::{String, Vec};
 
 use crate::directory::{Change, Directory, Dropped};
 use crate::e2ee::{E2eeError, KeyPair, PeerKey};
+use crate::identity::Identity;
 use crate::limits::{
     CLIENT_MAX_TEXT, CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, NONCE_LEN, TAG_LEN,
 };
 use crate::msg::{self, ALG_V1, BufferTooSmall, Message, NameError, ParseError, Relay, UserList};
+use crate::v2::SIG_LEN;
+use crate::v2::identity::{HelloProof, IdentityError};
+use crate::v2::json::{self as v2json, HelloV2, V2Message};
 
 /// Default capacity of a client's message buffer: the longest text plus the tag.
 pub const DEFAULT_MSG: usize = CLIENT_MAX_TEXT + TAG_LEN;
@@ -146,6 +150,19 @@ pub enum Event<'a> {
         /// The text, cut at the buffer's capacity.
         text: &'a str,
     },
+    /// Protocol v2 is on ([`Client::enable_v2`]) and the server welcomed us without a
+    /// `challenge`: it speaks protocol v1 only (the reference, or an old Seguro), so
+    /// every conversation is protected by v1. Reported when this becomes known, not
+    /// again on every reconnect to the same kind of server.
+    ServerV1Only,
+    /// The server listed `user` as a v2 user with an identity binding that does not
+    /// verify (it may be substituting keys): `user` is treated as a v1 user.
+    BadBinding {
+        /// The first such user of the directory.
+        user: &'a str,
+        /// How many more users of the same directory had a bad binding.
+        more: usize,
+    },
 }
 
 /// Why [`Client::handle_line`] refused a line: the server (the peer) sent something
@@ -158,6 +175,9 @@ pub enum LineError {
     Parse(ParseError),
     /// The server sent a message only clients send (its `type`).
     Unexpected(&'static str),
+    /// The server's v2 `challenge` cannot be answered (its ephemeral key is a
+    /// low-order point): no proof is sent, so the server refuses the connection.
+    BadChallenge(IdentityError),
 }
 
 impl fmt::Display for LineError {
@@ -168,6 +188,7 @@ impl fmt::Display for LineError {
                 f,
                 "the server sent a '{t}' message, which only clients send"
             ),
+            Self::BadChallenge(e) => write!(f, "the server's v2 challenge is unusable: {e}"),
         }
     }
 }
@@ -261,8 +282,10 @@ impl From<BufferTooSmall> for TransmitError {
 enum Phase {
     /// The `hello` is due.
     Hello,
-    /// `hello` sent, waiting for `welcome`.
+    /// `hello` sent, waiting for `welcome` (or, with v2, a `challenge`).
     AwaitWelcome,
+    /// The answer to the server's `challenge` is due (protocol v2 §4.2).
+    Proof(HelloProof),
     /// Registered.
     Ready,
 }
@@ -287,6 +310,9 @@ enum Current {
     Change(usize),
     Truncated(Dropped),
     Listed,
+    ServerV1Only,
+    /// How many more bad bindings than the one named.
+    BadBinding(usize),
     Primary(Primary),
 }
 
@@ -346,7 +372,45 @@ pub struct Client<
     list_in_flight: bool,
     user_list_due: bool,
     user_lists: u8,
+    // Protocol v2 (§2, §4): the identity, if enabled, and what this connection showed.
+    v2: Option<V2Setup>,
+    /// This connection's server sent a `challenge` (and we answered it).
+    challenged: bool,
+    /// What the last welcome showed: `Some(true)` a v2 server, `Some(false)` v1 only.
+    server_v2: Option<bool>,
+    /// Peers whose v2 entry verified, from the last directory with a v2 section.
+    v2_peers: Vec<V2Peer, USERS>,
+    ev_v1_server: bool,
+    ev_bad_binding: Option<usize>,
+    bad_binding_name: String<MAX_NAME_BYTES>,
 }
+
+/// What a v2 client keeps to answer challenges.
+struct V2Setup {
+    identity: Identity,
+    bind: [u8; SIG_LEN],
+    spki: [u8; 32],
+}
+
+/// A peer the directory's v2 section lists with a valid binding and the `v2` capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V2Peer {
+    /// SHA-256 of the name, first 16 bytes (the name is in the directory).
+    name: [u8; 16],
+    x: [u8; KEY_LEN],
+    ed: [u8; KEY_LEN],
+}
+
+fn name_tag(name: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(name.as_bytes());
+    let mut t = [0u8; 16];
+    t.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+    t
+}
+
+/// The capabilities this client announces in its v2 `hello`.
+pub const V2_CAPS: &str = "v2";
 
 impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, MSG, PENDING> {
     /// A client for `user` with key pair `keys`. The name must follow the protocol's
@@ -381,6 +445,13 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             list_in_flight: false,
             user_list_due: false,
             user_lists: 0,
+            v2: None,
+            challenged: false,
+            server_v2: None,
+            v2_peers: Vec::new(),
+            ev_v1_server: false,
+            ev_bad_binding: None,
+            bad_binding_name: String::new(),
         })
     }
 
@@ -414,6 +485,69 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.phase == Phase::Ready
     }
 
+    /// Turns protocol v2's `hello` on (`docs/protocol-v2.md` §2.1, §4): from the next
+    /// `hello`, the client sends the `v2` field (capabilities, Ed25519 key, binding)
+    /// and answers a `challenge` with the proof of possession of both keys, tied to
+    /// the server by `spki` (SHA-256 of the pinned certificate's SubjectPublicKeyInfo).
+    /// The identity's X25519 pair becomes the client's key pair. Messages still go as
+    /// v1 `relay`s.
+    pub fn enable_v2(&mut self, identity: Identity, spki: [u8; 32]) -> Result<(), IdentityError> {
+        let bind = identity.bind(&self.user)?;
+        self.keys = identity.v1_key_pair();
+        self.peer_keys.clear();
+        self.v2 = Some(V2Setup {
+            identity,
+            bind,
+            spki,
+        });
+        Ok(())
+    }
+
+    /// The SHA-256 of the SubjectPublicKeyInfo of the certificate the server presented
+    /// on this connection (it passed the pin check), for the v2 proof: a host pinning
+    /// several keys (an invite's backup pin) sets it after each TLS handshake.
+    pub fn set_server_spki(&mut self, spki: [u8; 32]) {
+        if let Some(v2) = &mut self.v2 {
+            v2.spki = spki;
+        }
+    }
+
+    /// True once [`Client::enable_v2`] was called.
+    pub fn v2_enabled(&self) -> bool {
+        self.v2.is_some()
+    }
+
+    /// What the last `welcome` showed of the server: `Some(true)` it challenged us and
+    /// accepted our proof (protocol v2), `Some(false)` it speaks v1 only, `None` not
+    /// known yet (or v2 not enabled).
+    pub fn server_v2(&self) -> Option<bool> {
+        self.server_v2
+    }
+
+    /// True if `user` can be reached with protocol v2 (§2.3): the server is a v2 server
+    /// and its directory lists `user`, with its current key, as a v2 user whose
+    /// binding verified.
+    pub fn peer_v2(&self, user: &str) -> bool {
+        if self.server_v2 != Some(true) {
+            return false;
+        }
+        let Some(x) = self.dir.get(user) else {
+            return false;
+        };
+        let tag = name_tag(user);
+        self.v2_peers.iter().any(|p| p.name == tag && p.x == *x)
+    }
+
+    /// The Ed25519 key the directory's v2 section gave `user` (see [`Client::peer_v2`]).
+    pub fn peer_ed25519(&self, user: &str) -> Option<[u8; KEY_LEN]> {
+        let x = self.dir.get(user)?;
+        let tag = name_tag(user);
+        self.v2_peers
+            .iter()
+            .find(|p| p.name == tag && p.x == *x)
+            .map(|p| p.ed)
+    }
+
     /// The longest text [`Client::send_to`] can encrypt.
     pub const fn max_text(&self) -> usize {
         MSG.saturating_sub(TAG_LEN)
@@ -436,6 +570,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// transmission is dropped (it was sealed to a key that may change meanwhile).
     pub fn reset(&mut self) {
         self.phase = Phase::Hello;
+        self.challenged = false;
         self.discard_events();
         self.clear_queued();
         self.list_due = false;
@@ -459,6 +594,8 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.ev_truncated = Dropped::default();
         self.ev_listed = false;
         self.ev_primary = None;
+        self.ev_v1_server = false;
+        self.ev_bad_binding = None;
     }
 
     /// The next line to write, if any, `\n` included: the `hello` after
@@ -468,10 +605,32 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
         match self.phase {
             Phase::Hello => {
-                let n = Message::Hello {
-                    user: &self.user,
-                    key: self.keys.public(),
-                    token: self.token.as_deref(),
+                let n = match &self.v2 {
+                    Some(v2) => v2json::emit_hello_line_with_token(
+                        &self.user,
+                        &self.keys.public(),
+                        self.token.as_deref(),
+                        &HelloV2 {
+                            caps: V2_CAPS,
+                            ed: v2.identity.ed25519_public(),
+                            bind: v2.bind,
+                        },
+                        out,
+                    )?,
+                    None => Message::Hello {
+                        user: &self.user,
+                        key: self.keys.public(),
+                        token: self.token.as_deref(),
+                    }
+                    .emit_line(out)?,
+                };
+                self.phase = Phase::AwaitWelcome;
+                Ok(Some(n))
+            }
+            Phase::Proof(p) => {
+                let n = V2Message::Proof {
+                    sig: p.sig,
+                    mac: p.mac,
                 }
                 .emit_line(out)?;
                 self.phase = Phase::AwaitWelcome;
@@ -515,12 +674,36 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// line that were not drained are discarded.
     pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), LineError> {
         self.discard_events();
+        if let Some(v2) = &self.v2
+            && self.phase == Phase::AwaitWelcome
+            && !self.challenged
+            && let Ok(V2Message::Challenge { nonce, eph, .. }) = v2json::parse(line, scratch)
+        {
+            let proof = v2
+                .identity
+                .hello_proof(&self.user, &v2.spki, &nonce, &eph)
+                .map_err(LineError::BadChallenge)?;
+            self.phase = Phase::Proof(proof);
+            self.challenged = true;
+            return Ok(());
+        }
+        let had_v2 = self.challenged && self.read_v2_directory(line, scratch);
         let m = msg::parse(line, scratch)?;
         match m {
             Message::Welcome { users } => {
                 if self.phase != Phase::Ready {
                     self.phase = Phase::Ready;
                     self.ev_registered = true;
+                    if self.v2.is_some() {
+                        let v2 = self.challenged;
+                        if !v2 && self.server_v2 != Some(false) {
+                            self.ev_v1_server = true;
+                        }
+                        if !had_v2 {
+                            self.v2_peers.clear();
+                        }
+                        self.server_v2 = Some(v2);
+                    }
                 }
                 self.apply_directory(&users);
             }
@@ -545,6 +728,55 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
         }
         Ok(())
+    }
+
+    /// Reads the v2 section of a `welcome` or `users` line (§2.2) into the v2 peers,
+    /// checking every binding; false if the line has none (or is not a directory).
+    /// `scratch` is split between the v2 section and v1's `users`.
+    fn read_v2_directory(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        let used: usize = match v2json::parse_directory_v2(line, scratch) {
+            Ok(Some(d)) => d
+                .users
+                .iter()
+                .map(|(n, v)| v2json::packed_v2_entry_len(n, v.caps))
+                .sum(),
+            _ => return false,
+        };
+        let Some((a, b)) = scratch.split_at_mut_checked(used) else {
+            return false;
+        };
+        let Ok(Some(d)) = v2json::parse_directory_v2(line, a) else {
+            return false;
+        };
+        let users = match msg::parse(line, b) {
+            Ok(Message::Welcome { users } | Message::Users { users }) => users,
+            _ => return false,
+        };
+        self.v2_peers.clear();
+        let mut bad = 0usize;
+        for (name, v) in d.users.iter() {
+            let Some(p) = d.peer(&users, name) else {
+                continue;
+            };
+            if p.verify().is_err() {
+                if bad == 0 {
+                    copy_name(&mut self.bad_binding_name, name);
+                }
+                bad += 1;
+                continue;
+            }
+            if v.has_cap("v2") {
+                let _ = self.v2_peers.push(V2Peer {
+                    name: name_tag(name),
+                    x: p.keys.x,
+                    ed: p.keys.ed,
+                });
+            }
+        }
+        if bad > 0 {
+            self.ev_bad_binding = Some(bad - 1);
+        }
+        true
     }
 
     fn apply_directory(&mut self, users: &UserList<'_>) {
@@ -680,6 +912,12 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         if core::mem::take(&mut self.ev_registered) {
             return Current::Registered;
         }
+        if core::mem::take(&mut self.ev_v1_server) {
+            return Current::ServerV1Only;
+        }
+        if let Some(more) = self.ev_bad_binding.take() {
+            return Current::BadBinding(more);
+        }
         if let Some(cursor) = self.ev_diff {
             let mut probe = self.dir.changes_since(&self.prev).resume(cursor);
             if probe.next().is_some() {
@@ -735,6 +973,11 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
             Current::Truncated(d) => Event::DirectoryTruncated(d),
             Current::Listed => Event::Listed,
+            Current::ServerV1Only => Event::ServerV1Only,
+            Current::BadBinding(more) => Event::BadBinding {
+                user: &self.bad_binding_name,
+                more,
+            },
             Current::Primary(p) => self.primary_event(p),
         })
     }

@@ -140,6 +140,14 @@ pub struct ServeArgs {
     /// Worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Days a name registered by a protocol v2 client stays its own while unused: until
+    /// then a hello for it with another key is refused (`name_taken`), and a v1 hello
+    /// for it too (`proof_required`). The names are kept in the file `name-registry`
+    /// beside --cert. 0: names are not reserved (any key may take a name nobody is
+    /// connected with, as in protocol v1).
+    #[arg(long, default_value_t = crate::server::registry::DEFAULT_EXPIRY_DAYS, value_name = "DAYS",
+          value_parser = clap::value_parser!(u64).range(0..=36500))]
+    pub name_expiry: u64,
     /// Address friends reach the server at (e.g. the ngrok address), for the invite
     /// printed at start; repeat it for several. Default: the listening address (the
     /// loopback address when listening on all interfaces).

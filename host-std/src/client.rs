@@ -76,6 +76,9 @@ pub trait Printer: Send {
     /// What is known now of the keys of contacts: `of(name)` (a status bar asks for
     /// the contacts it shows).
     fn key_states(&mut self, _of: &dyn Fn(&str) -> KeyState) {}
+    /// Which protocol protects the conversation with each contact, and why:
+    /// `of(name)` (a status bar asks for the contacts it shows).
+    fn protocols(&mut self, _of: &dyn Fn(&str) -> &'static str) {}
 }
 
 /// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
@@ -412,6 +415,25 @@ impl Driver {
             None if now.is_some() => KeyState::Unverified,
             None => KeyState::Unknown,
         }
+    }
+
+    /// Which protocol protects the conversation with `name` (protocol v2 §2.3), for
+    /// the status bar. Messages go as v1 `relay`s in this version, so it is always v1;
+    /// the reason says whether v2 would be possible.
+    pub fn protocol(&self, name: &str) -> &'static str {
+        let client = self.chat.client();
+        match client.server_v2() {
+            Some(false) => "v1 (server speaks v1 only)",
+            Some(true) if client.peer_v2(name) => "v1 (v2 capable)",
+            Some(true) if client.key_of(name).is_some() => "v1 (peer speaks v1)",
+            _ => "v1",
+        }
+    }
+
+    /// The SPKI hash of the certificate the server presented on this connection, for
+    /// the v2 proof ([`seguro_core::client::Client::set_server_spki`]).
+    pub fn set_server_spki(&mut self, spki: [u8; 32]) {
+        self.chat.set_server_spki(spki);
     }
 
     /// Names the server in `connected to <server> as <user>`.
@@ -908,7 +930,7 @@ pub fn run(a: ChatArgs) -> i32 {
         }
     };
     let note;
-    let keys = match crate::identity::for_chat(&a.user, a.state_dir.as_deref()) {
+    let identity = match crate::identity::identity_for_chat(&a.user, a.state_dir.as_deref()) {
         Ok((keys, n)) => {
             note = n;
             keys
@@ -918,8 +940,14 @@ pub fn run(a: ChatArgs) -> i32 {
             return e.exit_code();
         }
     };
+    let keys = identity.v1_key_pair();
     let client = match Client::new(&a.user, keys) {
         Ok(mut c) => {
+            // Protocol v2's hello (the proof's server key is set at each connection).
+            if let Err(e) = c.enable_v2(identity, [0; 32]) {
+                early.print(&Line::HostError(&format_args!("protocol v2: {e}")));
+                return exit::ERROR;
+            }
             // A private server's invite carries a join token: sent in every hello.
             c.set_token(
                 target
@@ -1137,6 +1165,7 @@ impl Desktop {
         }
         self.printer.outbox(self.driver.outbox().len());
         self.printer.key_states(&|n| self.driver.key_state(n));
+        self.printer.protocols(&|n| self.driver.protocol(n));
         t
     }
 
@@ -1457,6 +1486,9 @@ impl Desktop {
             .peer_certificates()
             .and_then(|c| c.first())
         {
+            if let Ok(pin) = crate::pin::key_pin_of(cert) {
+                self.driver.set_server_spki(pin.sha256);
+            }
             let (host, port) = self.targets.get(self.at).cloned().unwrap_or_default();
             self.printer.server(
                 &format!("{host}:{port}"),
@@ -1527,6 +1559,7 @@ impl Desktop {
                 Ev::Input(Some(Input::Key)) => {
                     // E.g. a conversation opened: the status bar asks for its key state.
                     self.printer.key_states(&|n| self.driver.key_state(n));
+                    self.printer.protocols(&|n| self.driver.protocol(n));
                 }
                 Ev::Input(Some(Input::Line { conversation, text })) => {
                     match self.typed(conversation.as_deref(), &text, &mut wire) {
@@ -1571,6 +1604,7 @@ impl Desktop {
                         refusal = Some(r);
                     }
                     self.printer.key_states(&|n| self.driver.key_state(n));
+                    self.printer.protocols(&|n| self.driver.protocol(n));
                     if self.driver.chat().is_registered() {
                         if !registered {
                             self.printer.state(Conn::Connected);

@@ -230,6 +230,14 @@ pub fn for_chat(
     user: &str,
     state_dir: Option<&Path>,
 ) -> Result<(KeyPair, Option<String>), StateError> {
+    identity_for_chat(user, state_dir).map(|(id, note)| (id.into_x25519(), note))
+}
+
+/// [`for_chat`], with the whole identity (both key pairs, for protocol v2).
+pub fn identity_for_chat(
+    user: &str,
+    state_dir: Option<&Path>,
+) -> Result<(Identity, Option<String>), StateError> {
     check_name(user)?;
     let dir = StateDir::locate(state_dir)?;
     let (id, created) = load_or_create(&dir, user)?;
@@ -241,7 +249,7 @@ pub fn for_chat(
             dir.user_dir(user).display()
         )
     });
-    Ok((id.into_x25519(), note))
+    Ok((id, note))
 }
 
 fn date(ts: u64) -> String {

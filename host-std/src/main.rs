@@ -123,6 +123,24 @@ fn serve(a: ServeArgs) -> i32 {
         return exit::ERROR;
     };
     let fp = certs::sha256_colon_hex(&ee);
+    let spki = match seguro::pin::key_pin_of(&ee) {
+        Ok(pin) => pin.sha256,
+        Err(e) => {
+            eprintln!("error: {}: {e}", a.cert.display());
+            return exit::ERROR;
+        }
+    };
+    let registry_path = server::registry::RegistryFile::path_beside(&a.cert);
+    let names = match server::registry::RegistryFile::open(
+        &registry_path,
+        a.name_expiry.saturating_mul(86_400),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
     let backup_pin = match a
         .backup_cert
         .as_deref()
@@ -170,6 +188,11 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.threads = a.threads;
     cfg.users_debounce = Duration::from_millis(a.users_debounce_ms.min(10_000));
     cfg.users_push_rate = a.users_push_rate;
+    cfg.v2 = Some(Arc::new(server::V2Config {
+        spki,
+        names,
+        proof_timeout: Duration::from_secs(10),
+    }));
     let private_note = if a.private {
         match private_gate(&a) {
             Ok((gate, note)) => {

@@ -91,6 +91,8 @@ pub struct Conversation {
     pub key_changed: bool,
     /// What the chat's memory says of the contact's key (`None`: not told yet).
     pub key: Option<KeyState>,
+    /// Which protocol protects the conversation, and why (`None`: not told yet).
+    pub protocol: Option<&'static str>,
 }
 
 impl Conversation {
@@ -102,6 +104,7 @@ impl Conversation {
             unread: 0,
             key_changed: false,
             key: None,
+            protocol: None,
         }
     }
 
@@ -251,6 +254,15 @@ impl Ui {
                     c.key_changed = false;
                 }
                 c.key = Some(k);
+            }
+        }
+    }
+
+    /// Which protocol protects each contact's conversation.
+    pub fn set_protocols(&mut self, of: &dyn Fn(&str) -> &'static str) {
+        for c in &mut self.convs {
+            if let Some(p) = &c.peer {
+                c.protocol = Some(of(p));
             }
         }
     }
@@ -808,7 +820,8 @@ impl Ui {
             };
             s.push_str(&format!(" | {p}: {key}"));
         }
-        s.push_str(" | v1");
+        s.push_str(" | ");
+        s.push_str(c.protocol.unwrap_or("v1"));
         if !self.server_fp.is_empty() {
             let short: String = self.server_fp.chars().take(23).collect();
             s.push_str(&format!(" | server {short}…"));
@@ -1307,6 +1320,9 @@ impl crate::client::Printer for TuiPrinter {
     }
     fn key_states(&mut self, of: &dyn Fn(&str) -> KeyState) {
         self.with(|s| s.ui.set_key_states(of));
+    }
+    fn protocols(&mut self, of: &dyn Fn(&str) -> &'static str) {
+        self.with(|s| s.ui.set_protocols(of));
     }
 }
 

@@ -65,12 +65,15 @@ fn three_clients_list_echo_messages_joins_leaves_duplicates() {
         l.starts_with("[SYS] safety code bob: ")
     });
 
-    // A second "alice" is refused and exits non-zero; the first one is unaffected.
+    // A second "alice" (another identity) is refused and exits non-zero: alice's v2
+    // hello registered the name to her keys. The first one is unaffected.
     let dup = Chat::start("alice", port, &cert, &[]);
     let (code, out) = dup.finish();
     assert_eq!(code, Some(seguro::exit::CONNECT), "{:?}", out.all());
     assert!(
-        out.contains("[ERROR] name \"alice\" is already connected"),
+        out.contains(
+            "[ERROR] the name alice belongs to another key; it is released after 90 days unused"
+        ),
         "{:?}",
         out.all()
     );
@@ -254,25 +257,27 @@ fn reconnects_with_the_same_key_after_a_server_restart() {
         .wait_count("registrations", 2, Duration::from_secs(40), |l| {
             l == connected
         });
-    let bob2 = Chat::connect("bob", port, &cert);
-    bob2.out
+    // Someone new (bob's name is registered to bob's identity since his v2 hello).
+    let carol = Chat::connect("carol", port, &cert);
+    carol
+        .out
         .wait("alice in list", T, |l| l.starts_with("[SYS]   alice  fp "));
-    // Alice knows bob's new key once any line of hers shows its fingerprint (a join,
-    // a key change or a listing, depending on the order things happened in).
-    let me_line = bob2.out.wait("bob's own line", T, |l| {
-        l.starts_with("[SYS]   bob  fp ") && l.ends_with(" (you)")
+    // Alice knows carol's key once any line of hers shows its fingerprint (a join or
+    // a listing, depending on the order things happened in).
+    let me_line = carol.out.wait("carol's own line", T, |l| {
+        l.starts_with("[SYS]   carol  fp ") && l.ends_with(" (you)")
     });
-    let bob_fp = me_line
-        .trim_start_matches("[SYS]   bob  fp ")
+    let carol_fp = me_line
+        .trim_start_matches("[SYS]   carol  fp ")
         .trim_end_matches(" (you)")
         .to_owned();
-    alice.out.wait_for(&bob_fp);
+    alice.out.wait_for(&carol_fp);
     assert!(
-        bob2.out.contains(&fp_before),
+        carol.out.contains(&fp_before),
         "alice kept her key pair across the reconnect"
     );
-    alice.send("/to bob back again");
-    bob2.out.wait_exact("[alice] back again");
+    alice.send("/to carol back again");
+    carol.out.wait_exact("[alice] back again");
 }
 
 #[test]
@@ -481,13 +486,18 @@ fn a_returning_user_with_another_key_is_a_loud_warning() {
     let server = Server::start(&dir, &[]);
     let cert = dir.path("server.crt");
     let alice = Chat::connect("alice", server.port(), &cert);
-    let bob = Chat::connect("bob", server.port(), &cert);
+    // bob is a reference (v1) client: his name is never registered, so the server lets
+    // another key take it, as v1 does (a v2 client's name is refused to another key:
+    // tests/v2_hello.rs).
+    let mut bob = Raw::register(server.port(), server.pinned(), "bob");
     alice.out.wait_for("[SYS] bob joined");
     assert!(!alice.out.contains("[WARN]"));
-    let _ = bob.finish();
+    bob.tls.conn.send_close_notify();
+    let _ = std::io::Write::flush(&mut bob.tls);
+    drop(bob);
     alice.out.wait_exact("[SYS] bob left");
     // A new process: a new key pair under the same name.
-    let _bob2 = Chat::connect("bob", server.port(), &cert);
+    let _bob2 = Raw::register(server.port(), server.pinned(), "bob");
     let w = alice.out.wait_for("[WARN] KEY CHANGED for bob: fp was ");
     assert!(w.contains("verify the new fingerprint"), "{w}");
 }

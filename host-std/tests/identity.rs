@@ -113,10 +113,18 @@ fn a_restarted_client_presents_the_same_key_and_peers_see_no_warning() {
         bob.out.all()
     );
 
-    // Control: another state directory is another key, and bob does warn.
+    // Control: another state directory is another key, which the server refuses:
+    // alice's v2 hello registered her name to her keys.
     let other = dir.path("other-state");
-    let _alice3 = chat_in("alice", port, &cert, &other);
-    bob.out.wait_for("[WARN] KEY CHANGED for alice: fp was ");
+    let alice3 = Chat::start(
+        "alice",
+        port,
+        &cert,
+        &["--state-dir", other.to_str().unwrap()],
+    );
+    alice3.out.wait_for(
+        "[ERROR] the name alice belongs to another key; it is released after 90 days unused",
+    );
     assert_ne!(shown_fp(&other, "alice"), fp1);
 }
 

@@ -518,3 +518,34 @@ fn the_status_bar_shows_the_contacts_key_state() {
         bar(&mut s)
     );
 }
+
+#[test]
+fn the_status_bar_shows_which_protocol_protects_the_conversation() {
+    let mut s = screen(120, 14, false);
+    s.ui.push(&message("bob", "hi"));
+    s.ui.push(&message("carol", "hello"));
+    let bar = |s: &mut Screen<TestBackend>| text(s)[12].clone();
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('2'),
+        KeyModifiers::ALT,
+    )));
+    let of = |n: &str| match n {
+        "bob" => "v1 (v2 capable)",
+        _ => "v1 (peer speaks v1)",
+    };
+    s.ui.set_protocols(&of);
+    assert!(
+        bar(&mut s).contains("| bob: unverified | v1 (v2 capable) |"),
+        "{}",
+        bar(&mut s)
+    );
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('3'),
+        KeyModifiers::ALT,
+    )));
+    assert!(
+        bar(&mut s).contains("| carol: unverified | v1 (peer speaks v1) |"),
+        "{}",
+        bar(&mut s)
+    );
+}

@@ -577,7 +577,9 @@ fn event_kind(event: &Event<'_>) -> Kind {
     match event {
         Event::Message { .. } => Kind::Message,
         Event::ServerText { .. } => Kind::Server,
-        Event::Change(Change::KeyChanged { .. }) | Event::DirectoryTruncated(_) => Kind::Warn,
+        Event::Change(Change::KeyChanged { .. })
+        | Event::DirectoryTruncated(_)
+        | Event::BadBinding { .. } => Kind::Warn,
         Event::Undecryptable { .. } | Event::Undeliverable { .. } | Event::ServerError { .. } => {
             Kind::Error
         }
@@ -630,6 +632,22 @@ fn write_event(f: &mut fmt::Formatter<'_>, event: &Event<'_>) -> fmt::Result {
         Event::ServerText { text } | Event::ServerError { text } => write!(f, "{}", Text(text)),
         Event::Registered { users } => write!(f, "registered; users online ({users})"),
         Event::Listed => f.write_str("the directory arrived"),
+        Event::ServerV1Only => f.write_str(
+            "this server speaks protocol v1 only: messages are protected by v1 (no forward \
+             secrecy; the server could replay or reflect them)",
+        ),
+        Event::BadBinding { user, more } => {
+            write!(
+                f,
+                "the server listed {} as a protocol v2 user with an identity binding that \
+                 does not verify: treated as a v1 user (the server may be substituting keys)",
+                Name(user)
+            )?;
+            if more > 0 {
+                write!(f, "; {more} more user(s) of this directory too")?;
+            }
+            Ok(())
+        }
     }
 }
 

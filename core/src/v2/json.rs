@@ -1164,10 +1164,21 @@ pub fn emit_hello_line(
     v2: &HelloV2<'_>,
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
+    emit_hello_line_with_token(user, x, None, v2, out)
+}
+
+/// [`emit_hello_line`] with a private server's join token (v1's `token` field).
+pub fn emit_hello_line_with_token(
+    user: &str,
+    x: &[u8; KEY_LEN],
+    token: Option<&str>,
+    v2: &HelloV2<'_>,
+    out: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
     let hello = Message::Hello {
         user,
         key: *x,
-        token: None,
+        token,
     };
     emit_extended(
         hello.line_len(),

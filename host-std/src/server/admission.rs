@@ -661,7 +661,7 @@ fn unhex_n<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn pct_encode(s: &str) -> String {
+pub(crate) fn pct_encode(s: &str) -> String {
     let mut out = String::new();
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-') {
@@ -673,7 +673,7 @@ fn pct_encode(s: &str) -> String {
     out
 }
 
-fn pct_decode(s: &str) -> Option<String> {
+pub(crate) fn pct_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;

@@ -25,11 +25,14 @@ use smol::Timer;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use smol::net::TcpStream;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use seguro_core::identity::PublicIdentity;
+use seguro_core::limits::KEY_LEN;
 use seguro_core::msg::{Message, validate_name};
+use seguro_core::v2::identity::{Challenge, HelloProof, verify_binding};
+use seguro_core::v2::json::{self as v2json, ErrorCode, V2Message, parse_hello_v2};
 
-use super::State;
 use super::admission::Admitted;
 use super::bucket::TokenBucket;
 use super::hub::{self, Outbox, Outgoing, Prepared, error_line};
@@ -37,7 +40,10 @@ use super::proxy::{self, Source};
 use super::push;
 use super::queue::{Kill, Next, OutQueue};
 use super::reader::{Got, LineReader};
+use super::registry::Verdict;
+use super::router::V2User;
 use super::router::{Close, Input, Joined, Refusal};
+use super::{State, V2_CAPS, V2Config};
 
 type Tls = TlsStream<TcpStream>;
 
@@ -128,6 +134,37 @@ struct Refused {
     text: String,
     /// The name, when it is already taken.
     taken: Option<String>,
+    /// Protocol v2's error code (§12), sent as `code` beside `text`.
+    code: Option<ErrorCode<'static>>,
+}
+
+impl Refused {
+    fn v2(code: ErrorCode<'static>, text: String) -> Self {
+        Self {
+            text,
+            taken: None,
+            code: Some(code),
+        }
+    }
+
+    fn line(&self) -> hub::Line {
+        let Some(code) = self.code else {
+            return error_line(&self.text);
+        };
+        let m = V2Message::Error {
+            code,
+            user: None,
+            text: &self.text,
+        };
+        let mut out = vec![0u8; m.line_len()];
+        match m.emit_line(&mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                out.into()
+            }
+            Err(_) => error_line(&self.text),
+        }
+    }
 }
 
 impl From<Refusal<'_>> for Refused {
@@ -138,9 +175,14 @@ impl From<Refusal<'_>> for Refused {
                 Refusal::NameTaken(name) => Some(name.to_owned()),
                 _ => None,
             },
+            code: None,
         }
     }
 }
+
+/// A registered connection, and the X25519 key its name is registered to if it
+/// proved a v2 identity (its `last_seen` is updated when it leaves).
+type Registered = (Joined, Option<[u8; KEY_LEN]>);
 
 /// Serves one accepted TCP connection to its end.
 pub(super) async fn connection(
@@ -221,12 +263,13 @@ pub(super) async fn connection(
     let handle = Handle(queue.clone());
 
     // Registration: the first line must be a valid hello, before the deadline.
-    let first = async { Some(read_hello(&state, &mut reader, &mut rd, handle).await) }
-        .or(async {
-            Timer::at(deadline).await;
-            None
-        })
-        .await;
+    let first =
+        async { Some(read_hello(&state, &mut reader, &mut rd, &mut wr, handle, deadline).await) }
+            .or(async {
+                Timer::at(deadline).await;
+                None
+            })
+            .await;
     let me = match first {
         None => {
             state.log_cutoff(addr, format_args!("{}", End::HelloTimeout));
@@ -241,7 +284,7 @@ pub(super) async fn connection(
                 Some(name) => info!(%addr, user = %name, "refused hello: name already connected"),
                 None => info!(%addr, "refused hello: {}", refused.text),
             }
-            let line = error_line(&refused.text);
+            let line = refused.line();
             let _ = async {
                 let _ = wr.write_all(&line).await;
                 let _ = wr.flush().await;
@@ -253,8 +296,9 @@ pub(super) async fn connection(
             .await;
             return;
         }
-        Some(Ok(Ok(joined))) => joined,
+        Some(Ok(Ok(registered))) => registered,
     };
+    let (me, v2_key) = me;
     if me.resumed {
         // Same name and key within the grace: the directory did not change.
         info!(%addr, user = %me.name, "reconnected");
@@ -281,6 +325,16 @@ pub(super) async fn connection(
     let lost = matches!(end, End::AbruptEof | End::Io(_) | End::WriteTimeout);
     let handle = state.hub().disconnect(me.id, lost.then(Instant::now));
     drop(handle);
+    if let (Some(v2), Some(key)) = (state.cfg.v2.clone(), v2_key) {
+        let name = me.name.clone();
+        smol::unblock(move || {
+            let touched = v2.names.lock().touch(&name, &key, crate::admission::now());
+            if touched && let Err(e) = v2.names.save() {
+                warn!("{e}");
+            }
+        })
+        .await;
+    }
     queue.close();
     state.mark_dirty();
     if matches!(end, End::Closed(_)) {
@@ -303,16 +357,28 @@ pub(super) async fn connection(
     }
 }
 
-/// Reads the first line and registers it. Outer error: the connection died; inner
+/// Reads the first line and registers it (with protocol v2's proof and name
+/// ownership when the server has them). Outer error: the connection died; inner
 /// error: the refusal.
 async fn read_hello(
     state: &State,
     reader: &mut LineReader,
     rd: &mut ReadHalf<Tls>,
+    wr: &mut WriteHalf<Tls>,
     handle: Handle,
-) -> Result<Result<Joined, Refused>, End> {
+    deadline: Instant,
+) -> Result<Result<Registered, Refused>, End> {
     loop {
         if let Some(got) = reader.next_line() {
+            // A `hello` on a v2 server goes through the registry (and the proof, for a
+            // v2 one): its line is copied, since the reader is needed again.
+            let copy = match (&state.cfg.v2, &got) {
+                (Some(_), Got::Line { line, .. }) if is_usable_hello(line) => Some(line.to_vec()),
+                _ => None,
+            };
+            if let (Some(copy), Some(v2)) = (copy, state.cfg.v2.clone()) {
+                return v2_hello(state, &v2, copy, reader, rd, wr, handle, deadline).await;
+            }
             let input = match got {
                 Got::Line { line, scratch } => hub::parse(line, scratch),
                 Got::Overlong => Input::Overlong,
@@ -320,7 +386,11 @@ async fn read_hello(
             if let Some(denied) = admit(state, &input).await {
                 return Ok(Err(denied));
             }
-            return Ok(state.hub().hello(input, handle).map_err(Refused::from));
+            return Ok(state
+                .hub()
+                .hello(input, handle)
+                .map(|j| (j, None))
+                .map_err(Refused::from));
         }
         match reader.fill(rd).await {
             Ok(true) => {}
@@ -328,6 +398,200 @@ async fn read_hello(
             Err(e) => return Err(End::Io(e)),
         }
     }
+}
+
+/// A `hello` whose name and key the router would not refuse outright (those are
+/// refused with the router's words, before any v2 step).
+fn is_usable_hello(line: &[u8]) -> bool {
+    let mut scratch = vec![0u8; line.len()];
+    matches!(
+        seguro_core::msg::parse(line, &mut scratch),
+        Ok(Message::Hello { user, key, .. })
+            if validate_name(user).is_ok() && !seguro_core::e2ee::is_low_order(&key)
+    )
+}
+
+/// A `hello` on a server with v2 (`docs/protocol-v2.md` §2.2, §4): admission, the
+/// registry's verdict, then for a v2 `hello` the challenge and its proof, then the
+/// router.
+#[allow(clippy::too_many_arguments)]
+async fn v2_hello(
+    state: &State,
+    v2: &Arc<V2Config>,
+    copy: Vec<u8>,
+    reader: &mut LineReader,
+    rd: &mut ReadHalf<Tls>,
+    wr: &mut WriteHalf<Tls>,
+    handle: Handle,
+    deadline: Instant,
+) -> Result<Result<Registered, Refused>, End> {
+    let mut scratch = vec![0u8; copy.len()];
+    let input = hub::parse(&copy, &mut scratch);
+    let Input::Message(Message::Hello { user, key, .. }) = input else {
+        return Ok(state
+            .hub()
+            .hello(input, handle)
+            .map(|j| (j, None))
+            .map_err(Refused::from));
+    };
+    if let Some(denied) = admit(state, &input).await {
+        return Ok(Err(denied));
+    }
+    let hello_v2 = match parse_hello_v2(&copy) {
+        // A `v2` field without the `v2` capability: the client does not speak v2.
+        Ok(h) => h.filter(|h| h.has_cap("v2")),
+        Err(e) => {
+            return Ok(Err(Refused::v2(
+                ErrorCode::BadHello,
+                format!("invalid v2 hello: {e}"),
+            )));
+        }
+    };
+    let ids = hello_v2.map(|h| PublicIdentity { x: key, ed: h.ed });
+    if let (Some(h), Some(ids)) = (&hello_v2, &ids)
+        && let Err(e) = verify_binding(user, ids, &h.bind)
+    {
+        return Ok(Err(Refused::v2(
+            ErrorCode::BadHello,
+            format!("invalid v2 hello: the binding of the name to the keys: {e}"),
+        )));
+    }
+    let now = crate::admission::now();
+    let verdict = v2
+        .names
+        .lock()
+        .check(user, &key, ids.as_ref().map(|i| &i.ed), now);
+    match verdict {
+        Verdict::Taken => {
+            let days = v2.names.lock().expiry_days();
+            return Ok(Err(Refused::v2(
+                ErrorCode::NameTaken,
+                format!(
+                    "the name {user} belongs to another key; it is released after {days} \
+                     days unused"
+                ),
+            )));
+        }
+        Verdict::ProofRequired => {
+            return Ok(Err(Refused::v2(
+                ErrorCode::ProofRequired,
+                format!(
+                    "the name {user} is registered to a v2 identity: connect with a client \
+                     that proves it (a Seguro client)"
+                ),
+            )));
+        }
+        Verdict::Free | Verdict::Owner => {}
+    }
+    let (Some(h), Some(ids)) = (hello_v2, ids) else {
+        return Ok(state
+            .hub()
+            .hello(input, handle)
+            .map(|j| (j, None))
+            .map_err(Refused::from));
+    };
+
+    // The challenge (§4.1): a fresh nonce and X25519 key pair, wiped when dropped.
+    let challenge = Challenge::generate(&mut rand_core::OsRng);
+    let line = emit(&V2Message::Challenge {
+        nonce: *challenge.nonce(),
+        eph: *challenge.eph_public(),
+        caps: V2_CAPS,
+    });
+    wr.write_all(&line).await.map_err(End::Io)?;
+    wr.flush().await.map_err(End::Io)?;
+    // The proof, before the proof timeout (and before the hello deadline, so that the
+    // client hears why).
+    let until = (Instant::now() + v2.proof_timeout).min(
+        deadline
+            .checked_sub(Duration::from_millis(200))
+            .unwrap_or(deadline),
+    );
+    let answer = async { Some(read_owned_line(reader, rd).await) }
+        .or(async {
+            Timer::at(until).await;
+            None
+        })
+        .await;
+    let proof = match answer {
+        None => {
+            return Ok(Err(Refused::v2(
+                ErrorCode::ProofTimeout,
+                "no proof within the time allowed".into(),
+            )));
+        }
+        Some(Err(end)) => return Err(end),
+        Some(Ok(line)) => {
+            let mut scratch = vec![0u8; line.as_ref().map_or(0, Vec::len)];
+            match line.as_deref().map(|l| v2json::parse(l, &mut scratch)) {
+                Some(Ok(V2Message::Proof { sig, mac })) => HelloProof { sig, mac },
+                _ => {
+                    return Ok(Err(Refused::v2(
+                        ErrorCode::BadProof,
+                        "expected the proof answering the challenge".into(),
+                    )));
+                }
+            }
+        }
+    };
+    let checked = challenge.verify(user, &ids, &h.bind, &v2.spki, &proof);
+    drop(challenge);
+    if let Err(e) = checked {
+        return Ok(Err(Refused::v2(
+            ErrorCode::BadProof,
+            format!("the proof does not verify: {e}"),
+        )));
+    }
+    let entry = V2User {
+        caps: h.caps.to_owned(),
+        ed: h.ed,
+        bind: h.bind,
+    };
+    let name = user.to_owned();
+    let joined = state.hub().hello_v2(input, handle, Some(entry));
+    let joined = match joined {
+        Ok(j) => j,
+        Err(r) => return Ok(Err(Refused::from(r))),
+    };
+    let v2c = v2.clone();
+    let ed = h.ed;
+    smol::unblock(move || {
+        v2c.names.lock().register(&name, &key, &ed, now);
+        if let Err(e) = v2c.names.save() {
+            warn!("{e}");
+        }
+    })
+    .await;
+    debug!(user = %joined.name, "v2 proof accepted");
+    Ok(Ok((joined, Some(key))))
+}
+
+/// The next line as owned bytes (`None`: overlong).
+async fn read_owned_line(
+    reader: &mut LineReader,
+    rd: &mut ReadHalf<Tls>,
+) -> Result<Option<Vec<u8>>, End> {
+    loop {
+        if let Some(got) = reader.next_line() {
+            return Ok(match got {
+                Got::Line { line, .. } => Some(line.to_vec()),
+                Got::Overlong => None,
+            });
+        }
+        match reader.fill(rd).await {
+            Ok(true) => {}
+            Ok(false) => return Err(End::Eof),
+            Err(e) => return Err(End::Io(e)),
+        }
+    }
+}
+
+/// A v2 message as a line.
+fn emit(m: &V2Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut out).unwrap_or(0);
+    out.truncate(n);
+    out
 }
 
 /// On a private server, the admission check of a `hello` the router would accept
@@ -356,6 +620,7 @@ async fn admit(state: &State, input: &Input<'_>) -> Option<Refused> {
         Err(denied) => Some(Refused {
             text: denied.to_string(),
             taken: None,
+            code: None,
         }),
     }
 }

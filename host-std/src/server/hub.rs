@@ -18,6 +18,8 @@ use std::time::Instant;
 use seguro_core::msg::{self, Message, Relay, UserList};
 use tracing::debug;
 
+use seguro_core::v2::json::DirectoryKind;
+
 use super::router::{self, Close, ConnId, Delivery, Input, Joined, Refusal, Router};
 
 /// One serialized line (JSON and `\n`), shared between the queues it is sent to.
@@ -160,6 +162,8 @@ pub struct Hub<T> {
     router: Router<T>,
     /// The `users` line of directory version `.0`, built on first use.
     users: Option<(u64, Line)>,
+    /// The same for v2 clients (with the `v2` section, protocol v2 §2.2).
+    users_v2: Option<(u64, Line)>,
     /// Scratch for pushes.
     targets: Vec<ConnId>,
 }
@@ -170,6 +174,7 @@ impl<T: Outbox> Hub<T> {
         Self {
             router: Router::new(cfg),
             users: None,
+            users_v2: None,
             targets: Vec::new(),
         }
     }
@@ -182,8 +187,30 @@ impl<T: Outbox> Hub<T> {
     /// Registers a connection from its first line and queues its `welcome` into
     /// `outbox`, or says why not (the caller sends the refusal and closes).
     pub fn hello<'m>(&mut self, first: Input<'m>, outbox: T) -> Result<Joined, Refusal<'m>> {
+        self.hello_v2(first, outbox, None)
+    }
+
+    /// [`Hub::hello`] for a client that proved a v2 identity (`v2`; protocol v2 §4):
+    /// it is listed in the directory's `v2` section, and its `welcome` carries that
+    /// section (§2.2). With `None`, exactly [`Hub::hello`].
+    pub fn hello_v2<'m>(
+        &mut self,
+        first: Input<'m>,
+        outbox: T,
+        v2: Option<router::V2User>,
+    ) -> Result<Joined, Refusal<'m>> {
         let joined = self.router.hello(first, outbox)?;
-        let welcome = directory_line(&self.router, true);
+        let is_v2 = v2.is_some();
+        if self.router.set_v2(joined.id, v2) {
+            // The v2 section may have changed without a new directory version (a
+            // reconnect within the grace).
+            self.users_v2 = None;
+        }
+        let welcome = if is_v2 {
+            v2_directory_line(&self.router, DirectoryKind::Welcome)
+        } else {
+            directory_line(&self.router, true)
+        };
         if let Some(t) = self.router.tag(joined.id) {
             t.send(Outgoing::Welcome(welcome));
         }
@@ -201,10 +228,13 @@ impl<T: Outbox> Hub<T> {
         for d in self.router.handle(conn, p.input) {
             let to = d.target();
             let item = match d {
+                Delivery::Welcome { .. } if self.router.is_v2(to) => {
+                    Outgoing::Welcome(v2_directory_line(&self.router, DirectoryKind::Welcome))
+                }
                 Delivery::Welcome { .. } => Outgoing::Welcome(directory_line(&self.router, true)),
                 Delivery::Directory { version, .. } => Outgoing::Directory {
                     version,
-                    line: self.users_line(version),
+                    line: self.users_line_for(to, version),
                 },
                 Delivery::Relay { .. } => {
                     let Some(line) = p.relay.clone() else {
@@ -269,8 +299,8 @@ impl<T: Outbox> Hub<T> {
         let version = self.router.push(&mut targets);
         let mut bytes = 0u64;
         if !targets.is_empty() {
-            let line = self.users_line(version);
             for id in &targets {
+                let line = self.users_line_for(*id, version);
                 if let Some(t) = self.router.tag(*id) {
                     t.send(Outgoing::Directory {
                         version,
@@ -285,6 +315,22 @@ impl<T: Outbox> Hub<T> {
         bytes
     }
 
+    /// The `users` line of the current directory (`version`) for connection `to`:
+    /// with the `v2` section for a v2 client.
+    fn users_line_for(&mut self, to: ConnId, version: u64) -> Line {
+        if !self.router.is_v2(to) {
+            return self.users_line(version);
+        }
+        match &self.users_v2 {
+            Some((v, line)) if *v == version => line.clone(),
+            _ => {
+                let line = v2_directory_line(&self.router, DirectoryKind::Users);
+                self.users_v2 = Some((version, line.clone()));
+                line
+            }
+        }
+    }
+
     /// The `users` line of the current directory, which is `version`.
     fn users_line(&mut self, version: u64) -> Line {
         match &self.users {
@@ -294,6 +340,53 @@ impl<T: Outbox> Hub<T> {
                 self.users = Some((version, line.clone()));
                 line
             }
+        }
+    }
+}
+
+/// A v2 client's `welcome` or `users`: the v1 directory and the `v2` section listing
+/// every v2 user (protocol v2 §2.2; `seq` 0: deltas are not sent yet).
+fn v2_directory_line<T>(router: &Router<T>, kind: DirectoryKind) -> Line {
+    use seguro_core::v2::json::{self as v2json, DirectoryV2, HelloV2, V2UserList};
+    let size: usize = router
+        .directory()
+        .map(|(n, _)| msg::packed_entry_len(n))
+        .sum();
+    let mut buf = vec![0u8; size];
+    let users = UserList::pack(router.directory(), &mut buf).unwrap_or(UserList::EMPTY);
+    let entries: Vec<(&str, HelloV2<'_>)> = router
+        .v2_users()
+        .map(|(n, v)| {
+            (
+                n,
+                HelloV2 {
+                    caps: &v.caps,
+                    ed: v.ed,
+                    bind: v.bind,
+                },
+            )
+        })
+        .collect();
+    let v2_size: usize = entries
+        .iter()
+        .map(|(n, v)| v2json::packed_v2_entry_len(n, v.caps))
+        .sum();
+    let mut v2_buf = vec![0u8; v2_size];
+    let v2_users = V2UserList::pack(entries.iter().map(|(n, v)| (*n, v)), &mut v2_buf)
+        .unwrap_or(V2UserList::EMPTY);
+    let dir = DirectoryV2 {
+        seq: 0,
+        users: v2_users,
+    };
+    let mut out = vec![0u8; 256];
+    loop {
+        match v2json::emit_directory_line(kind, &users, &dir, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                return out.into();
+            }
+            Err(e) if e.needed > out.len() => out.resize(e.needed, 0),
+            Err(_) => return directory_line(router, kind == DirectoryKind::Welcome),
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod push;
 pub mod queue;
 pub mod reader;
+pub mod registry;
 pub mod router;
 pub mod source;
 
@@ -111,7 +112,25 @@ pub struct Config {
     /// loopback sources are exempt: behind a tunnel they are the tunnel's agent, which
     /// carries every client.
     pub per_source: source::Limits,
+    /// Protocol v2's `hello` proof and name ownership (`None`: the server speaks v1
+    /// only, and answers a v2 `hello` as v1, as an old server would).
+    pub v2: Option<Arc<V2Config>>,
 }
+
+/// What the server needs for protocol v2's `hello` (`docs/protocol-v2.md` §2, §4).
+#[derive(Debug)]
+pub struct V2Config {
+    /// SHA-256 of the DER SubjectPublicKeyInfo of the server's certificate: what
+    /// clients pin, and what their proofs sign.
+    pub spki: [u8; 32],
+    /// Registered names (§4.3).
+    pub names: registry::RegistryFile,
+    /// How long a client has to answer the `challenge`.
+    pub proof_timeout: Duration,
+}
+
+/// The capabilities a `challenge` announces: what this server implements of v2.
+pub const V2_CAPS: &str = "v2";
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,6 +149,7 @@ impl fmt::Debug for Config {
             .field("private", &self.admission.is_some())
             .field("proxy_protocol", &self.proxy_protocol)
             .field("per_source", &self.per_source)
+            .field("v2", &self.v2.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +180,7 @@ impl Config {
             admission: None,
             proxy_protocol: false,
             per_source: source::Limits::default(),
+            v2: None,
         }
     }
 }

@@ -421,6 +421,20 @@ struct Held {
 struct Entry {
     id: ConnId,
     key: [u8; KEY_LEN],
+    /// The user's v2 capabilities and identity binding, for a v2 client whose proof
+    /// the driver checked (protocol v2 §2.2).
+    v2: Option<Arc<V2User>>,
+}
+
+/// What the directory's `v2` section lists for a v2 user (protocol v2 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V2User {
+    /// Capabilities, words separated by spaces.
+    pub caps: String,
+    /// Ed25519 identity key.
+    pub ed: [u8; KEY_LEN],
+    /// Binding signature of the name, the X25519 key and `ed`.
+    pub bind: [u8; 64],
 }
 
 /// The router. `T` is whatever the driver attaches to a connection (its outbound
@@ -584,7 +598,7 @@ impl<T> Router<T> {
         self.next_id += 1;
         self.version += 1;
         let name: Arc<str> = Arc::from(user);
-        self.names.insert(name.clone(), Entry { id, key });
+        self.names.insert(name.clone(), Entry { id, key, v2: None });
         self.skeletons.insert(keys.skeleton.clone(), name.clone());
         self.folded.insert(keys.folded.clone(), name.clone());
         self.conns.insert(
@@ -604,6 +618,37 @@ impl<T> Router<T> {
             welcome: self.version,
             resumed: false,
         })
+    }
+
+    /// Records that registered connection `conn` proved a v2 identity (or not, with
+    /// `None`): the directory's `v2` section lists it while it is listed. Returns false
+    /// for an unknown `conn`.
+    pub fn set_v2(&mut self, conn: ConnId, v2: Option<V2User>) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        match self.names.get_mut(&c.name) {
+            Some(e) => {
+                e.v2 = v2.map(Arc::new);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True if registered connection `conn` proved a v2 identity.
+    pub fn is_v2(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| self.names.get(&c.name))
+            .is_some_and(|e| e.id == conn && e.v2.is_some())
+    }
+
+    /// The listed v2 users and their v2 entries, in the directory's order.
+    pub fn v2_users(&self) -> impl Iterator<Item = (&str, &V2User)> + '_ {
+        self.names
+            .iter()
+            .filter_map(|(n, e)| e.v2.as_deref().map(|v| (&**n, v)))
     }
 
     /// Handles a line from registered connection `conn`. An unknown `conn` (never

@@ -14,6 +14,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "peer.py")
 BIN = os.environ.get("SEGURO_BIN") or os.path.join(HERE, "..", "..", "..", "target", "debug", "seguro")
+V1_ONLY = ("[SYS] this server speaks protocol v1 only: messages are protected by v1 (no forward "
+           "secrecy; the server could replay or reflect them)")
 T = 30.0  # generous: python start-up is slow on a loaded 2-core machine
 
 
@@ -167,6 +169,9 @@ class Interop(unittest.TestCase):
         self.assertEqual(py.finish(), 0)
         rs.wait_exact("[SYS] pythonista left")
         self.assertEqual(rs.finish(), 0)
+        # The seguro client spoke the v2 hello (challenge, proof) with its own server:
+        # no v1-only notice.
+        self.assertNotIn(V1_ONLY, rs.lines)
 
     def test_seguro_server_with_its_own_certificate(self):
         self.check_seguro_server(*self.seguro_pair())
@@ -182,6 +187,9 @@ class Interop(unittest.TestCase):
         # sender it does not know yet.
         port = self.python_server(crt, key)
         a = self.rs_client("ana", port, crt)
+        # The reference server ignores the v2 field of the hello and never challenges:
+        # the seguro client says once that v1 protects everything.
+        a.wait_exact(V1_ONLY)
         b = self.rs_client("beto", port, crt)  # its welcome lists ana
         b.send("/to ana hola ana, soy beto 🔐")
         a.wait_exact("[beto] hola ana, soy beto 🔐")  # ana refreshed the directory first
@@ -199,6 +207,8 @@ class Interop(unittest.TestCase):
         self.assertEqual(py.finish(), 0)
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
+        self.assertEqual(a.lines.count(V1_ONLY), 1, a.lines)
+        self.assertEqual(b.lines.count(V1_ONLY), 1, b.lines)
 
     def test_python_server_with_the_reference_openssl_rsa_certificate(self):
         self.check_python_server(*self.openssl_pair())
