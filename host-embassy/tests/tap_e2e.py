@@ -144,9 +144,12 @@ def main():
         return start(name, [runner, TAP, CLIENT_CIDR, f"{SERVER_IP}:{port}", "--cert", cert, name, *extra])
 
     def serve(name, cert, key, port=PORT, extra=()):
-        # Leaves are asserted as prompt: no reconnect grace.
+        # Leaves are asserted as prompt: no reconnect grace. No name is reserved for its
+        # key (--name-expiry 0), so a user back with another key gets in, as on a server
+        # that does not reserve names or lies: the board must warn (the reservation itself
+        # is tested in host-std/tests/v2_hello.rs).
         s = start(name, [seguro, "serve", "--bind", f"{SERVER_IP}:{port}", "--cert", cert, "--key", key,
-                         "--reconnect-grace", "0", *extra])
+                         "--reconnect-grace", "0", "--name-expiry", "0", *extra])
         s.expect(lambda l: "listening on" in l, what="'listening on'")
         return s
 
