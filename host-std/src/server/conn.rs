@@ -40,7 +40,7 @@ use super::proxy::{self, Source};
 use super::push;
 use super::queue::{Kill, Next, OutQueue};
 use super::reader::{Got, LineReader};
-use super::registry::Verdict;
+use super::registry::{self, Verdict};
 use super::router::V2User;
 use super::router::{Close, Input, Joined, Refusal};
 use super::{State, V2_CAPS, V2Config};
@@ -556,9 +556,19 @@ async fn v2_hello(
     let v2c = v2.clone();
     let ed = h.ed;
     smol::unblock(move || {
-        v2c.names.lock().register(&name, &key, &ed, now);
-        if let Err(e) = v2c.names.save() {
-            warn!("{e}");
+        let done = v2c.names.lock().register(&name, &key, &ed, now);
+        match done {
+            registry::Registered::New | registry::Registered::Refreshed => {
+                if let Err(e) = v2c.names.save() {
+                    warn!("{e}");
+                }
+            }
+            registry::Registered::Unchanged => {}
+            registry::Registered::Full => warn!(
+                user = %name,
+                "the name registry is full ({} names, none expired): this name is not reserved",
+                registry::MAX_NAMES
+            ),
         }
     })
     .await;

@@ -34,6 +34,30 @@ pub const FILE: &str = "name-registry";
 pub const DEFAULT_EXPIRY_DAYS: u64 = 90;
 /// Largest registry file read, in bytes.
 const MAX_FILE: u64 = 64 << 20;
+/// The most names the registry reserves: about 140 bytes each in the file (1.4 MB at
+/// the limit, rewritten whole on each save). Beyond it, when no entry has expired, a new
+/// name is not reserved (it connects under v1's rule, and the server logs it), so a
+/// client registering names in a loop cannot grow the file, or the cost of each
+/// save, without bound.
+pub const MAX_NAMES: usize = 10_000;
+/// How stale the saved `last_seen` of an owner may get, in seconds: an owner's
+/// connection or leave is written at once only when the saved time is older than this.
+/// The expiry counts in days, so an hour changes nothing there, and an owner who
+/// reconnects in a loop causes one write an hour rather than one per connection.
+pub const LAST_SEEN_SLACK: u64 = 3_600;
+
+/// What [`Registry::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The name is now reserved to the keys (new, or taken over after the expiry): save.
+    New,
+    /// The owner again; `last_seen` moved by more than [`LAST_SEEN_SLACK`]: save.
+    Refreshed,
+    /// The owner again, seen within [`LAST_SEEN_SLACK`]: nothing worth a write.
+    Unchanged,
+    /// The registry holds [`MAX_NAMES`] names none of which has expired: not reserved.
+    Full,
+}
 
 /// Who owns a registered name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +114,10 @@ impl fmt::Display for FormatError {
 pub struct Registry {
     names: BTreeMap<String, Owner>,
     expiry: u64,
+    max: usize,
+    /// `last_seen` of each name as last written (what [`LAST_SEEN_SLACK`] is measured
+    /// from); not part of the text form.
+    saved_seen: BTreeMap<String, u64>,
 }
 
 impl Registry {
@@ -98,6 +126,32 @@ impl Registry {
         Self {
             names: BTreeMap::new(),
             expiry: expiry_secs,
+            max: MAX_NAMES,
+            saved_seen: BTreeMap::new(),
+        }
+    }
+
+    /// The same registry holding at most `max` names (instead of [`MAX_NAMES`]).
+    pub fn with_max_names(mut self, max: usize) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Notes that the current state was written (the base of [`LAST_SEEN_SLACK`]).
+    fn mark_saved(&mut self) {
+        self.saved_seen = self
+            .names
+            .iter()
+            .map(|(n, o)| (n.clone(), o.last_seen))
+            .collect();
+    }
+
+    /// True if `name`'s `last_seen` moved far enough from the saved one to be written.
+    fn seen_is_due(&self, name: &str) -> bool {
+        match (self.names.get(name), self.saved_seen.get(name)) {
+            (Some(o), Some(saved)) => o.last_seen.saturating_sub(*saved) > LAST_SEEN_SLACK,
+            (Some(_), None) => true,
+            _ => false,
         }
     }
 
@@ -152,11 +206,33 @@ impl Registry {
 
     /// Records a successful v2 proof: registers `name` to the keys, or updates
     /// `last_seen` of its owner. Replaces another owner (the caller checked the
-    /// expiry with [`Registry::check`]).
-    pub fn register(&mut self, name: &str, x: &[u8; KEY_LEN], ed: &[u8; KEY_LEN], now: u64) {
+    /// expiry with [`Registry::check`]). A new name when the registry is full first
+    /// drops the expired entries; if none has expired it is not registered.
+    pub fn register(
+        &mut self,
+        name: &str,
+        x: &[u8; KEY_LEN],
+        ed: &[u8; KEY_LEN],
+        now: u64,
+    ) -> Registered {
         match self.names.get_mut(name) {
-            Some(o) if o.x == *x && o.ed == *ed => o.last_seen = now.max(o.last_seen),
-            _ => {
+            Some(o) if o.x == *x && o.ed == *ed => {
+                o.last_seen = now.max(o.last_seen);
+                if self.seen_is_due(name) {
+                    Registered::Refreshed
+                } else {
+                    Registered::Unchanged
+                }
+            }
+            found => {
+                if found.is_none() && self.names.len() >= self.max {
+                    let expiry = self.expiry;
+                    self.names
+                        .retain(|_, o| now.saturating_sub(o.last_seen) <= expiry);
+                    if self.names.len() >= self.max {
+                        return Registered::Full;
+                    }
+                }
                 self.names.insert(
                     name.to_owned(),
                     Owner {
@@ -166,16 +242,18 @@ impl Registry {
                         last_seen: now,
                     },
                 );
+                Registered::New
             }
         }
     }
 
-    /// Updates `last_seen` of `name` if `x` owns it; true if it did.
+    /// Updates `last_seen` of `name` if `x` owns it; true if that is worth a write
+    /// (it moved by more than [`LAST_SEEN_SLACK`] since the last save).
     pub fn touch(&mut self, name: &str, x: &[u8; KEY_LEN], now: u64) -> bool {
         match self.names.get_mut(name) {
             Some(o) if o.x == *x => {
                 o.last_seen = now.max(o.last_seen);
-                true
+                self.seen_is_due(name)
             }
             _ => false,
         }
@@ -304,6 +382,9 @@ impl RegistryFile {
                 })?
             }
         };
+        let mut reg = reg;
+        // What the file holds is saved.
+        reg.mark_saved();
         Ok(Self {
             path: path.to_owned(),
             reg: Mutex::new(reg),
@@ -330,7 +411,11 @@ impl RegistryFile {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Taken under the write lock, so the last writer writes the newest state.
-        let text = self.lock().to_text();
+        let text = {
+            let mut reg = self.lock();
+            reg.mark_saved();
+            reg.to_text()
+        };
         crate::state::write_atomic(&self.path, text.as_bytes())
             .map_err(|e| format!("cannot save the name registry: {e}"))
     }
@@ -401,6 +486,84 @@ mod tests {
                 last_seen: 30
             })
         );
+    }
+
+    /// A client registering names in a loop: the registry stops at its limit (no entry
+    /// added, the file's size bounded), makes room only from expired entries, and an
+    /// owner keeps their name all the while.
+    #[test]
+    fn registering_names_in_a_loop_stops_at_the_limit() {
+        let mut r = Registry::new(DAY).with_max_names(3);
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            assert_eq!(r.register(name, &X1, &E1, 100 + i as u64), Registered::New);
+        }
+        r.mark_saved();
+        assert_eq!(r.register("d", &X2, &E2, 200), Registered::Full);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.get("d"), None);
+        assert_eq!(r.check("d", &X1, Some(&E1), 201), Verdict::Free);
+        // An owner coming back, and a name taken over by another key, need no room.
+        assert_eq!(r.register("a", &X1, &E1, 300), Registered::Unchanged);
+        assert_eq!(r.register("b", &X2, &E2, 300), Registered::New);
+        assert_eq!(r.len(), 3);
+        // `c` (last seen at 102) expires after a day: its room goes to `d`; `a` and `b`,
+        // seen at 300, stay.
+        assert_eq!(r.register("d", &X2, &E2, 103 + DAY), Registered::New);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.get("c"), None);
+        assert!(r.get("a").is_some() && r.get("b").is_some() && r.get("d").is_some());
+        assert_eq!(Registry::new(DAY).max, MAX_NAMES);
+    }
+
+    /// An owner reconnecting in a loop causes one write per LAST_SEEN_SLACK, not one per
+    /// connection; the time in memory is always the latest.
+    #[test]
+    fn last_seen_is_written_once_per_slack() {
+        let mut r = Registry::new(90 * DAY);
+        assert_eq!(r.register("alice", &X1, &E1, 1000), Registered::New);
+        r.mark_saved();
+        assert_eq!(r.register("alice", &X1, &E1, 1010), Registered::Unchanged);
+        assert!(!r.touch("alice", &X1, 1000 + LAST_SEEN_SLACK));
+        assert_eq!(
+            r.get("alice").map(|o| o.last_seen),
+            Some(1000 + LAST_SEEN_SLACK)
+        );
+        assert!(r.touch("alice", &X1, 1001 + LAST_SEEN_SLACK));
+        assert_eq!(
+            r.register("alice", &X1, &E1, 1002 + LAST_SEEN_SLACK),
+            Registered::Refreshed
+        );
+        r.mark_saved();
+        assert!(!r.touch("alice", &X1, 1003 + LAST_SEEN_SLACK));
+        assert_eq!(
+            r.register("alice", &X1, &E1, 1004 + LAST_SEEN_SLACK),
+            Registered::Unchanged
+        );
+        // Not the owner's key: nothing to write.
+        assert!(!r.touch("alice", &X2, 10 * LAST_SEEN_SLACK));
+    }
+
+    /// What a registry file holds counts as written: a reconnect right after a restart
+    /// causes no write.
+    #[test]
+    fn a_reopened_file_counts_as_saved() {
+        let dir = std::env::temp_dir().join(format!(
+            "seguro-registry-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE);
+        let _ = std::fs::remove_file(&path);
+        let f = RegistryFile::open(&path, 90 * DAY).unwrap();
+        assert_eq!(f.lock().register("alice", &X1, &E1, 1000), Registered::New);
+        f.save().unwrap();
+        assert!(!f.lock().touch("alice", &X1, 1100));
+        let g = RegistryFile::open(&path, 90 * DAY).unwrap();
+        assert_eq!(g.lock().get("alice").map(|o| o.last_seen), Some(1000));
+        assert!(!g.lock().touch("alice", &X1, 1200));
+        assert!(g.lock().touch("alice", &X1, 1001 + LAST_SEEN_SLACK));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
