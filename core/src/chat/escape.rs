@@ -149,6 +149,16 @@ mod tests {
         Text(s).to_string()
     }
 
+    /// A host error in a debug print (logs, test failures) is escaped too: what a server
+    /// sent cannot reach a terminal raw through `{:?}` either.
+    #[test]
+    fn host_debug_is_escaped() {
+        let e = "bad\x1b[2Jline";
+        let shown = std::format!("{:?}", Host(&e));
+        assert_eq!(shown, std::format!("Host({})", Host(&e)));
+        assert!(!shown.contains('\x1b'), "{shown}");
+    }
+
     fn name(s: &str) -> String {
         Name(s).to_string()
     }
