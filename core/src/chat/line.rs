@@ -685,6 +685,88 @@ mod tests {
         );
     }
 
+    /// Which user a line is about (the full-screen client files it under that
+    /// conversation), its kind, and the warnings' counts.
+    #[test]
+    fn peers_kinds_and_counts() {
+        let key = [7u8; KEY_LEN];
+        let about_user = [
+            Line::Fingerprint {
+                user: "bob",
+                key: &key,
+            },
+            Line::UnknownUser { user: "bob" },
+            Line::StrictRefused { user: "bob" },
+            Line::Replayed {
+                from: "bob",
+                more: 0,
+            },
+            Line::Reflected { from: "bob" },
+            Line::Send(SendError::UnknownUser { user: "bob" }),
+            Line::Send(SendError::WeakKey { user: "bob" }),
+        ];
+        for l in &about_user {
+            assert_eq!(l.peer(), Some("bob"), "{l}");
+        }
+        let first = Line::FirstContact {
+            name: "bob",
+            key: &key,
+        };
+        assert_eq!(first.peer(), Some("bob"), "{first}");
+        let once = Line::Replayed {
+            from: "bob",
+            more: 0,
+        }
+        .to_string();
+        assert!(!once.contains("more copies"), "{once}");
+        let more = Line::Replayed {
+            from: "bob",
+            more: 1,
+        }
+        .to_string();
+        assert!(
+            more.ends_with(" (1 more copies since the last warning)"),
+            "{more}"
+        );
+        for e in [
+            Event::Change(Change::KeyChanged {
+                name: "bob",
+                old: &key,
+                new: &key,
+            }),
+            Event::DirectoryTruncated(crate::directory::Dropped {
+                over_capacity: 1,
+                name_too_long: 0,
+            }),
+            Event::BadBinding {
+                user: "bob",
+                more: 0,
+            },
+        ] {
+            assert_eq!(
+                Line::Received(e).kind(),
+                Kind::Warn,
+                "{}",
+                Line::Received(e)
+            );
+        }
+        let bad = |more| Line::Received(Event::BadBinding { user: "bob", more }).to_string();
+        assert!(!bad(0).contains("more user"), "{}", bad(0));
+        assert!(
+            bad(2).ends_with("; 2 more user(s) of this directory too"),
+            "{}",
+            bad(2)
+        );
+        let m = Line::Received(Event::Message {
+            from: "bob",
+            text: "hola",
+        });
+        assert_eq!(
+            std::format!("{m:?}"),
+            "Line { kind: Message, text: [bob] hola }"
+        );
+    }
+
     #[test]
     fn messages_cannot_forge_lines() {
         let m = Line::Received(Event::Message {

@@ -171,3 +171,14 @@ impl<const N: usize> Drop for Concat<N> {
         zeroize::Zeroize::zeroize(&mut self.buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    #[test]
+    fn kdf_failure_says_what_failed() {
+        assert_eq!(super::KdfFailed.to_string(), "key derivation failed");
+    }
+}
