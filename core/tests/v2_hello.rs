@@ -185,6 +185,7 @@ fn without_v2_the_hello_is_exactly_v1_and_a_challenge_is_a_bad_line() {
     let kp = seguro_core::e2ee::KeyPair::generate(&mut rng);
     let key = kp.public();
     let mut c = C::new("ana", kp).unwrap();
+    assert!(!c.v2_enabled());
     let hello = transmit(&mut c).unwrap();
     let m = Message::Hello {
         user: "ana",
@@ -294,7 +295,69 @@ fn the_proof_answers_this_challenge_for_this_server_and_a_v2_welcome_is_checked(
     feed(&mut c, &line[..n - 1]).unwrap();
     events(&mut c);
     assert!(!c.peer_v2("beto"));
+    assert_eq!(
+        c.peer_ed25519("beto"),
+        None,
+        "the binding was for beto's old key"
+    );
     assert!(c.peer_v2("ana"));
+}
+
+#[test]
+fn a_v2_record_speaks_for_its_own_name_and_key_only() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let (mut c, ana) = v2_client(&mut rng, "ana");
+    transmit(&mut c).unwrap();
+    let ch = Challenge::generate(&mut rng);
+    feed(&mut c, &challenge_line(&ch)).unwrap();
+    transmit(&mut c).unwrap();
+    let beto = ident(&mut rng);
+    // The directory lists carla, a v1 user, with beto's key: beto's v2 record says
+    // nothing about her.
+    let welcome = directory_line(
+        DirectoryKind::Welcome,
+        &[
+            listed("ana", &ana),
+            listed("beto", &beto),
+            Listed {
+                name: "carla",
+                x: beto.public(),
+                v2: None,
+            },
+        ],
+    );
+    feed(&mut c, &welcome).unwrap();
+    events(&mut c);
+    assert!(c.peer_v2("beto"));
+    assert_eq!(c.peer_ed25519("beto"), Some(beto.ed25519_public()));
+    assert!(!c.peer_v2("carla"));
+    assert_eq!(c.peer_ed25519("carla"), None);
+}
+
+#[test]
+fn the_chat_passes_the_presented_servers_spki_to_the_proof() {
+    use seguro_core::chat::{Chat, RecentKeys};
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let (c, ana) = v2_client(&mut rng, "ana");
+    let mut chat = Chat::new(c, RecentKeys::<4>::new());
+    // The host connected to the backup key of an invite: that SPKI is the one proved.
+    let backup = [0x33; 32];
+    chat.set_server_spki(backup);
+    let mut buf = [0u8; 1024];
+    chat.poll_transmit(&mut buf).unwrap().unwrap();
+    let ch = Challenge::generate(&mut rng);
+    let line = challenge_line(&ch);
+    let mut scratch = vec![0u8; line.len()];
+    chat.handle_line(&line, &mut scratch, 0);
+    let n = chat.poll_transmit(&mut buf).unwrap().unwrap();
+    let proof = proof_of(&buf[..n]);
+    let bind = ana.bind("ana").unwrap();
+    ch.verify("ana", &ana.public_keys(), &bind, &backup, &proof)
+        .unwrap();
+    assert!(
+        ch.verify("ana", &ana.public_keys(), &bind, &SPKI, &proof)
+            .is_err()
+    );
 }
 
 #[test]
