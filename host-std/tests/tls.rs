@@ -17,15 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 fn a_wrong_certificate_is_refused_with_both_fingerprints() {
     let dir = TempDir::new("wrongcert");
     let server = Server::start(&dir, &[]);
-    let other = dir.path("other.crt");
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&other)
-        .arg("--key")
-        .arg(dir.path("other.key"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let other = dir.gen_cert("other");
     let chat = Chat::start("alice", server.port(), &other, &[]);
     let (code, out) = chat.finish();
     assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
@@ -116,26 +108,13 @@ fn impostor(cfg: Arc<rustls::ServerConfig>) -> (u16, thread::JoinHandle<Seen>) {
     (port, srv)
 }
 
-fn gen_cert(dir: &TempDir, name: &str) -> std::path::PathBuf {
-    let crt = dir.path(&format!("{name}.crt"));
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&crt)
-        .arg("--key")
-        .arg(dir.path(&format!("{name}.key")))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    crt
-}
-
 /// A TLS 1.2-only impostor with a certificate and key of its own: the desktop client
 /// refuses it with the pinning error, before any application data.
 #[test]
 fn a_tls12_impostor_with_another_certificate_is_refused_with_the_pinning_error() {
     let dir = TempDir::new("impostor12-cert");
-    let pinned = gen_cert(&dir, "server");
-    let other = gen_cert(&dir, "other");
+    let pinned = dir.gen_cert("server");
+    let other = dir.gen_cert("other");
     let other_der = seguro::certs::load_cert(&other).unwrap();
     // A genuine pair (the other certificate with its own key), TLS 1.2 only.
     let pair = seguro::certs::load_pair(&other, &dir.path("other.key")).unwrap();
@@ -173,7 +152,7 @@ fn a_tls12_impostor_with_another_certificate_is_refused_with_the_pinning_error()
 #[test]
 fn a_tls12_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
     let dir = TempDir::new("impostor12");
-    let crt = gen_cert(&dir, "server");
+    let crt = dir.gen_cert("server");
     let cfg = impostor_config_versions(
         seguro::certs::load_cert(&crt).unwrap(),
         &[&rustls::version::TLS12],
@@ -259,9 +238,9 @@ fn the_board_client_refuses_a_tls12_impostor_cleanly() {
     use seguro_embassy::embedded_tls::alert::AlertDescription;
     use seguro_embassy::tls::TlsOpenError;
     let dir = TempDir::new("impostor12-board");
-    let crt = gen_cert(&dir, "server");
+    let crt = dir.gen_cert("server");
     let der = seguro::certs::load_cert(&crt).unwrap();
-    let other = gen_cert(&dir, "other");
+    let other = dir.gen_cert("other");
     let pair = seguro::certs::load_pair(&other, &dir.path("other.key")).unwrap();
     let genuine_other = Arc::new(
         rustls::ServerConfig::builder_with_provider(seguro::tls::provider())
@@ -306,27 +285,9 @@ fn the_board_client_refuses_a_tls12_impostor_cleanly() {
 #[test]
 fn an_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
     let dir = TempDir::new("impostor");
-    let crt = dir.path("server.crt");
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&crt)
-        .arg("--key")
-        .arg(dir.path("server.key"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let cfg = impostor_config(seguro::certs::load_cert(&crt).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let srv = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(T)).unwrap();
-        let conn = rustls::ServerConnection::new(cfg).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        // The handshake must fail on the client's side; the server sees an alert or EOF.
-        let mut b = [0u8; 64];
-        tls.read(&mut b).is_ok_and(|n| n > 0)
-    });
+    let crt = dir.gen_cert("server");
+    // The handshake must fail on the client's side; the impostor sees an alert or EOF.
+    let (port, srv) = impostor(impostor_config(seguro::certs::load_cert(&crt).unwrap()));
     let chat = Chat::start("alice", port, &crt, &[]);
     let (code, out) = chat.finish();
     assert_eq!(code, Some(seguro::exit::TLS), "{:?}", out.all());
@@ -337,7 +298,7 @@ fn an_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
         "the bytes match; the signature must fail: {line}"
     );
     assert!(
-        !srv.join().unwrap(),
+        !srv.join().unwrap().data,
         "no application data reached the impostor"
     );
 }
@@ -347,26 +308,8 @@ fn an_impostor_presenting_the_pinned_certificate_without_its_key_is_refused() {
 #[test]
 fn an_impostor_is_refused_by_a_key_pin_too() {
     let dir = TempDir::new("impostor-key");
-    let crt = dir.path("server.crt");
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&crt)
-        .arg("--key")
-        .arg(dir.path("server.key"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let cfg = impostor_config(seguro::certs::load_cert(&crt).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let srv = thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(T)).unwrap();
-        let conn = rustls::ServerConnection::new(cfg).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        let mut b = [0u8; 64];
-        tls.read(&mut b).is_ok_and(|n| n > 0)
-    });
+    let crt = dir.gen_cert("server");
+    let (port, srv) = impostor(impostor_config(seguro::certs::load_cert(&crt).unwrap()));
     let o = std::process::Command::new(BIN)
         .args(["invite", "--cert"])
         .arg(&crt)
@@ -382,7 +325,7 @@ fn an_impostor_is_refused_by_a_key_pin_too() {
     assert!(line.contains("could not prove"), "{line}");
     assert!(!line.contains("does not match the pinned"), "{line}");
     assert!(
-        !srv.join().unwrap(),
+        !srv.join().unwrap().data,
         "no application data reached the impostor"
     );
 }

@@ -31,15 +31,7 @@ fn fake_service(reply: &'static [u8]) -> u16 {
 fn a_web_server_on_the_port_is_named_with_its_own_exit_code() {
     let dir = TempDir::new("http");
     let port = fake_service(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-    let crt = dir.path("server.crt");
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&crt)
-        .arg("--key")
-        .arg(dir.path("server.key"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let crt = dir.gen_cert("server");
     let chat = Chat::start("alice", port, &crt, &[]);
     let (code, out) = chat.finish();
     assert_eq!(code, Some(seguro::exit::NOT_SEGURO), "{:?}", out.all());
@@ -59,15 +51,7 @@ fn a_web_server_on_the_port_is_named_with_its_own_exit_code() {
 fn a_port_that_closes_at_once_says_no_server_is_behind_it() {
     let dir = TempDir::new("closes");
     let port = fake_service(b"");
-    let crt = dir.path("server.crt");
-    let o = std::process::Command::new(BIN)
-        .args(["gen-cert", "--cert"])
-        .arg(&crt)
-        .arg("--key")
-        .arg(dir.path("server.key"))
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let crt = dir.gen_cert("server");
     let chat = Chat::start("alice", port, &crt, &[]);
     let (code, out) = chat.finish();
     assert_eq!(code, Some(seguro::exit::CONNECT), "{:?}", out.all());

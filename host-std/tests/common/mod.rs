@@ -39,6 +39,19 @@ impl TempDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+    /// Makes `<name>.crt` and `<name>.key` here with `seguro gen-cert`; the certificate.
+    pub fn gen_cert(&self, name: &str) -> PathBuf {
+        let crt = self.path(&format!("{name}.crt"));
+        let o = Command::new(BIN)
+            .args(["gen-cert", "--cert"])
+            .arg(&crt)
+            .arg("--key")
+            .arg(self.path(&format!("{name}.key")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        crt
+    }
 }
 
 impl Drop for TempDir {
