@@ -131,3 +131,33 @@ fn extra_fields_any_order_and_spacing() {
     assert_eq!(r.to, "böb");
     assert_eq!(r.from, None);
 }
+
+#[test]
+fn a_user_list_packs_into_exactly_the_bytes_it_needs_and_refuses_unpackable_names() {
+    use seguro_core::msg::{BufferTooSmall, UserList, packed_entry_len};
+    let (ka, kb) = ([1u8; 32], [2u8; 32]);
+    let entries = [("ana", &ka), ("beto", &kb)];
+    let needed = packed_entry_len("ana") + packed_entry_len("beto");
+    let mut exact = vec![0u8; needed];
+    let list = UserList::pack(entries, &mut exact).unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.get("beto"), Some(&kb));
+    assert_eq!(format!("{list:?}"), r#"["ana", "beto"]"#);
+    let mut short = vec![0u8; needed - 1];
+    let e = UserList::pack(entries, &mut short).unwrap_err();
+    assert_eq!(e, BufferTooSmall { needed });
+    assert_eq!(
+        e.to_string(),
+        format!("buffer too small: {needed} bytes needed")
+    );
+
+    // A name's length is two bytes on the packed form: 65,535 bytes fit, one more is
+    // refused however large the buffer (it would be written with a wrong length).
+    let longest = "n".repeat(usize::from(u16::MAX));
+    let mut big = vec![0u8; packed_entry_len(&longest) + 64];
+    let list = UserList::pack([(longest.as_str(), &ka)], &mut big).unwrap();
+    assert_eq!(list.iter().next(), Some((longest.as_str(), &ka)));
+    let over = "n".repeat(usize::from(u16::MAX) + 1);
+    let mut big = vec![0u8; packed_entry_len(&over) + 64];
+    assert!(UserList::pack([(over.as_str(), &ka)], &mut big).is_err());
+}
