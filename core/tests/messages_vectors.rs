@@ -161,3 +161,32 @@ fn a_user_list_packs_into_exactly_the_bytes_it_needs_and_refuses_unpackable_name
     let mut big = vec![0u8; packed_entry_len(&over) + 64];
     assert!(UserList::pack([(over.as_str(), &ka)], &mut big).is_err());
 }
+
+#[test]
+fn an_empty_list_is_empty_and_a_full_one_is_not() {
+    use seguro_core::msg::UserList;
+    assert!(UserList::EMPTY.is_empty());
+    assert_eq!(UserList::EMPTY.len(), 0);
+    let k = [7u8; 32];
+    let mut buf = [0u8; 128];
+    let list = UserList::pack([("ana", &k)], &mut buf).unwrap();
+    assert!(!list.is_empty());
+    assert_eq!(list.len(), 1);
+}
+
+#[test]
+fn an_overlong_key_is_refused_with_the_length_it_would_decode_to() {
+    // 200 base64 characters: far more than a key's 44, more than the decoder's room.
+    let line = format!(
+        r#"{{"type":"hello","user":"ana","pub":"{}"}}"#,
+        "A".repeat(200)
+    );
+    let mut scratch = vec![0u8; line.len()];
+    assert_eq!(
+        msg::parse(line.as_bytes(), &mut scratch),
+        Err(msg::ParseError::BadKeyLength {
+            field: "pub",
+            len: 150
+        })
+    );
+}
