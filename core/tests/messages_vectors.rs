@@ -190,3 +190,22 @@ fn an_overlong_key_is_refused_with_the_length_it_would_decode_to() {
         })
     );
 }
+
+#[test]
+fn names_with_invisible_characters_are_refused_and_every_name_error_says_why() {
+    use seguro_core::msg::{NameError, validate_name};
+    // A zero-width space and a byte-order mark are neither white space nor control
+    // characters, and make two names look the same.
+    assert_eq!(validate_name("a\u{200b}b"), Err(NameError::BadCharacter));
+    assert_eq!(validate_name("a\u{feff}b"), Err(NameError::BadCharacter));
+    assert_eq!(validate_name("ana"), Ok(()));
+    assert_eq!(NameError::Empty.to_string(), "user name is empty");
+    assert_eq!(
+        NameError::TooLong.to_string(),
+        "user name is longer than 32 characters"
+    );
+    assert_eq!(
+        NameError::BadCharacter.to_string(),
+        "user name contains white space or a control character"
+    );
+}
