@@ -644,6 +644,20 @@ impl<T> Router<T> {
             .is_some_and(|e| e.id == conn && e.v2.is_some())
     }
 
+    /// The X25519 and Ed25519 keys of `name` if it is listed as a v2 user.
+    pub fn v2_identity(&self, name: &str) -> Option<([u8; KEY_LEN], [u8; KEY_LEN])> {
+        let e = self.names.get(name)?;
+        e.v2.as_deref().map(|v| (e.key, v.ed))
+    }
+
+    /// The X25519 key and v2 entry of registered connection `conn`, if it proved a v2
+    /// identity.
+    pub fn v2_of(&self, conn: ConnId) -> Option<([u8; KEY_LEN], Arc<V2User>)> {
+        let name = &self.conns.get(&conn)?.name;
+        let e = self.names.get(name).filter(|e| e.id == conn)?;
+        e.v2.clone().map(|v| (e.key, v))
+    }
+
     /// The listed v2 users and their v2 entries, in the directory's order.
     pub fn v2_users(&self) -> impl Iterator<Item = (&str, &V2User)> + '_ {
         self.names
