@@ -306,3 +306,75 @@ fn without_name_reservation_bundles_are_served_only_while_the_owner_is_connected
     assert_eq!(ack(&mut e), (1, AckStatus::Stored));
     assert_eq!(bundle(&mut b, "alice", &eve).unwrap(), Some(50));
 }
+
+/// The `relay2` line alice sends, with `from` forged (the server must overwrite it).
+fn relay2_line(to: &str, id: Option<u32>, body: &str) -> String {
+    let l = emit(&V2Message::Relay2 {
+        to: Some(to),
+        from: Some("mallory"),
+        id,
+        body,
+    });
+    assert!(l.contains("mallory"), "{l}");
+    l
+}
+
+#[test]
+fn relay2_is_forwarded_from_the_sender_and_acknowledged_and_bad_ones_are_refused() {
+    let dir = TempDir::new("v2-relay2");
+    let server = Server::start(&dir, &[]);
+    let alice = identity();
+    let bob = identity();
+    let mut a = register_v2(&server, "alice", &alice);
+    let mut b = register_v2(&server, "bob", &bob);
+    let mut dave = Raw::register(server.port(), server.pinned(), "dave");
+
+    let body = Base64::encode_string(&[0x02u8; 100]);
+    a.send_line(&relay2_line("bob", Some(17), &body));
+    assert_eq!(ack(&mut a), (17, AckStatus::Forwarded));
+    let got = b.read_until("\"relay2\"", T);
+    assert_eq!(
+        got,
+        format!("{{\"type\":\"relay2\",\"from\":\"alice\",\"body\":\"{body}\"}}")
+    );
+    // Without an id: forwarded, no ack (the next ack is the next relay's).
+    a.send_line(&relay2_line("bob", None, &body));
+    assert!(b.read_until("\"relay2\"", T).contains("\"from\":\"alice\""));
+    // A v1 client cannot read v2, nobody is called zed: not_connected.
+    a.send_line(&relay2_line("dave", Some(18), &body));
+    assert_eq!(ack(&mut a), (18, AckStatus::NotConnected));
+    a.send_line(&relay2_line("zed", Some(19), &body));
+    assert_eq!(ack(&mut a), (19, AckStatus::NotConnected));
+    // The largest body passes, one more byte does not; garbage is a bad message.
+    let max = Base64::encode_string(&[7u8; 1127]);
+    a.send_line(&relay2_line("bob", Some(20), &max));
+    assert_eq!(ack(&mut a), (20, AckStatus::Forwarded));
+    assert!(b.read_until("\"relay2\"", T).contains(&max));
+    let over = Base64::encode_string(&[7u8; 1128]);
+    a.send_line(&relay2_line("bob", Some(21), &over));
+    let e = a.read_until("\"error\"", T);
+    assert!(e.contains("\"code\":\"too_large\""), "{e}");
+    let longer = Base64::encode_string(&[7u8; 1200]);
+    a.send_line(&relay2_line("bob", Some(21), &longer));
+    let e = a.read_until("\"error\"", T);
+    assert!(e.contains("\"code\":\"too_large\""), "{e}");
+    a.send_line(&relay2_line("bob", Some(22), "!!!!"));
+    let e = a.read_until("\"error\"", T);
+    assert!(e.contains("\"code\":\"bad_message\""), "{e}");
+    a.send_line("{\"type\":\"relay2\",\"to\":\"bob\"}");
+    let e = a.read_until("\"error\"", T);
+    assert!(e.contains("\"code\":\"bad_message\""), "{e}");
+    // A v1 client's relay2 is an unknown message to v1, and reaches nobody.
+    dave.send_line(&relay2_line("bob", Some(1), &body));
+    let e = dave.read_until("\"error\"", T);
+    assert!(!e.contains("\"code\""), "{e}");
+    // Nothing of the refused ones reached bob; both connections are up.
+    a.send_line(&relay2_line("bob", Some(23), &body));
+    assert_eq!(ack(&mut a), (23, AckStatus::Forwarded));
+    let next = b.read_until("\"relay2\"", T);
+    assert!(next.contains(&body) && !next.contains("dave"), "{next}");
+    drop(b);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    a.send_line(&relay2_line("bob", Some(24), &body));
+    assert_eq!(ack(&mut a), (24, AckStatus::NotConnected));
+}

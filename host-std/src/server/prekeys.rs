@@ -18,8 +18,9 @@
 //!
 //! `OPKS` is `-` (none) or `ID:KEY` words joined by commas.
 //!
-//! [`v2_line`] is the driver's side: the `prekeys` and `bundle_req` lines of a v2
-//! connection, answered into its outbox, with the file saved off the async threads.
+//! [`v2_line`] is the driver's side for a v2 connection's own lines: `prekeys` and
+//! `bundle_req` answered into its outbox (the file saved off the async threads), and
+//! `relay2` forwarded and acknowledged (§7.2, §11).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +32,7 @@ use seguro_core::identity::PublicIdentity;
 use seguro_core::limits::KEY_LEN;
 use seguro_core::v2::identity::verify_prekey;
 use seguro_core::v2::json::{self as v2json, AckStatus, ErrorCode, MAX_OPKS, V2Message};
+use seguro_core::v2::wire::MAX_BODY;
 use seguro_core::v2::x3dh::{Bundle, PeerIdentity};
 use tracing::{debug, warn};
 
@@ -52,6 +54,8 @@ pub const MAX_USERS: usize = registry::MAX_NAMES;
 const MAX_FILE: u64 = 64 << 20;
 
 const SIG_LEN: usize = 64;
+/// Base64 length of the longest `relay2` body.
+const MAX_BODY_B64: usize = MAX_BODY.div_ceil(3) * 4;
 
 /// One user's published prekeys, and the identity that published them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -605,13 +609,40 @@ pub async fn v2_line<T: Outbox>(
     hub: &Mutex<Hub<T>>,
 ) -> bool {
     // Only lines whose type is one of ours are parsed as v2 (cheap check first).
-    if !(contains(line, b"\"prekeys\"") || contains(line, b"\"bundle_req\"")) {
+    if !(contains(line, b"\"prekeys\"")
+        || contains(line, b"\"bundle_req\"")
+        || contains(line, b"\"relay2\""))
+    {
         return false;
     }
     let mut scratch = vec![0u8; line.len()];
-    let Ok(msg) = v2json::parse(line, &mut scratch) else {
-        return false;
+    let msg = match v2json::parse(line, &mut scratch) {
+        Ok(m) => m,
+        Err(e) => {
+            // A type v1 does not know either: a malformed v2 message (§12 `bad_message`,
+            // the connection stays). Anything else is v1's to answer.
+            let mut s1 = vec![0u8; line.len()];
+            if seguro_core::msg::parse(line, &mut s1)
+                != Err(seguro_core::msg::ParseError::UnknownType)
+            {
+                return false;
+            }
+            send(
+                hub,
+                conn,
+                error(
+                    ErrorCode::BadMessage,
+                    None,
+                    &format!("invalid v2 message: {e}"),
+                ),
+            );
+            return true;
+        }
     };
+    if let V2Message::Relay2 { to, id, body, .. } = msg {
+        relay2(hub, conn, who.name, to, id, body);
+        return true;
+    }
     let answer = {
         let h = lock(hub);
         let connected = |name: &str| h.router().v2_identity(name);
@@ -652,6 +683,80 @@ pub async fn v2_line<T: Outbox>(
         t.send(low(*left));
     }
     true
+}
+
+/// A `relay2` from `from` (protocol v2 §7.2): checked (recipient present, body base64
+/// of at most [`MAX_BODY`] bytes), forwarded with `from` set by the server, and
+/// acknowledged to the sender when it gave an `id` (§11).
+fn relay2<T: Outbox>(
+    hub: &Mutex<Hub<T>>,
+    conn: ConnId,
+    from: &str,
+    to: Option<&str>,
+    id: Option<u32>,
+    body: &str,
+) {
+    let Some(to) = to else {
+        send(
+            hub,
+            conn,
+            error(
+                ErrorCode::BadMessage,
+                None,
+                "invalid v2 message: relay2 without \"to\"",
+            ),
+        );
+        return;
+    };
+    let mut buf = [0u8; MAX_BODY + 3];
+    let decoded = if body.len() > MAX_BODY_B64 {
+        None
+    } else {
+        match Base64::decode(body, &mut buf) {
+            Ok(d) => Some(d.len()),
+            Err(_) => {
+                let text = format!("invalid v2 message to {to}: the body is not base64");
+                send(hub, conn, error(ErrorCode::BadMessage, Some(to), &text));
+                return;
+            }
+        }
+    };
+    if decoded.is_none_or(|n| n > MAX_BODY) {
+        let text = format!("v2 message to {to} too large: at most {MAX_BODY} bytes");
+        send(hub, conn, error(ErrorCode::TooLarge, Some(to), &text));
+        return;
+    }
+    let Outgoing::Text(fwd) = line_of(&V2Message::Relay2 {
+        to: None,
+        from: Some(from),
+        id: None,
+        body,
+    }) else {
+        return;
+    };
+    let mut h = lock(hub);
+    let forwarded = h.relay2(conn, to, fwd);
+    debug!(from = %from, to = %to, forwarded, "relay2");
+    if let Some(id) = id
+        && let Some(t) = h.router().tag(conn)
+    {
+        let status = if forwarded {
+            AckStatus::Forwarded
+        } else {
+            AckStatus::NotConnected
+        };
+        t.send(line_of(&V2Message::Ack { id, status }));
+    }
+}
+
+fn error(code: ErrorCode<'_>, user: Option<&str>, text: &str) -> Outgoing {
+    line_of(&V2Message::Error { code, user, text })
+}
+
+fn send<T: Outbox>(hub: &Mutex<Hub<T>>, conn: ConnId, line: Outgoing) {
+    if let Some(t) = lock(hub).router().tag(conn) {
+        t.send(line);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
