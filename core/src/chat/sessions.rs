@@ -12,13 +12,15 @@
 //! message is refused as a replay rather than shown twice.
 
 use heapless::{String, Vec};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::identity::Identity;
 use crate::limits::MAX_NAME_BYTES;
 use crate::msg::BufferTooSmall;
 use crate::v2::KEY_LEN;
 use crate::v2::json::{MAX_OPKS, OpkList, V2Message};
-use crate::v2::ratchet::{OpenError, SealError, Session};
+use crate::v2::ratchet::{OpenError, STATE_LEN, SealError, Session, StateError};
 use crate::v2::wire::{self, Inner, InnerError};
 use crate::v2::x3dh::{Bundle, PeerIdentity, PrekeyPair, SetupError};
 
@@ -60,6 +62,56 @@ impl OwnPrekeys {
     /// The one-time prekeys not used yet.
     pub fn opks(&self) -> &[PrekeyPair] {
         &self.opks
+    }
+
+    /// Longest [`OwnPrekeys::encode`] record: magic, format, the signed prekey, the
+    /// count and [`MAX_OPKS`] one-time prekeys (id and secret), checksum.
+    pub const RECORD_MAX: usize = 4 + 1 + 36 + 1 + MAX_OPKS * 36 + 8;
+
+    /// The stored form (holds secrets: store it readable by the owner only):
+    /// `"SGRK" || u8 format (1) || u32 spk_id || spk secret (32) || u8 count ||
+    /// count × (u32 id || secret (32)) || SHA256(everything before)[0..8]`.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, StateError> {
+        let needed = 4 + 1 + 36 + 1 + self.opks.len() * 36 + 8;
+        let dst = out
+            .get_mut(..needed)
+            .ok_or(StateError::BufferTooSmall { needed })?;
+        let mut w = Put { out: dst, pos: 0 };
+        w.put(PREKEYS_MAGIC);
+        w.put(&[FORMAT]);
+        w.put(&self.spk.id().to_be_bytes());
+        w.put(Zeroizing::new(self.spk.secret_bytes()).as_ref());
+        w.put(&[u8::try_from(self.opks.len()).unwrap_or(0)]);
+        for k in &self.opks {
+            w.put(&k.id().to_be_bytes());
+            w.put(Zeroizing::new(k.secret_bytes()).as_ref());
+        }
+        let sum = checksum(w.out.get(..w.pos).unwrap_or(&[]));
+        w.put(&sum);
+        Ok(needed)
+    }
+
+    /// Reads an [`OwnPrekeys::encode`] record; anything wrong is
+    /// [`StateError::Corrupt`] (or `UnsupportedFormat`).
+    pub fn decode(rec: &[u8]) -> Result<Self, StateError> {
+        let body = check(rec, PREKEYS_MAGIC)?;
+        let mut r = Take { b: body };
+        let spk_id = r.u32()?;
+        let spk = PrekeyPair::from_secret(spk_id, &Zeroizing::new(r.key()?));
+        let count = usize::from(r.byte()?);
+        if count > MAX_OPKS || r.b.len() != count * 36 {
+            return Err(StateError::Corrupt);
+        }
+        let mut opks: Vec<PrekeyPair, MAX_OPKS> = Vec::new();
+        for _ in 0..count {
+            let id = r.u32()?;
+            if opks.iter().any(|k| k.id() == id) {
+                return Err(StateError::Corrupt);
+            }
+            let k = PrekeyPair::from_secret(id, &Zeroizing::new(r.key()?));
+            opks.push(k).map_err(|_| StateError::Corrupt)?;
+        }
+        Ok(Self { spk, opks })
     }
 
     /// The `prekeys` line publishing these (signed by `me`), with `id` for its `ack`.
@@ -261,6 +313,74 @@ impl<const N: usize> Sessions<N> {
         }
     }
 
+    /// The names of the peers with a session.
+    pub fn peers(&self) -> impl Iterator<Item = &str> + '_ {
+        self.peers.iter().map(|p| p.name.as_str())
+    }
+
+    /// Longest [`Sessions::encode_peer`] record.
+    pub const PEER_RECORD_MAX: usize = 4 + 1 + 1 + MAX_NAME_BYTES + KEY_LEN + STATE_LEN + 8;
+
+    /// The stored form of the session with `peer` (§12.1; holds secrets: store it
+    /// readable by the owner only): `"SGRP" || u8 format (1) || u8 name length || name
+    /// || the ephemeral key it was answered from (32) || the session's record
+    /// (`ratchet::STATE_LEN`) || SHA256(everything before)[0..8]`. `None` without a
+    /// session.
+    pub fn encode_peer(&self, peer: &str, out: &mut [u8]) -> Option<Result<usize, StateError>> {
+        let p = self.peers.iter().find(|p| p.name == peer)?;
+        let needed = 4 + 1 + 1 + p.name.len() + KEY_LEN + STATE_LEN + 8;
+        let Some(dst) = out.get_mut(..needed) else {
+            return Some(Err(StateError::BufferTooSmall { needed }));
+        };
+        let mut w = Put { out: dst, pos: 0 };
+        w.put(PEER_MAGIC);
+        w.put(&[FORMAT]);
+        w.put(&[u8::try_from(p.name.len()).unwrap_or(0)]);
+        w.put(p.name.as_bytes());
+        w.put(&p.ek);
+        let at = w.pos;
+        let n = match w.out.get_mut(at..) {
+            Some(rest) => match p.session.encode(rest) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(e)),
+            },
+            None => return Some(Err(StateError::BufferTooSmall { needed })),
+        };
+        w.pos += n;
+        let sum = checksum(w.out.get(..w.pos).unwrap_or(&[]));
+        w.put(&sum);
+        Some(Ok(needed))
+    }
+
+    /// Restores a session from an [`Sessions::encode_peer`] record, replacing any
+    /// with that peer; returns the peer's name. A damaged record is
+    /// [`StateError::Corrupt`] and changes nothing.
+    pub fn restore_peer(&mut self, rec: &[u8]) -> Result<&str, StateError> {
+        let body = check(rec, PEER_MAGIC)?;
+        let mut r = Take { b: body };
+        let len = usize::from(r.byte()?);
+        let name = r.bytes(len)?;
+        let name = core::str::from_utf8(name).map_err(|_| StateError::Corrupt)?;
+        if crate::msg::validate_name(name).is_err() {
+            return Err(StateError::Corrupt);
+        }
+        let ek = r.key()?;
+        if r.b.len() != STATE_LEN {
+            return Err(StateError::Corrupt);
+        }
+        let session = Session::decode(r.b)?;
+        if !self.has(name) && self.peers.is_full() {
+            return Err(StateError::Corrupt);
+        }
+        self.put(name, ek, session)
+            .map_err(|_| StateError::Corrupt)?;
+        Ok(self
+            .peers
+            .iter()
+            .find(|p| p.name == name)
+            .map_or("", |p| p.name.as_str()))
+    }
+
     fn find(&self, peer: &str) -> Option<usize> {
         self.peers.iter().position(|p| p.name == peer)
     }
@@ -420,5 +540,74 @@ impl<const N: usize> Sessions<N> {
             self.own.opks.swap_remove(i);
         }
         Ok(n)
+    }
+}
+
+const PREKEYS_MAGIC: &[u8; 4] = b"SGRK";
+const PEER_MAGIC: &[u8; 4] = b"SGRP";
+const FORMAT: u8 = 1;
+
+fn checksum(bytes: &[u8]) -> [u8; 8] {
+    let d = Sha256::digest(bytes);
+    d.first_chunk::<8>().copied().unwrap_or([0; 8])
+}
+
+/// Checks a record's magic, format and checksum; the bytes between format and checksum.
+fn check<'r>(rec: &'r [u8], magic: &[u8; 4]) -> Result<&'r [u8], StateError> {
+    let (head, sum) = rec.split_last_chunk::<8>().ok_or(StateError::Corrupt)?;
+    let (m, rest) = head.split_first_chunk::<4>().ok_or(StateError::Corrupt)?;
+    if m != magic {
+        return Err(StateError::Corrupt);
+    }
+    let (format, body) = rest.split_first().ok_or(StateError::Corrupt)?;
+    if checksum(head) != *sum {
+        return Err(StateError::Corrupt);
+    }
+    if *format != FORMAT {
+        return Err(StateError::UnsupportedFormat(*format));
+    }
+    Ok(body)
+}
+
+struct Put<'o> {
+    out: &'o mut [u8],
+    pos: usize,
+}
+
+impl Put<'_> {
+    fn put(&mut self, b: &[u8]) {
+        if let Some(d) = self.out.get_mut(self.pos..self.pos + b.len()) {
+            d.copy_from_slice(b);
+        }
+        self.pos += b.len();
+    }
+}
+
+struct Take<'r> {
+    b: &'r [u8],
+}
+
+impl<'r> Take<'r> {
+    fn bytes(&mut self, n: usize) -> Result<&'r [u8], StateError> {
+        let (h, t) = self.b.split_at_checked(n).ok_or(StateError::Corrupt)?;
+        self.b = t;
+        Ok(h)
+    }
+
+    fn byte(&mut self) -> Result<u8, StateError> {
+        Ok(self.bytes(1)?.first().copied().unwrap_or(0))
+    }
+
+    fn u32(&mut self) -> Result<u32, StateError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes(
+            b.try_into().map_err(|_| StateError::Corrupt)?,
+        ))
+    }
+
+    fn key(&mut self) -> Result<[u8; KEY_LEN], StateError> {
+        self.bytes(KEY_LEN)?
+            .try_into()
+            .map_err(|_| StateError::Corrupt)
     }
 }
