@@ -43,6 +43,7 @@
 pub mod escape;
 mod line;
 mod memory;
+pub mod sessions;
 
 use core::fmt;
 

@@ -141,6 +141,15 @@ fn serve(a: ServeArgs) -> i32 {
             return exit::ERROR;
         }
     };
+    let prekeys = match server::prekeys::PrekeyFile::open(
+        &server::prekeys::PrekeyFile::path_beside(&registry_path),
+    ) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
     let backup_pin = match a
         .backup_cert
         .as_deref()
@@ -191,6 +200,7 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.v2 = Some(Arc::new(server::V2Config {
         spki,
         names,
+        prekeys,
         proof_timeout: Duration::from_secs(10),
     }));
     let private_note = if a.private {

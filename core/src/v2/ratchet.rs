@@ -611,6 +611,7 @@ impl Session {
         let mut ck = Zeroizing::new(*ck);
         for n in from..to {
             let (mk, next) = kdf_ck(&ck);
+            self.make_room();
             let head = usize::from(self.ring_head) % RING;
             if let Some(e) = self.ring.get_mut(head) {
                 e.used = 1;
@@ -621,6 +622,34 @@ impl Session {
             self.ring_head = u8::try_from((head + 1) % RING).unwrap_or(0);
             ck = next;
         }
+    }
+
+    /// Before a key is stored at the ring's head: if the head holds a key still unused
+    /// while other entries are free (opened since), the held keys are moved together,
+    /// oldest first, so the key stored next evicts a key only when all 32 are held, and
+    /// then the oldest (§6: every message opens as long as at most 32 are outstanding).
+    fn make_room(&mut self) {
+        let head = usize::from(self.ring_head) % RING;
+        let head_used = self.ring.get(head).is_some_and(|e| e.used != 0);
+        let free = self.ring.iter().any(|e| e.used == 0);
+        if !head_used || !free {
+            return;
+        }
+        // Oldest first: from the head (the oldest) round to the newest. The entries
+        // moved out are left empty (all zeros), as are the free ones.
+        let mut packed = [Skipped::EMPTY; RING];
+        let mut kept = 0;
+        for k in 0..RING {
+            let from = (head + k) % RING;
+            if let Some(src) = self.ring.get_mut(from).filter(|e| e.used != 0) {
+                if let Some(dst) = packed.get_mut(kept) {
+                    core::mem::swap(dst, src);
+                }
+                kept += 1;
+            }
+        }
+        core::mem::swap(&mut self.ring, &mut packed);
+        self.ring_head = u8::try_from(kept % RING).unwrap_or(0);
     }
 
     fn received(&mut self) {

@@ -653,6 +653,11 @@ async fn session(
     });
     let mut line_started: Option<Instant> = None;
     let mut last_heard = Instant::now();
+    // A v2 connection's identity, for its `prekeys` and `bundle_req` (protocol v2 §5.5).
+    let v2_me = cfg.v2.as_ref().and_then(|v| {
+        let (x, u) = state.hub().router().v2_of(me.id)?;
+        Some((v.clone(), x, u))
+    });
     loop {
         // Every complete line of what one read delivered, then the next read.
         while let Some(got) = reader.next_line() {
@@ -666,6 +671,26 @@ async fn session(
                     if let Some(b) = bucket.as_mut() {
                         while let Some(wait) = b.wait(Instant::now()) {
                             Timer::after(wait).await;
+                        }
+                    }
+                    if let Some((v2, x, u)) = &v2_me {
+                        let who = super::prekeys::Publisher {
+                            name: &me.name,
+                            x: *x,
+                            ed: u.ed,
+                            bind: u.bind,
+                        };
+                        if super::prekeys::v2_line(
+                            line,
+                            &who,
+                            me.id,
+                            &v2.prekeys,
+                            &v2.names,
+                            &state.hub,
+                        )
+                        .await
+                        {
+                            continue;
                         }
                     }
                     hub::prepare(line, scratch, &me.name)

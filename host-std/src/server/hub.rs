@@ -280,6 +280,27 @@ impl<T: Outbox> Hub<T> {
         close_me
     }
 
+    /// Queues a `relay2` line from connection `conn` for `to` (protocol v2 §7.2), after
+    /// the directory if the recipient has not been sent one listing the sender. True if
+    /// it was queued; false if `to` is not a connected v2 user or its queue is full.
+    pub fn relay2(&mut self, conn: ConnId, to: &str, line: Line) -> bool {
+        let Some((id, first)) = self.router.route_relay2(conn, to) else {
+            return false;
+        };
+        if let Some(version) = first {
+            let users = self.users_line_for(id, version);
+            if let Some(t) = self.router.tag(id) {
+                t.send(Outgoing::Directory {
+                    version,
+                    line: users,
+                });
+            }
+        }
+        self.router
+            .tag(id)
+            .is_some_and(|t| t.offer(Outgoing::Relay(line)).is_ok())
+    }
+
     /// Forgets connection `conn`, giving its outbox back; `None` if it was not
     /// registered (see [`Router::disconnect`] for `lost` and the reconnect grace).
     pub fn disconnect(&mut self, conn: ConnId, lost: Option<Instant>) -> Option<T> {

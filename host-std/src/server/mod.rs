@@ -29,6 +29,7 @@ pub mod bucket;
 mod conn;
 pub mod hub;
 pub mod names;
+pub mod prekeys;
 pub mod proxy;
 pub mod push;
 pub mod queue;
@@ -125,12 +126,14 @@ pub struct V2Config {
     pub spki: [u8; 32],
     /// Registered names (§4.3).
     pub names: registry::RegistryFile,
+    /// Published prekeys (§5.5).
+    pub prekeys: Arc<prekeys::PrekeyFile>,
     /// How long a client has to answer the `challenge`.
     pub proof_timeout: Duration,
 }
 
 /// The capabilities a `challenge` announces: what this server implements of v2.
-pub const V2_CAPS: &str = "v2";
+pub const V2_CAPS: &str = "v2 prekeys";
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -175,6 +175,18 @@ impl Registry {
         self.names.get(name)
     }
 
+    /// The owner of `name` at `now` if the name is reserved: registered, not unused for
+    /// longer than the expiry, and the expiry not zero (where [`Registry::check`] would
+    /// say [`Verdict::Owner`] to the owner's keys).
+    pub fn current(&self, name: &str, now: u64) -> Option<&Owner> {
+        if self.expiry == 0 {
+            return None;
+        }
+        self.names
+            .get(name)
+            .filter(|o| now.saturating_sub(o.last_seen) <= self.expiry)
+    }
+
     /// Decides on a `hello` for `name` with X25519 key `x` and, for a v2 `hello`,
     /// Ed25519 key `ed`. An entry unused for longer than the expiry is dropped here
     /// (the name is free again). With an expiry of zero no name is reserved.
@@ -447,6 +459,9 @@ mod tests {
             r.check("alice", &X2, Some(&E2), 1000 + 90 * DAY),
             Verdict::Taken
         );
+        assert_eq!(r.current("alice", 1000 + 90 * DAY).map(|o| o.ed), Some(E1));
+        assert!(r.current("alice", 1001 + 90 * DAY).is_none());
+        assert!(r.current("bob", 1000).is_none());
         assert!(r.touch("alice", &X1, 5000));
         assert!(!r.touch("alice", &X2, 6000));
         assert_eq!(
@@ -458,6 +473,7 @@ mod tests {
         // Expiry zero: nothing is reserved, not even within the same second.
         let mut r = Registry::new(0);
         r.register("alice", &X1, &E1, 1000);
+        assert!(r.current("alice", 1000).is_none());
         assert_eq!(r.check("alice", &X2, Some(&E2), 1000), Verdict::Free);
         assert_eq!(r.check("alice", &X1, None, 1000), Verdict::Free);
     }

@@ -644,6 +644,42 @@ impl<T> Router<T> {
             .is_some_and(|e| e.id == conn && e.v2.is_some())
     }
 
+    /// The X25519 and Ed25519 keys of `name` if it is listed as a v2 user.
+    pub fn v2_identity(&self, name: &str) -> Option<([u8; KEY_LEN], [u8; KEY_LEN])> {
+        let e = self.names.get(name)?;
+        e.v2.as_deref().map(|v| (e.key, v.ed))
+    }
+
+    /// The X25519 key and v2 entry of registered connection `conn`, if it proved a v2
+    /// identity.
+    pub fn v2_of(&self, conn: ConnId) -> Option<([u8; KEY_LEN], Arc<V2User>)> {
+        let name = &self.conns.get(&conn)?.name;
+        let e = self.names.get(name).filter(|e| e.id == conn)?;
+        e.v2.clone().map(|v| (e.key, v))
+    }
+
+    /// Where a `relay2` from registered connection `conn` to `to` goes (protocol v2
+    /// §7.2): the recipient's connection if `to` is a connected v2 user (not one held
+    /// for a reconnect), with the directory version to send it first if it has not been
+    /// sent one listing the sender (as for v1's `relay`: the recipient needs the
+    /// sender's keys to open it). `None`: not deliverable (`not_connected`).
+    pub fn route_relay2(&mut self, conn: ConnId, to: &str) -> Option<(ConnId, Option<u64>)> {
+        let joined = self.conns.get(&conn)?.joined;
+        if self.held.contains_key(to) {
+            return None;
+        }
+        let e = self.names.get(to).filter(|e| e.v2.is_some())?;
+        let id = e.id;
+        let version = self.version;
+        let recipient = self.conns.get_mut(&id)?;
+        let first = (recipient.seen < joined).then(|| {
+            recipient.seen = version;
+            version
+        });
+        self.good(conn);
+        Some((id, first))
+    }
+
     /// The listed v2 users and their v2 entries, in the directory's order.
     pub fn v2_users(&self) -> impl Iterator<Item = (&str, &V2User)> + '_ {
         self.names
@@ -1067,6 +1103,44 @@ mod tests {
         }
         // Nothing of that registered or changed the directory.
         assert_eq!((r.len(), r.version()), (1, 1));
+    }
+
+    #[test]
+    fn a_relay2_goes_only_to_a_connected_v2_user_after_a_directory_listing_the_sender() {
+        let v2 = |ed: u8| V2User {
+            caps: "v2".into(),
+            ed: [ed; 32],
+            bind: [0; 64],
+        };
+        let mut r = router(5);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        assert!(r.set_v2(a.id, Some(v2(1))));
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        assert!(r.set_v2(b.id, Some(v2(2))));
+        let c = r.hello(hello("carol", [0x33; 32]), "c").unwrap();
+        assert_eq!(r.v2_identity("alice"), Some((KEY_A, [1; 32])));
+        assert_eq!(r.v2_identity("carol"), None);
+        assert_eq!(
+            r.v2_of(b.id).map(|(x, u)| (x, u.ed)),
+            Some((KEY_B, [2; 32]))
+        );
+        assert!(r.v2_of(c.id).is_none());
+        // alice's welcome did not list bob: the first relay2 brings the directory.
+        assert_eq!(r.route_relay2(b.id, "alice"), Some((a.id, Some(3))));
+        assert_eq!(r.route_relay2(b.id, "alice"), Some((a.id, None)));
+        assert_eq!(r.route_relay2(a.id, "bob"), Some((b.id, None)));
+        // A v1 user, nobody, an unregistered sender: nowhere.
+        assert_eq!(r.route_relay2(a.id, "carol"), None);
+        assert_eq!(r.route_relay2(a.id, "zed"), None);
+        assert_eq!(r.route_relay2(ConnId(99), "bob"), None);
+        // A held name is not connected.
+        let mut r = held_router(60);
+        let a = r.hello(hello("alice", KEY_A), "a").unwrap();
+        r.set_v2(a.id, Some(v2(1)));
+        let b = r.hello(hello("bob", KEY_B), "b").unwrap();
+        r.set_v2(b.id, Some(v2(2)));
+        r.disconnect(a.id, Some(Instant::now()));
+        assert_eq!(r.route_relay2(b.id, "alice"), None);
     }
 
     #[test]

@@ -1,0 +1,477 @@
+//! Protocol v2 sessions between two clients' session tables (`chat::sessions`): set up
+//! from a published `prekeys` line through a bundle, texts both ways, a relay that
+//! drops, reorders and duplicates (every text shown exactly once within the skip
+//! bounds), and a hostile relay's replays, reflections and forgeries, each refused
+//! with the sessions unchanged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use seguro_core::chat::sessions::{
+    Opened, OwnPrekeys, ReceiveError, Received, SendError, Sessions, StartError,
+};
+use seguro_core::identity::Identity;
+use seguro_core::v2::json::{self as v2json, V2Message};
+use seguro_core::v2::ratchet::{OpenError, STATE_LEN, Session};
+use seguro_core::v2::wire::MAX_BODY;
+use seguro_core::v2::x3dh::{Bundle, PeerIdentity};
+
+type T = Sessions<4>;
+
+struct Party {
+    name: &'static str,
+    id: Identity,
+    s: T,
+}
+
+impl Party {
+    fn new(rng: &mut ChaCha20Rng, name: &'static str) -> Self {
+        let id = Identity::generate(rng, 0);
+        Self {
+            name,
+            id,
+            s: Sessions::new(OwnPrekeys::generate(rng, 7, 100)),
+        }
+    }
+
+    fn peer(&self) -> PeerIdentity<'static> {
+        PeerIdentity {
+            name: self.name,
+            keys: self.id.public_keys(),
+            bind: self.id.bind(self.name).unwrap(),
+        }
+    }
+
+    /// What a server hands out for this party after its `prekeys` line: the line is
+    /// emitted and parsed as the server does, with the `n`-th one-time prekey (if any).
+    fn bundle(&self, opk: Option<usize>) -> Bundle<'static> {
+        let mut out = vec![0u8; 2048];
+        let n = self.s.own().emit_prekeys(1, &self.id, &mut out).unwrap();
+        let line: &'static [u8] = Box::leak(out[..n].to_vec().into_boxed_slice());
+        let scratch: &'static mut [u8] = Box::leak(vec![0u8; n].into_boxed_slice());
+        let Ok(V2Message::Prekeys {
+            spk_id,
+            spk,
+            spk_sig,
+            opks,
+            ..
+        }) = v2json::parse(line, scratch)
+        else {
+            panic!("not a prekeys line")
+        };
+        assert_eq!(opks.len(), self.s.own().opks().len());
+        Bundle {
+            peer: self.peer(),
+            spk_id,
+            spk,
+            spk_sig,
+            opk: opk.and_then(|i| opks.iter().nth(i)),
+        }
+    }
+
+    fn seal(&mut self, rng: &mut ChaCha20Rng, to: &str, text: &str) -> Vec<u8> {
+        let mut out = vec![0u8; MAX_BODY];
+        let n = self.s.seal_text(rng, to, text, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    /// Opens `body` from `from`: the text, or the error.
+    fn open(
+        &mut self,
+        from: &Party,
+        body: &[u8],
+    ) -> Result<(String, Opened<'static>), ReceiveError> {
+        let out: &'static mut [u8] = Box::leak(vec![0u8; MAX_BODY].into_boxed_slice());
+        let o = self.s.open(&self.id, self.name, &from.peer(), body, out)?;
+        match o.content {
+            Received::Text { text, .. } => Ok((text.to_owned(), o)),
+            Received::Other => panic!("not a text"),
+        }
+    }
+}
+
+fn pair(seed: u64) -> (ChaCha20Rng, Party, Party) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let a = Party::new(&mut rng, "alice");
+    let b = Party::new(&mut rng, "bob");
+    (rng, a, b)
+}
+
+#[test]
+fn a_session_from_a_bundle_carries_texts_both_ways_and_uses_each_one_time_prekey_once() {
+    let (mut rng, mut a, mut b) = pair(1);
+    assert_eq!(
+        a.s.seal_text(&mut rng, "bob", "x", &mut [0u8; MAX_BODY]),
+        Err(SendError::NoSession)
+    );
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    let m1 = a.seal(&mut rng, "bob", "hello bob");
+    let m2 = a.seal(&mut rng, "bob", "second");
+    assert_eq!(b.s.own().opks().len(), 16);
+    let (t, o) = b.open(&a, &m1).unwrap();
+    assert_eq!(
+        (t.as_str(), o.new_session, o.replaced),
+        ("hello bob", true, false)
+    );
+    assert_eq!(b.s.own().opks().len(), 15, "the one-time prekey is deleted");
+    assert_eq!(b.open(&a, &m2).unwrap().0, "second");
+    let r1 = b.seal(&mut rng, "alice", "hi alice");
+    let (t, o) = a.open(&b, &r1).unwrap();
+    assert_eq!((t.as_str(), o.new_session), ("hi alice", false));
+    assert!(a.s.session("bob").unwrap().is_established());
+    for i in 0..5 {
+        let m = a.seal(&mut rng, "bob", &format!("a{i}"));
+        assert_eq!(b.open(&a, &m).unwrap().0, format!("a{i}"));
+        let r = b.seal(&mut rng, "alice", &format!("b{i}"));
+        assert_eq!(a.open(&b, &r).unwrap().0, format!("b{i}"));
+    }
+    // Another initiator naming the used one-time prekey: refused, no session.
+    let mut c = Party::new(&mut rng, "carol");
+    c.s.start(&mut rng, &c.id, "carol", &b.bundle(None))
+        .unwrap();
+    let mut stale = b.bundle(None);
+    stale.opk = Some((100, *a.s.own().spk().public()));
+    let mut d = Party::new(&mut rng, "dave");
+    d.s.start(&mut rng, &d.id, "dave", &stale).unwrap();
+    let md = d.seal(&mut rng, "bob", "x");
+    assert_eq!(
+        b.open(&d, &md).unwrap_err(),
+        ReceiveError::Open(OpenError::UnknownPrekey)
+    );
+    assert!(!b.s.has("dave"));
+    // Without a one-time prekey (the server had none left): still a session.
+    let mc = c.seal(&mut rng, "bob", "no opk");
+    assert_eq!(b.open(&c, &mc).unwrap().0, "no opk");
+}
+
+#[test]
+fn a_bundle_that_does_not_verify_is_refused_and_a_full_table_says_so() {
+    let (mut rng, mut a, b) = pair(2);
+    let mut bad = b.bundle(Some(0));
+    bad.spk[0] ^= 1;
+    assert!(matches!(
+        a.s.start(&mut rng, &a.id, "alice", &bad),
+        Err(StartError::Setup(_))
+    ));
+    let mut bad = b.bundle(Some(0));
+    bad.peer.bind[0] ^= 1;
+    assert!(matches!(
+        a.s.start(&mut rng, &a.id, "alice", &bad),
+        Err(StartError::Setup(_))
+    ));
+    assert!(a.s.is_empty());
+    let names = ["p0", "p1", "p2", "p3", "p4"];
+    let peers: Vec<Party> = names.iter().map(|n| Party::new(&mut rng, n)).collect();
+    for p in &peers[..4] {
+        a.s.start(&mut rng, &a.id, "alice", &p.bundle(None))
+            .unwrap();
+    }
+    assert_eq!(
+        a.s.start(&mut rng, &a.id, "alice", &peers[4].bundle(None)),
+        Err(StartError::Full)
+    );
+    // Replacing an existing one is fine.
+    a.s.start(&mut rng, &a.id, "alice", &peers[0].bundle(None))
+        .unwrap();
+    assert_eq!(a.s.len(), 4);
+}
+
+#[test]
+fn a_hostile_relay_s_replays_reflections_and_forgeries_are_refused_and_change_nothing() {
+    let (mut rng, mut a, mut b) = pair(3);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(3)))
+        .unwrap();
+    let first = a.seal(&mut rng, "bob", "one");
+    // Reflected to its sender before bob saw it (alice has a session as initiator).
+    assert_eq!(
+        a.open(&b, &first).unwrap_err(),
+        ReceiveError::Open(OpenError::Reflected)
+    );
+    assert_eq!(b.open(&a, &first).unwrap().0, "one");
+    // The first message again: a replay, not a second session (same ephemeral key).
+    assert_eq!(
+        b.open(&a, &first).unwrap_err(),
+        ReceiveError::Open(OpenError::Stale)
+    );
+    let reply = b.seal(&mut rng, "alice", "two");
+    // bob's own reply handed back to bob.
+    assert_eq!(
+        b.open(&a, &reply).unwrap_err(),
+        ReceiveError::Open(OpenError::Reflected)
+    );
+    // Altered in transit: every byte of the ciphertext and header matters.
+    for at in [2, 40, reply.len() - 1] {
+        let mut bad = reply.clone();
+        bad[at] ^= 0x40;
+        assert!(a.open(&b, &bad).is_err(), "byte {at}");
+    }
+    let mut flipped = reply.clone();
+    flipped[1] ^= 0x02; // the role bit: a relay cannot make a reflection pass
+    assert!(a.open(&b, &flipped).is_err());
+    // Garbage.
+    assert!(matches!(
+        a.open(&b, &[1, 2, 3]).unwrap_err(),
+        ReceiveError::Open(OpenError::Malformed(_))
+    ));
+    // None of that changed anything: the genuine reply opens, once.
+    assert_eq!(a.open(&b, &reply).unwrap().0, "two");
+    assert_eq!(
+        a.open(&b, &reply).unwrap_err(),
+        ReceiveError::Open(OpenError::Stale)
+    );
+    // A message without prelude from a stranger: no session to open it.
+    let mut c = Party::new(&mut rng, "carol");
+    c.s.start(&mut rng, &c.id, "carol", &b.bundle(None))
+        .unwrap();
+    let c1 = c.seal(&mut rng, "bob", "c1");
+    b.open(&c, &c1).unwrap();
+    let cr = b.seal(&mut rng, "carol", "r");
+    c.open(&b, &cr).unwrap();
+    let c2 = c.seal(&mut rng, "bob", "c2"); // no prelude any more
+    let mut fresh = Party::new(&mut rng, "bob");
+    assert_eq!(
+        fresh.open(&c, &c2).unwrap_err(),
+        ReceiveError::Open(OpenError::UnknownPrekey)
+    );
+}
+
+#[test]
+fn a_peer_that_lost_its_state_starts_a_new_session_which_replaces_the_old_one() {
+    let (mut rng, mut a, mut b) = pair(4);
+    let alice_id = || Identity::generate(&mut ChaCha20Rng::seed_from_u64(42), 0);
+    a.id = alice_id();
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    let m = a.seal(&mut rng, "bob", "before");
+    b.open(&a, &m).unwrap();
+    // alice starts over (new table, same identity), from a new bundle.
+    let mut a2 = Party {
+        name: "alice",
+        id: alice_id(),
+        s: Sessions::new(OwnPrekeys::generate(&mut rng, 8, 200)),
+    };
+    a2.s.start(&mut rng, &a2.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    let m2 = a2.seal(&mut rng, "bob", "after");
+    let (t, o) = b.open(&a2, &m2).unwrap();
+    assert_eq!(
+        (t.as_str(), o.new_session, o.replaced),
+        ("after", true, true)
+    );
+    let r = b.seal(&mut rng, "alice", "welcome back");
+    assert_eq!(a2.open(&b, &r).unwrap().0, "welcome back");
+    // The old session's messages no longer open.
+    let old = a.seal(&mut rng, "bob", "old");
+    assert!(b.open(&a, &old).is_err());
+}
+
+/// A relay that holds up to 16 messages and delivers them in random order, duplicating
+/// some and dropping up to 10: every message not dropped is shown exactly once, every
+/// duplicate is refused as a replay. (The bound of §6: at most 32 outstanding, lost
+/// ones included, so 16 in flight and 10 lost stay inside it.)
+#[test]
+fn through_a_relay_that_drops_reorders_and_duplicates_every_text_is_shown_exactly_once() {
+    for seed in 0..6u64 {
+        let (mut rng, mut a, mut b) = pair(100 + seed);
+        a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(1)))
+            .unwrap();
+        // bob must see one message before he can answer.
+        let m0 = a.seal(&mut rng, "bob", "a-start");
+        b.open(&a, &m0).unwrap();
+        let mut in_flight: Vec<(bool, String, Vec<u8>)> = Vec::new(); // (to bob, text, body)
+        let mut shown: Vec<String> = Vec::new();
+        let mut dropped: Vec<String> = Vec::new();
+        let mut sent: Vec<String> = Vec::new();
+        let mut replays = 0;
+        for i in 0..400 {
+            // Send from one side (alice more often), keeping at most 16 in flight.
+            if in_flight.len() < 16 {
+                let to_bob = rng.gen_bool(0.7);
+                let text = format!("{}-{i}", if to_bob { "a" } else { "b" });
+                let body = if to_bob {
+                    a.seal(&mut rng, "bob", &text)
+                } else {
+                    b.seal(&mut rng, "alice", &text)
+                };
+                sent.push(text.clone());
+                in_flight.push((to_bob, text, body));
+            }
+            // Deliver one at random, sometimes dropping it, sometimes keeping a copy.
+            if !in_flight.is_empty() && rng.gen_bool(0.8) {
+                let k = rng.gen_range(0..in_flight.len());
+                let (to_bob, text, body) = in_flight.swap_remove(k);
+                if dropped.len() < 10 && rng.gen_bool(0.05) {
+                    dropped.push(text);
+                    continue;
+                }
+                let got = if to_bob {
+                    b.open(&a, &body)
+                } else {
+                    a.open(&b, &body)
+                };
+                match got {
+                    Ok((t, _)) => {
+                        assert_eq!(t, text);
+                        shown.push(t);
+                    }
+                    Err(e) => panic!(
+                        "seed {seed}: {text} refused: {e}; in flight {}, dropped {}, ring a {} b {}",
+                        in_flight.len(),
+                        dropped.len(),
+                        a.s.session("bob").unwrap().skipped_keys(),
+                        b.s.session("alice").unwrap().skipped_keys()
+                    ),
+                }
+                if rng.gen_bool(0.1) {
+                    let again = if to_bob {
+                        b.open(&a, &body)
+                    } else {
+                        a.open(&b, &body)
+                    };
+                    assert!(
+                        again.is_err(),
+                        "seed {seed}: a duplicate of {text} was shown"
+                    );
+                    replays += 1;
+                }
+            }
+        }
+        for (to_bob, text, body) in in_flight.drain(..) {
+            let got = if to_bob {
+                b.open(&a, &body)
+            } else {
+                a.open(&b, &body)
+            };
+            assert_eq!(got.unwrap().0, text);
+            shown.push(text);
+        }
+        let mut want: Vec<String> = sent.into_iter().filter(|t| !dropped.contains(t)).collect();
+        want.sort();
+        shown.sort();
+        let before = shown.len();
+        shown.dedup();
+        assert_eq!(before, shown.len(), "seed {seed}: a text was shown twice");
+        assert_eq!(shown, want, "seed {seed}");
+        assert!(
+            replays > 0 && !dropped.is_empty(),
+            "seed {seed}: the relay did nothing hostile"
+        );
+    }
+}
+
+/// One message held back while many later ones arrive pairwise swapped: each swap
+/// skips a key that is opened right after, so only two keys are ever outstanding, and
+/// the held-back message still opens (the ring evicts only when 32 keys are held).
+#[test]
+fn a_message_held_back_opens_however_many_keys_were_skipped_and_opened_since() {
+    let (mut rng, mut a, mut b) = pair(5);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(None))
+        .unwrap();
+    let bodies: Vec<Vec<u8>> = (0..81)
+        .map(|i| a.seal(&mut rng, "bob", &format!("m{i}")))
+        .collect();
+    assert_eq!(b.open(&a, &bodies[1]).unwrap().0, "m1");
+    for i in (2..80).step_by(2) {
+        assert_eq!(b.open(&a, &bodies[i + 1]).unwrap().0, format!("m{}", i + 1));
+        assert_eq!(b.open(&a, &bodies[i]).unwrap().0, format!("m{i}"));
+    }
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 1);
+    // The moved ring is a valid stored state (§12.1: free entries are zeros).
+    let mut rec = [0u8; STATE_LEN];
+    b.s.session("alice").unwrap().encode(&mut rec).unwrap();
+    assert_eq!(Session::decode(&rec).unwrap().skipped_keys(), 1);
+    assert_eq!(b.open(&a, &bodies[0]).unwrap().0, "m0");
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 0);
+    // n34 first skips 34 keys: the ring keeps the newest 32, n0 and n1 are refused.
+    let more: Vec<Vec<u8>> = (0..35)
+        .map(|i| a.seal(&mut rng, "bob", &format!("n{i}")))
+        .collect();
+    assert_eq!(b.open(&a, &more[34]).unwrap().0, "n34");
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 32);
+    for i in [0, 1] {
+        assert_eq!(
+            b.open(&a, &more[i]).unwrap_err(),
+            ReceiveError::Open(OpenError::Stale)
+        );
+    }
+    assert_eq!(b.open(&a, &more[2]).unwrap().0, "n2");
+    // Two more skipped: the first takes the free entry, the second evicts the oldest.
+    let more2: Vec<Vec<u8>> = (0..3)
+        .map(|i| a.seal(&mut rng, "bob", &format!("o{i}")))
+        .collect();
+    assert_eq!(b.open(&a, &more2[2]).unwrap().0, "o2");
+    assert_eq!(
+        b.open(&a, &more[3]).unwrap_err(),
+        ReceiveError::Open(OpenError::Stale)
+    );
+    assert_eq!(b.open(&a, &more[4]).unwrap().0, "n4");
+    assert_eq!(b.open(&a, &more2[0]).unwrap().0, "o0");
+    assert_eq!(b.open(&a, &more[33]).unwrap().0, "n33");
+}
+
+/// A client's prekeys and sessions stored and restored (a restart): the conversation
+/// goes on, a replay of a message opened before the restart is still refused, and a
+/// damaged record is refused without changing anything.
+#[test]
+fn prekeys_and_sessions_survive_a_restart_and_damaged_records_are_refused() {
+    let (mut rng, mut a, mut b) = pair(6);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(2)))
+        .unwrap();
+    let first = a.seal(&mut rng, "bob", "before");
+    let late = a.seal(&mut rng, "bob", "in flight over the restart");
+    b.open(&a, &first).unwrap();
+    // bob restarts: his prekeys and his session with alice, from their records.
+    let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX];
+    let n = b.s.own().encode(&mut rec).unwrap();
+    let own_rec = rec[..n].to_vec();
+    let mut rec = vec![0u8; T::PEER_RECORD_MAX];
+    let n = b.s.encode_peer("alice", &mut rec).unwrap().unwrap();
+    let peer_rec = rec[..n].to_vec();
+    assert!(b.s.encode_peer("zed", &mut rec).is_none());
+    let own = OwnPrekeys::decode(&own_rec).unwrap();
+    assert_eq!(own.opks().len(), 15);
+    assert_eq!(own.spk().public(), b.s.own().spk().public());
+    let id = std::mem::replace(&mut b.id, Identity::generate(&mut rng, 0));
+    drop(b);
+    let mut b2 = Party {
+        name: "bob",
+        id,
+        s: Sessions::new(own),
+    };
+    assert_eq!(b2.s.restore_peer(&peer_rec).unwrap(), "alice");
+    assert_eq!(b2.open(&a, &late).unwrap().0, "in flight over the restart");
+    assert_eq!(
+        b2.open(&a, &first).unwrap_err(),
+        ReceiveError::Open(OpenError::Stale)
+    );
+    let r = b2.seal(&mut rng, "alice", "after");
+    assert_eq!(a.open(&b2, &r).unwrap().0, "after");
+    // A new initiator still gets an answer from the restored prekeys.
+    let mut c = Party::new(&mut rng, "carol");
+    c.s.start(&mut rng, &c.id, "carol", &b2.bundle(Some(0)))
+        .unwrap();
+    let mc = c.seal(&mut rng, "bob", "hi");
+    assert_eq!(b2.open(&c, &mc).unwrap().0, "hi");
+
+    // Every flipped byte, every truncation: refused, nothing restored or changed.
+    for rec in [&own_rec, &peer_rec] {
+        for i in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[i] ^= 0x01;
+            assert!(OwnPrekeys::decode(&bad).is_err());
+            let mut fresh: T = Sessions::new(OwnPrekeys::generate(&mut rng, 1, 1));
+            assert!(fresh.restore_peer(&bad).is_err(), "byte {i}");
+            assert!(fresh.is_empty());
+        }
+        for len in 0..rec.len() {
+            assert!(OwnPrekeys::decode(&rec[..len]).is_err());
+        }
+    }
+    // The two kinds of record are not mistaken for one another.
+    assert!(OwnPrekeys::decode(&peer_rec).is_err());
+    let mut fresh: T = Sessions::new(OwnPrekeys::generate(&mut rng, 1, 1));
+    assert!(fresh.restore_peer(&own_rec).is_err());
+}
