@@ -39,6 +39,7 @@ use crate::identity::Identity;
 use crate::limits::{
     CLIENT_MAX_TEXT, CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, NONCE_LEN, TAG_LEN,
 };
+use crate::link::{Link, LinkAction};
 use crate::msg::{self, ALG_V1, BufferTooSmall, Message, NameError, ParseError, Relay, UserList};
 use crate::v2::SIG_LEN;
 use crate::v2::identity::{HelloProof, IdentityError};
@@ -383,6 +384,10 @@ pub struct Client<
     ev_v1_server: bool,
     ev_bad_binding: Option<usize>,
     bad_binding_name: String<MAX_NAME_BYTES>,
+    /// Heartbeats with a v2 server (protocol v2 §11), the host's last time, a ping due.
+    link: Link,
+    clock: u64,
+    ping_due: Option<u32>,
 }
 
 /// What a v2 client keeps to answer challenges.
@@ -452,6 +457,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             ev_v1_server: false,
             ev_bad_binding: None,
             bad_binding_name: String::new(),
+            link: Link::default(),
+            clock: 0,
+            ping_due: None,
         })
     }
 
@@ -577,6 +585,8 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.list_in_flight = false;
         self.user_list_due = false;
         self.user_lists = 0;
+        self.link.stop();
+        self.ping_due = None;
     }
 
     fn clear_queued(&mut self) {
@@ -603,6 +613,14 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// [`Client::request_list`] queued, and the `list` requests the client decides to
     /// make. Call it until it returns `None` after every other call.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
+        let n = self.poll_transmit_inner(out)?;
+        if n.is_some() {
+            self.link.on_sent(self.clock);
+        }
+        Ok(n)
+    }
+
+    fn poll_transmit_inner(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
         match self.phase {
             Phase::Hello => {
                 let n = match &self.v2 {
@@ -638,6 +656,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
             Phase::AwaitWelcome => Ok(None),
             Phase::Ready => {
+                if let Some(m) = self.link_message() {
+                    return Ok(Some(m.emit_line(out)?));
+                }
                 let n = match self.queued {
                     Queued::Chat => {
                         let text = core::str::from_utf8(&self.out).unwrap_or("");
@@ -674,6 +695,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// line that were not drained are discarded.
     pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), LineError> {
         self.discard_events();
+        if self.link_line(line, scratch) {
+            return Ok(());
+        }
         if let Some(v2) = &self.v2
             && self.phase == Phase::AwaitWelcome
             && !self.challenged
@@ -703,6 +727,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                             self.v2_peers.clear();
                         }
                         self.server_v2 = Some(v2);
+                        if v2 {
+                            self.link.start(self.clock);
+                        }
                     }
                 }
                 self.apply_directory(&users);
@@ -1096,6 +1123,63 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         copy_name(&mut self.out_to, user);
         self.queued = Queued::Relay(nonce);
         Ok(())
+    }
+}
+
+/// Heartbeats with a v2 server (protocol v2 §11; the machine is [`Link`]). Time is the
+/// host's monotonic clock in milliseconds, any origin.
+impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, MSG, PENDING> {
+    /// Tells the client the time: call when [`Client::poll_timeout`] passes, and
+    /// before handing it received lines. A ping that is due is queued for
+    /// [`Client::poll_transmit`]; a stall shows in [`Client::is_stalled`].
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.clock = self.clock.max(now_ms);
+        if let Some(LinkAction::Ping(id)) = self.link.poll(self.clock) {
+            self.ping_due = Some(id);
+        }
+    }
+
+    /// When to call [`Client::handle_timeout`] next; `None` while no heartbeats run (a
+    /// v1 server, not registered, or stalled).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.link.next_deadline()
+    }
+
+    /// True when the v2 server answered nothing within the allowance after a ping: the
+    /// host reports it and reconnects ([`Client::reset`] clears it).
+    pub fn is_stalled(&self) -> bool {
+        self.link.is_stalled()
+    }
+
+    /// Time without sending before a ping, and the allowance after it, in milliseconds
+    /// (defaults: [`crate::link::DEFAULT_INTERVAL_MS`], [`crate::link::ALLOWANCE_MS`]).
+    pub fn set_ping_timings(&mut self, interval_ms: u32, allowance_ms: u32) {
+        self.link.set_timings(interval_ms, allowance_ms);
+    }
+
+    /// Notes a received line; true if it was a `ping` (a `pong` is then due) or a
+    /// `pong`, which nothing else reads.
+    fn link_line(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        if !self.link.is_started() {
+            return false;
+        }
+        self.link.on_received(self.clock);
+        match v2json::parse(line, scratch) {
+            Ok(V2Message::Ping { id }) => {
+                self.link.on_ping(id);
+                true
+            }
+            Ok(V2Message::Pong { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// A pong or a ping to send now, pongs first.
+    fn link_message(&mut self) -> Option<V2Message<'static>> {
+        if let Some(id) = self.link.take_pong() {
+            return Some(V2Message::Pong { id });
+        }
+        self.ping_due.take().map(|id| V2Message::Ping { id })
     }
 }
 
