@@ -116,12 +116,18 @@ pub fn parse<'m>(line: &'m [u8], scratch: &'m mut [u8]) -> Input<'m> {
 pub struct Prepared<'m> {
     input: Input<'m>,
     relay: Option<Line>,
+    /// A v2 heartbeat (protocol v2 §11): `Some(Some(id))` a ping, `Some(None)` a pong.
+    beat: Option<Option<u32>>,
 }
 
 impl<'m> Prepared<'m> {
     /// Input that is not a `relay` (or whose forwarded line is not needed).
     pub fn new(input: Input<'m>) -> Self {
-        Self { input, relay: None }
+        Self {
+            input,
+            relay: None,
+            beat: None,
+        }
     }
 
     /// For a `relay`: the recipient's name and the length of the line to forward.
@@ -153,7 +159,36 @@ pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepare
         )),
         _ => None,
     };
-    Prepared { input, relay }
+    Prepared {
+        beat: heartbeat(&input, line),
+        input,
+        relay,
+    }
+}
+
+/// A `ping` (its id) or a `pong` (`None`), for a line v1 does not know.
+fn heartbeat(input: &Input<'_>, line: &[u8]) -> Option<Option<u32>> {
+    use seguro_core::v2::json::{self as v2json, V2Message};
+    if !matches!(input, Input::Malformed(msg::ParseError::UnknownType)) {
+        return None;
+    }
+    // Pings and pongs carry nothing to unescape: a small scratch is enough.
+    let mut scratch = [0u8; 16];
+    match v2json::parse(line, &mut scratch) {
+        Ok(V2Message::Ping { id }) => Some(Some(id)),
+        Ok(V2Message::Pong { .. }) => Some(None),
+        _ => None,
+    }
+}
+
+/// A `pong` line answering ping `id`.
+fn pong_line(id: u32) -> Line {
+    use seguro_core::v2::json::V2Message;
+    let m = V2Message::Pong { id };
+    let mut v = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut v).unwrap_or(0);
+    v.truncate(n);
+    v.into()
 }
 
 /// The router, the current directory's `users` line and the outboxes.
@@ -220,6 +255,16 @@ impl<T: Outbox> Hub<T> {
     /// Routes a line from connection `conn` and queues what it produces. Returns the
     /// reason if `conn` itself is to be closed now (its last lines are queued).
     pub fn handle(&mut self, conn: ConnId, p: Prepared<'_>) -> Option<Close> {
+        // A v2 connection's heartbeat is answered here; from a v1 connection it is an
+        // unknown message, as before.
+        if let Some(beat) = p.beat
+            && self.router.is_v2(conn)
+        {
+            if let (Some(id), Some(t)) = (beat, self.router.tag(conn)) {
+                t.send(Outgoing::Text(pong_line(id)));
+            }
+            return None;
+        }
         let mut close_me = None;
         let relay_to = match p.input {
             Input::Message(Message::Relay(r)) => Some(r.to),
