@@ -43,7 +43,7 @@ use crate::link::{Link, LinkAction};
 use crate::msg::{self, ALG_V1, BufferTooSmall, Message, NameError, ParseError, Relay, UserList};
 use crate::v2::SIG_LEN;
 use crate::v2::identity::{HelloProof, IdentityError};
-use crate::v2::json::{self as v2json, HelloV2, V2Message};
+use crate::v2::json::{self as v2json, DirDelta, HelloV2, V2Message};
 
 /// Default capacity of a client's message buffer: the longest text plus the tag.
 pub const DEFAULT_MSG: usize = CLIENT_MAX_TEXT + TAG_LEN;
@@ -388,6 +388,10 @@ pub struct Client<
     link: Link,
     clock: u64,
     ping_due: Option<u32>,
+    /// The last `dir` delta applied (protocol v2 §10), and whether a `list` is awaited
+    /// after a gap.
+    dir_seq: u32,
+    dir_resync: bool,
 }
 
 /// What a v2 client keeps to answer challenges.
@@ -460,6 +464,8 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             link: Link::default(),
             clock: 0,
             ping_due: None,
+            dir_seq: 0,
+            dir_resync: false,
         })
     }
 
@@ -587,6 +593,8 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.user_lists = 0;
         self.link.stop();
         self.ping_due = None;
+        self.dir_seq = 0;
+        self.dir_resync = false;
     }
 
     fn clear_queued(&mut self) {
@@ -695,7 +703,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// line that were not drained are discarded.
     pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), LineError> {
         self.discard_events();
-        if self.link_line(line, scratch) {
+        if self.link_line(line, scratch) || self.dir_delta(line, scratch) {
             return Ok(());
         }
         if let Some(v2) = &self.v2
@@ -775,6 +783,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         let Ok(Some(d)) = v2json::parse_directory_v2(line, a) else {
             return false;
         };
+        // Deltas continue from here (§10).
+        self.dir_seq = d.seq;
+        self.dir_resync = false;
         let users = match msg::parse(line, b) {
             Ok(Message::Welcome { users } | Message::Users { users }) => users,
             _ => return false,
@@ -1172,6 +1183,57 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             Ok(V2Message::Pong { .. }) => true,
             _ => false,
         }
+    }
+
+    /// Applies a `dir` delta from a v2 server (§10); true if the line was one. A gap
+    /// asks for the whole directory (`list`), and deltas wait until it arrives.
+    fn dir_delta(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        if !self.challenged || self.phase != Phase::Ready {
+            return false;
+        }
+        let Ok(V2Message::Dir { seq, delta }) = v2json::parse(line, scratch) else {
+            return false;
+        };
+        if self.dir_resync || seq <= self.dir_seq {
+            return true;
+        }
+        if seq != self.dir_seq.saturating_add(1) {
+            self.dir_resync = true;
+            self.list_due = true;
+            return true;
+        }
+        self.dir_seq = seq;
+        let name = delta.user();
+        let tag = name_tag(name);
+        self.v2_peers.retain(|p| p.name != tag);
+        self.prev.clone_from(&self.dir);
+        match delta {
+            DirDelta::Leave { user } => {
+                self.dir.remove(user);
+            }
+            DirDelta::Join(e) | DirDelta::Key(e) => {
+                if let Some(p) = e.peer() {
+                    if p.verify().is_err() {
+                        copy_name(&mut self.bad_binding_name, name);
+                        self.ev_bad_binding = Some(0);
+                    } else if e.v2.is_some_and(|v| v.has_cap("v2")) {
+                        let _ = self.v2_peers.push(V2Peer {
+                            name: tag,
+                            x: p.keys.x,
+                            ed: p.keys.ed,
+                        });
+                    }
+                }
+                self.ev_truncated = self.dir.upsert(name, &e.x);
+            }
+        }
+        self.ev_diff = Some(0);
+        self.generation = self.generation.wrapping_add(1);
+        self.ev_pending = !self.pending.is_empty();
+        let dir = &self.dir;
+        self.peer_keys
+            .retain(|(k, _)| dir.iter().any(|e| e.key() == k));
+        true
     }
 
     /// A pong or a ping to send now, pongs first.

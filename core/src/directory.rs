@@ -104,6 +104,46 @@ impl<const N: usize> Directory<N> {
         dropped
     }
 
+    /// Sets `name`'s key, adding it in name order if absent (the order of a Seguro
+    /// server's directory), for one change at a time (protocol v2 §10). What did not
+    /// fit is reported as in [`Directory::replace`].
+    pub fn upsert(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Dropped {
+        let mut dropped = Dropped::default();
+        if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
+            e.key = *key;
+            return dropped;
+        }
+        let mut n = String::new();
+        if n.push_str(name).is_err() {
+            dropped.name_too_long = 1;
+            return dropped;
+        }
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.name.as_str() > name)
+            .unwrap_or(self.entries.len());
+        if self
+            .entries
+            .insert(at, Entry { name: n, key: *key })
+            .is_err()
+        {
+            dropped.over_capacity = 1;
+        }
+        dropped
+    }
+
+    /// Removes `name`; false if it was not listed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.entries.iter().position(|e| e.name == name) {
+            Some(i) => {
+                self.entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The changes that turn `old` into `self`, in a stable order: joins and key
     /// changes in `self`'s order, then leaves in `old`'s order.
     pub fn changes_since<'a>(&'a self, old: &'a Directory<N>) -> Changes<'a, N> {

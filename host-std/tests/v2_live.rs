@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use rustls::pki_types::CertificateDer;
 use seguro_core::identity::Identity;
-use seguro_core::v2::json::{self as v2json, HelloV2, V2Message};
+use seguro_core::msg::{self, Message, UserList};
+use seguro_core::v2::json::{self as v2json, DirDelta, HelloV2, V2Message};
 
 fn emit(m: &V2Message<'_>) -> String {
     let mut out = vec![0u8; m.line_len()];
@@ -26,6 +27,11 @@ fn emit(m: &V2Message<'_>) -> String {
 
 /// A v2 registration with a real proof; returns the connection after its welcome.
 fn register_v2(server: &Server, user: &str) -> Raw {
+    register_v2_welcome(server, user).0
+}
+
+/// [`register_v2`], with the welcome line.
+fn register_v2_welcome(server: &Server, user: &str) -> (Raw, String) {
     let id = Identity::generate(&mut rand_core::OsRng, 0);
     let mut r = Raw::connect(server.port(), server.pinned());
     let v2 = HelloV2 {
@@ -53,7 +59,7 @@ fn register_v2(server: &Server, user: &str) -> Raw {
     }));
     let w = r.read_line(T).expect("welcome");
     assert!(w.starts_with("{\"type\":\"welcome\""), "{w}");
-    r
+    (r, w)
 }
 
 fn spki_of(cert: &CertificateDer<'_>) -> [u8; 32] {
@@ -252,4 +258,136 @@ fn a_stalled_link_is_reported_and_the_client_reconnects_and_delivers_what_was_ty
     });
     assert!(!alice.out.contains("NOT sent"), "{:?}", alice.out.all());
     let _ = alice.finish();
+}
+
+/// A directory as a client keeps it: name → X25519 key and Ed25519 key (v2 users).
+type Model = std::collections::BTreeMap<String, ([u8; 32], Option<[u8; 32]>)>;
+
+/// The directory a `welcome` or `users` line lists, and its v2 `seq`.
+fn full_directory(line: &str) -> (Model, Option<u32>) {
+    let mut s1 = vec![0u8; line.len()];
+    let mut model = Model::new();
+    match msg::parse(line.as_bytes(), &mut s1) {
+        Ok(Message::Welcome { users } | Message::Users { users }) => {
+            for (n, k) in users.iter() {
+                model.insert(n.to_owned(), (*k, None));
+            }
+        }
+        other => panic!("not a directory: {other:?}"),
+    }
+    let mut s2 = vec![0u8; line.len()];
+    let seq = v2json::parse_directory_v2(line.as_bytes(), &mut s2)
+        .unwrap()
+        .map(|d| {
+            for (n, v) in d.users.iter() {
+                model.get_mut(n).expect("v2 entry of a listed user").1 = Some(v.ed);
+            }
+            d.seq
+        });
+    (model, seq)
+}
+
+#[test]
+fn a_v2_client_gets_deltas_that_add_up_to_the_directory_while_v1_gets_full_users() {
+    let dir = TempDir::new("v2-dir");
+    // Leaves at once; a second's debounce makes a quick reconnect with a new key one
+    // `key` delta.
+    let server = Server::start(
+        &dir,
+        &["--reconnect-grace", "0", "--users-debounce-ms", "1000"],
+    );
+    let (port, pinned) = (server.port(), server.pinned());
+    let mut old = Raw::register(port, pinned.clone(), "old");
+    let (mut ana, welcome) = register_v2_welcome(&server, "ana");
+    let (mut model, seq) = full_directory(&welcome);
+    assert_eq!(seq, Some(0));
+    assert_eq!(model.keys().collect::<Vec<_>>(), ["ana", "old"]);
+
+    let mut last = 0u32;
+    let mut ops = Vec::new();
+    let mut apply = |ana: &mut Raw, model: &mut Model, done: &dyn Fn(&Model) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(model) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = ana.read_line(left).expect("a delta before the timeout");
+            assert!(
+                !line.starts_with("{\"type\":\"users\""),
+                "a full push: {line}"
+            );
+            let mut scratch = vec![0u8; line.len()];
+            let Ok(V2Message::Dir { seq, delta }) = v2json::parse(line.as_bytes(), &mut scratch)
+            else {
+                continue;
+            };
+            assert_eq!(seq, last + 1, "{line}");
+            last = seq;
+            match delta {
+                DirDelta::Join(e) | DirDelta::Key(e) => {
+                    if let Some(p) = e.peer() {
+                        p.verify().unwrap();
+                    }
+                    let before = model.insert(e.user.to_owned(), (e.x, e.v2.map(|v| v.ed)));
+                    let key = matches!(delta, DirDelta::Key(_));
+                    assert_eq!(before.is_some(), key, "{line}");
+                    ops.push(if key { "key" } else { "join" });
+                }
+                DirDelta::Leave { user } => {
+                    assert!(model.remove(user).is_some(), "{line}");
+                    ops.push("leave");
+                }
+            }
+        }
+    };
+
+    let mut bob = register_v2(&server, "bob");
+    let carol = Raw::register(port, pinned.clone(), "carol");
+    let carol_key = carol.key;
+    apply(&mut ana, &mut model, &|m| {
+        m.contains_key("bob") && m.contains_key("carol")
+    });
+    assert!(
+        model["bob"].1.is_some() && model["carol"].1.is_none(),
+        "{model:?}"
+    );
+    bob.send_line(r#"{"type":"ping","id":"1"}"#);
+    bob.read_until("pong", T);
+    drop(bob);
+    apply(&mut ana, &mut model, &|m| !m.contains_key("bob"));
+    // carol comes back at once with another key.
+    drop(carol);
+    let carol = Raw::register(port, pinned.clone(), "carol");
+    let new_key = carol.key;
+    assert_ne!(new_key, carol_key);
+    apply(&mut ana, &mut model, &|m| {
+        m.get("carol").is_some_and(|c| c.0 == new_key)
+    });
+    assert!(ops.contains(&"join") && ops.contains(&"leave"), "{ops:?}");
+    assert!(ops.contains(&"key"), "no key delta: {ops:?}");
+
+    // `list` gets the whole directory, with the last delta's number: it equals what the
+    // deltas built.
+    ana.send_line(r#"{"type":"list"}"#);
+    let full = ana.read_until("\"users\"", T);
+    let (listed, seq) = full_directory(&full);
+    assert_eq!(seq, Some(last));
+    assert_eq!(listed, model);
+
+    // The v1 client got full `users` lines only, the last one byte for byte what v1
+    // builds from that directory.
+    let mut v1_lines = Vec::new();
+    while let Some(l) = old.read_line(Duration::from_millis(1500)) {
+        v1_lines.push(l);
+    }
+    assert!(!v1_lines.is_empty());
+    for l in &v1_lines {
+        assert!(l.starts_with("{\"type\":\"users\""), "{l}");
+        assert!(!l.contains("v2") && !l.contains("seq"), "{l}");
+    }
+    let mut buf = vec![0u8; 4096];
+    let users = UserList::pack(model.iter().map(|(n, (k, _))| (n.as_str(), k)), &mut buf).unwrap();
+    let m = Message::Users { users };
+    let mut want = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut want).unwrap();
+    assert_eq!(v1_lines.last().unwrap().as_bytes(), &want[..n - 1]);
+    drop(carol);
 }

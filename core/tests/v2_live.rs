@@ -216,3 +216,156 @@ fn a_v1_server_gets_no_pings_and_a_ping_from_it_is_a_bad_line() {
     assert_eq!(b.poll_timeout(), None);
     assert_eq!(transmit(&mut b), None);
 }
+
+fn dir(seq: u32, delta: v2json::DirDelta<'_>) -> Vec<u8> {
+    emit(&V2Message::Dir { seq, delta })
+}
+
+fn join<'a>(user: &'a str, x: [u8; 32], v2: Option<v2json::HelloV2<'a>>) -> v2json::DirDelta<'a> {
+    v2json::DirDelta::Join(v2json::DirEntry { user, x, v2 })
+}
+
+fn names(c: &C) -> Vec<(String, [u8; 32])> {
+    c.directory()
+        .iter()
+        .map(|e| (e.name().to_owned(), *e.key()))
+        .collect()
+}
+
+fn changes(c: &mut C) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(e) = c.poll_event() {
+        out.push(match e {
+            seguro_core::client::Event::Change(ch) => format!("{ch:?}"),
+            seguro_core::client::Event::BadBinding { user, more } => {
+                format!("bad binding {user} {more}")
+            }
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
+#[test]
+fn deltas_join_change_and_leave_in_name_order() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let mut c = on_v2_server(&mut rng, 0);
+    let _ = changes(&mut c);
+    let bo = Identity::generate(&mut rng, 0);
+    let bind = bo.bind("bo").unwrap();
+    let v2 = v2json::HelloV2 {
+        caps: "v2",
+        ed: bo.ed25519_public(),
+        bind,
+    };
+    feed(&mut c, &dir(1, join("zed", [3; 32], None))).unwrap();
+    assert_eq!(changes(&mut c).len(), 1);
+    feed(&mut c, &dir(2, join("bo", bo.public(), Some(v2)))).unwrap();
+    let ev = changes(&mut c);
+    assert!(
+        ev.iter().any(|e| e.contains("Joined") && e.contains("bo")),
+        "{ev:?}"
+    );
+    assert_eq!(
+        names(&c),
+        [("bo".to_owned(), bo.public()), ("zed".to_owned(), [3; 32])]
+    );
+    assert!(c.peer_v2("bo"));
+    assert!(!c.peer_v2("zed"));
+    // Another key for zed.
+    feed(
+        &mut c,
+        &dir(
+            3,
+            v2json::DirDelta::Key(v2json::DirEntry {
+                user: "zed",
+                x: [4; 32],
+                v2: None,
+            }),
+        ),
+    )
+    .unwrap();
+    let ev = changes(&mut c);
+    assert!(ev.iter().any(|e| e.contains("KeyChanged")), "{ev:?}");
+    assert_eq!(c.key_of("zed"), Some(&[4; 32]));
+    // An old or repeated delta is ignored.
+    feed(&mut c, &dir(3, v2json::DirDelta::Leave { user: "zed" })).unwrap();
+    assert_eq!(c.key_of("zed"), Some(&[4; 32]));
+    feed(&mut c, &dir(4, v2json::DirDelta::Leave { user: "bo" })).unwrap();
+    let ev = changes(&mut c);
+    assert!(ev.iter().any(|e| e.contains("Left")), "{ev:?}");
+    assert!(!c.peer_v2("bo"));
+    assert_eq!(names(&c), [("zed".to_owned(), [4; 32])]);
+    assert_eq!(transmit(&mut c), None, "no list without a gap");
+}
+
+#[test]
+fn a_bad_binding_in_a_delta_is_reported_and_the_user_is_v1() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let mut c = on_v2_server(&mut rng, 0);
+    let _ = changes(&mut c);
+    let bo = Identity::generate(&mut rng, 0);
+    let v2 = v2json::HelloV2 {
+        caps: "v2",
+        ed: bo.ed25519_public(),
+        // Bound to another name.
+        bind: bo.bind("mallory").unwrap(),
+    };
+    feed(&mut c, &dir(1, join("bo", bo.public(), Some(v2)))).unwrap();
+    let ev = changes(&mut c);
+    assert!(ev.iter().any(|e| e == "bad binding bo 0"), "{ev:?}");
+    assert!(!c.peer_v2("bo"));
+    assert_eq!(c.key_of("bo"), Some(&bo.public()));
+}
+
+#[test]
+fn a_gap_asks_for_the_list_and_its_seq_resets_the_count() {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut c = on_v2_server(&mut rng, 0);
+    feed(&mut c, &dir(1, join("a", [1; 32], None))).unwrap();
+    assert!(transmit(&mut c).is_none());
+    feed(&mut c, &dir(3, join("c", [3; 32], None))).unwrap();
+    assert_eq!(transmit(&mut c).unwrap(), b"{\"type\":\"list\"}\n");
+    assert_eq!(c.key_of("c"), None, "a delta after a gap is not applied");
+    // Deltas that arrive before the answer wait for it.
+    feed(&mut c, &dir(2, join("b", [2; 32], None))).unwrap();
+    assert_eq!(c.key_of("b"), None);
+    assert!(transmit(&mut c).is_none(), "one list");
+    // The answer: the whole directory, deltas continue after seq 5.
+    let mut b1 = vec![0u8; 512];
+    let users =
+        UserList::pack([("a", &[1; 32]), ("b", &[2; 32]), ("c", &[3; 32])], &mut b1).unwrap();
+    let mut b2 = [0u8; 8];
+    let v2users = V2UserList::pack(core::iter::empty(), &mut b2).unwrap();
+    let mut out = vec![0u8; 1024];
+    let n = v2json::emit_directory_line(
+        DirectoryKind::Users,
+        &users,
+        &DirectoryV2 {
+            seq: 5,
+            users: v2users,
+        },
+        &mut out,
+    )
+    .unwrap();
+    feed(&mut c, &out[..n - 1]).unwrap();
+    assert_eq!(names(&c).len(), 3);
+    feed(&mut c, &dir(5, v2json::DirDelta::Leave { user: "a" })).unwrap();
+    assert!(c.key_of("a").is_some(), "seq 5 is in the list already");
+    feed(&mut c, &dir(6, v2json::DirDelta::Leave { user: "a" })).unwrap();
+    assert!(c.key_of("a").is_none());
+    // A reconnect starts the count over with the next welcome.
+    c.reset();
+    assert!(transmit(&mut c).is_some());
+    feed(&mut c, &dir(1, join("x", [9; 32], None))).unwrap_err();
+}
+
+#[test]
+fn a_v1_server_cannot_send_deltas() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let mut c = client(&mut rng);
+    assert!(transmit(&mut c).is_some());
+    feed(&mut c, &welcome(false)).unwrap();
+    assert!(feed(&mut c, &dir(1, join("x", [9; 32], None))).is_err());
+    assert_eq!(c.key_of("x"), None);
+}
