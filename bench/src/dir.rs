@@ -68,7 +68,10 @@ pub fn run(n: usize, v2_joiners: bool) -> crate::net::Result<()> {
         took.as_secs_f64()
     );
     println!("  v1 watcher (full users lines): {b1} bytes");
-    println!("  v2 watcher (dir deltas):       {b2} bytes ({:.0} bytes per join)", b2 as f64 / n.max(1) as f64);
+    println!(
+        "  v2 watcher (dir deltas):       {b2} bytes ({:.0} bytes per join)",
+        b2 as f64 / n.max(1) as f64
+    );
     println!("  v1 / v2 = {:.1}", b1 as f64 / b2.max(1) as f64);
     Ok(())
 }

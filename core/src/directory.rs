@@ -245,6 +245,33 @@ mod tests {
     use std::vec::Vec as StdVec;
 
     #[test]
+    fn upsert_keeps_name_order_and_remove_says_if_it_removed() {
+        let mut d: Directory<3> = Directory::new();
+        assert!(d.upsert("m", &[1; KEY_LEN]).is_empty());
+        assert!(d.upsert("z", &[2; KEY_LEN]).is_empty());
+        assert!(d.upsert("a", &[3; KEY_LEN]).is_empty());
+        let names: StdVec<&str> = d.iter().map(Entry::name).collect();
+        assert_eq!(names, ["a", "m", "z"]);
+        // An existing name changes its key in place, even when full.
+        assert!(d.upsert("m", &[9; KEY_LEN]).is_empty());
+        assert_eq!(d.get("m"), Some(&[9; KEY_LEN]));
+        assert_eq!(d.len(), 3);
+        let full = d.upsert("b", &[4; KEY_LEN]);
+        assert_eq!(full.over_capacity, 1);
+        assert_eq!(full.name_too_long, 0);
+        assert_eq!(d.get("b"), None);
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let mut e: Directory<3> = Directory::new();
+        let dropped = e.upsert(&long, &[5; KEY_LEN]);
+        assert_eq!((dropped.name_too_long, dropped.over_capacity), (1, 0));
+        assert!(e.is_empty());
+        assert!(d.remove("m"));
+        assert!(!d.remove("m"));
+        let names: StdVec<&str> = d.iter().map(Entry::name).collect();
+        assert_eq!(names, ["a", "z"]);
+    }
+
+    #[test]
     fn dropped_is_empty_only_when_nothing_was_dropped() {
         assert!(Dropped::default().is_empty());
         let over = Dropped {

@@ -133,7 +133,7 @@ pub struct V2Config {
 }
 
 /// The capabilities a `challenge` announces: what this server implements of v2.
-pub const V2_CAPS: &str = "v2 ping";
+pub const V2_CAPS: &str = "v2 dir ping";
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
