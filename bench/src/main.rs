@@ -9,6 +9,7 @@
 //! seguro-bench soak  --spawn target/debug/seguro       # fault suite, non-zero on failure
 //! ```
 
+mod dir;
 mod forwarder;
 mod handshake;
 mod load;
@@ -46,6 +47,9 @@ enum Cmd {
     Handshake(HandshakeArgs),
     /// N clients join then leave: total bytes the server sent, time (several N, fitted).
     Churn(ChurnArgs),
+    /// The directory bytes one watcher is sent while N users join: a v1 watcher (full
+    /// `users`) against a v2 watcher (`dir` deltas), on the server's hub in process.
+    Dir(DirArgs),
     /// The bare TLS line forwarder (the floor the relay is compared with).
     Forwarder(ForwarderArgs),
     /// Bounded soak and fault suite against a spawned server; exits 1 on any failure.
@@ -80,6 +84,16 @@ struct ServerArgs {
     /// Longest line accepted from the server.
     #[arg(long, default_value_t = 1 << 20)]
     max_line: usize,
+}
+
+#[derive(Debug, Args)]
+struct DirArgs {
+    /// Users who join.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    joins: usize,
+    /// The joiners are v1 clients (default: v2, listed with their v2 entry).
+    #[arg(long)]
+    v1_joiners: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +259,7 @@ fn main() -> ExitCode {
         Cmd::Idle(a) => idle_cmd(a),
         Cmd::Handshake(a) => handshake_cmd(a),
         Cmd::Churn(a) => churn_cmd(a),
+        Cmd::Dir(a) => dir::run(a.joins, !a.v1_joiners),
         Cmd::Forwarder(a) => forwarder::run(
             forwarder::Opts {
                 bind: a.bind,

@@ -233,6 +233,16 @@ impl<K: KeyMemory, const USERS: usize, const MSG: usize, const PENDING: usize>
         &self.client
     }
 
+    /// See [`Client::handle_timeout`] (heartbeats with a v2 server).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.client.handle_timeout(now_ms);
+    }
+
+    /// See [`Client::set_ping_timings`].
+    pub fn set_ping_timings(&mut self, interval_ms: u32, allowance_ms: u32) {
+        self.client.set_ping_timings(interval_ms, allowance_ms);
+    }
+
     /// The key memory.
     pub fn memory(&self) -> &K {
         &self.memory

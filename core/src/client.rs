@@ -39,10 +39,11 @@ use crate::identity::Identity;
 use crate::limits::{
     CLIENT_MAX_TEXT, CLIENT_MAX_USERS, CLIENT_PENDING, KEY_LEN, MAX_NAME_BYTES, NONCE_LEN, TAG_LEN,
 };
+use crate::link::{Link, LinkAction};
 use crate::msg::{self, ALG_V1, BufferTooSmall, Message, NameError, ParseError, Relay, UserList};
 use crate::v2::SIG_LEN;
 use crate::v2::identity::{HelloProof, IdentityError};
-use crate::v2::json::{self as v2json, HelloV2, V2Message};
+use crate::v2::json::{self as v2json, DirDelta, HelloV2, V2Message};
 
 /// Default capacity of a client's message buffer: the longest text plus the tag.
 pub const DEFAULT_MSG: usize = CLIENT_MAX_TEXT + TAG_LEN;
@@ -383,6 +384,14 @@ pub struct Client<
     ev_v1_server: bool,
     ev_bad_binding: Option<usize>,
     bad_binding_name: String<MAX_NAME_BYTES>,
+    /// Heartbeats with a v2 server (protocol v2 §11), the host's last time, a ping due.
+    link: Link,
+    clock: u64,
+    ping_due: Option<u32>,
+    /// The last `dir` delta applied (protocol v2 §10), and whether a `list` is awaited
+    /// after a gap.
+    dir_seq: u32,
+    dir_resync: bool,
 }
 
 /// What a v2 client keeps to answer challenges.
@@ -452,6 +461,11 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             ev_v1_server: false,
             ev_bad_binding: None,
             bad_binding_name: String::new(),
+            link: Link::default(),
+            clock: 0,
+            ping_due: None,
+            dir_seq: 0,
+            dir_resync: false,
         })
     }
 
@@ -577,6 +591,10 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         self.list_in_flight = false;
         self.user_list_due = false;
         self.user_lists = 0;
+        self.link.stop();
+        self.ping_due = None;
+        self.dir_seq = 0;
+        self.dir_resync = false;
     }
 
     fn clear_queued(&mut self) {
@@ -603,6 +621,14 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// [`Client::request_list`] queued, and the `list` requests the client decides to
     /// make. Call it until it returns `None` after every other call.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
+        let n = self.poll_transmit_inner(out)?;
+        if n.is_some() {
+            self.link.on_sent(self.clock);
+        }
+        Ok(n)
+    }
+
+    fn poll_transmit_inner(&mut self, out: &mut [u8]) -> Result<Option<usize>, TransmitError> {
         match self.phase {
             Phase::Hello => {
                 let n = match &self.v2 {
@@ -638,6 +664,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
             }
             Phase::AwaitWelcome => Ok(None),
             Phase::Ready => {
+                if let Some(m) = self.link_message() {
+                    return Ok(Some(m.emit_line(out)?));
+                }
                 let n = match self.queued {
                     Queued::Chat => {
                         let text = core::str::from_utf8(&self.out).unwrap_or("");
@@ -674,6 +703,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
     /// line that were not drained are discarded.
     pub fn handle_line(&mut self, line: &[u8], scratch: &mut [u8]) -> Result<(), LineError> {
         self.discard_events();
+        if self.link_line(line, scratch) || self.dir_delta(line, scratch) {
+            return Ok(());
+        }
         if let Some(v2) = &self.v2
             && self.phase == Phase::AwaitWelcome
             && !self.challenged
@@ -703,6 +735,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                             self.v2_peers.clear();
                         }
                         self.server_v2 = Some(v2);
+                        if v2 {
+                            self.link.start(self.clock);
+                        }
                     }
                 }
                 self.apply_directory(&users);
@@ -748,6 +783,9 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         let Ok(Some(d)) = v2json::parse_directory_v2(line, a) else {
             return false;
         };
+        // Deltas continue from here (§10).
+        self.dir_seq = d.seq;
+        self.dir_resync = false;
         let users = match msg::parse(line, b) {
             Ok(Message::Welcome { users } | Message::Users { users }) => users,
             _ => return false,
@@ -1096,6 +1134,114 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         copy_name(&mut self.out_to, user);
         self.queued = Queued::Relay(nonce);
         Ok(())
+    }
+}
+
+/// Heartbeats with a v2 server (protocol v2 §11; the machine is [`Link`]). Time is the
+/// host's monotonic clock in milliseconds, any origin.
+impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, MSG, PENDING> {
+    /// Tells the client the time: call when [`Client::poll_timeout`] passes, and
+    /// before handing it received lines. A ping that is due is queued for
+    /// [`Client::poll_transmit`]; a stall shows in [`Client::is_stalled`].
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.clock = self.clock.max(now_ms);
+        if let Some(LinkAction::Ping(id)) = self.link.poll(self.clock) {
+            self.ping_due = Some(id);
+        }
+    }
+
+    /// When to call [`Client::handle_timeout`] next; `None` while no heartbeats run (a
+    /// v1 server, not registered, or stalled).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.link.next_deadline()
+    }
+
+    /// True when the v2 server answered nothing within the allowance after a ping: the
+    /// host reports it and reconnects ([`Client::reset`] clears it).
+    pub fn is_stalled(&self) -> bool {
+        self.link.is_stalled()
+    }
+
+    /// Time without sending before a ping, and the allowance after it, in milliseconds
+    /// (defaults: [`crate::link::DEFAULT_INTERVAL_MS`], [`crate::link::ALLOWANCE_MS`]).
+    pub fn set_ping_timings(&mut self, interval_ms: u32, allowance_ms: u32) {
+        self.link.set_timings(interval_ms, allowance_ms);
+    }
+
+    /// Notes a received line; true if it was a `ping` (a `pong` is then due) or a
+    /// `pong`, which nothing else reads.
+    fn link_line(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        if !self.link.is_started() {
+            return false;
+        }
+        self.link.on_received(self.clock);
+        match v2json::parse(line, scratch) {
+            Ok(V2Message::Ping { id }) => {
+                self.link.on_ping(id);
+                true
+            }
+            Ok(V2Message::Pong { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Applies a `dir` delta from a v2 server (§10); true if the line was one. A gap
+    /// asks for the whole directory (`list`), and deltas wait until it arrives.
+    fn dir_delta(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        if !self.challenged || self.phase != Phase::Ready {
+            return false;
+        }
+        let Ok(V2Message::Dir { seq, delta }) = v2json::parse(line, scratch) else {
+            return false;
+        };
+        if self.dir_resync || seq <= self.dir_seq {
+            return true;
+        }
+        if seq != self.dir_seq.saturating_add(1) {
+            self.dir_resync = true;
+            self.list_due = true;
+            return true;
+        }
+        self.dir_seq = seq;
+        let name = delta.user();
+        let tag = name_tag(name);
+        self.v2_peers.retain(|p| p.name != tag);
+        self.prev.clone_from(&self.dir);
+        match delta {
+            DirDelta::Leave { user } => {
+                self.dir.remove(user);
+            }
+            DirDelta::Join(e) | DirDelta::Key(e) => {
+                if let Some(p) = e.peer() {
+                    if p.verify().is_err() {
+                        copy_name(&mut self.bad_binding_name, name);
+                        self.ev_bad_binding = Some(0);
+                    } else if e.v2.is_some_and(|v| v.has_cap("v2")) {
+                        let _ = self.v2_peers.push(V2Peer {
+                            name: tag,
+                            x: p.keys.x,
+                            ed: p.keys.ed,
+                        });
+                    }
+                }
+                self.ev_truncated = self.dir.upsert(name, &e.x);
+            }
+        }
+        self.ev_diff = Some(0);
+        self.generation = self.generation.wrapping_add(1);
+        self.ev_pending = !self.pending.is_empty();
+        let dir = &self.dir;
+        self.peer_keys
+            .retain(|(k, _)| dir.iter().any(|e| e.key() == k));
+        true
+    }
+
+    /// A pong or a ping to send now, pongs first.
+    fn link_message(&mut self) -> Option<V2Message<'static>> {
+        if let Some(id) = self.link.take_pong() {
+            return Some(V2Message::Pong { id });
+        }
+        self.ping_due.take().map(|id| V2Message::Ping { id })
     }
 }
 

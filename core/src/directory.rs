@@ -104,6 +104,46 @@ impl<const N: usize> Directory<N> {
         dropped
     }
 
+    /// Sets `name`'s key, adding it in name order if absent (the order of a Seguro
+    /// server's directory), for one change at a time (protocol v2 §10). What did not
+    /// fit is reported as in [`Directory::replace`].
+    pub fn upsert(&mut self, name: &str, key: &[u8; KEY_LEN]) -> Dropped {
+        let mut dropped = Dropped::default();
+        if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
+            e.key = *key;
+            return dropped;
+        }
+        let mut n = String::new();
+        if n.push_str(name).is_err() {
+            dropped.name_too_long = 1;
+            return dropped;
+        }
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.name.as_str() > name)
+            .unwrap_or(self.entries.len());
+        if self
+            .entries
+            .insert(at, Entry { name: n, key: *key })
+            .is_err()
+        {
+            dropped.over_capacity = 1;
+        }
+        dropped
+    }
+
+    /// Removes `name`; false if it was not listed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.entries.iter().position(|e| e.name == name) {
+            Some(i) => {
+                self.entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The changes that turn `old` into `self`, in a stable order: joins and key
     /// changes in `self`'s order, then leaves in `old`'s order.
     pub fn changes_since<'a>(&'a self, old: &'a Directory<N>) -> Changes<'a, N> {
@@ -203,6 +243,33 @@ mod tests {
     extern crate std;
     use super::*;
     use std::vec::Vec as StdVec;
+
+    #[test]
+    fn upsert_keeps_name_order_and_remove_says_if_it_removed() {
+        let mut d: Directory<3> = Directory::new();
+        assert!(d.upsert("m", &[1; KEY_LEN]).is_empty());
+        assert!(d.upsert("z", &[2; KEY_LEN]).is_empty());
+        assert!(d.upsert("a", &[3; KEY_LEN]).is_empty());
+        let names: StdVec<&str> = d.iter().map(Entry::name).collect();
+        assert_eq!(names, ["a", "m", "z"]);
+        // An existing name changes its key in place, even when full.
+        assert!(d.upsert("m", &[9; KEY_LEN]).is_empty());
+        assert_eq!(d.get("m"), Some(&[9; KEY_LEN]));
+        assert_eq!(d.len(), 3);
+        let full = d.upsert("b", &[4; KEY_LEN]);
+        assert_eq!(full.over_capacity, 1);
+        assert_eq!(full.name_too_long, 0);
+        assert_eq!(d.get("b"), None);
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let mut e: Directory<3> = Directory::new();
+        let dropped = e.upsert(&long, &[5; KEY_LEN]);
+        assert_eq!((dropped.name_too_long, dropped.over_capacity), (1, 0));
+        assert!(e.is_empty());
+        assert!(d.remove("m"));
+        assert!(!d.remove("m"));
+        let names: StdVec<&str> = d.iter().map(Entry::name).collect();
+        assert_eq!(names, ["a", "z"]);
+    }
 
     #[test]
     fn dropped_is_empty_only_when_nothing_was_dropped() {

@@ -40,6 +40,7 @@ pub mod identity;
 pub mod invite;
 mod json;
 pub mod limits;
+pub mod link;
 pub mod msg;
 pub mod replay;
 pub mod store;

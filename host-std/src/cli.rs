@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// TCP keepalive still detects dead peers).
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub idle_timeout: u64,
+    /// Seconds a v2 connection may send nothing before it is closed (0 = never): v2
+    /// clients ping every 15-30 s when they have nothing to say, so silence means a
+    /// dead link (protocol v2 §11). v1 connections follow --idle-timeout.
+    #[arg(long, default_value_t = 50, value_name = "SECS")]
+    pub v2_idle_timeout: u64,
     /// Consecutive bad messages after which a connection is dropped.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_errors: u32,
@@ -250,6 +255,29 @@ pub struct ChatArgs {
     /// `strict = true` in the config file.
     #[arg(long)]
     pub strict: bool,
+    /// Seconds without sending anything before asking a v2 server whether it is still
+    /// there (15-30); with no answer within 10 s more, the client reconnects. A v1
+    /// server is never asked.
+    #[arg(long, default_value_t = 20, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(15..=30))]
+    pub ping_interval: u32,
+    /// For tests: the ping interval and the allowance after a ping, in milliseconds
+    /// (`INTERVAL,ALLOWANCE`), instead of --ping-interval and 10 s.
+    #[arg(long, hide = true, value_name = "MS,MS", value_parser = parse_ping_ms)]
+    pub ping_ms: Option<(u32, u32)>,
+}
+
+/// `INTERVAL,ALLOWANCE` in milliseconds, each 1 to 3,600,000.
+fn parse_ping_ms(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s.split_once(',').ok_or("expected INTERVAL,ALLOWANCE")?;
+    let ms = |v: &str| -> Result<u32, String> {
+        let n: u32 = v.trim().parse().map_err(|e| format!("{e}"))?;
+        if !(1..=3_600_000).contains(&n) {
+            return Err("each must be between 1 and 3600000 ms".into());
+        }
+        Ok(n)
+    };
+    Ok((ms(a)?, ms(b)?))
 }
 
 /// `seguro gen-cert`.

@@ -342,6 +342,8 @@ pub struct Driver {
     keep_offline: bool,
     /// Only the first message queued is announced (a screen shows the others pending).
     quiet_outbox: bool,
+    /// The origin of the heartbeats' clock (protocol v2 §11).
+    epoch: std::time::Instant,
 }
 
 /// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
@@ -393,7 +395,32 @@ impl Driver {
             absent_told: false,
             keep_offline: false,
             quiet_outbox: false,
+            epoch: std::time::Instant::now(),
         }
+    }
+
+    /// Time without sending before a ping to a v2 server, and the allowance after it.
+    pub fn set_ping_timings(&mut self, interval: Duration, allowance: Duration) {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        self.chat.set_ping_timings(ms(interval), ms(allowance));
+    }
+
+    /// When [`Driver::heartbeat`] is due (only with a v2 server).
+    pub fn heartbeat_at(&self) -> Option<std::time::Instant> {
+        let ms = self.chat.client().poll_timeout()?;
+        Some(self.epoch + Duration::from_millis(ms))
+    }
+
+    /// Tells core the time: a due ping goes to `wire`. True if the link stalled (the
+    /// server answered nothing after a ping): the host reconnects.
+    pub fn heartbeat(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) -> bool {
+        self.drain(printer, wire);
+        self.chat.client().is_stalled()
+    }
+
+    fn tick(&mut self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.chat.handle_timeout(ms);
     }
 
     /// The chat session.
@@ -475,6 +502,7 @@ impl Driver {
             .map_or(0, |d| d.as_secs());
         let mut refusal = None;
         let mut rest = data;
+        self.tick();
         while !rest.is_empty() {
             rest = self
                 .chat
@@ -799,6 +827,7 @@ impl Driver {
     /// Prints every pending line and, while online, appends every pending transmission
     /// to `wire`; returns the text of a server error received while not registered.
     fn drain(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) -> Option<String> {
+        self.tick();
         let registered = self.chat.is_registered();
         let mut refusal = None;
         while let Some(line) = self.chat.poll_line() {
@@ -1026,6 +1055,17 @@ pub fn run(a: ChatArgs) -> i32 {
         give_up_at: None,
     };
     desktop.driver.keep_offline(true);
+    let (interval, allowance) = match desktop.args.ping_ms {
+        Some((i, a)) => (
+            Duration::from_millis(i.into()),
+            Duration::from_millis(a.into()),
+        ),
+        None => (
+            Duration::from_secs(desktop.args.ping_interval.into()),
+            Duration::from_millis(seguro_core::link::ALLOWANCE_MS.into()),
+        ),
+    };
+    desktop.driver.set_ping_timings(interval, allowance);
     desktop.driver.quiet_outbox(screen.is_some());
     let code = match &screen {
         Some(h) => {
@@ -1510,6 +1550,7 @@ impl Desktop {
                 Read(std::io::Result<usize>),
                 Input(Option<Input>),
                 Linger,
+                Heartbeat,
             }
             let registered = self.driver.chat().is_registered();
             let want_input = registered && !self.input_done;
@@ -1544,9 +1585,34 @@ impl Desktop {
                         None => std::future::pending().await,
                     }
                 };
-                read.or(input).or(linger).await
+                let beat_at = self.driver.heartbeat_at();
+                let beat = async {
+                    match beat_at {
+                        Some(t) => {
+                            Timer::at(t).await;
+                            Ev::Heartbeat
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                read.or(input).or(linger).or(beat).await
             };
             match ev {
+                Ev::Heartbeat => {
+                    if self.driver.heartbeat(&mut *self.printer, &mut wire) {
+                        // No close_notify: a stalled link may not take it either.
+                        let allowance = self
+                            .args
+                            .ping_ms
+                            .map_or(f64::from(seguro_core::link::ALLOWANCE_MS), |(_, a)| {
+                                f64::from(a)
+                            });
+                        return End::Lost(format!(
+                            "no answer from the server within {} s of a ping",
+                            allowance / 1000.0
+                        ));
+                    }
+                }
                 Ev::Linger => {
                     let _ = wr.close().await;
                     return End::Done;

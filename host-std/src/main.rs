@@ -185,6 +185,7 @@ fn serve(a: ServeArgs) -> i32 {
     cfg.write_timeout = Duration::from_secs(a.write_timeout);
     cfg.line_timeout = Duration::from_secs(a.line_timeout);
     cfg.idle_timeout = Duration::from_secs(a.idle_timeout);
+    cfg.idle_timeout_v2 = Duration::from_secs(a.v2_idle_timeout);
     cfg.max_errors = a.max_errors.max(1);
     cfg.reconnect_grace = Duration::from_secs(a.reconnect_grace);
     cfg.proxy_protocol = a.proxy_protocol;

@@ -169,13 +169,20 @@ fn a_v2_client_gets_a_challenge_and_after_its_proof_a_v2_welcome_while_v1_client
         let x = v1b.iter().find(|(n, _)| n == name).unwrap().1;
         verify_binding(name, &PublicIdentity { x, ed: *ed }, bind).unwrap();
     }
-    // alice (v2) learns of bob through a `users` push with the v2 section; carol (v1)
-    // through the plain v1 push.
+    // alice (v2) learns of bob through a `dir` delta with his v2 entry (§10); carol
+    // (v1) through the plain v1 push.
     let pushed = a.read_until("\"bob\"", T);
-    assert!(pushed.starts_with("{\"type\":\"users\""), "{pushed}");
-    let (_, v2a) = directory(&pushed);
-    let v2a: Vec<&str> = v2a.iter().map(|(n, ..)| n.as_str()).collect();
-    assert_eq!(v2a, ["alice", "bob"]);
+    let mut scratch = vec![0u8; pushed.len()];
+    match v2json::parse(pushed.as_bytes(), &mut scratch) {
+        Ok(V2Message::Dir {
+            delta: v2json::DirDelta::Join(e),
+            ..
+        }) => {
+            assert_eq!((e.user, e.x), ("bob", bob.public()));
+            assert_eq!(e.v2.map(|v| v.ed), Some(bob.ed25519_public()));
+        }
+        other => panic!("expected a dir join, got {other:?} from {pushed}"),
+    }
     let pushed_v1 = carol.read_until("\"bob\"", T);
     assert!(!pushed_v1.contains("v2"), "{pushed_v1}");
     assert_eq!(directory(&pushed_v1).0.len(), 3);

@@ -658,6 +658,12 @@ async fn session(
         let (x, u) = state.hub().router().v2_of(me.id)?;
         Some((v.clone(), x, u))
     });
+    // A v2 client pings when silent (protocol v2 §11): its silence means a dead link.
+    let idle_timeout = if state.hub().router().is_v2(me.id) {
+        cfg.idle_timeout_v2
+    } else {
+        cfg.idle_timeout
+    };
     loop {
         // Every complete line of what one read delivered, then the next read.
         while let Some(got) = reader.next_line() {
@@ -729,7 +735,7 @@ async fn session(
             .filter(|_| !cfg.line_timeout.is_zero())
             .map(|t| (t + cfg.line_timeout, End::LineTimeout));
         let idle_deadline =
-            (!cfg.idle_timeout.is_zero()).then(|| (last_heard + cfg.idle_timeout, End::Idle));
+            (!idle_timeout.is_zero()).then(|| (last_heard + idle_timeout, End::Idle));
         let deadline = match (line_deadline, idle_deadline) {
             (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
             (a, b) => a.or(b),

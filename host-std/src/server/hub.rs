@@ -12,8 +12,11 @@
 //! The `users` line is built once per directory version and shared by every queue it
 //! goes to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use seguro_core::limits::KEY_LEN;
 
 use seguro_core::msg::{self, Message, Relay, UserList};
 use tracing::debug;
@@ -116,12 +119,18 @@ pub fn parse<'m>(line: &'m [u8], scratch: &'m mut [u8]) -> Input<'m> {
 pub struct Prepared<'m> {
     input: Input<'m>,
     relay: Option<Line>,
+    /// A v2 heartbeat (protocol v2 §11): `Some(Some(id))` a ping, `Some(None)` a pong.
+    beat: Option<Option<u32>>,
 }
 
 impl<'m> Prepared<'m> {
     /// Input that is not a `relay` (or whose forwarded line is not needed).
     pub fn new(input: Input<'m>) -> Self {
-        Self { input, relay: None }
+        Self {
+            input,
+            relay: None,
+            beat: None,
+        }
     }
 
     /// For a `relay`: the recipient's name and the length of the line to forward.
@@ -153,7 +162,36 @@ pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepare
         )),
         _ => None,
     };
-    Prepared { input, relay }
+    Prepared {
+        beat: heartbeat(&input, line),
+        input,
+        relay,
+    }
+}
+
+/// A `ping` (its id) or a `pong` (`None`), for a line v1 does not know.
+fn heartbeat(input: &Input<'_>, line: &[u8]) -> Option<Option<u32>> {
+    use seguro_core::v2::json::{self as v2json, V2Message};
+    if !matches!(input, Input::Malformed(msg::ParseError::UnknownType)) {
+        return None;
+    }
+    // Pings and pongs carry nothing to unescape: a small scratch is enough.
+    let mut scratch = [0u8; 16];
+    match v2json::parse(line, &mut scratch) {
+        Ok(V2Message::Ping { id }) => Some(Some(id)),
+        Ok(V2Message::Pong { .. }) => Some(None),
+        _ => None,
+    }
+}
+
+/// A `pong` line answering ping `id`.
+fn pong_line(id: u32) -> Line {
+    use seguro_core::v2::json::V2Message;
+    let m = V2Message::Pong { id };
+    let mut v = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut v).unwrap_or(0);
+    v.truncate(n);
+    v.into()
 }
 
 /// The router, the current directory's `users` line and the outboxes.
@@ -162,8 +200,10 @@ pub struct Hub<T> {
     router: Router<T>,
     /// The `users` line of directory version `.0`, built on first use.
     users: Option<(u64, Line)>,
-    /// The same for v2 clients (with the `v2` section, protocol v2 §2.2).
-    users_v2: Option<(u64, Line)>,
+    /// The directory of version `.0` with the v2 entries, for `dir` deltas.
+    snap: Option<(u64, Arc<Snapshot>)>,
+    /// What each v2 connection was last sent of the directory (protocol v2 §10).
+    views: HashMap<ConnId, View>,
     /// Scratch for pushes.
     targets: Vec<ConnId>,
 }
@@ -174,7 +214,8 @@ impl<T: Outbox> Hub<T> {
         Self {
             router: Router::new(cfg),
             users: None,
-            users_v2: None,
+            snap: None,
+            views: HashMap::new(),
             targets: Vec::new(),
         }
     }
@@ -204,10 +245,11 @@ impl<T: Outbox> Hub<T> {
         if self.router.set_v2(joined.id, v2) {
             // The v2 section may have changed without a new directory version (a
             // reconnect within the grace).
-            self.users_v2 = None;
+            self.snap = None;
         }
         let welcome = if is_v2 {
-            v2_directory_line(&self.router, DirectoryKind::Welcome)
+            self.start_view(joined.id);
+            v2_directory_line(&self.router, DirectoryKind::Welcome, 0)
         } else {
             directory_line(&self.router, true)
         };
@@ -220,16 +262,34 @@ impl<T: Outbox> Hub<T> {
     /// Routes a line from connection `conn` and queues what it produces. Returns the
     /// reason if `conn` itself is to be closed now (its last lines are queued).
     pub fn handle(&mut self, conn: ConnId, p: Prepared<'_>) -> Option<Close> {
+        // A v2 connection's heartbeat is answered here; from a v1 connection it is an
+        // unknown message, as before.
+        if let Some(beat) = p.beat
+            && self.router.is_v2(conn)
+        {
+            if let (Some(id), Some(t)) = (beat, self.router.tag(conn)) {
+                t.send(Outgoing::Text(pong_line(id)));
+            }
+            return None;
+        }
         let mut close_me = None;
         let relay_to = match p.input {
             Input::Message(Message::Relay(r)) => Some(r.to),
             _ => None,
         };
+        let list = matches!(p.input, Input::Message(Message::List));
         for d in self.router.handle(conn, p.input) {
             let to = d.target();
             let item = match d {
                 Delivery::Welcome { .. } if self.router.is_v2(to) => {
-                    Outgoing::Welcome(v2_directory_line(&self.router, DirectoryKind::Welcome))
+                    self.start_view(to);
+                    Outgoing::Welcome(v2_directory_line(&self.router, DirectoryKind::Welcome, 0))
+                }
+                // A v2 client is sent the deltas since its last directory, or on `list`
+                // the whole directory with its current `seq` (protocol v2 §10).
+                Delivery::Directory { .. } if !list && self.views.contains_key(&to) => {
+                    self.send_deltas(to, &mut None);
+                    continue;
                 }
                 Delivery::Welcome { .. } => Outgoing::Welcome(directory_line(&self.router, true)),
                 Delivery::Directory { version, .. } => Outgoing::Directory {
@@ -304,6 +364,7 @@ impl<T: Outbox> Hub<T> {
     /// Forgets connection `conn`, giving its outbox back; `None` if it was not
     /// registered (see [`Router::disconnect`] for `lost` and the reconnect grace).
     pub fn disconnect(&mut self, conn: ConnId, lost: Option<Instant>) -> Option<T> {
+        self.views.remove(&conn);
         self.router.disconnect(conn, lost)
     }
 
@@ -320,7 +381,12 @@ impl<T: Outbox> Hub<T> {
         let version = self.router.push(&mut targets);
         let mut bytes = 0u64;
         if !targets.is_empty() {
+            let mut cache = None;
             for id in &targets {
+                if self.views.contains_key(id) {
+                    bytes = bytes.saturating_add(self.send_deltas(*id, &mut cache));
+                    continue;
+                }
                 let line = self.users_line_for(*id, version);
                 if let Some(t) = self.router.tag(*id) {
                     t.send(Outgoing::Directory {
@@ -337,19 +403,100 @@ impl<T: Outbox> Hub<T> {
     }
 
     /// The `users` line of the current directory (`version`) for connection `to`:
-    /// with the `v2` section for a v2 client.
+    /// for a v2 client, with the `v2` section and its current `seq` (it has now seen
+    /// this directory).
     fn users_line_for(&mut self, to: ConnId, version: u64) -> Line {
-        if !self.router.is_v2(to) {
+        if !self.views.contains_key(&to) {
             return self.users_line(version);
         }
-        match &self.users_v2 {
-            Some((v, line)) if *v == version => line.clone(),
-            _ => {
-                let line = v2_directory_line(&self.router, DirectoryKind::Users);
-                self.users_v2 = Some((version, line.clone()));
-                line
-            }
+        let snap = self.snapshot();
+        let Some(view) = self.views.get_mut(&to) else {
+            return self.users_line(version);
+        };
+        view.snap = snap;
+        v2_directory_line(&self.router, DirectoryKind::Users, view.seq)
+    }
+
+    /// Connection `id` was just sent the whole directory with `seq` 0.
+    fn start_view(&mut self, id: ConnId) {
+        let snap = self.snapshot();
+        self.views.insert(id, View { seq: 0, snap });
+    }
+
+    /// The current directory with its v2 entries.
+    fn snapshot(&mut self) -> Arc<Snapshot> {
+        let version = self.router.version();
+        if let Some((v, s)) = &self.snap
+            && *v == version
+        {
+            return s.clone();
         }
+        let mut v2 = self.router.v2_users().peekable();
+        let snap: Snapshot = self
+            .router
+            .directory()
+            .map(|(name, x)| {
+                while v2.peek().is_some_and(|(n, _)| *n < name) {
+                    v2.next();
+                }
+                let entry = v2
+                    .peek()
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, u)| Arc::new((*u).clone()));
+                (Arc::<str>::from(name), *x, entry)
+            })
+            .collect();
+        let snap = Arc::new(snap);
+        self.snap = Some((version, snap.clone()));
+        snap
+    }
+
+    /// Queues for v2 connection `id` the `dir` deltas from what it last saw to the
+    /// current directory; returns the bytes queued. `cache` keeps the last diff
+    /// (connections that saw the same directory share it).
+    fn send_deltas(
+        &mut self,
+        id: ConnId,
+        cache: &mut Option<(Arc<Snapshot>, Vec<Vec<u8>>)>,
+    ) -> u64 {
+        let cur = self.snapshot();
+        let Some(view) = self.views.get_mut(&id) else {
+            return 0;
+        };
+        if Arc::ptr_eq(&view.snap, &cur) {
+            return 0;
+        }
+        let fresh = match cache {
+            Some((from, _)) if Arc::ptr_eq(from, &view.snap) => None,
+            _ => Some(diff(&view.snap, &cur)),
+        };
+        if let Some(tails) = fresh {
+            *cache = Some((view.snap.clone(), tails));
+        }
+        let tails = cache.as_ref().map(|(_, t)| t.as_slice()).unwrap_or(&[]);
+        view.snap = cur;
+        let Some(t) = self.router.tag(id) else {
+            return 0;
+        };
+        let mut bytes = 0u64;
+        for tail in tails {
+            let Some(seq) = view.seq.checked_add(1) else {
+                // 2^32 deltas on one connection: start over with the whole directory.
+                view.seq = 0;
+                let line = v2_directory_line(&self.router, DirectoryKind::Users, 0);
+                bytes = bytes.saturating_add(line.len() as u64);
+                t.send(Outgoing::Directory {
+                    version: self.router.version(),
+                    line,
+                });
+                return bytes;
+            };
+            view.seq = seq;
+            let line = delta_line(seq, tail);
+            bytes = bytes.saturating_add(line.len() as u64);
+            t.send(Outgoing::Text(line));
+        }
+        bytes
     }
 
     /// The `users` line of the current directory, which is `version`.
@@ -366,8 +513,8 @@ impl<T: Outbox> Hub<T> {
 }
 
 /// A v2 client's `welcome` or `users`: the v1 directory and the `v2` section listing
-/// every v2 user (protocol v2 §2.2; `seq` 0: deltas are not sent yet).
-fn v2_directory_line<T>(router: &Router<T>, kind: DirectoryKind) -> Line {
+/// every v2 user (protocol v2 §2.2), with deltas continuing from `seq` + 1 (§10).
+fn v2_directory_line<T>(router: &Router<T>, kind: DirectoryKind, seq: u32) -> Line {
     use seguro_core::v2::json::{self as v2json, DirectoryV2, HelloV2, V2UserList};
     let size: usize = router
         .directory()
@@ -396,7 +543,7 @@ fn v2_directory_line<T>(router: &Router<T>, kind: DirectoryKind) -> Line {
     let v2_users = V2UserList::pack(entries.iter().map(|(n, v)| (*n, v)), &mut v2_buf)
         .unwrap_or(V2UserList::EMPTY);
     let dir = DirectoryV2 {
-        seq: 0,
+        seq,
         users: v2_users,
     };
     let mut out = vec![0u8; 256];
@@ -410,6 +557,100 @@ fn v2_directory_line<T>(router: &Router<T>, kind: DirectoryKind) -> Line {
             Err(_) => return directory_line(router, kind == DirectoryKind::Welcome),
         }
     }
+}
+
+/// A directory with the v2 entries, in name order: what a v2 connection last saw.
+type Snapshot = Vec<SnapEntry>;
+
+/// One user of a [`Snapshot`]: name, X25519 key, v2 entry.
+type SnapEntry = (Arc<str>, [u8; KEY_LEN], Option<Arc<router::V2User>>);
+
+/// A v2 connection's directory state (protocol v2 §10).
+#[derive(Debug)]
+struct View {
+    /// The last delta's number on this connection.
+    seq: u32,
+    /// The directory it has after the deltas sent.
+    snap: Arc<Snapshot>,
+}
+
+/// How every `dir` line starts (then the `seq` value and the tail).
+const DIR_PREFIX: &[u8] = b"{\"type\":\"dir\",\"seq\":\"";
+
+/// The deltas that turn `old` into `new`, each as the tail of its `dir` line: what
+/// follows the `seq` value (`\"` included, `\n` at the end).
+fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Vec<u8>> {
+    use seguro_core::v2::json::{DirDelta, DirEntry, HelloV2, V2Message};
+    use std::cmp::Ordering;
+    let mut out = Vec::new();
+    let mut push = |delta: DirDelta<'_>| {
+        let m = V2Message::Dir { seq: 0, delta };
+        let mut v = vec![0u8; m.line_len()];
+        if let Ok(n) = m.emit_line(&mut v)
+            && let Some(tail) = v.get(..n).and_then(|l| l.strip_prefix(DIR_PREFIX))
+            && let Some(tail) = tail.strip_prefix(b"0")
+        {
+            out.push(tail.to_vec());
+        }
+    };
+    let present = |e: &SnapEntry, key: bool, push: &mut dyn FnMut(DirDelta<'_>)| {
+        let de = DirEntry {
+            user: &e.0,
+            x: e.1,
+            v2: e.2.as_deref().map(|u| HelloV2 {
+                caps: &u.caps,
+                ed: u.ed,
+                bind: u.bind,
+            }),
+        };
+        push(if key {
+            DirDelta::Key(de)
+        } else {
+            DirDelta::Join(de)
+        });
+    };
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old.get(i), new.get(j)) {
+            (None, None) => break,
+            (Some(o), None) => {
+                push(DirDelta::Leave { user: &o.0 });
+                i += 1;
+            }
+            (None, Some(n)) => {
+                present(n, false, &mut push);
+                j += 1;
+            }
+            (Some(o), Some(n)) => match o.0.cmp(&n.0) {
+                Ordering::Less => {
+                    push(DirDelta::Leave { user: &o.0 });
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    present(n, false, &mut push);
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    if o.1 != n.1 || o.2 != n.2 {
+                        present(n, true, &mut push);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    }
+    out
+}
+
+/// A `dir` line numbered `seq` with `tail` (from [`diff`]).
+fn delta_line(seq: u32, tail: &[u8]) -> Line {
+    let seq = seq.to_string();
+    let mut v = Vec::with_capacity(DIR_PREFIX.len() + seq.len() + tail.len());
+    v.extend_from_slice(DIR_PREFIX);
+    v.extend_from_slice(seq.as_bytes());
+    v.extend_from_slice(tail);
+    v.into()
 }
 
 /// The router's directory as a `welcome` or `users` line.

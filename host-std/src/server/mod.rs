@@ -97,6 +97,9 @@ pub struct Config {
     pub line_timeout: Duration,
     /// A registered connection that sends nothing for this long is closed (zero: never).
     pub idle_timeout: Duration,
+    /// The same for a v2 connection, which pings when it has nothing to say (protocol
+    /// v2 §11: two ping intervals and the allowance; zero: never).
+    pub idle_timeout_v2: Duration,
     /// Pause before pushing a changed directory, so bursts of joins coalesce.
     pub users_debounce: Duration,
     /// Bytes per second that directory pushes may average (0: no spacing): after a
@@ -133,7 +136,7 @@ pub struct V2Config {
 }
 
 /// The capabilities a `challenge` announces: what this server implements of v2.
-pub const V2_CAPS: &str = "v2 prekeys";
+pub const V2_CAPS: &str = "v2 prekeys dir ping";
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,6 +180,7 @@ impl Config {
             write_timeout: Duration::from_secs(30),
             line_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
+            idle_timeout_v2: Duration::from_secs(50),
             users_debounce: Duration::from_millis(5),
             users_push_rate: 10_000_000,
             threads: 0,
