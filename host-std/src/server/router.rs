@@ -201,7 +201,7 @@ pub fn check_relay(r: &Relay<'_>) -> Result<(), RelayProblem> {
         return Err(RelayProblem::Nonce);
     }
     let cipher = r.cipher.as_bytes();
-    if cipher.len() % 4 != 0 || cipher.is_empty() {
+    if !cipher.len().is_multiple_of(4) || cipher.is_empty() {
         // Not padded base64: refused by the decoder.
         return check_cipher_by_decoding(cipher);
     }
