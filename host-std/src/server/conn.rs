@@ -235,7 +235,11 @@ pub(super) async fn connection(
             }
         }
     };
-    let handshake = async { Some(acceptor.accept(tcp).await) };
+    // On the handshake thread; dropping the task (at the deadline) cancels it.
+    let handshake = state
+        .handshakes
+        .spawn(async move { acceptor.accept(tcp).await });
+    let handshake = async { Some(handshake.await) };
     let tls = match handshake
         .or(async {
             Timer::at(deadline).await;

@@ -105,7 +105,7 @@ pub struct Config {
     /// Bytes per second that directory pushes may average (0: no spacing): after a
     /// push of B bytes in all (users × directory line), the next waits B ÷ this.
     pub users_push_rate: u64,
-    /// Worker threads (0: one per CPU).
+    /// Worker threads that relay (0: one per CPU); TLS handshakes run on one more.
     pub threads: usize,
     /// A private server's admission check (`None`: everyone is admitted).
     pub admission: Option<Arc<crate::admission::Gate>>,
@@ -200,6 +200,11 @@ struct State {
     cutoff_log: Mutex<LogBudget>,
     budget: Arc<queue::Budget>,
     sources: Arc<source::Sources>,
+    /// Runs TLS handshakes on a thread of their own, so that a storm of new connections
+    /// (each one a certificate signature and a key exchange) does not delay the
+    /// connections already relaying; the established stream comes back to the
+    /// connection's task.
+    handshakes: Arc<Executor<'static>>,
 }
 
 /// Info-level lines about connections cut off before `hello` (failed handshakes, missed
@@ -285,6 +290,23 @@ impl Server {
     /// close_notify where the peer still reads) and returns.
     pub async fn run(self, ex: Arc<Executor<'static>>, shutdown: impl Future<Output = ()>) {
         let (dirty_tx, dirty_rx) = channel::bounded(1);
+        let handshakes = Arc::new(Executor::new());
+        let (tls_stop, tls_stopped) = channel::bounded::<()>(1);
+        let tls_thread = {
+            let hs = handshakes.clone();
+            std::thread::Builder::new()
+                .name("seguro-tls".into())
+                .spawn(move || smol::block_on(hs.run(tls_stopped.recv())))
+        };
+        let tls_thread = match tls_thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Handshakes then run on the relay threads (the executor is also
+                // driven below, beside the server).
+                warn!("cannot start the TLS handshake thread: {e}");
+                None
+            }
+        };
         let hub = Hub::new(router::Config {
             max_line: self.cfg.max_line,
             max_errors: self.cfg.max_errors,
@@ -297,15 +319,23 @@ impl Server {
             cutoff_log: Mutex::new(LogBudget::new(Instant::now())),
             budget: Arc::new(queue::Budget::new(self.cfg.memory_budget)),
             sources: Arc::new(source::Sources::new(self.cfg.per_source)),
+            handshakes: handshakes.clone(),
             cfg: self.cfg,
         });
         let broadcaster = ex.spawn(push::broadcaster(state.clone(), dirty_rx));
         let expirer = ex.spawn(expirer(state.clone()));
         let acceptor = TlsAcceptor::from(state.cfg.tls.clone());
-        let accept_loop = async {
+        let listener = self.listener;
+        let spawner = ex.clone();
+        let st = state.clone();
+        // A task of its own: polled when the listener is ready, not at every wake of
+        // the executor (an `accept4` that finds nothing, each time a relay wakes a task).
+        let accept_loop = ex.spawn(async move {
+            let state = st;
+            let ex = spawner;
             let mut last_full_warning: Option<Instant> = None;
             loop {
-                let (tcp, addr) = match self.listener.accept().await {
+                let (tcp, addr) = match listener.accept().await {
                     Ok(x) => x,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -334,13 +364,20 @@ impl Server {
                 })
                 .detach();
             }
+        });
+        let tls_alone = async {
+            if tls_thread.is_none() {
+                handshakes.run(std::future::pending::<()>()).await;
+            }
+            std::future::pending::<()>().await
         };
-        accept_loop.or(shutdown).await;
+        shutdown.or(tls_alone).await;
+        // Cancelling the accept loop drops the listener.
+        accept_loop.cancel().await;
         info!(
             "shutting down: closing {} connection(s)",
             state.active.load(Ordering::Relaxed)
         );
-        drop(self.listener);
         broadcaster.cancel().await;
         expirer.cancel().await;
         // Let writers flush and send close_notify, then give up on them.
@@ -350,6 +387,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(2);
         while state.active.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             Timer::after(Duration::from_millis(20)).await;
+        }
+        drop(tls_stop);
+        if let Some(t) = tls_thread {
+            let _ = smol::unblock(move || t.join()).await;
         }
     }
 }

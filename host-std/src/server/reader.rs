@@ -1,19 +1,23 @@
 //! Reading lines from a connection: core's [`LineAccumulator`] (the project's one
 //! framer) over storage that grows on demand.
 //!
-//! Bytes are read into a fixed buffer; complete lines are handed out straight from it,
-//! as many as one read delivered ([`LineReader::next_line`] until `None`, then
+//! Bytes are read into a buffer of [`READ_BUF`] bytes that exists only while bytes are
+//! arriving: it is freed whenever a read finds nothing to read (an idle connection holds
+//! none); complete lines are handed out straight from it, as many as one read delivered ([`LineReader::next_line`] until `None`, then
 //! [`LineReader::fill`]). Only the start of a line split across reads is copied, into a
 //! [`GrowBuf`] that grows up to the maximum line length and is given back before the
 //! reader waits for more input, as is the parser's scratch buffer: an idle connection
 //! that once sent a long line does not keep it.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
 use seguro_core::frame::{FeedResult, LineAccumulator, Storage};
-use smol::io::{AsyncRead, AsyncReadExt};
+use smol::io::AsyncRead;
 
-/// Bytes read at a time (one buffer per connection, allocated up front).
+/// Bytes read at a time (one buffer per connection while it is reading, freed while it
+/// waits for input).
 pub const READ_BUF: usize = 4096;
 
 /// Buffers that grew above this are freed when the reader goes idle.
@@ -98,7 +102,7 @@ impl LineReader {
     /// A reader for lines of at most `max_line` bytes.
     pub fn new(max_line: usize) -> Self {
         Self {
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
+            buf: Box::default(),
             start: 0,
             end: 0,
             acc: LineAccumulator::new(GrowBuf::new(max_line)),
@@ -140,8 +144,23 @@ impl LineReader {
             return Ok(true);
         }
         self.release();
-        let n = rd.read(&mut self.buf).await?;
         self.start = 0;
+        self.end = 0;
+        let buf = &mut self.buf;
+        let n = std::future::poll_fn(|cx| {
+            if buf.is_empty() {
+                *buf = vec![0u8; READ_BUF].into_boxed_slice();
+            }
+            match Pin::new(&mut *rd).poll_read(cx, buf) {
+                Poll::Pending => {
+                    // Nothing was read: the buffer is not needed while waiting.
+                    *buf = Box::default();
+                    Poll::Pending
+                }
+                ready => ready,
+            }
+        })
+        .await?;
         self.end = n;
         Ok(n > 0)
     }
@@ -154,12 +173,17 @@ impl LineReader {
         }
     }
 
+    /// Bytes of the read buffer held now ([`READ_BUF`] while reading, 0 while waiting).
+    pub fn read_buf_held(&self) -> usize {
+        self.buf.len()
+    }
+
     /// True while part of a line has been read and not yet its end.
     pub fn in_line(&self) -> bool {
         self.acc.pending() > 0 || self.start < self.end
     }
 
-    /// Bytes of memory held beyond the fixed read buffer (partial line and scratch).
+    /// Bytes of memory held beyond the read buffer (partial line and scratch).
     pub fn held(&self) -> usize {
         self.acc.storage().held() + self.scratch.capacity()
     }
@@ -167,6 +191,8 @@ impl LineReader {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     /// Reads `data` through `fill` in pieces of `chunk` bytes; lines as strings,
@@ -224,6 +250,54 @@ mod tests {
             let (out, _) = lines(data.as_bytes(), chunk, 100);
             assert_eq!(out, ["!", "ok"], "chunk {chunk}");
         }
+    }
+
+    /// A source that has nothing the first time it is polled, then `data`.
+    struct Later {
+        data: &'static [u8],
+        polled: bool,
+    }
+
+    impl AsyncRead for Later {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            out: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            if !self.polled {
+                self.polled = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = self.data.len().min(out.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn no_read_buffer_is_held_while_waiting_for_input() {
+        let mut r = LineReader::new(100);
+        assert_eq!(r.read_buf_held(), 0);
+        let mut src = Later {
+            data: b"hi\n",
+            polled: false,
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        {
+            let mut fill = std::pin::pin!(r.fill(&mut src));
+            assert!(fill.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(r.read_buf_held(), 0, "a buffer held while nothing arrived");
+        assert!(smol::block_on(r.fill(&mut src)).unwrap());
+        assert_eq!(r.read_buf_held(), READ_BUF);
+        match r.next_line() {
+            Some(Got::Line { line, .. }) => assert_eq!(line, b"hi"),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.next_line().is_none());
     }
 
     #[test]
