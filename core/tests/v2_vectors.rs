@@ -510,3 +510,42 @@ fn sas_run() {
         }
     );
 }
+
+#[test]
+fn either_name_unusable_refuses_the_binding_hash_and_errors_say_why() {
+    use seguro_core::v2::x3dh::SetupError;
+    let a = Identity::from_secrets(&[1; 32], &[2; 32], 0).public_keys();
+    let b = Identity::from_secrets(&[3; 32], &[4; 32], 0).public_keys();
+    assert!(binding_hash("ana", &a, "beto", &b).is_ok());
+    let long = "n".repeat(129);
+    for (i, r) in [
+        ("", "beto"),
+        ("ana", ""),
+        (long.as_str(), "beto"),
+        ("ana", long.as_str()),
+    ] {
+        assert_eq!(
+            binding_hash(i, &a, r, &b),
+            Err(SetupError::Identity(IdentityError::BadName)),
+            "{i:?} {r:?}"
+        );
+    }
+    assert_eq!(
+        SetupError::WeakKey.to_string(),
+        "a prekey or identity key is a low-order point"
+    );
+    assert_eq!(
+        SetupError::KeyDerivation.to_string(),
+        "key derivation failed"
+    );
+    assert!(
+        SetupError::Identity(IdentityError::BadName)
+            .to_string()
+            .starts_with("peer identity refused: ")
+    );
+    // A prekey pair's Debug names its id and never its secret.
+    let p = PrekeyPair::from_secret(7, &[9; 32]);
+    let d = format!("{p:?}");
+    assert!(d.starts_with("PrekeyPair { id: 7"), "{d}");
+    assert!(!d.contains("9, 9"), "{d}");
+}
