@@ -369,3 +369,43 @@ fn a_v1_server_cannot_send_deltas() {
     assert!(feed(&mut c, &dir(1, join("x", [9; 32], None))).is_err());
     assert_eq!(c.key_of("x"), None);
 }
+
+/// The chat layer passes the host's clock to the heartbeat machine: a ping leaves
+/// through `Chat` after the interval, as it does through the bare client.
+#[test]
+fn the_chat_layer_drives_the_heartbeats() {
+    use seguro_core::chat::{Chat, RecentKeys};
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let mut chat = Chat::new(client(&mut rng), RecentKeys::<8>::new());
+    let tx = |chat: &mut Chat<RecentKeys<8>, 8, 256, 2>| {
+        let mut buf = [0u8; 1024];
+        chat.poll_transmit(&mut buf)
+            .unwrap()
+            .map(|n| buf[..n].to_vec())
+    };
+    chat.handle_timeout(1_000);
+    assert!(tx(&mut chat).is_some(), "hello");
+    let ch = Challenge::generate(&mut rng);
+    let line = emit(&V2Message::Challenge {
+        nonce: *ch.nonce(),
+        eph: *ch.eph_public(),
+        caps: "v2 ping",
+    });
+    let mut scratch = vec![0u8; 1024];
+    chat.handle_line(&line, &mut scratch, 1_000);
+    while chat.poll_line().is_some() {}
+    assert!(tx(&mut chat).is_some(), "proof");
+    chat.handle_line(&welcome(true), &mut scratch, 1_000);
+    while chat.poll_line().is_some() {}
+    assert!(chat.is_registered());
+    while tx(&mut chat).is_some() {}
+    chat.handle_timeout(1_000);
+    assert_eq!(chat.client().poll_timeout(), Some(21_000));
+    chat.handle_timeout(20_999);
+    assert_eq!(tx(&mut chat), None);
+    chat.handle_timeout(21_000);
+    let ping = tx(&mut chat).expect("a ping after 20 s of silence");
+    assert!(parsed(&ping).starts_with("Ping"), "{}", parsed(&ping));
+    chat.handle_timeout(31_000);
+    assert!(chat.client().is_stalled());
+}

@@ -475,3 +475,142 @@ fn prekeys_and_sessions_survive_a_restart_and_damaged_records_are_refused() {
     let mut fresh: T = Sessions::new(OwnPrekeys::generate(&mut rng, 1, 1));
     assert!(fresh.restore_peer(&own_rec).is_err());
 }
+
+/// The record bounds hosts size their buffers by are exact: a full set of prekeys and a
+/// session with a peer of the longest name fill them to the byte.
+#[test]
+fn the_largest_records_fill_the_stated_bounds_exactly() {
+    let (mut rng, _, b) = pair(7);
+    let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX + 16];
+    assert_eq!(
+        b.s.own().encode(&mut rec),
+        Ok(OwnPrekeys::RECORD_MAX),
+        "{} one-time prekeys",
+        b.s.own().opks().len()
+    );
+    assert!(
+        b.s.own()
+            .encode(&mut rec[..OwnPrekeys::RECORD_MAX - 1])
+            .is_err()
+    );
+    // A peer named with 32 four-byte characters: the longest name (128 bytes).
+    let long: &'static str = Box::leak("\u{1F600}".repeat(32).into_boxed_str());
+    let mut l = Party::new(&mut rng, long);
+    l.s.start(&mut rng, &l.id, long, &b.bundle(Some(0)))
+        .unwrap();
+    let mut rec = vec![0u8; T::PEER_RECORD_MAX + 16];
+    assert_eq!(
+        l.s.encode_peer("bob", &mut rec).unwrap(),
+        Ok(T::PEER_RECORD_MAX - long.len() + 3)
+    );
+    let first = l.seal(&mut rng, "bob", "hi");
+    let mut b = b;
+    assert_eq!(b.open(&l, &first).unwrap().0, "hi");
+    assert_eq!(
+        b.s.encode_peer(long, &mut rec).unwrap(),
+        Ok(T::PEER_RECORD_MAX)
+    );
+    assert!(matches!(
+        b.s.encode_peer(long, &mut rec[..T::PEER_RECORD_MAX - 1]),
+        Some(Err(_))
+    ));
+}
+
+/// A prekeys record whose count disagrees with the keys it carries is refused even
+/// with a valid checksum (a record written by another version, or forged).
+#[test]
+fn a_prekeys_record_with_a_wrong_count_is_refused_even_with_a_valid_checksum() {
+    use sha2::{Digest, Sha256};
+    let (_, a, _) = pair(8);
+    let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX];
+    let n = a.s.own().encode(&mut rec).unwrap();
+    rec.truncate(n);
+    assert!(OwnPrekeys::decode(&rec).is_ok());
+    // The count byte sits after magic (4), format (1), spk id (4) and secret (32).
+    let count = rec[41] as usize;
+    assert_eq!(count, a.s.own().opks().len());
+    let reseal = |body: &[u8]| {
+        let mut r = body.to_vec();
+        let d = Sha256::digest(&r);
+        r.extend_from_slice(&d[..8]);
+        r
+    };
+    let body = &rec[..rec.len() - 8];
+    for c in [0u8, 1, count as u8 - 1, count as u8 + 1, 255] {
+        let mut b = body.to_vec();
+        b[41] = c;
+        assert!(OwnPrekeys::decode(&reseal(&b)).is_err(), "count {c}");
+    }
+    // Keys dropped with the count lowered to match: accepted, with that many.
+    let mut b = body[..body.len() - 36].to_vec();
+    b[41] = count as u8 - 1;
+    assert_eq!(
+        OwnPrekeys::decode(&reseal(&b)).unwrap().opks().len(),
+        count - 1
+    );
+    assert!(OwnPrekeys::decode(&reseal(body)).is_ok());
+}
+
+/// The longest text seals; one byte more is refused before anything changes; the
+/// errors read as what happened.
+#[test]
+fn the_longest_text_seals_and_one_byte_more_is_refused() {
+    let (mut rng, mut a, mut b) = pair(9);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(1)))
+        .unwrap();
+    let max = seguro_core::v2::MAX_TEXT;
+    let mut out = vec![0u8; MAX_BODY];
+    assert_eq!(
+        a.s.seal_text(&mut rng, "bob", &"y".repeat(max + 1), &mut out),
+        Err(SendError::TooLong)
+    );
+    let longest = "x".repeat(max);
+    let body = a.seal(&mut rng, "bob", &longest);
+    assert_eq!(b.open(&a, &body).unwrap().0, longest);
+    assert_eq!(
+        a.s.seal_text(&mut rng, "zed", "hi", &mut out),
+        Err(SendError::NoSession)
+    );
+    assert_eq!(
+        SendError::NoSession.to_string(),
+        "no v2 session with this peer"
+    );
+    assert_eq!(SendError::TooLong.to_string(), "text too long");
+    let small =
+        a.s.seal_text(&mut rng, "bob", "hi", &mut out[..8])
+            .unwrap_err();
+    let SendError::Seal(inner) = small else {
+        panic!("{small:?}")
+    };
+    assert_eq!(small.to_string(), inner.to_string());
+    assert!(!small.to_string().is_empty());
+}
+
+/// A message opened out of order frees an entry in a full ring of skipped keys: the
+/// next skipped key takes it and the oldest key still waiting is kept (§6).
+#[test]
+fn a_key_freed_in_a_full_ring_is_reused_before_the_oldest_is_evicted() {
+    let (mut rng, mut a, mut b) = pair(10);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(None))
+        .unwrap();
+    let hello = a.seal(&mut rng, "bob", "hello");
+    assert_eq!(b.open(&a, &hello).unwrap().0, "hello");
+    let held: Vec<Vec<u8>> = (0..33)
+        .map(|i| a.seal(&mut rng, "bob", &format!("h{i}")))
+        .collect();
+    // h32 first: h0..h31 wait in the ring, which is full.
+    assert_eq!(b.open(&a, &held[32]).unwrap().0, "h32");
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 32);
+    // One in the middle opens: one entry free, the oldest (h0) still at the head.
+    assert_eq!(b.open(&a, &held[5]).unwrap().0, "h5");
+    let next: Vec<Vec<u8>> = (0..2)
+        .map(|i| a.seal(&mut rng, "bob", &format!("n{i}")))
+        .collect();
+    assert_eq!(b.open(&a, &next[1]).unwrap().0, "n1");
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 32);
+    for i in (0..32).filter(|&i| i != 5) {
+        assert_eq!(b.open(&a, &held[i]).unwrap().0, format!("h{i}"), "h{i}");
+    }
+    assert_eq!(b.open(&a, &next[0]).unwrap().0, "n0");
+    assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 0);
+}
