@@ -33,7 +33,11 @@ impl Storage for Grow {
     }
 }
 
-fn run<S: Storage>(acc: &mut LineAccumulator<S>, data: &[u8], chunk: usize) -> Vec<Option<Vec<u8>>> {
+fn run<S: Storage>(
+    acc: &mut LineAccumulator<S>,
+    data: &[u8],
+    chunk: usize,
+) -> Vec<Option<Vec<u8>>> {
     let mut out = Vec::new();
     for piece in data.chunks(chunk.max(1)) {
         let mut w = piece;
@@ -58,10 +62,16 @@ fn run<S: Storage>(acc: &mut LineAccumulator<S>, data: &[u8], chunk: usize) -> V
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, data)) = data.split_first() else { return };
+    let Some((&chunk, data)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(chunk % 32) + 1;
     let a = run(&mut LineAccumulator::new([0u8; CAP]), data, chunk);
-    let b = run(&mut LineAccumulator::new([0u8; CAP]), data, data.len().max(1));
+    let b = run(
+        &mut LineAccumulator::new([0u8; CAP]),
+        data,
+        data.len().max(1),
+    );
     assert_eq!(a, b);
     let c = run(&mut LineAccumulator::new(Grow(Vec::new())), data, chunk);
     assert_eq!(a, c);

@@ -17,7 +17,10 @@ impl RngCore for Counter {
         self.next_u64() as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0
     }
     fn fill_bytes(&mut self, d: &mut [u8]) {
@@ -45,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
     let bob = Identity::from_secrets(&[3; 32], &[4; 32], 0);
     let spk = PrekeyPair::from_secret(1, &[5; 32]);
     let bundle = Bundle {
-        peer: PeerIdentity { name: "bob", keys: bob.public_keys(), bind: bob.bind("bob").unwrap() },
+        peer: PeerIdentity {
+            name: "bob",
+            keys: bob.public_keys(),
+            bind: bob.bind("bob").unwrap(),
+        },
         spk_id: 1,
         spk: *spk.public(),
         spk_sig: bob.sign_prekey(1, spk.public()),
@@ -54,9 +61,14 @@ fuzz_target!(|data: &[u8]| {
     let mut a = Session::initiate(&mut rng, &alice, "alice", &bundle).unwrap();
     let mut out = vec![0u8; 2048];
     let n = a.seal(&mut rng, b"\x01\0\0\0\x01hi", &mut out).unwrap();
-    let apeer = PeerIdentity { name: "alice", keys: alice.public_keys(), bind: alice.bind("alice").unwrap() };
+    let apeer = PeerIdentity {
+        name: "alice",
+        keys: alice.public_keys(),
+        bind: alice.bind("alice").unwrap(),
+    };
     let mut plain = vec![0u8; 2048];
-    let (mut b, _) = Session::respond(&bob, "bob", &apeer, &spk, None, &out[..n], &mut plain).unwrap();
+    let (mut b, _) =
+        Session::respond(&bob, "bob", &apeer, &spk, None, &out[..n], &mut plain).unwrap();
 
     // (from_alice, wire, inner, opened)
     let mut sent: Vec<(bool, Vec<u8>, Vec<u8>, bool)> = Vec::new();
@@ -83,7 +95,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 // Deliver to the recipient, or reflect to the sender when y is odd and mutated.
                 let to_sender = mutate && y & 1 == 1;
-                let target = if from_alice != to_sender { &mut b } else { &mut a };
+                let target = if from_alice != to_sender {
+                    &mut b
+                } else {
+                    &mut a
+                };
                 let before = record(target);
                 match target.open(&wire, &mut plain) {
                     Ok(m) => {
@@ -97,7 +113,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                let raw: Vec<u8> = ops.by_ref().take(usize::from(x % 32)).flatten().copied().collect();
+                let raw: Vec<u8> = ops
+                    .by_ref()
+                    .take(usize::from(x % 32))
+                    .flatten()
+                    .copied()
+                    .collect();
                 let target = if y & 1 == 0 { &mut a } else { &mut b };
                 let before = record(target);
                 if target.open(&raw, &mut plain).is_err() {

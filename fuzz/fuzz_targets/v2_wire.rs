@@ -7,9 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use seguro_core::v2::ratchet::{STATE_LEN, Session};
 use seguro_core::msg::{self, Message, UserList};
 use seguro_core::v2::json::{self, DirDelta, DirectoryKind, V2Message};
+use seguro_core::v2::ratchet::{STATE_LEN, Session};
 use seguro_core::v2::wire::{self, Inner, PRELUDE_LEN};
 
 fuzz_target!(|data: &[u8]| {
@@ -42,14 +42,23 @@ fuzz_target!(|data: &[u8]| {
                 // Iterating a parsed list yields every entry, and re-encoding it gives
                 // the same text.
                 let entries: Vec<_> = opks.iter().collect();
-                assert_eq!(entries.len(), opks.as_str().split(' ').filter(|w| !w.is_empty()).count());
+                assert_eq!(
+                    entries.len(),
+                    opks.as_str().split(' ').filter(|w| !w.is_empty()).count()
+                );
                 let mut buf = vec![0u8; opks.as_str().len()];
-                assert_eq!(json::OpkList::encode(&entries, &mut buf).map(|l| l.as_str()), Ok(opks.as_str()));
+                assert_eq!(
+                    json::OpkList::encode(&entries, &mut buf).map(|l| l.as_str()),
+                    Ok(opks.as_str())
+                );
             }
             V2Message::Bundle(b) => {
                 let _ = b.verify();
             }
-            V2Message::Dir { delta: DirDelta::Join(e) | DirDelta::Key(e), .. } => {
+            V2Message::Dir {
+                delta: DirDelta::Join(e) | DirDelta::Key(e),
+                ..
+            } => {
                 if let Some(p) = e.peer() {
                     let _ = p.verify();
                 }
@@ -67,11 +76,18 @@ fuzz_target!(|data: &[u8]| {
             _ => UserList::EMPTY,
         };
         let mut out = vec![0u8; 2 * data.len() + 64];
-        let n = json::emit_directory_line(DirectoryKind::Users, &users, &d, &mut out).expect("fits");
+        let n =
+            json::emit_directory_line(DirectoryKind::Users, &users, &d, &mut out).expect("fits");
         let mut s2 = vec![0u8; n];
-        assert_eq!(json::parse_directory_v2(&out[..n - 1], &mut s2), Ok(Some(d)));
+        assert_eq!(
+            json::parse_directory_v2(&out[..n - 1], &mut s2),
+            Ok(Some(d))
+        );
         let mut s3 = vec![0u8; n];
-        assert_eq!(msg::parse(&out[..n - 1], &mut s3), Ok(Message::Users { users }));
+        assert_eq!(
+            msg::parse(&out[..n - 1], &mut s3),
+            Ok(Message::Users { users })
+        );
         for (name, _) in d.users.iter() {
             let _ = d.peer(&users, name);
         }
@@ -81,8 +97,15 @@ fuzz_target!(|data: &[u8]| {
         let mut v1s = vec![0u8; data.len()];
         if let Ok(Message::Relay(r)) = msg::parse(data, &mut v1s) {
             let mut out = vec![0u8; 2 * data.len() + 64];
-            let n = json::emit_relay_line_with_id(r.to, r.from.unwrap_or(""), &[0; 12], b"", id, &mut out)
-                .expect("fits");
+            let n = json::emit_relay_line_with_id(
+                r.to,
+                r.from.unwrap_or(""),
+                &[0; 12],
+                b"",
+                id,
+                &mut out,
+            )
+            .expect("fits");
             assert_eq!(json::parse_relay_id(&out[..n - 1]), Ok(Some(id)));
         }
     }

@@ -35,7 +35,7 @@ printf 'seguro-names 1\nname ana AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= IC
 (
     cd fuzz
     for t in frame msg_parse client_lines v2_wire v2_ratchet invite \
-        server_reader server_hello server_router server_registry embassy_cert client_decrypt; do
+        server_reader server_hello server_router server_registry server_prekeys embassy_cert client_decrypt; do
         cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
     done
 )

@@ -197,6 +197,11 @@ impl PrekeyStore {
         self.users.get(name)
     }
 
+    /// The names with prekeys, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.users.keys().map(String::as_str)
+    }
+
     /// Stores what `who` published: the signed prekey (checked against `who.ed`)
     /// replaces the old one, the one-time prekeys are added up to [`MAX_OPKS`] (an id
     /// already held is not added twice). Prekeys published before under other keys
