@@ -3,8 +3,6 @@
 //! beyond them messages are refused; reflections are refused; refusals change nothing;
 //! the size bound; the stored record (round trip, every corruption refused).
 
-mod v2_common;
-
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use seguro_core::identity::Identity;

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod client_common;
+use crate::client_common;
 
 use std::collections::BTreeSet;
 

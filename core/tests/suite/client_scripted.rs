@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod client_common;
+use crate::client_common;
 
 use client_common::{C, directory, drain_transmit};
 use rand::SeedableRng;

@@ -2,7 +2,7 @@
 //! independent Python implementation in `tools/v2vectors/gen.py` with pyca/cryptography)
 //! against `seguro_core::v2`.
 
-mod v2_common;
+use crate::v2_common;
 
 use std::collections::HashMap;
 

@@ -5,7 +5,7 @@
 //! does. Then properties: every message round-trips, emitting never writes on failure,
 //! and hostile input is refused without a panic.
 
-mod v2_common;
+use crate::v2_common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
