@@ -111,11 +111,11 @@ impl Link {
         }
     }
 
-    /// A line (any line) arrived at `now`: an unanswered ping is answered.
+    /// A line (any line) arrived at `now`: an unanswered ping is answered. (A
+    /// stopped link has no ping waiting, and a stalled one stays stalled until
+    /// [`Link::start`]: neither reads `ping_at` again before resetting it.)
     pub fn on_received(&mut self, _now: u64) {
-        if self.started && !self.stalled {
-            self.ping_at = None;
-        }
+        self.ping_at = None;
     }
 
     /// The server sent `ping` with `id`: a pong is due (the latest id wins).
