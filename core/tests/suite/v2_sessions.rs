@@ -614,3 +614,21 @@ fn a_key_freed_in_a_full_ring_is_reused_before_the_oldest_is_evicted() {
     assert_eq!(b.open(&a, &next[0]).unwrap().0, "n0");
     assert_eq!(b.s.session("alice").unwrap().skipped_keys(), 0);
 }
+
+/// What a host may log: the table's Debug names ids, counts and peers, never a secret.
+#[test]
+fn debug_output_names_ids_and_peers_and_no_secret() {
+    let (mut rng, mut a, b) = pair(12);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    let own = format!("{:?}", b.s.own());
+    assert_eq!(own, "OwnPrekeys { spk: 7, opks: 16 }");
+    assert_eq!(
+        format!("{:?}", a.s),
+        "Sessions { own: OwnPrekeys { spk: 7, opks: 16 }, peers: [\"bob\"] }"
+    );
+    let secret = b.s.own().spk().secret_bytes();
+    let hex: String = secret.iter().map(|x| format!("{x:02x}")).collect();
+    let all = format!("{:?}{:?}", b.s, a.s);
+    assert!(!all.contains(&hex) && !all.contains(&format!("{secret:?}")));
+}
