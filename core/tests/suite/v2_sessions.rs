@@ -632,3 +632,33 @@ fn debug_output_names_ids_and_peers_and_no_secret() {
     let all = format!("{:?}{:?}", b.s, a.s);
     assert!(!all.contains(&hex) && !all.contains(&format!("{secret:?}")));
 }
+
+/// The refusals read as what happened: a host shows these texts in its warnings.
+#[test]
+fn refusals_read_as_what_happened() {
+    use seguro_core::v2::wire::InnerError;
+    use seguro_core::v2::x3dh::SetupError;
+    let setup = SetupError::WeakKey;
+    assert_eq!(
+        StartError::Setup(setup).to_string(),
+        format!("the peer's prekey bundle is refused: {setup}")
+    );
+    assert!(setup.to_string().contains("low-order"));
+    assert_eq!(
+        StartError::Full.to_string(),
+        "no room for another v2 session"
+    );
+    assert_eq!(StartError::BadName.to_string(), "invalid peer name");
+    for e in [OpenError::Reflected, OpenError::Stale, OpenError::Decrypt] {
+        assert_eq!(ReceiveError::Open(e).to_string(), e.to_string());
+        assert!(!e.to_string().is_empty());
+    }
+    assert_eq!(
+        ReceiveError::BadInner(InnerError::NotUtf8).to_string(),
+        format!("invalid content: {}", InnerError::NotUtf8)
+    );
+    assert_eq!(
+        ReceiveError::Full.to_string(),
+        "no room for another v2 session"
+    );
+}
