@@ -662,3 +662,67 @@ fn refusals_read_as_what_happened() {
         "no room for another v2 session"
     );
 }
+
+/// A full table: a restored record for a peer it holds replaces that session, one for
+/// a new peer is refused; `forget` drops one session and only that one; names of the
+/// longest length are accepted and longer ones refused before any work.
+#[test]
+fn a_full_table_restores_known_peers_and_forgets_one_at_a_time() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut a = Party::new(&mut rng, "alice");
+    assert!(a.s.is_empty());
+    let peers: Vec<Party> = ["bob", "carol", "dan", "eve"]
+        .into_iter()
+        .map(|n| Party::new(&mut rng, n))
+        .collect();
+    for p in &peers {
+        a.s.start(&mut rng, &a.id, "alice", &p.bundle(Some(0)))
+            .unwrap();
+    }
+    assert!(!a.s.is_empty());
+    assert_eq!(a.s.len(), 4);
+    let mut rec = vec![0u8; T::PEER_RECORD_MAX];
+    let n = a.s.encode_peer("carol", &mut rec).unwrap().unwrap();
+    let carol = rec[..n].to_vec();
+    assert_eq!(a.s.restore_peer(&carol), Ok("carol"));
+    assert_eq!(a.s.len(), 4);
+    // A record of a fifth peer, from another table: no room.
+    let mut other: T = Sessions::new(OwnPrekeys::generate(&mut rng, 1, 1));
+    let zed = Party::new(&mut rng, "zed");
+    other
+        .start(&mut rng, &a.id, "alice", &zed.bundle(None))
+        .unwrap();
+    let n = other.encode_peer("zed", &mut rec).unwrap().unwrap();
+    assert!(a.s.restore_peer(&rec[..n]).is_err());
+    assert!(!a.s.has("zed"));
+    a.s.forget("dan");
+    assert!(!a.s.has("dan") && a.s.has("bob") && a.s.has("carol") && a.s.has("eve"));
+    assert_eq!(a.s.len(), 3);
+    let mut out = vec![0u8; MAX_BODY];
+    assert_eq!(
+        a.s.seal_text(&mut rng, "dan", "hi", &mut out),
+        Err(SendError::NoSession)
+    );
+    a.s.forget("nobody");
+    assert_eq!(a.s.len(), 3);
+    // Now there is room for zed's record.
+    assert_eq!(a.s.restore_peer(&rec[..n]), Ok("zed"));
+    for p in ["bob", "carol", "eve", "zed"] {
+        a.s.forget(p);
+    }
+    assert!(a.s.is_empty());
+
+    // The longest name (128 bytes) starts a session; one byte more is BadName.
+    let longest: &'static str = Box::leak("\u{1F600}".repeat(32).into_boxed_str());
+    let l = Party::new(&mut rng, longest);
+    assert_eq!(a.s.start(&mut rng, &a.id, "alice", &l.bundle(None)), Ok(()));
+    assert!(a.s.has(longest));
+    let mut b = l.bundle(None);
+    let over: &'static str = Box::leak(format!("{longest}x").into_boxed_str());
+    b.peer.name = over;
+    assert_eq!(
+        a.s.start(&mut rng, &a.id, "alice", &b),
+        Err(StartError::BadName)
+    );
+    assert_eq!(a.s.len(), 1);
+}
