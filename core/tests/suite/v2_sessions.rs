@@ -726,3 +726,37 @@ fn a_full_table_restores_known_peers_and_forgets_one_at_a_time() {
     );
     assert_eq!(a.s.len(), 1);
 }
+
+/// A buffer too small for the sealed text says exactly how much is needed and changes
+/// nothing; a buffer of exactly that size takes the message.
+#[test]
+fn a_small_buffer_names_the_exact_size_and_changes_nothing() {
+    let (mut rng, mut a, mut b) = pair(14);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(3)))
+        .unwrap();
+    for text in ["", "hola", &"z".repeat(700)] {
+        let mut before = vec![0u8; STATE_LEN];
+        a.s.session("bob").unwrap().encode(&mut before).unwrap();
+        let mut out = vec![0u8; MAX_BODY];
+        let err =
+            a.s.seal_text(&mut rng, "bob", text, &mut out[..8])
+                .unwrap_err();
+        let SendError::Seal(seguro_core::v2::ratchet::SealError::BufferTooSmall { needed }) = err
+        else {
+            panic!("{err:?}")
+        };
+        let mut after = vec![0u8; STATE_LEN];
+        a.s.session("bob").unwrap().encode(&mut after).unwrap();
+        assert_eq!(before, after, "a refused seal changed the session");
+        assert!(
+            a.s.seal_text(&mut rng, "bob", text, &mut out[..needed - 1])
+                .is_err(),
+            "{needed}"
+        );
+        let n =
+            a.s.seal_text(&mut rng, "bob", text, &mut out[..needed])
+                .unwrap();
+        assert_eq!(n, needed);
+        assert_eq!(b.open(&a, &out[..n]).unwrap().0, text);
+    }
+}
