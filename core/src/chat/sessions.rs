@@ -114,6 +114,39 @@ impl OwnPrekeys {
         Ok(Self { spk, opks })
     }
 
+    /// Adds fresh one-time prekeys after the server said only `left` remain (§5.5).
+    /// The server hands out its oldest first, so the `left` newest kept here are still
+    /// on the server and older ones were handed out (kept for first messages still in
+    /// flight while there is room). Adds as many as there is room for, and if that is
+    /// fewer than `min(8, MAX_OPKS - left)`, drops the oldest handed-out ones to make
+    /// room. New ids continue after the highest one kept (or start at a random id
+    /// below 2^30 when none is kept). Returns the ids added (publish those).
+    pub fn top_up(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        left: usize,
+    ) -> core::ops::Range<u32> {
+        let left = left.min(self.opks.len());
+        let want = 8.min(MAX_OPKS - left);
+        let mut next = match self.opks.iter().map(PrekeyPair::id).max() {
+            Some(max) => max.wrapping_add(1),
+            None => rng.next_u32() >> 2,
+        };
+        while MAX_OPKS - self.opks.len() < want {
+            // The oldest (lowest id) goes first: it was handed out longest ago.
+            let Some((i, _)) = self.opks.iter().enumerate().min_by_key(|(_, k)| k.id()) else {
+                break;
+            };
+            self.opks.swap_remove(i);
+        }
+        let first = next;
+        while !self.opks.is_full() {
+            let _ = self.opks.push(PrekeyPair::generate(rng, next));
+            next = next.wrapping_add(1);
+        }
+        first..next
+    }
+
     /// The `prekeys` line publishing these (signed by `me`), with `id` for its `ack`.
     pub fn emit_prekeys(
         &self,
@@ -121,16 +154,33 @@ impl OwnPrekeys {
         me: &Identity,
         out: &mut [u8],
     ) -> Result<usize, BufferTooSmall> {
+        self.emit_prekeys_only(id, me, |_| true, out)
+    }
+
+    /// [`OwnPrekeys::emit_prekeys`] with only the one-time prekeys whose id `publish`
+    /// accepts (the server keeps the ones it has: republishing one it handed out would
+    /// hand it out twice). The signed prekey is always in it.
+    pub fn emit_prekeys_only(
+        &self,
+        id: u32,
+        me: &Identity,
+        publish: impl Fn(u32) -> bool,
+        out: &mut [u8],
+    ) -> Result<usize, BufferTooSmall> {
         let mut list = [(0u32, [0u8; KEY_LEN]); MAX_OPKS];
-        for (slot, k) in list.iter_mut().zip(self.opks.iter()) {
-            *slot = (k.id(), *k.public());
+        let mut count = 0;
+        for k in self.opks.iter().filter(|k| publish(k.id())) {
+            if let Some(slot) = list.get_mut(count) {
+                *slot = (k.id(), *k.public());
+                count += 1;
+            }
         }
         let mut text = [0u8; MAX_OPKS * 56];
-        let opks = OpkList::encode(list.get(..self.opks.len()).unwrap_or(&[]), &mut text).map_err(
-            |_| BufferTooSmall {
+        let opks = OpkList::encode(list.get(..count).unwrap_or(&[]), &mut text).map_err(|_| {
+            BufferTooSmall {
                 needed: out.len() + 1,
-            },
-        )?;
+            }
+        })?;
         V2Message::Prekeys {
             id,
             spk_id: self.spk.id(),
@@ -281,6 +331,11 @@ impl<const N: usize> Sessions<N> {
     /// The client's prekeys.
     pub fn own(&self) -> &OwnPrekeys {
         &self.own
+    }
+
+    /// The client's prekeys, to top up ([`OwnPrekeys::top_up`]).
+    pub fn own_mut(&mut self) -> &mut OwnPrekeys {
+        &mut self.own
     }
 
     /// True if a session with `peer` exists.
