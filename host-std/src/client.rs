@@ -29,7 +29,7 @@ use smol::net::TcpStream;
 
 use seguro_core::chat::{Action, Chat, Line};
 use seguro_core::client::{Client, Event};
-use seguro_core::frame::LineAccumulator;
+use seguro_core::frame::{FeedResult, LineAccumulator};
 
 use crate::cli::ChatArgs;
 use crate::exit;
@@ -37,6 +37,8 @@ use crate::output;
 use crate::pin::PinMismatch;
 use crate::tls;
 use crate::trust::DesktopMemory;
+
+pub mod v2;
 
 /// Directory capacity of the desktop client.
 pub const USERS: usize = 256;
@@ -344,6 +346,8 @@ pub struct Driver {
     quiet_outbox: bool,
     /// The origin of the heartbeats' clock (protocol v2 §11).
     epoch: std::time::Instant,
+    /// Protocol v2 conversations (sessions, prekeys), if on.
+    v2: Option<v2::V2>,
 }
 
 /// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
@@ -396,7 +400,18 @@ impl Driver {
             keep_offline: false,
             quiet_outbox: false,
             epoch: std::time::Instant::now(),
+            v2: None,
         }
+    }
+
+    /// Turns protocol v2 conversations on (with a v2 server and v2 peers, §2.3).
+    pub fn set_v2(&mut self, v2: v2::V2) {
+        self.v2 = Some(v2);
+    }
+
+    /// The protocol v2 state, if on.
+    pub fn v2(&self) -> Option<&v2::V2> {
+        self.v2.as_ref()
     }
 
     /// Time without sending before a ping to a v2 server, and the allowance after it.
@@ -448,6 +463,9 @@ impl Driver {
     /// the status bar. Messages go as v1 `relay`s in this version, so it is always v1;
     /// the reason says whether v2 would be possible.
     pub fn protocol(&self, name: &str) -> &'static str {
+        if let Some(v2) = &self.v2 {
+            return v2.protocol(&self.chat, name);
+        }
         let client = self.chat.client();
         match client.server_v2() {
             Some(false) => "v1 (server speaks v1 only)",
@@ -475,6 +493,9 @@ impl Driver {
         self.online = true;
         self.shutdown_seen = false;
         self.absent_told = false;
+        if let Some(v2) = &mut self.v2 {
+            v2.connected();
+        }
         self.drain(printer, wire);
     }
 
@@ -487,6 +508,15 @@ impl Driver {
     pub fn disconnected(&mut self) {
         self.chat.reset();
         self.online = false;
+    }
+
+    /// [`Driver::disconnected`], telling `printer` about v2 messages whose delivery
+    /// the server did not confirm.
+    pub fn disconnected_with(&mut self, printer: &mut dyn Printer) {
+        if let Some(v2) = &mut self.v2 {
+            v2.disconnected(printer);
+        }
+        self.disconnected();
     }
 
     /// Bytes from the server. Returns the text of an error the server sent before it
@@ -504,11 +534,37 @@ impl Driver {
         let mut rest = data;
         self.tick();
         while !rest.is_empty() {
-            rest = self
-                .chat
-                .receive(&mut self.acc, rest, &mut self.scratch, now);
+            match self.acc.feed(rest) {
+                FeedResult::Consumed => rest = &[],
+                FeedResult::Line { line, remaining } => {
+                    rest = remaining;
+                    let handled = match &mut self.v2 {
+                        Some(v2) => v2.handle_line(
+                            &self.chat,
+                            line,
+                            &mut self.scratch,
+                            &mut OsRng,
+                            printer,
+                            wire,
+                        ),
+                        None => v2::Handled::No,
+                    };
+                    if handled == v2::Handled::No {
+                        self.chat.handle_line(line, &mut self.scratch, now);
+                    }
+                }
+                FeedResult::Overlong { remaining } => {
+                    rest = remaining;
+                    printer.print(&Line::Overlong {
+                        max: self.acc.capacity(),
+                    });
+                }
+            }
             if let Some(r) = self.drain(printer, wire) {
                 refusal = Some(r);
+            }
+            if let Some(v2) = &mut self.v2 {
+                v2.after_line(&self.chat, printer, wire);
             }
         }
         if self.online && self.chat.is_registered() {
@@ -616,6 +672,8 @@ impl Driver {
         let absent = registered && to.as_deref().is_some_and(|u| self.known_but_absent(u));
         let action = if self.keep_offline && to.is_some() && (!registered || behind || absent) {
             Action::Offline
+        } else if let Some(t) = self.send_v2(conversation, line, rng, printer, wire) {
+            return t;
         } else {
             self.chat.input_in(conversation, line, rng)
         };
@@ -634,6 +692,41 @@ impl Driver {
                 Typed::Chat(a)
             }
         }
+    }
+
+    /// A message to a peer that protocol v2 protects (§2.3) goes through the v2 layer:
+    /// what became of it, or `None` for core's v1 path (after the conversation line).
+    fn send_v2(
+        &mut self,
+        conversation: Option<&str>,
+        line: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Option<Typed> {
+        if self.v2.is_none() || !self.online || !self.chat.is_registered() {
+            return None;
+        }
+        let (Some(to), text) = message_of(conversation, line)? else {
+            return None;
+        };
+        // Strict mode refuses a changed verified key: core's path says so.
+        let strict_refusal = self.chat.strict() && self.key_state(&to) == KeyState::Changed;
+        let v2 = self.v2.as_mut()?;
+        if text.is_empty() || strict_refusal || !v2.uses_v2(&self.chat, &to) {
+            if self.chat.client().key_of(&to).is_some() && !text.is_empty() {
+                v2.tell_protocol(&self.chat, &to, false, printer);
+            }
+            return None;
+        }
+        let sent = v2.send(&self.chat, &to, &text, rng, printer, wire);
+        Some(if sent {
+            Typed::Chat(Action::Sent)
+        } else if v2.sessions().has(&to) {
+            Typed::Chat(Action::Shown)
+        } else {
+            Typed::Queued
+        })
     }
 
     /// `user` is a contact whose key is remembered but who is not in the directory now.
@@ -764,6 +857,15 @@ impl Driver {
                     continue;
                 }
             }
+            if let Some(t) = self.send_v2(p.conversation.as_deref(), &p.line, rng, printer, wire) {
+                sent += 1;
+                if t == Typed::Chat(Action::Sent)
+                    && let Some((to, text)) = message_of(p.conversation.as_deref(), &p.line)
+                {
+                    printer.sent_from_outbox(to.as_deref(), &text);
+                }
+                continue;
+            }
             let action = self.chat.input_in(p.conversation.as_deref(), &p.line, rng);
             if action == Action::Offline {
                 kept.push_back(p);
@@ -831,6 +933,20 @@ impl Driver {
         let registered = self.chat.is_registered();
         let mut refusal = None;
         while let Some(line) = self.chat.poll_line() {
+            // The conversation line (§2.3) comes before a v1 message.
+            if self.v2.is_some()
+                && let Line::Received(Event::Message { from, text }) = line
+            {
+                let (from, text) = (from.to_owned(), text.to_owned());
+                if let Some(v2) = &mut self.v2 {
+                    v2.tell_protocol(&self.chat, &from, true, printer);
+                }
+                printer.print(&Line::Received(Event::Message {
+                    from: &from,
+                    text: &text,
+                }));
+                continue;
+            }
             if let Line::Received(Event::ServerError { text }) = line {
                 if !registered {
                     refusal = Some(text.to_owned());
@@ -970,6 +1086,12 @@ pub fn run(a: ChatArgs) -> i32 {
         }
     };
     let keys = identity.v1_key_pair();
+    // The v2 layer's own copy of the identity (the client's goes into its hello).
+    let v2_identity = {
+        let (x, ed) = identity.secrets();
+        let (x, ed) = (zeroize::Zeroizing::new(x), zeroize::Zeroizing::new(ed));
+        seguro_core::identity::Identity::from_secrets(&x, &ed, identity.created())
+    };
     let client = match Client::new(&a.user, keys) {
         Ok(mut c) => {
             // Protocol v2's hello (the proof's server key is set at each connection).
@@ -1039,6 +1161,13 @@ pub fn run(a: ChatArgs) -> i32 {
     }
     let mut chat = Box::new(DesktopChat::new(client, memory));
     chat.set_strict(strict);
+    let place = crate::state::StateDir::locate(a.state_dir.as_deref())
+        .ok()
+        .map(|dir| v2::Place::new(dir, &a.user));
+    let (v2_state, v2_notes) = v2::V2::load(v2_identity, &a.user, place, &mut OsRng);
+    for n in &v2_notes {
+        printer.print(&Line::HostWarn(n));
+    }
     let mut desktop = Desktop {
         args: a,
         tls: TlsConnector::from(target.tls),
@@ -1055,6 +1184,7 @@ pub fn run(a: ChatArgs) -> i32 {
         give_up_at: None,
     };
     desktop.driver.keep_offline(true);
+    desktop.driver.set_v2(v2_state);
     let (interval, allowance) = match desktop.args.ping_ms {
         Some((i, a)) => (
             Duration::from_millis(i.into()),
@@ -1399,7 +1529,7 @@ impl Desktop {
                 }
             };
             let end = self.session(stream).await;
-            self.driver.disconnected();
+            self.driver.disconnected_with(&mut *self.printer);
             match end {
                 End::Done => return exit::OK,
                 End::Again => {

@@ -1,0 +1,725 @@
+//! Protocol v2 conversations of the desktop client (`docs/protocol-v2.md` §2.3, §5–§8,
+//! §11, §12.1): the session table ([`Sessions`], owned here, not by core's board-sized
+//! client), the client's own prekeys published after a v2 welcome and topped up on
+//! `prekeys_low`, `bundle_req` for a peer without a session (texts wait meanwhile),
+//! texts sealed as `relay2` and `relay2` opened, the server's `ack`s, and every
+//! session and the prekeys stored in the state directory (owner-only, atomic) after
+//! each change and before the message is shown or sent.
+//!
+//! Everything a v2 line can go wrong with is a `[WARN]` naming the peer and the
+//! reason; nothing refused is shown as a message and no typed text is dropped
+//! without saying so.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use base64ct::{Base64, Encoding};
+use seguro_core::chat::Line;
+use seguro_core::chat::sessions::{OwnPrekeys, Received, Sessions};
+use seguro_core::client::Event;
+use seguro_core::identity::{Identity, PublicIdentity};
+use seguro_core::v2::json::{self as v2json, AckStatus, DirDelta, ErrorCode, V2Message};
+use seguro_core::v2::wire::MAX_BODY;
+use seguro_core::v2::x3dh::PeerIdentity;
+
+use super::{DesktopChat, Printer};
+use crate::state::{self, StateDir};
+
+/// Most peer sessions kept (each about 1.8 KB).
+pub const SESSIONS: usize = 64;
+
+/// Where the v2 state lives: the state directory and the user.
+#[derive(Debug, Clone)]
+pub struct Place {
+    dir: StateDir,
+    user: String,
+}
+
+impl Place {
+    /// `user`'s files under `dir`.
+    pub fn new(dir: StateDir, user: &str) -> Self {
+        Self {
+            dir,
+            user: user.to_owned(),
+        }
+    }
+
+    fn prekeys(&self) -> PathBuf {
+        self.dir.user_dir(&self.user).join("v2-prekeys")
+    }
+
+    fn session(&self, peer: &str) -> PathBuf {
+        self.dir
+            .user_dir(&self.user)
+            .join(format!("{SESSION_PREFIX}{}", state::encode_name(peer)))
+    }
+
+    fn write(&self, path: &std::path::Path, data: &[u8]) -> Result<(), state::StateError> {
+        let _lock = self.dir.lock(&self.user)?;
+        state::write_atomic(path, data)
+    }
+}
+
+const SESSION_PREFIX: &str = "v2-session.";
+
+/// The desktop client's protocol v2 state.
+pub struct V2 {
+    me: Identity,
+    name: String,
+    sessions: Box<Sessions<SESSIONS>>,
+    place: Option<Place>,
+    /// One-time prekey ids not published yet.
+    unpublished: HashSet<u32>,
+    /// The prekeys were published on this connection.
+    published: bool,
+    /// The last id used for a `prekeys` or `relay2`.
+    next_id: u32,
+    /// Binding signatures of the directory's v2 users (to answer a first message).
+    binds: HashMap<String, [u8; 64]>,
+    /// Texts waiting for a peer's bundle, in order.
+    waiting: HashMap<String, Vec<String>>,
+    /// Bundles asked for on this connection.
+    asked: HashSet<String>,
+    /// `relay2`s sent and not acknowledged yet: id → (peer, text).
+    in_flight: HashMap<u32, (String, String)>,
+    /// Our `prekeys` lines not acknowledged yet.
+    prekey_acks: HashSet<u32>,
+    /// The protocol line last printed per peer (§2.3).
+    told: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for V2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V2")
+            .field("name", &self.name)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a v2 line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Not a v2 line this layer acts on: give it to core.
+    No,
+    /// Consumed.
+    Yes,
+}
+
+impl V2 {
+    /// The state of `name` with identity `me`: the prekeys and sessions stored in
+    /// `place` (none yet: fresh prekeys, saved at once), or in memory only without a
+    /// place. Returns what to tell the user (a damaged file, a failed save).
+    pub fn load(
+        me: Identity,
+        name: &str,
+        place: Option<Place>,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> (Self, Vec<String>) {
+        let mut notes = Vec::new();
+        let mut own = None;
+        let mut published_before = false;
+        if let Some(p) = &place {
+            let path = p.prekeys();
+            match state::read_private(&path, &p.user, true) {
+                Ok(Some(data)) => match OwnPrekeys::decode(&data) {
+                    Ok(k) => {
+                        own = Some(k);
+                        published_before = true;
+                    }
+                    Err(e) => notes.push(format!(
+                        "{}: damaged protocol v2 prekeys ({e}): new ones are made and \
+                         published; first messages peers sent to the old ones cannot be read",
+                        path.display()
+                    )),
+                },
+                Ok(None) => {}
+                Err(e) => notes.push(format!(
+                    "{e}: new protocol v2 prekeys are made and published"
+                )),
+            }
+        }
+        let own = match own {
+            Some(k) => k,
+            None => {
+                let spk_id = rng.next_u32();
+                let first = rng.next_u32() >> 2;
+                OwnPrekeys::generate(rng, spk_id, first)
+            }
+        };
+        let unpublished = if published_before {
+            HashSet::new()
+        } else {
+            own.opks().iter().map(|k| k.id()).collect()
+        };
+        let mut v2 = Self {
+            me,
+            name: name.to_owned(),
+            sessions: Box::new(Sessions::new(own)),
+            place,
+            unpublished,
+            published: false,
+            next_id: 0,
+            binds: HashMap::new(),
+            waiting: HashMap::new(),
+            asked: HashSet::new(),
+            in_flight: HashMap::new(),
+            prekey_acks: HashSet::new(),
+            told: HashMap::new(),
+        };
+        if !published_before && let Err(e) = v2.save_prekeys() {
+            notes.push(e);
+        }
+        v2.load_sessions(&mut notes);
+        (v2, notes)
+    }
+
+    fn load_sessions(&mut self, notes: &mut Vec<String>) {
+        let Some(p) = self.place.clone() else {
+            return;
+        };
+        let dir = p.dir.user_dir(&p.user);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(SESSION_PREFIX))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let peer = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(SESSION_PREFIX))
+                .and_then(state::decode_name)
+                .unwrap_or_default();
+            let why = match state::read_private(&f, &p.user, true) {
+                Ok(Some(data)) => match self.sessions.restore_peer(&data) {
+                    Ok(name) if name == peer => continue,
+                    Ok(name) => {
+                        let name = name.to_owned();
+                        self.sessions.forget(&name);
+                        "it names another peer".to_owned()
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Ok(None) => continue,
+                Err(e) => e.to_string(),
+            };
+            notes.push(format!(
+                "{}: the stored protocol v2 session with {peer} is unusable ({why}): it is \
+                 dropped; the next message sets up a new one",
+                f.display()
+            ));
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Sessions<SESSIONS> {
+        &self.sessions
+    }
+
+    /// A connection is up: prekeys are published again after its welcome, bundles
+    /// asked for again.
+    pub fn connected(&mut self) {
+        self.published = false;
+        self.asked.clear();
+    }
+
+    /// The connection ended: relays not acknowledged are reported as uncertain.
+    pub fn disconnected(&mut self, printer: &mut dyn Printer) {
+        let mut lost: Vec<(u32, (String, String))> = self.in_flight.drain().collect();
+        lost.sort_by_key(|(id, _)| *id);
+        for (_, (peer, text)) in lost {
+            printer.print(&Line::HostWarn(&format_args!(
+                "the connection ended before the server confirmed your message to {peer}: \
+                 it may NOT have been delivered: {text}"
+            )));
+        }
+        self.prekey_acks.clear();
+        self.asked.clear();
+    }
+
+    fn id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn save_prekeys(&self) -> Result<(), String> {
+        let Some(p) = &self.place else {
+            return Ok(());
+        };
+        let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX];
+        let n = self
+            .sessions
+            .own()
+            .encode(&mut rec)
+            .map_err(|e| format!("cannot store the protocol v2 prekeys: {e}"))?;
+        let r = p.write(&p.prekeys(), rec.get(..n).unwrap_or(&[]));
+        rec.fill(0);
+        r.map_err(|e| format!("cannot store the protocol v2 prekeys: {e}"))
+    }
+
+    fn save_session(&self, peer: &str) -> Result<(), String> {
+        let Some(p) = &self.place else {
+            return Ok(());
+        };
+        let mut rec = vec![0u8; Sessions::<SESSIONS>::PEER_RECORD_MAX];
+        let r = match self.sessions.encode_peer(peer, &mut rec) {
+            Some(Ok(n)) => p.write(&p.session(peer), rec.get(..n).unwrap_or(&[])),
+            Some(Err(e)) => {
+                rec.fill(0);
+                return Err(format!(
+                    "cannot store the protocol v2 session with {peer}: {e}"
+                ));
+            }
+            None => return Ok(()),
+        };
+        rec.fill(0);
+        r.map_err(|e| format!("cannot store the protocol v2 session with {peer}: {e}"))
+    }
+
+    /// Which protocol the conversation with `peer` uses now (§2.3), as the status bar
+    /// and the conversation line say it.
+    pub fn protocol(&self, chat: &DesktopChat, peer: &str) -> &'static str {
+        let client = chat.client();
+        match client.server_v2() {
+            Some(false) => "v1 (server speaks v1 only)",
+            Some(true) if self.uses_v2(chat, peer) => "v2",
+            Some(true) if client.key_of(peer).is_some() => "v1 (peer speaks v1)",
+            _ if self.sessions.has(peer) => "v2",
+            _ => "v1",
+        }
+    }
+
+    /// The conversation line, if it changed (§2.3): `protocol v2`, or `v1` with the
+    /// reason.
+    /// `v1_message`: a v1 message from `peer` is about to be shown.
+    pub fn tell_protocol(
+        &mut self,
+        chat: &DesktopChat,
+        peer: &str,
+        v1_message: bool,
+        printer: &mut dyn Printer,
+    ) {
+        if peer.is_empty() || peer == self.name {
+            return;
+        }
+        let client = chat.client();
+        let now = match client.server_v2() {
+            _ if v1_message && self.uses_v2(chat, peer) => {
+                format!("protocol v1 ({peer} sent this message with v1)")
+            }
+            _ if self.uses_v2(chat, peer) => "protocol v2".to_owned(),
+            Some(false) => "protocol v1 (this server speaks v1 only)".to_owned(),
+            _ => format!("protocol v1 ({peer}'s client speaks v1)"),
+        };
+        if self.told.get(peer) != Some(&now) {
+            printer.print(&Line::HostInfo(&format_args!(
+                "conversation with {peer}: {now}"
+            )));
+            self.told.insert(peer.to_owned(), now);
+        }
+    }
+
+    /// True if messages to `peer` go as v2 (§2.3).
+    pub fn uses_v2(&self, chat: &DesktopChat, peer: &str) -> bool {
+        peer != self.name && chat.client().peer_v2(peer)
+    }
+
+    /// After each server line: publishes the prekeys once the v2 welcome came.
+    pub fn after_line(
+        &mut self,
+        chat: &DesktopChat,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        if self.published || !chat.is_registered() || chat.client().server_v2() != Some(true) {
+            return;
+        }
+        self.published = true;
+        self.publish(printer, wire);
+        // Texts that waited for a bundle across a reconnection: ask again.
+        let mut peers: Vec<String> = self.waiting.keys().cloned().collect();
+        peers.sort();
+        for peer in peers {
+            self.ask_bundle(&peer, wire);
+        }
+    }
+
+    /// Sends the signed prekey and the one-time prekeys not published yet.
+    fn publish(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) {
+        let id = self.id();
+        let mut out = vec![0u8; 4096];
+        let unpublished = &self.unpublished;
+        match self.sessions.own().emit_prekeys_only(
+            id,
+            &self.me,
+            |k| unpublished.contains(&k),
+            &mut out,
+        ) {
+            Ok(n) => {
+                wire.extend_from_slice(out.get(..n).unwrap_or(&[]));
+                self.unpublished.clear();
+                self.prekey_acks.insert(id);
+            }
+            Err(e) => printer.print(&Line::HostError(&format_args!(
+                "cannot publish the protocol v2 prekeys: {e}"
+            ))),
+        }
+    }
+
+    fn ask_bundle(&mut self, peer: &str, wire: &mut Vec<u8>) {
+        if !self.asked.insert(peer.to_owned()) {
+            return;
+        }
+        emit(&V2Message::BundleReq { user: peer }, wire);
+    }
+
+    /// Sends `text` to `peer` (who [`V2::uses_v2`]): sealed at once with a session, or
+    /// kept until the peer's bundle arrives. True if sent now, false if it waits.
+    pub fn send(
+        &mut self,
+        chat: &DesktopChat,
+        peer: &str,
+        text: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> bool {
+        self.tell_protocol(chat, peer, false, printer);
+        if !self.sessions.has(peer) {
+            let first = !self.waiting.contains_key(peer);
+            self.waiting
+                .entry(peer.to_owned())
+                .or_default()
+                .push(text.to_owned());
+            if first {
+                printer.print(&Line::HostInfo(&format_args!(
+                    "setting up a protocol v2 session with {peer} (asking the server for \
+                     their prekeys): the message goes out then"
+                )));
+            }
+            if chat.is_registered() {
+                self.ask_bundle(peer, wire);
+            }
+            return false;
+        }
+        self.seal_and_send(peer, text, rng, printer, wire)
+    }
+
+    fn seal_and_send(
+        &mut self,
+        peer: &str,
+        text: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> bool {
+        let mut body = vec![0u8; MAX_BODY];
+        let n = match self.sessions.seal_text(rng, peer, text, &mut body) {
+            Ok(n) => n,
+            Err(e) => {
+                printer.print(&Line::HostWarn(&format_args!(
+                    "message to {peer} NOT sent: {e} (protocol v2 texts hold up to {} \
+                     bytes): {text}",
+                    seguro_core::v2::MAX_TEXT
+                )));
+                return false;
+            }
+        };
+        // Stored before it leaves: a restart never reuses a message key.
+        if let Err(e) = self.save_session(peer) {
+            printer.print(&Line::HostError(&e));
+        }
+        let b64 = Base64::encode_string(body.get(..n).unwrap_or(&[]));
+        let id = self.id();
+        emit(
+            &V2Message::Relay2 {
+                to: Some(peer),
+                from: None,
+                id: Some(id),
+                body: &b64,
+            },
+            wire,
+        );
+        self.in_flight
+            .insert(id, (peer.to_owned(), text.to_owned()));
+        true
+    }
+
+    /// Records what a directory line says about v2 users (their binding signatures,
+    /// needed to answer a first message). Never consumes the line.
+    fn observe_directory(&mut self, line: &[u8], scratch: &mut [u8]) {
+        if let Ok(Some(d)) = v2json::parse_directory_v2(line, scratch) {
+            self.binds.clear();
+            for (name, v) in d.users.iter() {
+                self.binds.insert(name.to_owned(), v.bind);
+            }
+        }
+    }
+
+    /// A line from the server: the v2 messages this layer owns are handled here
+    /// ([`Handled::Yes`]); the rest goes to core.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_line(
+        &mut self,
+        chat: &DesktopChat,
+        line: &[u8],
+        scratch: &mut [u8],
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) -> Handled {
+        if line.starts_with(b"{\"type\":\"welcome\"") || line.starts_with(b"{\"type\":\"users\"") {
+            self.observe_directory(line, scratch);
+            return Handled::No;
+        }
+        let m = match v2json::parse(line, scratch) {
+            Ok(m) => m,
+            Err(_) => return Handled::No,
+        };
+        match m {
+            V2Message::Dir {
+                delta: DirDelta::Join(e) | DirDelta::Key(e),
+                ..
+            } => {
+                match e.v2 {
+                    Some(v) => self.binds.insert(e.user.to_owned(), v.bind),
+                    None => self.binds.remove(e.user),
+                };
+                Handled::No
+            }
+            V2Message::Relay2 {
+                from: Some(from),
+                body,
+                ..
+            } => {
+                let from = from.to_owned();
+                let body = body.to_owned();
+                self.receive(chat, &from, &body, printer);
+                Handled::Yes
+            }
+            V2Message::Relay2 { from: None, .. } => {
+                printer.print(&Line::HostWarn(
+                    &"the server sent a protocol v2 message without a sender: not shown",
+                ));
+                Handled::Yes
+            }
+            V2Message::Bundle(b) => {
+                let name = b.peer.name.to_owned();
+                let verdict = self.check_bundle(chat, &b);
+                let started = match verdict {
+                    Err(why) => Err(why),
+                    Ok(()) => self
+                        .sessions
+                        .start(rng, &self.me, &self.name, &b)
+                        .map_err(|e| e.to_string()),
+                };
+                self.bundle_done(chat, &name, started, rng, printer, wire);
+                Handled::Yes
+            }
+            V2Message::Error {
+                code: code @ (ErrorCode::NoPrekeys | ErrorCode::UnknownUser),
+                user: Some(user),
+                text,
+            } if self.asked.contains(user) => {
+                let user = user.to_owned();
+                let why = match code {
+                    ErrorCode::NoPrekeys => format!("{user} has published no prekeys"),
+                    _ => format!("the server does not know {user} ({text})"),
+                };
+                self.bundle_done(chat, &user, Err(why), rng, printer, wire);
+                Handled::Yes
+            }
+            V2Message::Ack { id, status } => {
+                self.ack(id, status, printer);
+                Handled::Yes
+            }
+            V2Message::PrekeysLow { left } => {
+                let added = self
+                    .sessions
+                    .own_mut()
+                    .top_up(rng, usize::try_from(left).unwrap_or(usize::MAX));
+                // Stored before they are published: a peer may use them at once.
+                match self.save_prekeys() {
+                    Ok(()) => {
+                        self.unpublished.extend(added);
+                        self.publish(printer, wire);
+                    }
+                    Err(e) => printer.print(&Line::HostError(&format_args!(
+                        "{e}: the new prekeys are not published"
+                    ))),
+                }
+                Handled::Yes
+            }
+            _ => Handled::No,
+        }
+    }
+
+    /// The bundle must be the directory's v2 entry for that name (the server could
+    /// substitute keys in a bundle as in a directory).
+    fn check_bundle(
+        &self,
+        chat: &DesktopChat,
+        b: &seguro_core::v2::x3dh::Bundle<'_>,
+    ) -> Result<(), String> {
+        let name = b.peer.name;
+        if !self.asked.contains(name) {
+            return Err("the server sent a bundle nobody asked for".to_owned());
+        }
+        let client = chat.client();
+        let listed = client.key_of(name).copied().zip(client.peer_ed25519(name));
+        match listed {
+            Some((x, ed)) if x == b.peer.keys.x && ed == b.peer.keys.ed => Ok(()),
+            Some(_) => Err(format!(
+                "the server's prekey bundle for {name} has other keys than its directory: \
+                 refused (the server may be substituting keys)"
+            )),
+            None => Err(format!(
+                "{name} is not listed as a protocol v2 user any more"
+            )),
+        }
+    }
+
+    /// A bundle answered (a session started) or refused: the waiting texts go out, or
+    /// are reported as not sent.
+    fn bundle_done(
+        &mut self,
+        chat: &DesktopChat,
+        peer: &str,
+        started: Result<(), String>,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        let waiting = self.waiting.remove(peer).unwrap_or_default();
+        match started {
+            Ok(()) => {
+                if let Err(e) = self.save_session(peer) {
+                    printer.print(&Line::HostError(&e));
+                }
+                self.tell_protocol(chat, peer, false, printer);
+                for text in waiting {
+                    if self.seal_and_send(peer, &text, rng, printer, wire) {
+                        printer.sent_from_outbox(Some(peer), &text);
+                    }
+                }
+            }
+            Err(why) => {
+                self.asked.remove(peer);
+                printer.print(&Line::HostWarn(&format_args!(
+                    "no protocol v2 session with {peer}: {why}"
+                )));
+                for text in waiting {
+                    printer.print(&Line::HostWarn(&format_args!(
+                        "message to {peer} NOT sent (protocol v2 is required with a v2 \
+                         peer and no session could be set up): {text}"
+                    )));
+                    printer.dropped_from_outbox(Some(peer), &text);
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self, id: u32, status: AckStatus, printer: &mut dyn Printer) {
+        if self.prekey_acks.remove(&id) {
+            if status == AckStatus::Refused {
+                printer.print(&Line::HostWarn(
+                    &"the server refused our protocol v2 prekeys: peers cannot set up new \
+                      sessions with us",
+                ));
+            }
+            return;
+        }
+        let Some((peer, text)) = self.in_flight.remove(&id) else {
+            return;
+        };
+        if status == AckStatus::NotConnected {
+            printer.print(&Line::HostWarn(&format_args!(
+                "{peer} is not connected: your message was NOT delivered (the server keeps \
+                 no mailbox; send it again when they are back): {text}"
+            )));
+        }
+    }
+
+    fn receive(&mut self, chat: &DesktopChat, from: &str, body: &str, printer: &mut dyn Printer) {
+        let warn = |printer: &mut dyn Printer, why: &dyn std::fmt::Display| {
+            printer.print(&Line::HostWarn(&format_args!(
+                "a protocol v2 message from {from} was refused: {why}; not shown"
+            )));
+        };
+        if body.len() > MAX_BODY.div_ceil(3) * 4 {
+            return warn(printer, &"it is too long");
+        }
+        let Ok(body) = Base64::decode_vec(body) else {
+            return warn(printer, &"its body is not base64");
+        };
+        let client = chat.client();
+        let peer = match (
+            client.key_of(from).copied(),
+            client.peer_ed25519(from),
+            self.binds.get(from),
+        ) {
+            (Some(x), Some(ed), Some(bind)) if client.peer_v2(from) => PeerIdentity {
+                name: from,
+                keys: PublicIdentity { x, ed },
+                bind: *bind,
+            },
+            _ => return warn(printer, &"the sender is not listed as a protocol v2 user"),
+        };
+        let mut out = vec![0u8; seguro_core::v2::wire::MAX_INNER];
+        let had = self.sessions.has(from);
+        let opened = self
+            .sessions
+            .open(&self.me, &self.name, &peer, &body, &mut out);
+        let (text, new_session, replaced) = match opened {
+            Ok(o) => (
+                match o.content {
+                    Received::Text { text, .. } => Some(text.to_owned()),
+                    _ => None,
+                },
+                o.new_session,
+                o.replaced,
+            ),
+            Err(e) => {
+                let bad_inner = matches!(e, seguro_core::chat::sessions::ReceiveError::BadInner(_));
+                if bad_inner && let Err(e) = self.save_session(from) {
+                    printer.print(&Line::HostError(&e));
+                }
+                return warn(printer, &e);
+            }
+        };
+        // Stored before it is shown: a restart does not open it twice.
+        if let Err(e) = self.save_session(from) {
+            printer.print(&Line::HostError(&e));
+        }
+        if new_session && let Err(e) = self.save_prekeys() {
+            printer.print(&Line::HostError(&e));
+        }
+        if replaced || (new_session && had) {
+            printer.print(&Line::HostWarn(&format_args!(
+                "{from} started a new protocol v2 session (their client lost its state, or \
+                 was restored from a backup)"
+            )));
+        }
+        self.tell_protocol(chat, from, false, printer);
+        if let Some(text) = text {
+            printer.print(&Line::Received(Event::Message { from, text: &text }));
+        }
+    }
+}
+
+fn emit(m: &V2Message<'_>, wire: &mut Vec<u8>) {
+    let mut out = vec![0u8; m.line_len()];
+    if let Ok(n) = m.emit_line(&mut out) {
+        wire.extend_from_slice(out.get(..n).unwrap_or(&[]));
+    }
+}

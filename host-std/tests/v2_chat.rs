@@ -1,0 +1,156 @@
+//! Protocol v2 conversations between real `seguro chat` processes on a real `seguro
+//! serve`, over real TLS (`docs/protocol-v2.md` §2.3, §5.5, §6–§8, §11, §12.1): each
+//! client publishes its prekeys after the v2 welcome (and keeps them in its state
+//! directory), the first message fetches the peer's bundle and goes as `relay2`, texts
+//! flow both ways and each side says `conversation with …: protocol v2`; a restarted
+//! client keeps its session (no second bundle is taken); a message to a peer who left
+//! waits in the outbox and goes as v2 when they are back.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// The one-time prekeys the server holds for `user` (its prekey file).
+fn opks_on_server(dir: &TempDir, user: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.path("prekeys")).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("user {user} ")))?;
+    let opks = line.rsplit(' ').next()?;
+    Some(if opks == "-" {
+        0
+    } else {
+        opks.split(',').count()
+    })
+}
+
+fn wait_opks(dir: &TempDir, user: &str, want: usize) {
+    let deadline = std::time::Instant::now() + T;
+    while opks_on_server(dir, user) != Some(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user}: {:?} one-time prekeys on the server, not {want}",
+            opks_on_server(dir, user)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn chat(user: &str, server: &Server, state: &Path) -> Chat {
+    let c = Chat::start(
+        user,
+        server.port(),
+        &server.cert,
+        &["--state-dir", state.to_str().unwrap()],
+    );
+    c.out.wait_for(&format!(
+        "[SYS] connected to 127.0.0.1:{} as {user}",
+        server.port()
+    ));
+    c
+}
+
+#[test]
+fn two_clients_talk_v2_both_ways_and_a_restart_keeps_the_session() {
+    let dir = TempDir::new("v2-chat");
+    let server = Server::start(&dir, &[]);
+    let (sa, sb) = (TempDir::new("v2-chat-a"), TempDir::new("v2-chat-b"));
+    let mut alice = chat("alice", &server, &sa.0);
+    // Published after the v2 welcome: 16 one-time prekeys on the server.
+    wait_opks(&dir, "alice", 16);
+    let mut bob = chat("bob", &server, &sb.0);
+    wait_opks(&dir, "bob", 16);
+    alice.out.wait_for("[SYS] bob joined");
+
+    alice.send("/to bob hello over v2");
+    alice
+        .out
+        .wait_exact("[SYS] conversation with bob: protocol v2");
+    bob.out
+        .wait_exact("[SYS] conversation with alice: protocol v2");
+    bob.out.wait_exact("[alice] hello over v2");
+    // One bundle taken from bob's prekeys, none from alice's.
+    wait_opks(&dir, "bob", 15);
+    bob.send("/to alice and back");
+    alice.out.wait_exact("[bob] and back");
+    alice.send("/to bob third");
+    bob.out
+        .wait_exact("[bob] third".replace("[bob]", "[alice]").as_str());
+    assert_eq!(
+        opks_on_server(&dir, "alice"),
+        Some(16),
+        "bob answered in the session"
+    );
+    // Nothing was sent as v1 and nothing was refused.
+    for c in [&alice, &bob] {
+        assert!(!c.out.contains("[WARN]"), "{:?}", c.out.all());
+        assert!(!c.out.contains("protocol v1"), "{:?}", c.out.all());
+    }
+    // The state directory holds the prekeys and the session, owner-only.
+    for (s, user, peer) in [(&sa, "alice", "bob"), (&sb, "bob", "alice")] {
+        let udir = s.0.join("users").join(user);
+        for f in ["v2-prekeys".to_owned(), format!("v2-session.{peer}")] {
+            let m = std::fs::metadata(udir.join(&f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(m.permissions().mode() & 0o077, 0, "{f}");
+        }
+    }
+
+    // bob restarts: the stored session goes on, no new bundle is taken from either.
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+    alice.out.wait_for("[SYS] bob left");
+    let mut bob = chat("bob", &server, &sb.0);
+    alice.out.wait_for("[SYS] bob joined");
+    // The restarted client did not publish the same one-time prekeys again.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(opks_on_server(&dir, "bob"), Some(15));
+    bob.send("/to alice after my restart");
+    alice.out.wait_exact("[bob] after my restart");
+    alice.send("/to bob still the same session");
+    bob.out.wait_exact("[alice] still the same session");
+    assert_eq!(opks_on_server(&dir, "alice"), Some(16));
+    assert_eq!(opks_on_server(&dir, "bob"), Some(15));
+    assert!(
+        !bob.out.contains("setting up a protocol v2 session"),
+        "{:?}",
+        bob.out.all()
+    );
+    assert!(!bob.out.contains("[WARN]"), "{:?}", bob.out.all());
+    assert!(!alice.out.contains("[WARN]"), "{:?}", alice.out.all());
+    alice.kill();
+    bob.kill();
+}
+
+#[test]
+fn a_message_to_a_peer_who_left_waits_and_goes_as_v2_when_they_are_back() {
+    let dir = TempDir::new("v2-chat-away");
+    let server = Server::start(&dir, &[]);
+    let (sa, sb) = (
+        TempDir::new("v2-chat-away-a"),
+        TempDir::new("v2-chat-away-b"),
+    );
+    let mut alice = chat("alice", &server, &sa.0);
+    let bob = chat("bob", &server, &sb.0);
+    alice.out.wait_for("[SYS] bob joined");
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+    alice.out.wait_for("[SYS] bob left");
+    // No session yet and bob is away: the text waits (in the outbox), not lost.
+    alice.send("/to bob are you there");
+    alice.out.wait_for("bob is not online: kept in the outbox");
+    let mut bob = chat("bob", &server, &sb.0);
+    bob.out
+        .wait_exact("[SYS] conversation with alice: protocol v2");
+    bob.out.wait_exact("[alice] are you there");
+    alice
+        .out
+        .wait_exact("[SYS] conversation with bob: protocol v2");
+    wait_opks(&dir, "bob", 15);
+    assert!(!alice.out.contains("[WARN]"), "{:?}", alice.out.all());
+    alice.kill();
+    bob.kill();
+}
