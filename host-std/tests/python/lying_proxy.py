@@ -2,13 +2,15 @@
 """A lying server for tests: a TLS proxy that holds the server's own certificate and key
 (the operator is the attacker, so the clients' pin accepts it), sits in front of a real
 server (`seguro serve`, or peer.py's reference server) and forwards every line both
-ways, tampering only with end-to-end `relay` messages:
+ways, tampering only with end-to-end messages (v1 `relay` and protocol v2 `relay2`):
 
   --replay      every relay delivered to a client is delivered twice;
   --reflect     a relay a client sends to X is also handed back to that client, as if X
                 had sent it (v1 uses the same key both ways, so it decrypts);
   --replay-old  when a user connects again, every relay delivered to that user on an
-                earlier connection is delivered again, right after the welcome.
+                earlier connection is delivered again, right after the welcome;
+  --substitute  every relay2 delivered to a client comes first as a forgery: the same
+                line with one byte of its sealed body changed.
 
 It prints `listening on 127.0.0.1:PORT` once ready, logs each tampering on stderr
 (`proxy: replayed ...`), and runs until killed. Standard library only (ssl, socket).
@@ -16,6 +18,7 @@ It prints `listening on 127.0.0.1:PORT` once ready, logs each tampering on stder
 Usage: lying_proxy.py --upstream PORT --cert server.crt --key server.key [modes]
 """
 import argparse
+import base64
 import json
 import select
 import socket
@@ -63,11 +66,24 @@ class Link:
             back["to"] = self.user
             self.to_client(json.dumps(back).encode())
             log("reflected a relay of %s to %s back to %s" % (self.user, obj.get("to"), self.user))
+        if self.args.reflect and obj is not None and obj.get("type") == "relay2" and self.user:
+            # As the server forwards it: `from` set, no `to` and no `id`.
+            back = {"type": "relay2", "from": obj.get("to"), "body": obj.get("body")}
+            self.to_client(json.dumps(back).encode())
+            log("reflected a relay of %s to %s back to %s" % (self.user, obj.get("to"), self.user))
         self.up.sendall(line + b"\n")
 
     def on_server_line(self, line):
         obj = parse(line)
         kind = obj.get("type") if obj is not None else None
+        if kind == "relay2" and self.args.substitute:
+            body = bytearray(base64.b64decode(obj.get("body", "")))
+            if body:
+                body[-1] ^= 0x01  # the tag's last byte
+                forged = dict(obj)
+                forged["body"] = base64.b64encode(bytes(body)).decode()
+                self.to_client(json.dumps(forged).encode())
+                log("substituted a relay2 from %s to %s" % (obj.get("from"), self.user))
         self.to_client(line)
         if kind == "welcome" and self.args.replay_old and self.user:
             with lock:
@@ -76,7 +92,7 @@ class Link:
                 self.to_client(o)
             if old:
                 log("replayed %d old relay(s) to %s" % (len(old), self.user))
-        if kind == "relay":
+        if kind in ("relay", "relay2"):
             self.seen_here.append(line)
             if self.args.replay:
                 self.to_client(line)
@@ -160,6 +176,7 @@ def main():
     p.add_argument("--replay", action="store_true")
     p.add_argument("--reflect", action="store_true")
     p.add_argument("--replay-old", action="store_true")
+    p.add_argument("--substitute", action="store_true")
     serve(p.parse_args())
 
 

@@ -1,7 +1,10 @@
 """A lying server (lying_proxy.py) in front of `seguro serve` and in front of peer.py's
-reference server: replayed and reflected v1 messages are flagged and never shown as
+reference server: replayed and reflected messages are flagged and never shown as
 normal messages; a genuine message that repeats its text (new nonce) is still shown;
-the memory survives a restart of the client.
+the memory survives a restart of the client. Through `seguro serve` two Seguro clients
+talk protocol v2 (`relay2`): there the replays, reflections and forgeries are refused
+by the ratchet, each reported as a [WARN] naming the peer and the reason. Through the
+reference server they talk v1 (`relay`), refused by the v1 memories.
 
 Run: SEGURO_BIN=target/debug/seguro python3 -m unittest discover -s host-std/tests/python -v
 """
@@ -16,6 +19,10 @@ from test_interop import BIN, HERE
 PROXY = os.path.join(HERE, "lying_proxy.py")
 REPLAY_WARN = "[WARN] a message from %s was delivered again; the copy is not shown"
 REFLECT_WARN = "[WARN] the server handed back one of your own messages to %s as if %s had sent it; refused"
+V2_REFUSED = "[WARN] a protocol v2 message from %s was refused: "
+V2_STALE = "message already received or too old (the server may be replaying it)"
+V2_REFLECTED = "one of our own messages was handed back as the peer's (the server reflected it)"
+V2_FORGED = "could not decrypt: authentication failed"
 
 
 class LyingServer(test_interop.Interop):
@@ -34,6 +41,12 @@ class LyingServer(test_interop.Interop):
     def upstream(self, kind, crt, key):
         return self.seguro_server(crt, key) if kind == "seguro" else self.python_server(crt, key)
 
+    def v2_warn(self, peer, why):
+        return V2_REFUSED % peer + why + "; not shown"
+
+    def replay_warn(self, kind, peer):
+        return self.v2_warn(peer, V2_STALE) if kind == "seguro" else REPLAY_WARN % peer
+
     def count(self, proc, line):
         return sum(1 for l in proc.lines if l == line)
 
@@ -46,7 +59,7 @@ class LyingServer(test_interop.Interop):
         b = self.client("beto", port, crt)
         b.send("/to ana otra vez")
         a.wait_exact("[beto] otra vez")
-        a.wait_for(REPLAY_WARN % "beto")
+        a.wait_for(self.replay_warn(kind, "beto"))
         # The same text again is a new message (new nonce): shown again.
         b.send("/to ana otra vez")
         a.wait(lambda l: self.count(a, "[beto] otra vez") == 2, "the second genuine message")
@@ -55,9 +68,15 @@ class LyingServer(test_interop.Interop):
         time.sleep(0.5)  # any late copy would have arrived with "fin"'s
         self.assertEqual(self.count(a, "[beto] otra vez"), 2, "\n".join(a.lines))
         self.assertEqual(self.count(a, "[beto] fin"), 1, "\n".join(a.lines))
-        # Three copies, one warning: rate-limited.
-        warns = [l for l in a.lines if l.startswith(REPLAY_WARN % "beto")]
-        self.assertEqual(len(warns), 1, "\n".join(a.lines))
+        if kind == "seguro":
+            # v2: every copy refused by the ratchet, each said.
+            warns = [l for l in a.lines if l == self.v2_warn("beto", V2_STALE)]
+            self.assertEqual(len(warns), 3, "\n".join(a.lines))
+            self.assertIn("[SYS] conversation with beto: protocol v2", a.lines)
+        else:
+            # Three copies, one warning: rate-limited.
+            warns = [l for l in a.lines if l.startswith(REPLAY_WARN % "beto")]
+            self.assertEqual(len(warns), 1, "\n".join(a.lines))
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
@@ -79,8 +98,12 @@ class LyingServer(test_interop.Interop):
         a.wait_exact("[beto] hola")
         a.send("/to beto mi secreto")
         b.wait_exact("[ana] mi secreto")
-        a.wait_for(REFLECT_WARN % ("beto", "beto"))
-        b.wait_for(REFLECT_WARN % ("ana", "ana"))  # beto's "hola" came back to him too
+        if kind == "seguro":
+            a.wait_exact(self.v2_warn("beto", V2_REFLECTED))
+            b.wait_exact(self.v2_warn("ana", V2_REFLECTED))  # beto's "hola" too
+        else:
+            a.wait_for(REFLECT_WARN % ("beto", "beto"))
+            b.wait_for(REFLECT_WARN % ("ana", "ana"))  # beto's "hola" came back to him too
         b.send("/to ana fin")
         a.wait_exact("[beto] fin")
         self.assertNotIn("[beto] mi secreto", a.lines)
@@ -108,7 +131,7 @@ class LyingServer(test_interop.Interop):
         a = self.client("ana", port, crt)
         b.send("/to ana despues")
         a.wait_exact("[beto] despues")
-        a.wait_for(REPLAY_WARN % "beto")
+        a.wait_for(self.replay_warn(kind, "beto"))
         self.assertNotIn("[beto] antes del reinicio", a.lines)
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
@@ -118,6 +141,30 @@ class LyingServer(test_interop.Interop):
 
     def test_restart_keeps_the_memory_python_server(self):
         self.check_restart("python")
+
+    # ---- substitution (protocol v2 only: v1 through the reference is covered by e2e)
+
+    def test_forged_v2_messages_are_refused_and_the_genuine_ones_shown(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--substitute")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        # The first message (the session's setup) and later ones, both ways.
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        a.send("/to beto dos")
+        b.wait_exact("[ana] dos")
+        b.send("/to ana tres")
+        a.wait_exact("[beto] tres")
+        time.sleep(0.5)
+        forged = self.v2_warn("beto", V2_FORGED)
+        self.assertEqual(self.count(a, forged), 2, "\n".join(a.lines))
+        self.assertEqual(self.count(b, self.v2_warn("ana", V2_FORGED)), 1, "\n".join(b.lines))
+        for line in ("[beto] uno", "[beto] tres"):
+            self.assertEqual(self.count(a, line), 1, "\n".join(a.lines))
+        self.assertEqual(self.count(b, "[ana] dos"), 1, "\n".join(b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
 
     # ---- control: the proxy itself is honest without modes
 
