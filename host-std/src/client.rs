@@ -414,6 +414,13 @@ impl Driver {
         self.v2.as_ref()
     }
 
+    /// Leaving: what still waits for a v2 session is said to be NOT sent.
+    pub fn abandon_v2(&mut self, printer: &mut dyn Printer) {
+        if let Some(v2) = &mut self.v2 {
+            v2.abandon(printer);
+        }
+    }
+
     /// Time without sending before a ping to a v2 server, and the allowance after it.
     pub fn set_ping_timings(&mut self, interval: Duration, allowance: Duration) {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
@@ -422,14 +429,27 @@ impl Driver {
 
     /// When [`Driver::heartbeat`] is due (only with a v2 server).
     pub fn heartbeat_at(&self) -> Option<std::time::Instant> {
-        let ms = self.chat.client().poll_timeout()?;
-        Some(self.epoch + Duration::from_millis(ms))
+        let beat = self
+            .chat
+            .client()
+            .poll_timeout()
+            .map(|ms| self.epoch + Duration::from_millis(ms));
+        let retry = self.v2.as_ref().and_then(v2::V2::timer_at);
+        match (beat, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Tells core the time: a due ping goes to `wire`. True if the link stalled (the
     /// server answered nothing after a ping): the host reconnects.
     pub fn heartbeat(&mut self, printer: &mut dyn Printer, wire: &mut Vec<u8>) -> bool {
         self.drain(printer, wire);
+        if self.online
+            && let Some(v2) = &mut self.v2
+        {
+            v2.on_timer(&self.chat, wire);
+        }
         self.chat.client().is_stalled()
     }
 
@@ -1689,7 +1709,9 @@ impl Desktop {
                 // --linger, and longer while messages wait for their recipient.
                 let now = std::time::Instant::now();
                 let mut until = now + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0));
-                if self.driver.outbox().len() > 0 {
+                if self.driver.outbox().len() > 0
+                    || self.driver.v2().is_some_and(|v| v.waiting() > 0)
+                {
                     let give_up = *self
                         .give_up_at
                         .get_or_insert_with(|| now + Duration::from_secs_f64(GIVE_UP));
@@ -1744,6 +1766,7 @@ impl Desktop {
                     }
                 }
                 Ev::Linger => {
+                    self.driver.abandon_v2(&mut *self.printer);
                     let _ = wr.close().await;
                     return End::Done;
                 }

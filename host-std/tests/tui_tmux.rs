@@ -285,7 +285,8 @@ fn two_full_screen_clients_paste_resize_and_survive_a_server_restart() {
     });
     tmux.resize("bob", 100, 60);
     let s = tmux.wait("bob", "the wide layout again", |s| {
-        s.contains("| v1") && pasted.iter().all(|p| s.contains(&format!("[alice] {p}")))
+        // Two Seguro clients on a Seguro server: the conversation is protocol v2.
+        s.contains("| v2 |") && pasted.iter().all(|p| s.contains(&format!("[alice] {p}")))
     });
     for p in &pasted {
         assert_eq!(
@@ -407,7 +408,7 @@ fn an_idle_receiver_survives_server_kills_and_restarts() {
             assert!(stamped(&s, &needle), "{m} with its time:\n{s}");
         }
         // The screen is drawn and reads keys: bob's answer goes out.
-        assert!(s.contains("alice>") && s.contains("| v1"), "{s}");
+        assert!(s.contains("alice>") && s.contains("| v2 |"), "{s}");
         let reply = format!("bob is here after {sig}");
         tmux.line("bob", &reply);
         tmux.wait("alice", "bob's answer", |s| {
@@ -420,12 +421,12 @@ fn an_idle_receiver_survives_server_kills_and_restarts() {
     let s = tmux.wait("alice", "the exit", |s| s.contains("TTY="));
     assert!(s.contains("EXITED=0") && s.contains("TTY=cooked"), "{s}");
     assert!(s.contains("stopped by a signal"), "{s}");
-    assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+    assert!(!s.contains("| v2 |"), "the full screen is gone:\n{s}");
 
     tmux.line("bob", "/quit");
     let s = tmux.wait("bob", "the exit", |s| s.contains("TTY="));
     assert!(s.contains("EXITED=0") && s.contains("TTY=cooked"), "{s}");
-    assert!(!s.contains("| v1"), "the full screen is gone:\n{s}");
+    assert!(!s.contains("| v2 |"), "the full screen is gone:\n{s}");
 }
 
 /// The server comes back with another certificate while the client waits to

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
 use seguro_core::chat::Line;
@@ -20,7 +21,7 @@ use seguro_core::client::Event;
 use seguro_core::identity::{Identity, PublicIdentity};
 use seguro_core::v2::json::{self as v2json, AckStatus, DirDelta, ErrorCode, V2Message};
 use seguro_core::v2::wire::MAX_BODY;
-use seguro_core::v2::x3dh::PeerIdentity;
+use seguro_core::v2::x3dh::{PeerIdentity, binding_hash};
 
 use super::{DesktopChat, Printer};
 use crate::state::{self, StateDir};
@@ -86,7 +87,15 @@ pub struct V2 {
     prekey_acks: HashSet<u32>,
     /// The protocol line last printed per peer (§2.3).
     told: HashMap<String, String>,
+    /// Bundles to ask for again (the peer had published no prekeys yet: it may have
+    /// just joined): attempts so far and when.
+    retry: HashMap<String, (u32, Instant)>,
 }
+
+/// How often a `no_prekeys` answer is retried (a peer that just joined publishes its
+/// prekeys right after its welcome), and the first delay (doubled each time).
+const RETRIES: u32 = 5;
+const RETRY_FIRST: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for V2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +175,7 @@ impl V2 {
             in_flight: HashMap::new(),
             prekey_acks: HashSet::new(),
             told: HashMap::new(),
+            retry: HashMap::new(),
         };
         if !published_before && let Err(e) = v2.save_prekeys() {
             notes.push(e);
@@ -224,6 +234,85 @@ impl V2 {
     /// The session table.
     pub fn sessions(&self) -> &Sessions<SESSIONS> {
         &self.sessions
+    }
+
+    /// How many texts wait for a peer's bundle.
+    pub fn waiting(&self) -> usize {
+        self.waiting.values().map(Vec::len).sum()
+    }
+
+    /// When [`V2::on_timer`] is due.
+    pub fn timer_at(&self) -> Option<Instant> {
+        self.retry.values().map(|(_, at)| *at).min()
+    }
+
+    /// Asks again for the bundles whose retry is due.
+    pub fn on_timer(&mut self, chat: &DesktopChat, wire: &mut Vec<u8>) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .retry
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in due {
+            if let Some(r) = self.retry.get_mut(&peer) {
+                // Not due again until an answer reschedules it.
+                r.1 = now + Duration::from_secs(3600);
+            }
+            if chat.is_registered() && self.waiting.contains_key(&peer) {
+                self.asked.remove(&peer);
+                self.ask_bundle(&peer, wire);
+            } else {
+                self.retry.remove(&peer);
+            }
+        }
+    }
+
+    /// Leaving: texts still waiting for a bundle are said to be NOT sent.
+    pub fn abandon(&mut self, printer: &mut dyn Printer) {
+        let mut peers: Vec<String> = self.waiting.keys().cloned().collect();
+        peers.sort();
+        for peer in peers {
+            for text in self.waiting.remove(&peer).unwrap_or_default() {
+                printer.print(&Line::HostWarn(&format_args!(
+                    "message to {peer} NOT sent (no protocol v2 session could be set up \
+                     before leaving): {text}"
+                )));
+            }
+        }
+    }
+
+    /// True if the session with `peer` was set up with the keys the directory lists for
+    /// both of us now (else the peer, or we, changed keys: it is of no use).
+    fn session_current(&self, chat: &DesktopChat, peer: &str) -> bool {
+        let Some(s) = self.sessions.session(peer) else {
+            return false;
+        };
+        let client = chat.client();
+        let Some(theirs) = client
+            .key_of(peer)
+            .copied()
+            .zip(client.peer_ed25519(peer))
+            .map(|(x, ed)| PublicIdentity { x, ed })
+        else {
+            return false;
+        };
+        let mine = self.me.public_keys();
+        let b = s.binding();
+        [
+            binding_hash(&self.name, &mine, peer, &theirs),
+            binding_hash(peer, &theirs, &self.name, &mine),
+        ]
+        .iter()
+        .any(|h| h.as_ref().is_ok_and(|h| h == b))
+    }
+
+    fn forget(&mut self, peer: &str) {
+        self.sessions.forget(peer);
+        if let Some(p) = &self.place {
+            let _ = std::fs::remove_file(p.session(peer));
+        }
     }
 
     /// A connection is up: prekeys are published again after its welcome, bundles
@@ -395,6 +484,13 @@ impl V2 {
         wire: &mut Vec<u8>,
     ) -> bool {
         self.tell_protocol(chat, peer, false, printer);
+        if self.sessions.has(peer) && !self.session_current(chat, peer) {
+            self.forget(peer);
+            printer.print(&Line::HostInfo(&format_args!(
+                "the keys of {peer} (or ours) changed since the protocol v2 session was set \
+                 up: a new one is set up"
+            )));
+        }
         if !self.sessions.has(peer) {
             let first = !self.waiting.contains_key(peer);
             self.waiting
@@ -532,6 +628,13 @@ impl V2 {
                 text,
             } if self.asked.contains(user) => {
                 let user = user.to_owned();
+                let tries = self.retry.get(&user).map_or(0, |r| r.0);
+                if code == ErrorCode::NoPrekeys && tries < RETRIES {
+                    // It may have just joined: its prekeys come right after its welcome.
+                    let delay = RETRY_FIRST * 2u32.pow(tries);
+                    self.retry.insert(user, (tries + 1, Instant::now() + delay));
+                    return Handled::Yes;
+                }
                 let why = match code {
                     ErrorCode::NoPrekeys => format!("{user} has published no prekeys"),
                     _ => format!("the server does not know {user} ({text})"),
@@ -601,6 +704,7 @@ impl V2 {
         wire: &mut Vec<u8>,
     ) {
         let waiting = self.waiting.remove(peer).unwrap_or_default();
+        self.retry.remove(peer);
         match started {
             Ok(()) => {
                 if let Err(e) = self.save_session(peer) {
