@@ -4,7 +4,9 @@
 //! directory), the first message fetches the peer's bundle and goes as `relay2`, texts
 //! flow both ways and each side says `conversation with …: protocol v2`; a restarted
 //! client keeps its session (no second bundle is taken); a message to a peer who left
-//! waits in the outbox and goes as v2 when they are back.
+//! waits in the outbox and goes as v2 when they are back; damaged stored sessions and
+//! prekeys are reported and dropped, and the conversation recovers when the peer
+//! writes.
 
 mod common;
 
@@ -153,4 +155,68 @@ fn a_message_to_a_peer_who_left_waits_and_goes_as_v2_when_they_are_back() {
     assert!(!alice.out.contains("[WARN]"), "{:?}", alice.out.all());
     alice.kill();
     bob.kill();
+}
+
+#[test]
+fn damaged_v2_state_files_are_reported_and_dropped_never_a_crash_or_a_message() {
+    let dir = TempDir::new("v2-chat-corrupt");
+    let server = Server::start(&dir, &[]);
+    let (sa, sb) = (
+        TempDir::new("v2-chat-corrupt-a"),
+        TempDir::new("v2-chat-corrupt-b"),
+    );
+    let mut alice = chat("alice", &server, &sa.0);
+    let bob = chat("bob", &server, &sb.0);
+    alice.out.wait_for("[SYS] bob joined");
+    alice.send("/to bob one");
+    bob.out.wait_exact("[alice] one");
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+    alice.out.wait_for("[SYS] bob left");
+    // One byte of bob's stored session and of his prekeys flipped.
+    let udir = sb.0.join("users").join("bob");
+    for f in ["v2-session.alice", "v2-prekeys"] {
+        let p = udir.join(f);
+        let mut data = std::fs::read(&p).unwrap();
+        data[20] ^= 0x40;
+        std::fs::write(&p, &data).unwrap();
+    }
+    let mut bob = chat("bob", &server, &sb.0);
+    bob.out.wait("the damaged session warning", T, |l| {
+        l.starts_with("[WARN] ")
+            && l.contains("v2-session.alice")
+            && l.contains("the stored protocol v2 session with alice is unusable")
+            && l.contains("dropped")
+    });
+    bob.out.wait("the damaged prekeys warning", T, |l| {
+        l.starts_with("[WARN] ") && l.contains("v2-prekeys") && l.contains("damaged")
+    });
+    // The damaged session file is gone; new prekeys are stored and published.
+    assert!(!udir.join("v2-session.alice").exists());
+    assert!(prekeys_record_valid(&udir.join("v2-prekeys")));
+    alice.out.wait_for("[SYS] bob joined");
+    // alice still has her session: bob cannot open it any more, and says so (a
+    // [WARN] naming alice), never as a message.
+    alice.send("/to bob two");
+    bob.out.wait("the refusal", T, |l| {
+        l.starts_with("[WARN] a protocol v2 message from alice was refused: ")
+    });
+    // bob writing first sets up a new session (a new bundle of alice's), which alice
+    // takes as the peer starting over: the conversation goes on.
+    bob.send("/to alice fresh start");
+    alice.out.wait_exact("[bob] fresh start");
+    alice
+        .out
+        .wait_for("[WARN] bob started a new protocol v2 session");
+    alice.send("/to bob three");
+    bob.out.wait_exact("[alice] three");
+    assert!(!bob.out.contains("[alice] two"), "{:?}", bob.out.all());
+    alice.kill();
+    bob.kill();
+}
+
+/// The file holds a prekeys record core reads back.
+fn prekeys_record_valid(p: &Path) -> bool {
+    let d = std::fs::read(p).unwrap_or_default();
+    seguro_core::chat::sessions::OwnPrekeys::decode(&d).is_ok()
 }
