@@ -10,7 +10,11 @@ ways, tampering only with end-to-end messages (v1 `relay` and protocol v2 `relay
   --replay-old  when a user connects again, every relay delivered to that user on an
                 earlier connection is delivered again, right after the welcome;
   --substitute  every relay2 delivered to a client comes first as a forgery: the same
-                line with one byte of its sealed body changed.
+                line with one byte of its sealed body changed;
+  --bad-bundle  every prekey bundle handed to a client has its signed prekey replaced
+                by the proxy's own key (its signature no longer verifies), and the
+                identity key changed too when the bundle is for a name starting "m"
+                (the directory lists another one).
 
 It prints `listening on 127.0.0.1:PORT` once ready, logs each tampering on stderr
 (`proxy: replayed ...`), and runs until killed. Standard library only (ssl, socket).
@@ -76,6 +80,13 @@ class Link:
     def on_server_line(self, line):
         obj = parse(line)
         kind = obj.get("type") if obj is not None else None
+        if kind == "bundle" and self.args.bad_bundle:
+            forged = dict(obj)
+            forged["spk"] = base64.b64encode(bytes(range(1, 33))).decode()
+            if str(obj.get("user", "")).startswith("m"):
+                forged["ed"] = base64.b64encode(bytes(range(2, 34))).decode()
+            line = json.dumps(forged).encode()
+            log("substituted the bundle of %s for %s" % (obj.get("user"), self.user))
         if kind == "relay2" and self.args.substitute:
             body = bytearray(base64.b64decode(obj.get("body", "")))
             if body:
@@ -177,6 +188,7 @@ def main():
     p.add_argument("--reflect", action="store_true")
     p.add_argument("--replay-old", action="store_true")
     p.add_argument("--substitute", action="store_true")
+    p.add_argument("--bad-bundle", action="store_true")
     serve(p.parse_args())
 
 

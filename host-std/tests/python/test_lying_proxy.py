@@ -166,6 +166,31 @@ class LyingServer(test_interop.Interop):
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
+    def test_substituted_prekey_bundles_are_refused_and_the_texts_said_not_sent(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--bad-bundle")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        m = self.client("marta", port, crt)
+        a.wait_for("[SYS] marta joined")
+        a.send("/to beto hola")
+        a.wait(lambda l: l.startswith("[WARN] no protocol v2 session with beto: the peer's "
+                                      "prekey bundle is refused: "), "the refused bundle")
+        a.wait(lambda l: l.startswith("[WARN] message to beto NOT sent") and l.endswith(": hola"),
+               "the text said not sent")
+        a.send("/to marta hola")
+        a.wait(lambda l: l.startswith("[WARN] no protocol v2 session with marta: the server's "
+                                      "prekey bundle for marta has other keys than its "
+                                      "directory"), "the substituted identity")
+        a.wait(lambda l: l.startswith("[WARN] message to marta NOT sent") and l.endswith(": hola"),
+               "the text said not sent")
+        time.sleep(0.5)
+        # Nothing went out as v1 instead, nothing arrived.
+        self.assertNotIn("[ana] hola", b.lines)
+        self.assertNotIn("[ana] hola", m.lines)
+        for p in (a, b, m):
+            self.assertEqual(p.finish(), 0)
+
     # ---- control: the proxy itself is honest without modes
 
     def test_an_honest_proxy_changes_nothing(self):
