@@ -21,6 +21,7 @@ mod props;
 mod store_format;
 mod store_props;
 mod trust_bounds;
+mod v2_chat_prekeys;
 mod v2_hello;
 mod v2_json;
 mod v2_live;
