@@ -1709,9 +1709,7 @@ impl Desktop {
                 // --linger, and longer while messages wait for their recipient.
                 let now = std::time::Instant::now();
                 let mut until = now + Duration::from_secs_f64(self.args.linger.clamp(0.0, 3600.0));
-                if self.driver.outbox().len() > 0
-                    || self.driver.v2().is_some_and(|v| v.waiting() > 0)
-                {
+                if self.driver.outbox().len() > 0 {
                     let give_up = *self
                         .give_up_at
                         .get_or_insert_with(|| now + Duration::from_secs_f64(GIVE_UP));
@@ -1766,6 +1764,18 @@ impl Desktop {
                     }
                 }
                 Ev::Linger => {
+                    // Texts waiting for a v2 session (a bundle on its way): a little
+                    // longer, up to the outbox's limit.
+                    let now = std::time::Instant::now();
+                    if self.driver.v2().is_some_and(|v| v.waiting() > 0) {
+                        let give_up = *self
+                            .give_up_at
+                            .get_or_insert_with(|| now + Duration::from_secs_f64(GIVE_UP));
+                        if now < give_up {
+                            linger_until = Some((now + Duration::from_millis(200)).min(give_up));
+                            continue;
+                        }
+                    }
                     self.driver.abandon_v2(&mut *self.printer);
                     let _ = wr.close().await;
                     return End::Done;
@@ -1807,7 +1817,12 @@ impl Desktop {
                 Ev::Read(Err(e)) => {
                     let why = if self.driver.server_shut_down() {
                         "the server shut down".to_owned()
-                    } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    } else if matches!(
+                        e.kind(),
+                        // A reset is what a killed server sends when our last line
+                        // (e.g. the v2 prekeys after the welcome) was still unread.
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) {
                         "the server closed the connection abruptly".to_owned()
                     } else {
                         e.to_string()
