@@ -638,6 +638,19 @@ impl Driver {
     ) -> Typed {
         let trimmed = line.trim();
         let (cmd, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        if cmd == "/accept-v1" {
+            let mut words = rest.split_whitespace();
+            match (words.next(), words.next(), words.next(), &mut self.v2) {
+                (Some(user), confirm @ (None | Some("yes")), None, Some(v2)) => {
+                    v2.accept_v1(user, confirm.is_some(), printer);
+                }
+                (_, _, _, None) => {
+                    printer.print(&Line::HostError(&"protocol v2 is not on in this client"));
+                }
+                _ => printer.print(&Line::HostError(&"usage: /accept-v1 <user> [yes]")),
+            }
+            return Typed::Chat(Action::Shown);
+        }
         match (cmd, rest.trim()) {
             _ if !self.keep_offline => {}
             ("/reconnect", "") => return Typed::Reconnect,
@@ -732,7 +745,15 @@ impl Driver {
         };
         // Strict mode refuses a changed verified key: core's path says so.
         let strict_refusal = self.chat.strict() && self.key_state(&to) == KeyState::Changed;
+        let changed = self.key_state(&to) == KeyState::Changed;
         let v2 = self.v2.as_mut()?;
+        if !text.is_empty() && !changed && v2.downgraded(&self.chat, &to) {
+            printer.print(&Line::HostWarn(&format_args!(
+                "{}: NOT sent: {text}",
+                v2::V2::downgrade_warning(&to)
+            )));
+            return Some(Typed::Chat(Action::Shown));
+        }
         if text.is_empty() || strict_refusal || !v2.uses_v2(&self.chat, &to) {
             if self.chat.client().key_of(&to).is_some() && !text.is_empty() {
                 v2.tell_protocol(&self.chat, &to, false, printer);
@@ -960,6 +981,13 @@ impl Driver {
                 let (from, text) = (from.to_owned(), text.to_owned());
                 if let Some(v2) = &mut self.v2 {
                     v2.tell_protocol(&self.chat, &from, true, printer);
+                    if v2.sessions().has(&from) {
+                        printer.print(&Line::HostWarn(&format_args!(
+                            "{from} used protocol v2 before; the message below came with v1 \
+                             — the server may be downgrading you. /accept-v1 {from} to use \
+                             v1 with them"
+                        )));
+                    }
                 }
                 printer.print(&Line::Received(Event::Message {
                     from: &from,

@@ -418,6 +418,44 @@ impl V2 {
         }
     }
 
+    /// §2.4: a v2 session with `peer` exists (v2 was seen with them) but the directory
+    /// or the server now offers only v1: no silent fall-back.
+    pub fn downgraded(&self, chat: &DesktopChat, peer: &str) -> bool {
+        peer != self.name && self.sessions.has(peer) && !self.uses_v2(chat, peer)
+    }
+
+    /// The §2.4 warning for `peer`.
+    pub fn downgrade_warning(peer: &str) -> String {
+        format!(
+            "{peer} used protocol v2 before; this connection offers only v1 — the server \
+             may be downgrading you. /accept-v1 {peer} to send with v1 anyway"
+        )
+    }
+
+    /// `/accept-v1 <peer> [yes]` (§2.4): without `yes`, what it does; with it, the v2
+    /// session with `peer` is dropped so v1 may be used (a later v2 offer sets up a
+    /// new session).
+    pub fn accept_v1(&mut self, peer: &str, confirmed: bool, printer: &mut dyn Printer) {
+        if !self.sessions.has(peer) {
+            printer.print(&Line::HostInfo(&format_args!(
+                "no protocol v2 session with {peer}: nothing to accept"
+            )));
+        } else if !confirmed {
+            printer.print(&Line::HostWarn(&format_args!(
+                "this drops the protocol v2 session with {peer}, and messages with them \
+                 may go with v1 (no forward secrecy; the server could replay or reflect \
+                 them). Type /accept-v1 {peer} yes to confirm"
+            )));
+        } else {
+            self.forget(peer);
+            self.told.remove(peer);
+            printer.print(&Line::HostInfo(&format_args!(
+                "the protocol v2 session with {peer} is dropped: v1 is accepted with them \
+                 until v2 is offered again"
+            )));
+        }
+    }
+
     /// True if messages to `peer` go as v2 (§2.3).
     pub fn uses_v2(&self, chat: &DesktopChat, peer: &str) -> bool {
         peer != self.name && chat.client().peer_v2(peer)
@@ -776,6 +814,14 @@ impl V2 {
                 name: from,
                 keys: PublicIdentity { x, ed },
                 bind: *bind,
+            },
+            // Not listed as a v2 user now (a downgrading directory, §2.4), but a
+            // session exists: the session authenticates the message itself. Without a
+            // binding no new session can be set up (the responder checks it).
+            (Some(x), _, _) if self.sessions.has(from) => PeerIdentity {
+                name: from,
+                keys: PublicIdentity { x, ed: [0; 32] },
+                bind: [0; 64],
             },
             _ => return warn(printer, &"the sender is not listed as a protocol v2 user"),
         };

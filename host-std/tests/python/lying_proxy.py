@@ -11,6 +11,9 @@ ways, tampering only with end-to-end messages (v1 `relay` and protocol v2 `relay
                 earlier connection is delivered again, right after the welcome;
   --substitute  every relay2 delivered to a client comes first as a forgery: the same
                 line with one byte of its sealed body changed;
+  --strip-v2-later  on a user's second and later connections, the `v2` section of
+                the directory (`welcome`, `users`) is removed: every peer looks like a
+                v1 client (a downgrade, protocol v2 §2.4);
   --bad-bundle  every prekey bundle handed to a client has its signed prekey replaced
                 by the proxy's own key (its signature no longer verifies), and the
                 identity key changed too when the bundle is for a name starting "m"
@@ -31,6 +34,7 @@ import sys
 import threading
 
 delivered = {}  # user -> [relay lines delivered on earlier connections]
+connections = {}  # user -> connections so far
 lock = threading.Lock()
 
 
@@ -55,6 +59,7 @@ class Link:
         self.down = down
         self.up = up
         self.user = None
+        self.nth = 0
         self.seen_here = []
 
     def to_client(self, line):
@@ -64,6 +69,9 @@ class Link:
         obj = parse(line)
         if obj is not None and obj.get("type") == "hello":
             self.user = obj.get("user")
+            with lock:
+                connections[self.user] = connections.get(self.user, 0) + 1
+                self.nth = connections[self.user]
         if self.args.reflect and obj is not None and obj.get("type") == "relay" and self.user:
             back = dict(obj)
             back["from"] = obj.get("to")
@@ -80,6 +88,12 @@ class Link:
     def on_server_line(self, line):
         obj = parse(line)
         kind = obj.get("type") if obj is not None else None
+        if kind in ("welcome", "users") and self.args.strip_v2_later and self.nth >= 2 \
+                and "v2" in obj:
+            stripped = dict(obj)
+            del stripped["v2"]
+            line = json.dumps(stripped).encode()
+            log("removed the v2 directory for %s" % self.user)
         if kind == "bundle" and self.args.bad_bundle:
             forged = dict(obj)
             forged["spk"] = base64.b64encode(bytes(range(1, 33))).decode()
@@ -189,6 +203,7 @@ def main():
     p.add_argument("--replay-old", action="store_true")
     p.add_argument("--substitute", action="store_true")
     p.add_argument("--bad-bundle", action="store_true")
+    p.add_argument("--strip-v2-later", action="store_true")
     serve(p.parse_args())
 
 

@@ -191,6 +191,42 @@ class LyingServer(test_interop.Interop):
         for p in (a, b, m):
             self.assertEqual(p.finish(), 0)
 
+    def test_a_directory_that_hides_v2_is_a_downgrade_refused_until_accept_v1(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--strip-v2-later")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        a.send("/to beto dos")
+        b.wait_exact("[ana] dos")
+        self.assertEqual(a.finish(), 0)
+        # ana's second connection: the directory lists beto as a v1 client.
+        a = self.client("ana", port, crt)
+        a.send("/to beto tres")
+        a.wait_exact("[WARN] beto used protocol v2 before; this connection offers only v1 "
+                     "— the server may be downgrading you. /accept-v1 beto to send with v1 "
+                     "anyway: NOT sent: tres")
+        # beto still talks v2 with ana: the stored session opens it.
+        b.send("/to ana cuatro")
+        a.wait_exact("[beto] cuatro")
+        a.send("/accept-v1 beto")
+        a.wait(lambda l: l.startswith("[WARN] this drops the protocol v2 session with beto")
+               and l.endswith("Type /accept-v1 beto yes to confirm"), "the confirmation")
+        a.send("/accept-v1 beto yes")
+        a.wait(lambda l: l.startswith("[SYS] the protocol v2 session with beto is dropped"),
+               "the session dropped")
+        a.send("/to beto cinco")
+        a.wait_exact("[SYS] conversation with beto: protocol v1 (beto's client speaks v1)")
+        # beto gets it as v1, with the same warning: he has a v2 session with ana.
+        b.wait(lambda l: l.startswith("[WARN] ana used protocol v2 before; the message below "
+                                      "came with v1"), "the downgrade warning")
+        b.wait_exact("[ana] cinco")
+        self.assertNotIn("[beto] tres", b.lines)
+        self.assertEqual(self.count(b, "[ana] tres"), 0, "\n".join(b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
     # ---- control: the proxy itself is honest without modes
 
     def test_an_honest_proxy_changes_nothing(self):
