@@ -16,6 +16,7 @@ mod load;
 mod net;
 mod relay;
 mod soak;
+mod tlsmem;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ enum Cmd {
     /// The directory bytes one watcher is sent while N users join: a v1 watcher (full
     /// `users`) against a v2 watcher (`dir` deltas), on the server's hub in process.
     Dir(DirArgs),
+    /// The memory rustls holds per idle server connection, measured in process (N
+    /// in-memory TLS sessions, no sockets): RSS growth per connection.
+    TlsMem(TlsMemArgs),
     /// The bare TLS line forwarder (the floor the relay is compared with).
     Forwarder(ForwarderArgs),
     /// Bounded soak and fault suite against a spawned server; exits 1 on any failure.
@@ -94,6 +98,13 @@ struct DirArgs {
     /// The joiners are v1 clients (default: v2, listed with their v2 entry).
     #[arg(long)]
     v1_joiners: bool,
+}
+
+#[derive(Debug, Args)]
+struct TlsMemArgs {
+    /// Server connections to keep.
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    conns: usize,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +271,7 @@ fn main() -> ExitCode {
         Cmd::Handshake(a) => handshake_cmd(a),
         Cmd::Churn(a) => churn_cmd(a),
         Cmd::Dir(a) => dir::run(a.joins, !a.v1_joiners),
+        Cmd::TlsMem(a) => tlsmem::run(a.conns),
         Cmd::Forwarder(a) => forwarder::run(
             forwarder::Opts {
                 bind: a.bind,

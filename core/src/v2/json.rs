@@ -1255,13 +1255,24 @@ impl<'a> V2UserList<'a> {
         }
         let mut pos = 0;
         let mut count = 0;
+        // While the names come in strictly ascending byte order (a server lists its
+        // directory in name order), each is new if it is above the one before: one
+        // comparison instead of a scan of the entries packed so far, which made packing
+        // N users O(N²). Out of order, every name is looked up as before.
+        let mut ascending: Option<&str> = None;
+        let mut in_order = true;
         for (name, v) in entries {
-            if (V2UserList {
-                data: buf.get(..pos).unwrap_or_default(),
-                count,
-            })
-            .get(name)
-            .is_some()
+            let known_new =
+                in_order && ascending.is_none_or(|last| name.as_bytes() > last.as_bytes());
+            in_order = known_new;
+            ascending = Some(name);
+            if !known_new
+                && (V2UserList {
+                    data: buf.get(..pos).unwrap_or_default(),
+                    count,
+                })
+                .get(name)
+                .is_some()
             {
                 return Err(V2PackError::Duplicate);
             }
@@ -1814,5 +1825,110 @@ mod tests {
             Err(BufferTooSmall { needed: n })
         );
         assert_eq!(small, [0x55; 10]);
+    }
+
+    /// The packing before names in ascending order skipped the duplicate scan: every
+    /// entry appended in turn, each name looked up among those before it.
+    fn pack_reference(
+        entries: &[(&str, HelloV2<'_>)],
+        buf: &mut [u8],
+    ) -> Result<usize, V2PackError> {
+        let needed: usize = entries
+            .iter()
+            .map(|(n, v)| packed_v2_entry_len(n, v.caps))
+            .sum();
+        if needed > buf.len() {
+            return Err(V2PackError::BufferTooSmall { needed });
+        }
+        let mut pos = 0;
+        for (i, (name, v)) in entries.iter().enumerate() {
+            if entries[..i].iter().any(|(n, _)| n == name) {
+                return Err(V2PackError::Duplicate);
+            }
+            pos = pack_entry(buf, pos, name.as_bytes(), v).unwrap();
+        }
+        Ok(pos)
+    }
+
+    #[test]
+    fn v2_user_list_pack_matches_the_reference_in_and_out_of_order() {
+        extern crate std;
+        use std::{format, string::String, vec, vec::Vec};
+        let caps = ["v2", "v2 sas", ""];
+        // 300 names in byte order ("u000".."u299"), some with non-ASCII tails.
+        let names: Vec<String> = (0..300)
+            .map(|i| {
+                if i % 7 == 0 {
+                    format!("u{i:03}é")
+                } else {
+                    format!("u{i:03}")
+                }
+            })
+            .collect();
+        let hello = |i: usize| HelloV2 {
+            caps: caps[i % caps.len()],
+            ed: [i as u8; 32],
+            bind: [(i * 3) as u8; 64],
+        };
+        let sorted: Vec<(&str, HelloV2<'_>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), hello(i)))
+            .collect();
+        // A fixed permutation (multiplication by a unit mod 300), a sorted list with one
+        // entry out of place, and sorted lists with a duplicate after the ascending run
+        // (of the first, of a middle name, of the last) or inside it.
+        let shuffled: Vec<_> = (0..300).map(|i| sorted[(i * 7 + 11) % 300]).collect();
+        let mut one_swap = sorted.clone();
+        one_swap.swap(150, 151);
+        let mut cases = vec![sorted.clone(), shuffled.clone(), one_swap, Vec::new()];
+        for dup in [0, 150, 299] {
+            let mut with_dup = sorted.clone();
+            with_dup.push(sorted[dup]);
+            cases.push(with_dup);
+            let mut early = sorted.clone();
+            early.insert(dup + 1, sorted[dup]);
+            cases.push(early);
+            let mut shuffled_dup = shuffled.clone();
+            shuffled_dup.insert(200, sorted[dup]);
+            cases.push(shuffled_dup);
+        }
+        let mut one_sorted_dup = sorted.clone();
+        one_sorted_dup.swap(10, 200);
+        one_sorted_dup.push(sorted[10]);
+        cases.push(one_sorted_dup);
+        for case in &cases {
+            let size: usize = case
+                .iter()
+                .map(|(n, v)| packed_v2_entry_len(n, v.caps))
+                .sum();
+            let mut want = vec![0u8; size];
+            let expected = pack_reference(case, &mut want);
+            let mut got = vec![0u8; size];
+            let packed = V2UserList::pack(case.iter().map(|(n, v)| (*n, v)), &mut got);
+            match (expected, packed) {
+                (Ok(n), Ok(list)) => {
+                    assert_eq!(list.data, &want[..n]);
+                    assert_eq!(list.len(), case.len());
+                    assert!(list.iter().map(|(n, _)| n).eq(case.iter().map(|(n, _)| *n)));
+                }
+                (Err(e), Err(f)) => assert_eq!(e, f),
+                (e, f) => panic!("reference {e:?}, pack {:?}", f.map(|l| l.len())),
+            }
+            if size > 0 {
+                let mut short = vec![0u8; size - 1];
+                assert_eq!(
+                    V2UserList::pack(case.iter().map(|(n, v)| (*n, v)), &mut short),
+                    Err(V2PackError::BufferTooSmall { needed: size })
+                );
+            }
+        }
+        let dups = cases
+            .iter()
+            .filter(|c| {
+                V2UserList::pack(c.iter().map(|(n, v)| (*n, v)), &mut vec![0; 1 << 20]).is_err()
+            })
+            .count();
+        assert_eq!(dups, 10);
     }
 }

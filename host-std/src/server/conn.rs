@@ -915,6 +915,44 @@ mod tests {
     use super::*;
     use crate::server::hub::Line;
 
+    /// The size of the future an `impl FnOnce` returns, without calling it.
+    fn future_size<A, B, C, D, F: Future>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What an idle connection holds inline, beside rustls's heap (BENCHMARKS.md §13):
+    /// printed for the memory breakdown, and bounded so that a change that makes a
+    /// connection's task much larger is noticed.
+    #[test]
+    fn per_connection_sizes() {
+        use std::mem::size_of;
+        let task = future_size(connection);
+        let sizes = [
+            ("connection task future", task),
+            (
+                "rustls::ServerConnection",
+                size_of::<rustls::ServerConnection>(),
+            ),
+            ("TlsStream<TcpStream>", size_of::<Tls>()),
+            (
+                "smol TcpStream (Arc<Async<std TcpStream>>)",
+                size_of::<TcpStream>(),
+            ),
+            (
+                "async_io::Async<std::net::TcpStream>",
+                size_of::<smol::Async<std::net::TcpStream>>(),
+            ),
+            ("OutQueue", size_of::<OutQueue>()),
+            ("LineReader", size_of::<LineReader>()),
+            ("Handle", size_of::<Handle>()),
+        ];
+        for (what, n) in sizes {
+            println!("size_of {what}: {n} bytes");
+        }
+        assert!(size_of::<Tls>() >= size_of::<rustls::ServerConnection>());
+        assert!(task < 8192, "the connection task's future is {task} bytes");
+    }
+
     /// A branch that counts its polls and is ready once `ready` is set and it is woken.
     async fn counted(polls: &AtomicUsize, ready: &std::sync::atomic::AtomicBool, out: End) -> End {
         std::future::poll_fn(|cx| {

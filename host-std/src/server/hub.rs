@@ -88,17 +88,34 @@ pub fn line_of(m: &Message<'_>) -> Line {
 /// Serializes a message into a fresh line, in one pass if it takes at most `guess`
 /// bytes (two passes if not: the first one says how many).
 pub fn line_sized(m: &Message<'_>, guess: usize) -> Line {
-    let mut v = vec![0u8; guess];
-    match m.emit_line_once(&mut v) {
-        Ok(n) => v.truncate(n),
-        Err(e) => {
-            v.resize(e.needed, 0);
-            let n = m.emit_line_once(&mut v).unwrap_or(0);
-            v.truncate(n);
-        }
+    thread_local! {
+        /// Where lines are emitted before they are copied into their `Line`: one
+        /// allocation per line (the `Arc`), where a fresh zeroed `Vec` per line was two
+        /// and a zeroing. Kept between lines up to [`EMIT_SCRATCH_MAX`].
+        static EMIT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    v.into()
+    EMIT.with_borrow_mut(|v| {
+        if v.len() < guess {
+            v.resize(guess, 0);
+        }
+        let n = match m.emit_line_once(v) {
+            Ok(n) => n,
+            Err(e) => {
+                v.resize(e.needed, 0);
+                m.emit_line_once(v).unwrap_or(0)
+            }
+        };
+        let line: Line = Arc::from(v.get(..n).unwrap_or_default());
+        if v.len() > EMIT_SCRATCH_MAX {
+            *v = Vec::new();
+        }
+        line
+    })
 }
+
+/// The largest emission buffer a thread keeps between lines (a relay of the usual
+/// sizes fits; a directory line of a large server is emitted and freed).
+const EMIT_SCRATCH_MAX: usize = 16 * 1024;
 
 /// An `error` line.
 pub fn error_line(text: &str) -> Line {

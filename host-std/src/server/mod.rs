@@ -296,7 +296,12 @@ impl Server {
             let hs = handshakes.clone();
             std::thread::Builder::new()
                 .name("seguro-tls".into())
-                .spawn(move || smol::block_on(hs.run(tls_stopped.recv())))
+                // `futures_lite`'s `block_on` only parks: this thread never holds the
+                // I/O reactor, so the relay threads (`smol::block_on`) wait on epoll
+                // themselves. With both in `smol::block_on`, an idle handshake thread
+                // held the reactor and every readiness event for a relay connection
+                // went through it and a futex wake of the relay thread.
+                .spawn(move || smol::future::block_on(hs.run(tls_stopped.recv())))
         };
         let tls_thread = match tls_thread {
             Ok(t) => Some(t),
