@@ -820,8 +820,11 @@ impl Ui {
             };
             s.push_str(&format!(" | {p}: {key}"));
         }
-        s.push_str(" | ");
-        s.push_str(c.protocol.unwrap_or("v1"));
+        // Which protocol protects this conversation; the system pane is none.
+        if c.peer.is_some() {
+            s.push_str(" | ");
+            s.push_str(c.protocol.unwrap_or("v1"));
+        }
         if !self.server_fp.is_empty() {
             let short: String = self.server_fp.chars().take(23).collect();
             s.push_str(&format!(" | server {short}…"));

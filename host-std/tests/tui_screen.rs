@@ -99,7 +99,7 @@ fn lines_go_to_their_conversations_with_times_and_unread_counts() {
     );
     let status = &rows[12];
     assert!(
-        status.contains("alice@127.0.0.1:5000 | connected | v1 | server AB:CD:EF"),
+        status.contains("alice@127.0.0.1:5000 | connected | server AB:CD:EF"),
         "{status}"
     );
 
@@ -506,14 +506,16 @@ fn the_status_bar_shows_the_contacts_key_state() {
         "{}",
         bar(&mut s)
     );
-    // The system pane names no contact.
+    // The system pane names no contact and no protocol (it is no conversation).
     s.ui.event(&TermEvent::Key(KeyEvent::new(
         KeyCode::Char('1'),
         KeyModifiers::ALT,
     )));
     assert!(!bar(&mut s).contains("carol:"), "{}", bar(&mut s));
     assert!(
-        bar(&mut s).contains("| connected | v1 |"),
+        bar(&mut s).contains("| connected | server ")
+            && !bar(&mut s).contains("v1")
+            && !bar(&mut s).contains("v2"),
         "{}",
         bar(&mut s)
     );
