@@ -603,6 +603,19 @@ impl<const N: usize> TrustStore<N> {
         Ok(())
     }
 
+    /// Drops the mark [`mark_v2`](Self::mark_v2) set: the user accepted protocol v1
+    /// with `name` (§2.4's `/accept-v1`). The Ed25519 key stays. Returns whether the
+    /// mark was set.
+    pub fn clear_v2(&mut self, name: &str) -> Result<bool, TrustError> {
+        let (i, c) = self.contact_mut(name)?;
+        let was = c.v2_seen;
+        c.v2_seen = false;
+        if was {
+            self.mark(i, Save::Now);
+        }
+        Ok(was)
+    }
+
     /// Forgets `name`; returns whether it was known.
     pub fn forget(&mut self, name: &str) -> bool {
         let Some(i) = self.index(name) else {
@@ -901,6 +914,19 @@ mod tests {
         let c = s.get("bob").unwrap();
         assert_eq!((c.v2_seen(), c.ed25519()), (true, None));
         assert_eq!(s.mark_v2("nobody", None), Err(TrustError::Unknown));
+        // Cleared once (written at once), then nothing to clear.
+        s.mark_clean();
+        assert_eq!(s.clear_v2("bob"), Ok(true));
+        assert_eq!(s.needs_save(), Save::Now);
+        let c = s.get("bob").unwrap();
+        assert_eq!((c.v2_seen(), c.ed25519()), (false, None));
+        s.mark_clean();
+        assert_eq!(s.clear_v2("bob"), Ok(false));
+        assert_eq!(s.needs_save(), Save::Clean);
+        assert_eq!(s.clear_v2("nobody"), Err(TrustError::Unknown));
+        s.mark_v2("bob", Some(&A)).unwrap();
+        assert_eq!(s.clear_v2("bob"), Ok(true));
+        assert_eq!(s.get("bob").unwrap().ed25519(), Some(&A));
         s.mark_clean();
         assert!(s.forget("bob"));
         assert!(!s.forget("bob"));

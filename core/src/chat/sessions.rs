@@ -228,6 +228,8 @@ pub enum SendError {
     NoSession,
     /// The text is longer than a v2 text may be.
     TooLong,
+    /// A receipt lists no id or more than [`wire::MAX_RECEIPT_IDS`].
+    BadReceipt,
     /// The ratchet refused.
     Seal(SealError),
 }
@@ -237,6 +239,9 @@ impl core::fmt::Display for SendError {
         match self {
             Self::NoSession => f.write_str("no v2 session with this peer"),
             Self::TooLong => f.write_str("text too long"),
+            Self::BadReceipt => {
+                write!(f, "a receipt lists 1 to {} messages", wire::MAX_RECEIPT_IDS)
+            }
             Self::Seal(e) => write!(f, "{e}"),
         }
     }
@@ -281,7 +286,9 @@ pub enum Received<'o> {
         /// The text.
         text: &'o str,
     },
-    /// An inner message this table does not act on (receipts, SAS), valid.
+    /// A receipt: the peer received and showed our texts with these ids.
+    Receipt(wire::ReceiptIds<'o>),
+    /// An inner message this table does not act on (SAS), valid.
     Other,
 }
 
@@ -510,6 +517,36 @@ impl<const N: usize> Sessions<N> {
             .map_err(SendError::Seal)
     }
 
+    /// The id the next text sealed for `peer` carries (spec §8): what a receipt from
+    /// `peer` names it by.
+    pub fn next_text_id(&self, peer: &str) -> Option<u32> {
+        self.peers
+            .iter()
+            .find(|p| p.name == peer)
+            .map(|p| p.session.next_text_id())
+    }
+
+    /// Seals a receipt (inner type `0x02`) for `peer`'s texts `ids` (1 to
+    /// [`wire::MAX_RECEIPT_IDS`]) as a `relay2` body into `out`.
+    pub fn seal_receipt(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        peer: &str,
+        ids: &[u32],
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        let s = &mut self
+            .peers
+            .iter_mut()
+            .find(|p| p.name == peer)
+            .ok_or(SendError::NoSession)?
+            .session;
+        let mut inner = [0u8; 2 + 4 * wire::MAX_RECEIPT_IDS];
+        let n = wire::emit_receipt(ids, &mut inner).map_err(|_| SendError::BadReceipt)?;
+        s.seal(rng, inner.get(..n).unwrap_or(&[]), out)
+            .map_err(SendError::Seal)
+    }
+
     /// Opens a `relay2` body from `peer` (the directory's identity for the sender) into
     /// `out`. Nothing changes on failure.
     pub fn open<'o>(
@@ -554,6 +591,7 @@ impl<const N: usize> Sessions<N> {
         let content =
             match Inner::parse(out.get(..n).unwrap_or(&[])).map_err(ReceiveError::BadInner)? {
                 Inner::Text { id, text } => Received::Text { id, text },
+                Inner::Receipt(ids) => Received::Receipt(ids),
                 _ => Received::Other,
             };
         Ok(Opened {

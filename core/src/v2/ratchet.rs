@@ -411,6 +411,11 @@ impl Session {
         &self.binding
     }
 
+    /// The id [`take_text_id`](Self::take_text_id) gives next.
+    pub fn next_text_id(&self) -> u32 {
+        self.next_text_id
+    }
+
     /// A fresh id for the next inner text message (spec §8), 1, 2, … per session.
     pub fn take_text_id(&mut self) -> u32 {
         let id = self.next_text_id;

@@ -87,7 +87,7 @@ impl Party {
         let o = self.s.open(&self.id, self.name, &from.peer(), body, out)?;
         match o.content {
             Received::Text { text, .. } => Ok((text.to_owned(), o)),
-            Received::Other => panic!("not a text"),
+            Received::Receipt(_) | Received::Other => panic!("not a text"),
         }
     }
 }
@@ -759,4 +759,66 @@ fn a_small_buffer_names_the_exact_size_and_changes_nothing() {
         assert_eq!(n, needed);
         assert_eq!(b.open(&a, &out[..n]).unwrap().0, text);
     }
+}
+
+#[test]
+fn receipts_name_the_texts_by_the_ids_they_were_sealed_with() {
+    let (mut rng, mut a, mut b) = pair(41);
+    assert_eq!(a.s.next_text_id("bob"), None);
+    let mut out = vec![0u8; MAX_BODY];
+    assert_eq!(
+        a.s.seal_receipt(&mut rng, "bob", &[1], &mut out),
+        Err(SendError::NoSession)
+    );
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    assert_eq!(a.s.next_text_id("bob"), Some(1));
+    let m1 = a.seal(&mut rng, "bob", "uno");
+    assert_eq!(a.s.next_text_id("bob"), Some(2));
+    let m2 = a.seal(&mut rng, "bob", "dos");
+    assert_eq!(a.s.next_text_id("bob"), Some(3));
+    let mut ids = Vec::new();
+    for m in [&m1, &m2] {
+        let out: &'static mut [u8] = Box::leak(vec![0u8; MAX_BODY].into_boxed_slice());
+        match b.s.open(&b.id, "bob", &a.peer(), m, out).unwrap().content {
+            Received::Text { id, .. } => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ids, [1, 2]);
+    // No id, or too many: refused, and nothing is sealed.
+    for bad in [&[][..], &[7u32; 17][..]] {
+        assert_eq!(
+            b.s.seal_receipt(&mut rng, "alice", bad, &mut out),
+            Err(SendError::BadReceipt)
+        );
+    }
+    assert_eq!(
+        SendError::BadReceipt.to_string(),
+        "a receipt lists 1 to 16 messages"
+    );
+    let n = b.s.seal_receipt(&mut rng, "alice", &ids, &mut out).unwrap();
+    let mut plain = vec![0u8; MAX_BODY];
+    let o =
+        a.s.open(&a.id, "alice", &b.peer(), &out[..n], &mut plain)
+            .unwrap();
+    match o.content {
+        Received::Receipt(r) => assert_eq!(r.iter().collect::<Vec<_>>(), [1, 2]),
+        other => panic!("{other:?}"),
+    }
+    // Sixteen ids fit; a receipt is not a text: the next text id is unchanged.
+    let sixteen: Vec<u32> = (1..=16).collect();
+    let n =
+        b.s.seal_receipt(&mut rng, "alice", &sixteen, &mut out)
+            .unwrap();
+    assert_eq!(b.s.next_text_id("alice"), Some(1));
+    let o =
+        a.s.open(&a.id, "alice", &b.peer(), &out[..n], &mut plain)
+            .unwrap();
+    assert!(matches!(o.content, Received::Receipt(r) if r.len() == 16));
+    // A buffer too small for the sealed receipt is refused with the size needed.
+    assert!(matches!(
+        b.s.seal_receipt(&mut rng, "alice", &[1], &mut [0u8; 10]),
+        Err(SendError::Seal(_))
+    ));
 }
