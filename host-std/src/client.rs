@@ -55,6 +55,16 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub type DesktopChat = Chat<DesktopMemory, USERS, MSG, PENDING>;
 
 /// Where output lines go.
+/// How far a message of ours got (protocol v2): the server forwarded it (its `ack`),
+/// or the peer's client received and showed it (their receipt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Delivery {
+    /// The server forwarded it to the peer (`✓`).
+    Forwarded,
+    /// The peer's client showed it (`✓✓`).
+    Received,
+}
+
 pub trait Printer: Send {
     /// Prints one line.
     fn print(&mut self, line: &Line<'_>);
@@ -73,6 +83,8 @@ pub trait Printer: Send {
     fn dropped_from_outbox(&mut self, _to: Option<&str>, _text: &str) {}
     /// How many messages wait in the outbox.
     fn outbox(&mut self, _n: usize) {}
+    /// Our message `text` to `to` got this far (protocol v2).
+    fn delivered(&mut self, _to: &str, _text: &str, _how: Delivery) {}
     /// The client is about to leave.
     fn quitting(&mut self) {}
     /// What is known now of the keys of contacts: `of(name)` (a status bar asks for
@@ -158,6 +170,16 @@ impl<W: std::io::Write + Send> Printer for PlainPrinter<W> {
             Format::Json => writeln!(self.out, "{}", output::json(line, self.clock.now())),
         };
         let _ = self.out.flush();
+    }
+
+    /// Plain lines cannot mark a line already printed: a receipt is a line of its own
+    /// (the server's forwarding is not: it would double every message).
+    fn delivered(&mut self, to: &str, text: &str, how: Delivery) {
+        if how == Delivery::Received {
+            self.print(&Line::HostInfo(&format_args!(
+                "{to} received your message: {text}"
+            )));
+        }
     }
 }
 
@@ -448,7 +470,7 @@ impl Driver {
         if self.online
             && let Some(v2) = &mut self.v2
         {
-            v2.on_timer(&self.chat, wire);
+            v2.on_timer(&self.chat, &mut OsRng, printer, wire);
         }
         self.chat.client().is_stalled()
     }
@@ -585,6 +607,11 @@ impl Driver {
             }
             if let Some(v2) = &mut self.v2 {
                 v2.after_line(&self.chat, printer, wire);
+                // §2.4: remembered in the trust store too (a lost session file does
+                // not forget it).
+                for (peer, ed) in v2.take_spoke() {
+                    self.chat.memory_mut().mark_v2(&peer, &ed);
+                }
             }
         }
         if self.online && self.chat.is_registered() {
@@ -642,7 +669,7 @@ impl Driver {
             let mut words = rest.split_whitespace();
             match (words.next(), words.next(), words.next(), &mut self.v2) {
                 (Some(user), confirm @ (None | Some("yes")), None, Some(v2)) => {
-                    v2.accept_v1(user, confirm.is_some(), printer);
+                    v2.accept_v1(&mut self.chat, user, confirm.is_some(), printer);
                 }
                 (_, _, _, None) => {
                     printer.print(&Line::HostError(&"protocol v2 is not on in this client"));
@@ -981,7 +1008,7 @@ impl Driver {
                 let (from, text) = (from.to_owned(), text.to_owned());
                 if let Some(v2) = &mut self.v2 {
                     v2.tell_protocol(&self.chat, &from, true, printer);
-                    if v2.sessions().has(&from) {
+                    if v2.v2_seen(&self.chat, &from) {
                         printer.print(&Line::HostWarn(&format_args!(
                             "{from} used protocol v2 before; the message below came with v1 \
                              — the server may be downgrading you. /accept-v1 {from} to use \

@@ -124,6 +124,27 @@ impl DesktopMemory {
         &self.file.store
     }
 
+    /// True if `name` spoke protocol v2 with us (§2.4: no silent fall-back to v1).
+    pub fn v2_seen(&self, name: &str) -> bool {
+        self.file.store.get(name).is_some_and(|c| c.v2_seen())
+    }
+
+    /// Remembers that `name` spoke protocol v2 with the Ed25519 key `ed25519`; written
+    /// at once. A name the store does not hold (not kept: a full store of verified
+    /// contacts) is not remembered; the stored session still protects it.
+    pub fn mark_v2(&mut self, name: &str, ed25519: &[u8; KEY_LEN]) {
+        if self.file.store.mark_v2(name, Some(ed25519)).is_ok() {
+            self.save_if_needed();
+        }
+    }
+
+    /// Forgets that `name` spoke protocol v2 (`/accept-v1`); written at once.
+    pub fn clear_v2(&mut self, name: &str) -> bool {
+        let was = self.file.store.clear_v2(name).unwrap_or(false);
+        self.save_if_needed();
+        was
+    }
+
     /// Errors since the last call (a save that failed), for the host to show.
     pub fn take_errors(&mut self) -> Vec<String> {
         std::mem::take(&mut self.errors)

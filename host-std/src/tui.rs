@@ -74,6 +74,8 @@ pub struct Entry {
     pub body: String,
     /// A message of ours still in the outbox.
     pub pending: bool,
+    /// How far a message of ours got (protocol v2): `✓` forwarded, `✓✓` received.
+    pub delivery: Option<crate::client::Delivery>,
 }
 
 /// One conversation: the system pane (no peer) or one contact.
@@ -328,6 +330,7 @@ impl Ui {
             prefix,
             body,
             pending,
+            delivery: None,
         }
     }
 
@@ -445,6 +448,31 @@ impl Ui {
             {
                 e.pending = false;
                 break;
+            }
+        }
+    }
+
+    /// Our message `text` to `to` got this far: the oldest line of it not marked that
+    /// far yet is marked (in its conversation, and its copy where it was typed).
+    pub fn delivered(&mut self, to: &str, text: &str, how: crate::client::Delivery) {
+        let body = seguro_core::chat::escape::Text(text).to_string();
+        let own = format!("[{}]", seguro_core::chat::escape::Name(&self.user));
+        let echo = format!(
+            "[{} → {}]",
+            seguro_core::chat::escape::Name(&self.user),
+            seguro_core::chat::escape::Name(to)
+        );
+        let i = self.conv_index(to);
+        for (j, c) in self.convs.iter_mut().enumerate() {
+            let prefix = if j == i { &own } else { &echo };
+            if let Some(e) = c.lines.iter_mut().find(|e| {
+                !e.pending
+                    && e.kind == Kind::Message
+                    && e.prefix == *prefix
+                    && e.body == body
+                    && e.delivery.is_none_or(|d| d < how)
+            }) {
+                e.delivery = Some(how);
             }
         }
     }
@@ -907,7 +935,12 @@ impl Ui {
             )));
         }
         for e in &c.lines {
-            let pend = if e.pending { " (pending)" } else { "" };
+            let pend = match (e.pending, e.delivery) {
+                (true, _) => " (pending)",
+                (_, Some(crate::client::Delivery::Forwarded)) => " ✓",
+                (_, Some(crate::client::Delivery::Received)) => " ✓✓",
+                _ => "",
+            };
             let text = format!("{} {} {}{pend}", e.time, e.prefix, e.body);
             let st = self.style(e.kind, e.pending);
             for (j, row) in wrap(&text, width, 6).into_iter().enumerate() {
@@ -1317,6 +1350,9 @@ impl crate::client::Printer for TuiPrinter {
     }
     fn outbox(&mut self, n: usize) {
         self.with(|s| s.ui.set_outbox(n));
+    }
+    fn delivered(&mut self, to: &str, text: &str, how: crate::client::Delivery) {
+        self.with(|s| s.ui.delivered(to, text, how));
     }
     fn quitting(&mut self) {
         self.with(Screen::leaving);

@@ -551,3 +551,49 @@ fn the_status_bar_shows_which_protocol_protects_the_conversation() {
         bar(&mut s)
     );
 }
+
+#[test]
+fn sent_messages_get_one_tick_when_forwarded_and_two_when_received() {
+    use seguro::client::Delivery;
+    let mut s = screen(80, 12, false);
+    // Typed in the system pane: the copy there is marked too.
+    s.ui.own_message(Some("bob"), "uno", false);
+    typed(&mut s.ui, "/q bob");
+    s.ui.event(&key(KeyCode::Enter));
+    s.ui.own_message(Some("bob"), "uno", false);
+    s.ui.own_message(Some("bob"), "dos", false);
+    let rows = |s: &mut Screen<TestBackend>| {
+        text(s)
+            .into_iter()
+            .filter(|r| r.contains("[alice]"))
+            .map(|r| r[r.find("[alice]").unwrap()..].to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&mut s), ["[alice] uno", "[alice] uno", "[alice] dos"]);
+    s.ui.delivered("bob", "uno", Delivery::Forwarded);
+    s.ui.delivered("bob", "dos", Delivery::Forwarded);
+    assert_eq!(
+        rows(&mut s),
+        ["[alice] uno ✓", "[alice] uno", "[alice] dos ✓"]
+    );
+    // The oldest line not marked that far: the first "uno", then the second.
+    s.ui.delivered("bob", "uno", Delivery::Received);
+    s.ui.delivered("bob", "uno", Delivery::Received);
+    assert_eq!(
+        rows(&mut s),
+        ["[alice] uno ✓✓", "[alice] uno ✓✓", "[alice] dos ✓"]
+    );
+    // A late ack never takes a tick away; a text never sent marks nothing.
+    s.ui.delivered("bob", "uno", Delivery::Forwarded);
+    s.ui.delivered("bob", "tres", Delivery::Received);
+    assert_eq!(
+        rows(&mut s),
+        ["[alice] uno ✓✓", "[alice] uno ✓✓", "[alice] dos ✓"]
+    );
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('1'),
+        KeyModifiers::ALT,
+    )));
+    let all = text(&mut s).join("\n");
+    assert!(all.contains("[alice → bob] uno ✓✓"), "{all}");
+}

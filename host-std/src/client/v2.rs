@@ -10,7 +10,7 @@
 //! reason; nothing refused is shown as a message and no typed text is dropped
 //! without saying so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use seguro_core::v2::json::{self as v2json, AckStatus, DirDelta, ErrorCode, V2Me
 use seguro_core::v2::wire::MAX_BODY;
 use seguro_core::v2::x3dh::{PeerIdentity, binding_hash};
 
-use super::{DesktopChat, Printer};
+use super::{Delivery, DesktopChat, Printer};
 use crate::state::{self, StateDir};
 
 /// Most peer sessions kept (each about 1.8 KB).
@@ -90,7 +90,28 @@ pub struct V2 {
     /// Bundles to ask for again (the peer had published no prekeys yet: it may have
     /// just joined): attempts so far and when.
     retry: HashMap<String, (u32, Instant)>,
+    /// Peers a v2 session was set up or used with since the host last looked, with
+    /// their Ed25519 keys: the host remembers them in the trust store (§2.4).
+    spoke: Vec<(String, [u8; 32])>,
+    /// Names the last directory line listed with v2 keys: their Ed25519 keys are
+    /// compared with the trust store's once core has taken the line.
+    recheck: Vec<String>,
+    /// Texts sent per peer, by their session's text id (§8), newest last: what a
+    /// receipt names. At most [`SENT_KEPT`] per peer.
+    sent: HashMap<String, VecDeque<(u32, String)>>,
+    /// Ids of texts shown, per peer, whose receipt is not sent yet.
+    receipts_due: HashMap<String, Vec<u32>>,
+    /// When the last receipt went to each peer (at most one a second, §8).
+    receipt_last: HashMap<String, Instant>,
+    /// Our `relay2` receipts not acknowledged yet (a receipt the server could not
+    /// deliver is not worth a warning).
+    receipt_acks: HashSet<u32>,
 }
+
+/// Sent texts remembered per peer for their receipts.
+const SENT_KEPT: usize = 256;
+/// At most one receipt per peer per this time (§8).
+const RECEIPT_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a `no_prekeys` answer is retried (a peer that just joined publishes its
 /// prekeys right after its welcome), and the first delay (doubled each time).
@@ -176,6 +197,12 @@ impl V2 {
             prekey_acks: HashSet::new(),
             told: HashMap::new(),
             retry: HashMap::new(),
+            spoke: Vec::new(),
+            recheck: Vec::new(),
+            sent: HashMap::new(),
+            receipts_due: HashMap::new(),
+            receipt_last: HashMap::new(),
+            receipt_acks: HashSet::new(),
         };
         if !published_before && let Err(e) = v2.save_prekeys() {
             notes.push(e);
@@ -243,11 +270,72 @@ impl V2 {
 
     /// When [`V2::on_timer`] is due.
     pub fn timer_at(&self) -> Option<Instant> {
-        self.retry.values().map(|(_, at)| *at).min()
+        let now = Instant::now();
+        let receipts = self
+            .receipts_due
+            .keys()
+            .map(|p| self.receipt_at(p).unwrap_or(now));
+        self.retry.values().map(|(_, at)| *at).chain(receipts).min()
     }
 
-    /// Asks again for the bundles whose retry is due.
-    pub fn on_timer(&mut self, chat: &DesktopChat, wire: &mut Vec<u8>) {
+    /// When the next receipt to `peer` may go; `None`: now.
+    fn receipt_at(&self, peer: &str) -> Option<Instant> {
+        self.receipt_last.get(peer).map(|t| *t + RECEIPT_EVERY)
+    }
+
+    /// Sends the receipts that are due, each for up to 16 texts.
+    fn send_receipts(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        let now = Instant::now();
+        let mut due: Vec<String> = self
+            .receipts_due
+            .keys()
+            .filter(|p| self.receipt_at(p).is_none_or(|at| at <= now))
+            .cloned()
+            .collect();
+        due.sort();
+        for peer in due {
+            let ids = self.receipts_due.remove(&peer).unwrap_or_default();
+            for chunk in ids.chunks(seguro_core::v2::wire::MAX_RECEIPT_IDS) {
+                let mut body = vec![0u8; MAX_BODY];
+                let Ok(n) = self.sessions.seal_receipt(rng, &peer, chunk, &mut body) else {
+                    continue; // the session is gone (dropped, replaced): nothing to say
+                };
+                if let Err(e) = self.save_session(&peer) {
+                    printer.print(&Line::HostError(&e));
+                }
+                let b64 = Base64::encode_string(body.get(..n).unwrap_or(&[]));
+                let id = self.id();
+                emit(
+                    &V2Message::Relay2 {
+                        to: Some(&peer),
+                        from: None,
+                        id: Some(id),
+                        body: &b64,
+                    },
+                    wire,
+                );
+                self.receipt_acks.insert(id);
+            }
+            self.receipt_last.insert(peer, now);
+        }
+    }
+
+    /// Asks again for the bundles whose retry is due; sends the receipts that are due.
+    pub fn on_timer(
+        &mut self,
+        chat: &DesktopChat,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        if chat.is_registered() {
+            self.send_receipts(rng, printer, wire);
+        }
         let now = Instant::now();
         let due: Vec<String> = self
             .retry
@@ -333,6 +421,9 @@ impl V2 {
             )));
         }
         self.prekey_acks.clear();
+        self.receipt_acks.clear();
+        // Receipts not sent by now are not sent: the texts were shown all the same.
+        self.receipts_due.clear();
         self.asked.clear();
     }
 
@@ -418,10 +509,31 @@ impl V2 {
         }
     }
 
-    /// §2.4: a v2 session with `peer` exists (v2 was seen with them) but the directory
-    /// or the server now offers only v1: no silent fall-back.
+    /// True if `peer` used protocol v2 with us: a v2 session is stored, or the trust
+    /// store remembers it (the session file may have been lost).
+    pub fn v2_seen(&self, chat: &DesktopChat, peer: &str) -> bool {
+        self.sessions.has(peer) || chat.memory().v2_seen(peer)
+    }
+
+    /// §2.4: `peer` used v2 before ([`Self::v2_seen`]) but the directory or the server
+    /// now offers only v1: no silent fall-back.
     pub fn downgraded(&self, chat: &DesktopChat, peer: &str) -> bool {
-        peer != self.name && self.sessions.has(peer) && !self.uses_v2(chat, peer)
+        peer != self.name && self.v2_seen(chat, peer) && !self.uses_v2(chat, peer)
+    }
+
+    /// The peers v2 was used with since the last call, with their Ed25519 keys, for
+    /// the trust store.
+    pub fn take_spoke(&mut self) -> Vec<(String, [u8; 32])> {
+        std::mem::take(&mut self.spoke)
+    }
+
+    fn spoke_with(&mut self, chat: &DesktopChat, peer: &str) {
+        if let Some(ed) = chat.client().peer_ed25519(peer)
+            && !chat.memory().v2_seen(peer)
+            && !self.spoke.iter().any(|(p, _)| p == peer)
+        {
+            self.spoke.push((peer.to_owned(), ed));
+        }
     }
 
     /// The §2.4 warning for `peer`.
@@ -435,8 +547,14 @@ impl V2 {
     /// `/accept-v1 <peer> [yes]` (§2.4): without `yes`, what it does; with it, the v2
     /// session with `peer` is dropped so v1 may be used (a later v2 offer sets up a
     /// new session).
-    pub fn accept_v1(&mut self, peer: &str, confirmed: bool, printer: &mut dyn Printer) {
-        if !self.sessions.has(peer) {
+    pub fn accept_v1(
+        &mut self,
+        chat: &mut DesktopChat,
+        peer: &str,
+        confirmed: bool,
+        printer: &mut dyn Printer,
+    ) {
+        if !self.v2_seen(chat, peer) {
             printer.print(&Line::HostInfo(&format_args!(
                 "no protocol v2 session with {peer}: nothing to accept"
             )));
@@ -448,6 +566,7 @@ impl V2 {
             )));
         } else {
             self.forget(peer);
+            chat.memory_mut().clear_v2(peer);
             self.told.remove(peer);
             printer.print(&Line::HostInfo(&format_args!(
                 "the protocol v2 session with {peer} is dropped: v1 is accepted with them \
@@ -468,6 +587,7 @@ impl V2 {
         printer: &mut dyn Printer,
         wire: &mut Vec<u8>,
     ) {
+        self.check_signing_keys(chat, printer);
         if self.published || !chat.is_registered() || chat.client().server_v2() != Some(true) {
             return;
         }
@@ -478,6 +598,28 @@ impl V2 {
         peers.sort();
         for peer in peers {
             self.ask_bundle(&peer, wire);
+        }
+    }
+
+    /// §3.3: a directory that lists a known X25519 key with another Ed25519 key than
+    /// the one v2 was used with is reported loudly, at every sighting.
+    fn check_signing_keys(&mut self, chat: &DesktopChat, printer: &mut dyn Printer) {
+        let client = chat.client();
+        for peer in std::mem::take(&mut self.recheck) {
+            let (Some(x), Some(ed)) = (client.key_of(&peer), client.peer_ed25519(&peer)) else {
+                continue;
+            };
+            let Some(c) = chat.memory().store().get(&peer) else {
+                continue;
+            };
+            if c.key() == x && c.ed25519().is_some_and(|k| *k != ed) {
+                printer.print(&Line::HostWarn(&format_args!(
+                    "the server lists {peer} with another protocol v2 signing key (Ed25519) \
+                     than the one {peer} used before, with the same X25519 key (the \
+                     fingerprint): the server may be substituting it; sessions set up with \
+                     it fail to authenticate"
+                )));
+            }
         }
     }
 
@@ -558,6 +700,7 @@ impl V2 {
         wire: &mut Vec<u8>,
     ) -> bool {
         let mut body = vec![0u8; MAX_BODY];
+        let text_id = self.sessions.next_text_id(peer);
         let n = match self.sessions.seal_text(rng, peer, text, &mut body) {
             Ok(n) => n,
             Err(e) => {
@@ -586,18 +729,33 @@ impl V2 {
         );
         self.in_flight
             .insert(id, (peer.to_owned(), text.to_owned()));
+        if let Some(text_id) = text_id {
+            let sent = self.sent.entry(peer.to_owned()).or_default();
+            if sent.len() >= SENT_KEPT {
+                sent.pop_front();
+            }
+            sent.push_back((text_id, text.to_owned()));
+        }
         true
     }
 
     /// Records what a directory line says about v2 users (their binding signatures,
     /// needed to answer a first message). Never consumes the line.
-    fn observe_directory(&mut self, line: &[u8], scratch: &mut [u8]) {
-        if let Ok(Some(d)) = v2json::parse_directory_v2(line, scratch) {
-            self.binds.clear();
-            for (name, v) in d.users.iter() {
-                self.binds.insert(name.to_owned(), v.bind);
-            }
+    /// Returns whether `line` is a `welcome` or `users` line with a v2 section.
+    fn observe_directory(&mut self, line: &[u8], scratch: &mut [u8]) -> bool {
+        // Cheap first: every directory has a "users" key (a relay's body is base64).
+        if !line.windows(7).any(|w| w == b"\"users\"") {
+            return false;
         }
+        let Ok(Some(d)) = v2json::parse_directory_v2(line, scratch) else {
+            return false;
+        };
+        self.binds.clear();
+        for (name, v) in d.users.iter() {
+            self.binds.insert(name.to_owned(), v.bind);
+            self.recheck.push(name.to_owned());
+        }
+        true
     }
 
     /// A line from the server: the v2 messages this layer owns are handled here
@@ -612,8 +770,8 @@ impl V2 {
         printer: &mut dyn Printer,
         wire: &mut Vec<u8>,
     ) -> Handled {
-        if line.starts_with(b"{\"type\":\"welcome\"") || line.starts_with(b"{\"type\":\"users\"") {
-            self.observe_directory(line, scratch);
+        // Any JSON spacing or key order: a directory is known by its parse.
+        if self.observe_directory(line, scratch) {
             return Handled::No;
         }
         let m = match v2json::parse(line, scratch) {
@@ -626,7 +784,10 @@ impl V2 {
                 ..
             } => {
                 match e.v2 {
-                    Some(v) => self.binds.insert(e.user.to_owned(), v.bind),
+                    Some(v) => {
+                        self.recheck.push(e.user.to_owned());
+                        self.binds.insert(e.user.to_owned(), v.bind)
+                    }
                     None => self.binds.remove(e.user),
                 };
                 Handled::No
@@ -639,6 +800,7 @@ impl V2 {
                 let from = from.to_owned();
                 let body = body.to_owned();
                 self.receive(chat, &from, &body, printer);
+                self.send_receipts(rng, printer, wire);
                 Handled::Yes
             }
             V2Message::Relay2 { from: None, .. } => {
@@ -748,6 +910,7 @@ impl V2 {
                 if let Err(e) = self.save_session(peer) {
                     printer.print(&Line::HostError(&e));
                 }
+                self.spoke_with(chat, peer);
                 self.tell_protocol(chat, peer, false, printer);
                 for text in waiting {
                     if self.seal_and_send(peer, &text, rng, printer, wire) {
@@ -772,6 +935,9 @@ impl V2 {
     }
 
     fn ack(&mut self, id: u32, status: AckStatus, printer: &mut dyn Printer) {
+        if self.receipt_acks.remove(&id) {
+            return;
+        }
         if self.prekey_acks.remove(&id) {
             if status == AckStatus::Refused {
                 printer.print(&Line::HostWarn(
@@ -784,11 +950,13 @@ impl V2 {
         let Some((peer, text)) = self.in_flight.remove(&id) else {
             return;
         };
-        if status == AckStatus::NotConnected {
-            printer.print(&Line::HostWarn(&format_args!(
+        match status {
+            AckStatus::NotConnected => printer.print(&Line::HostWarn(&format_args!(
                 "{peer} is not connected: your message was NOT delivered (the server keeps \
                  no mailbox; send it again when they are back): {text}"
-            )));
+            ))),
+            AckStatus::Forwarded => printer.delivered(&peer, &text, Delivery::Forwarded),
+            _ => {}
         }
     }
 
@@ -830,11 +998,16 @@ impl V2 {
         let opened = self
             .sessions
             .open(&self.me, &self.name, &peer, &body, &mut out);
+        let mut receipt: Vec<u32> = Vec::new();
         let (text, new_session, replaced) = match opened {
             Ok(o) => (
                 match o.content {
-                    Received::Text { text, .. } => Some(text.to_owned()),
-                    _ => None,
+                    Received::Text { id, text } => Some((id, text.to_owned())),
+                    Received::Receipt(ids) => {
+                        receipt.extend(ids.iter());
+                        None
+                    }
+                    Received::Other => None,
                 },
                 o.new_session,
                 o.replaced,
@@ -860,9 +1033,30 @@ impl V2 {
                  was restored from a backup)"
             )));
         }
+        if replaced {
+            // A new session numbers its texts from 1 again.
+            self.sent.remove(from);
+        }
+        self.spoke_with(chat, from);
         self.tell_protocol(chat, from, false, printer);
-        if let Some(text) = text {
+        if let Some((id, text)) = text {
             printer.print(&Line::Received(Event::Message { from, text: &text }));
+            self.receipts_due
+                .entry(from.to_owned())
+                .or_default()
+                .push(id);
+        }
+        for id in receipt {
+            let sent = self.sent.get_mut(from);
+            let Some(at) = sent
+                .as_ref()
+                .and_then(|s| s.iter().position(|(i, _)| *i == id))
+            else {
+                continue; // sent before a restart, or long ago: nothing to mark
+            };
+            if let Some((_, text)) = sent.and_then(|s| s.remove(at)) {
+                printer.delivered(from, &text, Delivery::Received);
+            }
         }
     }
 }

@@ -18,6 +18,13 @@ ways, tampering only with end-to-end messages (v1 `relay` and protocol v2 `relay
                 by the proxy's own key (its signature no longer verifies), and the
                 identity key changed too when the bundle is for a name starting "m"
                 (the directory lists another one).
+  --swap-ed-later  on a user's second and later connections, every other user's v2
+                directory entry carries the proxy's own Ed25519 key with a valid
+                binding over that user's name and X25519 key (protocol v2 §3.3: the
+                fingerprint stays the same); needs the `cryptography` package.
+  --garble      every relay2 delivered to a client comes after four malformed ones:
+                one without `from`, one whose body is not base64, one from a name
+                nobody uses (`nadie`), and one whose body is base64 of three bytes.
 
 It prints `listening on 127.0.0.1:PORT` once ready, logs each tampering on stderr
 (`proxy: replayed ...`), and runs until killed. Standard library only (ssl, socket).
@@ -36,6 +43,24 @@ import threading
 delivered = {}  # user -> [relay lines delivered on earlier connections]
 connections = {}  # user -> connections so far
 lock = threading.Lock()
+
+
+ED_SEED = bytes(range(100, 132))
+
+
+def swapped_v2(name, x_b64, entry):
+    """`entry` with the proxy's Ed25519 key and its binding over (name, X)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives import serialization
+    sk = Ed25519PrivateKey.from_private_bytes(ED_SEED)
+    ed = sk.public_key().public_bytes(serialization.Encoding.Raw,
+                                      serialization.PublicFormat.Raw)
+    n = name.encode()
+    msg = b"seguro/v2/identity\x00" + bytes([len(n)]) + n + base64.b64decode(x_b64) + ed
+    out = dict(entry)
+    out["ed"] = base64.b64encode(ed).decode()
+    out["bind"] = base64.b64encode(sk.sign(msg)).decode()
+    return out
 
 
 def log(text):
@@ -94,6 +119,20 @@ class Link:
             del stripped["v2"]
             line = json.dumps(stripped).encode()
             log("removed the v2 directory for %s" % self.user)
+        if self.args.swap_ed_later and self.nth >= 2 and obj is not None:
+            if kind in ("welcome", "users") and isinstance(obj.get("v2"), dict):
+                forged = json.loads(json.dumps(obj))
+                users = forged["v2"].get("users", {})
+                for name in list(users):
+                    if name != self.user and name in obj.get("users", {}):
+                        users[name] = swapped_v2(name, obj["users"][name], users[name])
+                line = json.dumps(forged).encode()
+                log("swapped the signing keys in the directory for %s" % self.user)
+            elif kind == "dir" and isinstance(obj.get("v2"), dict) and "pub" in obj:
+                forged = dict(obj)
+                forged["v2"] = swapped_v2(obj["user"], obj["pub"], obj["v2"])
+                line = json.dumps(forged).encode()
+                log("swapped the signing key of %s for %s" % (obj["user"], self.user))
         if kind == "bundle" and self.args.bad_bundle:
             forged = dict(obj)
             forged["spk"] = base64.b64encode(bytes(range(1, 33))).decode()
@@ -101,6 +140,15 @@ class Link:
                 forged["ed"] = base64.b64encode(bytes(range(2, 34))).decode()
             line = json.dumps(forged).encode()
             log("substituted the bundle of %s for %s" % (obj.get("user"), self.user))
+        if kind == "relay2" and self.args.garble:
+            body = obj.get("body", "")
+            sender = obj.get("from")
+            for bad in ({"type": "relay2", "body": body},
+                        {"type": "relay2", "from": sender, "body": "*not base64*"},
+                        {"type": "relay2", "from": "nadie", "body": body},
+                        {"type": "relay2", "from": sender, "body": "AAAA"}):
+                self.to_client(json.dumps(bad).encode())
+            log("garbled a relay2 from %s to %s" % (sender, self.user))
         if kind == "relay2" and self.args.substitute:
             body = bytearray(base64.b64decode(obj.get("body", "")))
             if body:
@@ -204,6 +252,8 @@ def main():
     p.add_argument("--substitute", action="store_true")
     p.add_argument("--bad-bundle", action="store_true")
     p.add_argument("--strip-v2-later", action="store_true")
+    p.add_argument("--garble", action="store_true")
+    p.add_argument("--swap-ed-later", action="store_true")
     serve(p.parse_args())
 
 

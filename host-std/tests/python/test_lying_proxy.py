@@ -8,6 +8,7 @@ reference server they talk v1 (`relay`), refused by the v1 memories.
 
 Run: SEGURO_BIN=target/debug/seguro python3 -m unittest discover -s host-std/tests/python -v
 """
+import glob
 import os
 import sys
 import time
@@ -46,6 +47,12 @@ class LyingServer(test_interop.Interop):
 
     def replay_warn(self, kind, peer):
         return self.v2_warn(peer, V2_STALE) if kind == "seguro" else REPLAY_WARN % peer
+
+    def wait_receipts(self, a, b):
+        """The receipts of the exchange uno (beto), dos (ana), tres (beto)."""
+        a.wait_exact("[SYS] beto received your message: dos")
+        b.wait_exact("[SYS] ana received your message: uno")
+        b.wait_exact("[SYS] ana received your message: tres")
 
     def count(self, proc, line):
         return sum(1 for l in proc.lines if l == line)
@@ -156,13 +163,49 @@ class LyingServer(test_interop.Interop):
         b.wait_exact("[ana] dos")
         b.send("/to ana tres")
         a.wait_exact("[beto] tres")
+        self.wait_receipts(a, b)
         time.sleep(0.5)
+        # Each relay2 came forged first: to ana two texts and a receipt, to beto a text
+        # and two receipts.
         forged = self.v2_warn("beto", V2_FORGED)
-        self.assertEqual(self.count(a, forged), 2, "\n".join(a.lines))
-        self.assertEqual(self.count(b, self.v2_warn("ana", V2_FORGED)), 1, "\n".join(b.lines))
+        self.assertEqual(self.count(a, forged), 3, "\n".join(a.lines))
+        self.assertEqual(self.count(b, self.v2_warn("ana", V2_FORGED)), 3, "\n".join(b.lines))
         for line in ("[beto] uno", "[beto] tres"):
             self.assertEqual(self.count(a, line), 1, "\n".join(a.lines))
         self.assertEqual(self.count(b, "[ana] dos"), 1, "\n".join(b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_malformed_v2_messages_are_each_reported_and_the_genuine_ones_shown(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--garble")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        a.send("/to beto dos")
+        b.wait_exact("[ana] dos")
+        b.send("/to ana tres")
+        a.wait_exact("[beto] tres")
+        self.wait_receipts(a, b)
+        time.sleep(0.5)
+        # Each relay2 came after four bad ones: to ana two texts and a receipt, to
+        # beto a text and two receipts.
+        for p, peer, n in ((a, "beto", 3), (b, "ana", 3)):
+            log = "\n".join(p.lines)
+            self.assertEqual(self.count(p, "[WARN] the server sent a protocol v2 message "
+                                           "without a sender: not shown"), n, log)
+            self.assertEqual(self.count(p, self.v2_warn(peer, "its body is not base64")), n, log)
+            self.assertEqual(self.count(p, self.v2_warn(
+                "nadie", "the sender is not listed as a protocol v2 user")), n, log)
+            short = [l for l in p.lines if l.startswith(V2_REFUSED % peer)
+                     and "base64" not in l]
+            self.assertEqual(len(short), n, log)
+            # Nothing else is shown as a message; the session goes on.
+            shown = [l for l in p.lines if l.startswith("[") and l.split("]")[0] in
+                     ("[beto", "[ana", "[nadie")]
+            want = ["[beto] uno", "[beto] tres"] if peer == "beto" else ["[ana] dos"]
+            self.assertEqual(shown, want, log)
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
@@ -224,6 +267,61 @@ class LyingServer(test_interop.Interop):
         b.wait_exact("[ana] cinco")
         self.assertNotIn("[beto] tres", b.lines)
         self.assertEqual(self.count(b, "[ana] tres"), 0, "\n".join(b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_the_trust_store_remembers_v2_when_the_session_file_is_lost(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--strip-v2-later")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        self.assertEqual(a.finish(), 0)
+        sessions = glob.glob(os.path.join(self.path("state-ana"), "users", "*",
+                                          "v2-session.*"))
+        self.assertEqual(len(sessions), 1, sessions)
+        os.remove(sessions[0])
+        # No session any more, and a directory without v2: the trust store's mark
+        # still refuses the fall-back.
+        a = self.client("ana", port, crt)
+        a.send("/to beto dos")
+        a.wait_exact("[WARN] beto used protocol v2 before; this connection offers only v1 "
+                     "— the server may be downgrading you. /accept-v1 beto to send with v1 "
+                     "anyway: NOT sent: dos")
+        a.send("/accept-v1 beto yes")
+        a.wait(lambda l: l.startswith("[SYS] the protocol v2 session with beto is dropped"),
+               "the mark dropped")
+        a.send("/to beto tres")
+        a.wait_exact("[SYS] conversation with beto: protocol v1 (beto's client speaks v1)")
+        b.wait_exact("[ana] tres")
+        self.assertNotIn("[ana] dos", b.lines)
+        self.assertEqual(a.finish(), 0)
+        # Cleared for good: a third connection sends with v1 at once.
+        a = self.client("ana", port, crt)
+        a.send("/to beto cuatro")
+        b.wait_exact("[ana] cuatro")
+        self.assertFalse([l for l in a.lines if "downgrading" in l], "\n".join(a.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_another_signing_key_for_a_known_fingerprint_is_reported(self):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--swap-ed-later")
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        warn = ("[WARN] the server lists beto with another protocol v2 signing key (Ed25519) "
+                "than the one beto used before, with the same X25519 key (the fingerprint): "
+                "the server may be substituting it; sessions set up with it fail to "
+                "authenticate")
+        self.assertNotIn(warn, a.lines)
+        self.assertEqual(a.finish(), 0)
+        a = self.client("ana", port, crt)
+        a.wait_exact(warn)
+        # The fingerprint (X25519) did not change: no key-change warning of v1's kind.
+        self.assertFalse([l for l in a.lines if "CHANGED" in l.upper()], "\n".join(a.lines))
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
