@@ -408,6 +408,8 @@ struct V2Peer {
     name: [u8; 16],
     x: [u8; KEY_LEN],
     ed: [u8; KEY_LEN],
+    /// It announced `receipts` (§8): it wants receipts and understands them.
+    receipts: bool,
 }
 
 fn name_tag(name: &str) -> [u8; 16] {
@@ -418,8 +420,9 @@ fn name_tag(name: &str) -> [u8; 16] {
     t
 }
 
-/// The capabilities this client announces in its v2 `hello`.
-pub const V2_CAPS: &str = "v2";
+/// The capabilities this client announces in its v2 `hello` (`receipts`: it
+/// understands receipts; the chat layer of a host that sends them too).
+pub const V2_CAPS: &str = "v2 receipts";
 
 impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, MSG, PENDING> {
     /// A client for `user` with key pair `keys`. The name must follow the protocol's
@@ -550,6 +553,16 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
         };
         let tag = name_tag(user);
         self.v2_peers.iter().any(|p| p.name == tag && p.x == *x)
+    }
+
+    /// True if `user` is a v2 peer ([`Client::peer_v2`]) that announced `receipts`
+    /// (§8): only such peers are sent receipts.
+    pub fn peer_takes_receipts(&self, user: &str) -> bool {
+        if !self.peer_v2(user) {
+            return false;
+        }
+        let tag = name_tag(user);
+        self.v2_peers.iter().any(|p| p.name == tag && p.receipts)
     }
 
     /// The Ed25519 key the directory's v2 section gave `user` (see [`Client::peer_v2`]).
@@ -808,6 +821,7 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                     name: name_tag(name),
                     x: p.keys.x,
                     ed: p.keys.ed,
+                    receipts: v.has_cap("receipts"),
                 });
             }
         }
@@ -1216,11 +1230,12 @@ impl<const USERS: usize, const MSG: usize, const PENDING: usize> Client<USERS, M
                     if p.verify().is_err() {
                         copy_name(&mut self.bad_binding_name, name);
                         self.ev_bad_binding = Some(0);
-                    } else if e.v2.is_some_and(|v| v.has_cap("v2")) {
+                    } else if let Some(v) = e.v2.filter(|v| v.has_cap("v2")) {
                         let _ = self.v2_peers.push(V2Peer {
                             name: tag,
                             x: p.keys.x,
                             ed: p.keys.ed,
+                            receipts: v.has_cap("receipts"),
                         });
                     }
                 }

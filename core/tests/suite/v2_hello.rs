@@ -155,7 +155,7 @@ fn the_hello_carries_the_v2_field_with_a_valid_binding_and_the_v1_fields() {
         other => panic!("{other:?}"),
     }
     let v2 = v2json::parse_hello_v2(line).unwrap().unwrap();
-    assert_eq!(v2.caps, "v2");
+    assert_eq!(v2.caps, "v2 receipts");
     assert_eq!(v2.ed, id.ed25519_public());
     seguro_core::v2::identity::verify_binding("ana", &id.public_keys(), &v2.bind).unwrap();
     // Nothing more until the server answers.
@@ -236,11 +236,12 @@ fn the_proof_answers_this_challenge_for_this_server_and_a_v2_welcome_is_checked(
     let dana = ident(&mut rng);
     let mallory = ident(&mut rng);
     let carla = ident(&mut rng);
+    let fede0 = ident(&mut rng);
     let mut bad = listed("dana", &dana);
     // The server lists dana with a binding signed by another key.
     bad.v2.as_mut().unwrap().2 = mallory.bind("dana").unwrap();
     let mut no_cap = listed("eli", &carla);
-    no_cap.v2.as_mut().unwrap().0 = "sas".to_owned();
+    no_cap.v2.as_mut().unwrap().0 = "sas receipts".to_owned();
     no_cap.v2.as_mut().unwrap().2 = carla.bind("eli").unwrap();
     let welcome = directory_line(
         DirectoryKind::Welcome,
@@ -254,6 +255,11 @@ fn the_proof_answers_this_challenge_for_this_server_and_a_v2_welcome_is_checked(
             },
             bad,
             no_cap,
+            {
+                let mut gus = listed("gus", &fede0);
+                gus.v2.as_mut().unwrap().0 = "sas v2".to_owned();
+                gus
+            },
         ],
     );
     feed(&mut c, &welcome).unwrap();
@@ -269,6 +275,12 @@ fn the_proof_answers_this_challenge_for_this_server_and_a_v2_welcome_is_checked(
     assert!(!c.peer_v2("dana"), "a bad binding");
     assert!(!c.peer_v2("eli"), "no v2 capability");
     assert!(!c.peer_v2("nobody"));
+    // Receipts only to v2 peers that announced them.
+    assert_eq!(V2_CAPS, "v2 receipts");
+    assert!(c.peer_v2("gus") && !c.peer_takes_receipts("gus"));
+    assert!(c.peer_takes_receipts("beto"));
+    assert!(!c.peer_takes_receipts("eli"), "receipts without v2");
+    assert!(!c.peer_takes_receipts("carla") && !c.peer_takes_receipts("nobody"));
 
     // A `users` push with the v2 section: a newcomer is v2 as well.
     let fede = ident(&mut rng);

@@ -272,11 +272,60 @@ fn deltas_join_change_and_leave_in_name_order() {
     );
     assert!(c.peer_v2("bo"));
     assert!(!c.peer_v2("zed"));
-    // Another key for zed.
+    assert!(!c.peer_takes_receipts("bo"), "bo announced v2 only");
+    // bo again with receipts (a key delta with the same key), then without v2.
+    let with_receipts = v2json::HelloV2 {
+        caps: "v2 receipts",
+        ..v2
+    };
     feed(
         &mut c,
         &dir(
             3,
+            v2json::DirDelta::Key(v2json::DirEntry {
+                user: "bo",
+                x: bo.public(),
+                v2: Some(with_receipts),
+            }),
+        ),
+    )
+    .unwrap();
+    assert!(c.peer_takes_receipts("bo"));
+    let receipts_only = v2json::HelloV2 {
+        caps: "receipts",
+        ..v2
+    };
+    feed(
+        &mut c,
+        &dir(
+            4,
+            v2json::DirDelta::Key(v2json::DirEntry {
+                user: "bo",
+                x: bo.public(),
+                v2: Some(receipts_only),
+            }),
+        ),
+    )
+    .unwrap();
+    assert!(!c.peer_v2("bo") && !c.peer_takes_receipts("bo"));
+    feed(
+        &mut c,
+        &dir(
+            5,
+            v2json::DirDelta::Key(v2json::DirEntry {
+                user: "bo",
+                x: bo.public(),
+                v2: Some(v2),
+            }),
+        ),
+    )
+    .unwrap();
+    let _ = changes(&mut c);
+    // Another key for zed.
+    feed(
+        &mut c,
+        &dir(
+            6,
             v2json::DirDelta::Key(v2json::DirEntry {
                 user: "zed",
                 x: [4; 32],
@@ -289,9 +338,9 @@ fn deltas_join_change_and_leave_in_name_order() {
     assert!(ev.iter().any(|e| e.contains("KeyChanged")), "{ev:?}");
     assert_eq!(c.key_of("zed"), Some(&[4; 32]));
     // An old or repeated delta is ignored.
-    feed(&mut c, &dir(3, v2json::DirDelta::Leave { user: "zed" })).unwrap();
+    feed(&mut c, &dir(6, v2json::DirDelta::Leave { user: "zed" })).unwrap();
     assert_eq!(c.key_of("zed"), Some(&[4; 32]));
-    feed(&mut c, &dir(4, v2json::DirDelta::Leave { user: "bo" })).unwrap();
+    feed(&mut c, &dir(7, v2json::DirDelta::Leave { user: "bo" })).unwrap();
     let ev = changes(&mut c);
     assert!(ev.iter().any(|e| e.contains("Left")), "{ev:?}");
     assert!(!c.peer_v2("bo"));

@@ -1041,10 +1041,12 @@ impl V2 {
         self.tell_protocol(chat, from, false, printer);
         if let Some((id, text)) = text {
             printer.print(&Line::Received(Event::Message { from, text: &text }));
-            self.receipts_due
-                .entry(from.to_owned())
-                .or_default()
-                .push(id);
+            if chat.client().peer_takes_receipts(from) {
+                self.receipts_due
+                    .entry(from.to_owned())
+                    .or_default()
+                    .push(id);
+            }
         }
         for id in receipt {
             let sent = self.sent.get_mut(from);
