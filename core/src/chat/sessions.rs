@@ -495,12 +495,7 @@ impl<const N: usize> Sessions<N> {
         text: &str,
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        let s = &mut self
-            .peers
-            .iter_mut()
-            .find(|p| p.name == peer)
-            .ok_or(SendError::NoSession)?
-            .session;
+        let s = self.session_mut(peer)?;
         if text.len() > crate::v2::MAX_TEXT {
             return Err(SendError::TooLong);
         }
@@ -520,10 +515,15 @@ impl<const N: usize> Sessions<N> {
     /// The id the next text sealed for `peer` carries (spec §8): what a receipt from
     /// `peer` names it by.
     pub fn next_text_id(&self, peer: &str) -> Option<u32> {
+        self.session(peer).map(Session::next_text_id)
+    }
+
+    fn session_mut(&mut self, peer: &str) -> Result<&mut Session, SendError> {
         self.peers
-            .iter()
+            .iter_mut()
             .find(|p| p.name == peer)
-            .map(|p| p.session.next_text_id())
+            .map(|p| &mut p.session)
+            .ok_or(SendError::NoSession)
     }
 
     /// Seals a receipt (inner type `0x02`) for `peer`'s texts `ids` (1 to
@@ -535,12 +535,7 @@ impl<const N: usize> Sessions<N> {
         ids: &[u32],
         out: &mut [u8],
     ) -> Result<usize, SendError> {
-        let s = &mut self
-            .peers
-            .iter_mut()
-            .find(|p| p.name == peer)
-            .ok_or(SendError::NoSession)?
-            .session;
+        let s = self.session_mut(peer)?;
         let mut inner = [0u8; 2 + 4 * wire::MAX_RECEIPT_IDS];
         let n = wire::emit_receipt(ids, &mut inner).map_err(|_| SendError::BadReceipt)?;
         s.seal(rng, inner.get(..n).unwrap_or(&[]), out)

@@ -225,6 +225,10 @@ fn join<'a>(user: &'a str, x: [u8; 32], v2: Option<v2json::HelloV2<'a>>) -> v2js
     v2json::DirDelta::Join(v2json::DirEntry { user, x, v2 })
 }
 
+fn key<'a>(user: &'a str, x: [u8; 32], v2: Option<v2json::HelloV2<'a>>) -> v2json::DirDelta<'a> {
+    v2json::DirDelta::Key(v2json::DirEntry { user, x, v2 })
+}
+
 fn names(c: &C) -> Vec<(String, [u8; 32])> {
     c.directory()
         .iter()
@@ -278,48 +282,15 @@ fn deltas_join_change_and_leave_in_name_order() {
         caps: "v2 receipts",
         ..v2
     };
-    feed(
-        &mut c,
-        &dir(
-            3,
-            v2json::DirDelta::Key(v2json::DirEntry {
-                user: "bo",
-                x: bo.public(),
-                v2: Some(with_receipts),
-            }),
-        ),
-    )
-    .unwrap();
+    feed(&mut c, &dir(3, key("bo", bo.public(), Some(with_receipts)))).unwrap();
     assert!(c.peer_takes_receipts("bo"));
     let receipts_only = v2json::HelloV2 {
         caps: "receipts",
         ..v2
     };
-    feed(
-        &mut c,
-        &dir(
-            4,
-            v2json::DirDelta::Key(v2json::DirEntry {
-                user: "bo",
-                x: bo.public(),
-                v2: Some(receipts_only),
-            }),
-        ),
-    )
-    .unwrap();
+    feed(&mut c, &dir(4, key("bo", bo.public(), Some(receipts_only)))).unwrap();
     assert!(!c.peer_v2("bo") && !c.peer_takes_receipts("bo"));
-    feed(
-        &mut c,
-        &dir(
-            5,
-            v2json::DirDelta::Key(v2json::DirEntry {
-                user: "bo",
-                x: bo.public(),
-                v2: Some(v2),
-            }),
-        ),
-    )
-    .unwrap();
+    feed(&mut c, &dir(5, key("bo", bo.public(), Some(v2)))).unwrap();
     let _ = changes(&mut c);
     // Another key for zed.
     feed(

@@ -48,11 +48,20 @@ class LyingServer(test_interop.Interop):
     def replay_warn(self, kind, peer):
         return self.v2_warn(peer, V2_STALE) if kind == "seguro" else REPLAY_WARN % peer
 
-    def wait_receipts(self, a, b):
-        """The receipts of the exchange uno (beto), dos (ana), tres (beto)."""
+    def exchange(self, port, crt):
+        """ana and beto exchange uno (beto), dos (ana), tres (beto) and the receipts."""
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        b.send("/to ana uno")
+        a.wait_exact("[beto] uno")
+        a.send("/to beto dos")
+        b.wait_exact("[ana] dos")
+        b.send("/to ana tres")
+        a.wait_exact("[beto] tres")
         a.wait_exact("[SYS] beto received your message: dos")
         b.wait_exact("[SYS] ana received your message: uno")
         b.wait_exact("[SYS] ana received your message: tres")
+        return a, b
 
     def count(self, proc, line):
         return sum(1 for l in proc.lines if l == line)
@@ -154,16 +163,8 @@ class LyingServer(test_interop.Interop):
     def test_forged_v2_messages_are_refused_and_the_genuine_ones_shown(self):
         crt, key = self.seguro_pair()
         port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--substitute")
-        a = self.client("ana", port, crt)
-        b = self.client("beto", port, crt)
         # The first message (the session's setup) and later ones, both ways.
-        b.send("/to ana uno")
-        a.wait_exact("[beto] uno")
-        a.send("/to beto dos")
-        b.wait_exact("[ana] dos")
-        b.send("/to ana tres")
-        a.wait_exact("[beto] tres")
-        self.wait_receipts(a, b)
+        a, b = self.exchange(port, crt)
         time.sleep(0.5)
         # Each relay2 came forged first: to ana two texts and a receipt, to beto a text
         # and two receipts.
@@ -179,15 +180,7 @@ class LyingServer(test_interop.Interop):
     def test_malformed_v2_messages_are_each_reported_and_the_genuine_ones_shown(self):
         crt, key = self.seguro_pair()
         port = self.proxy(self.upstream("seguro", crt, key), crt, key, "--garble")
-        a = self.client("ana", port, crt)
-        b = self.client("beto", port, crt)
-        b.send("/to ana uno")
-        a.wait_exact("[beto] uno")
-        a.send("/to beto dos")
-        b.wait_exact("[ana] dos")
-        b.send("/to ana tres")
-        a.wait_exact("[beto] tres")
-        self.wait_receipts(a, b)
+        a, b = self.exchange(port, crt)
         time.sleep(0.5)
         # Each relay2 came after four bad ones: to ana two texts and a receipt, to
         # beto a text and two receipts.
