@@ -612,6 +612,9 @@ impl Driver {
                 for (peer, ed) in v2.take_spoke() {
                     self.chat.memory_mut().mark_v2(&peer, &ed);
                 }
+                for (peer, x) in v2.take_verified() {
+                    Self::mark_verified(&mut self.chat, &peer, &x, printer);
+                }
             }
         }
         if self.online && self.chat.is_registered() {
@@ -665,6 +668,34 @@ impl Driver {
     ) -> Typed {
         let trimmed = line.trim();
         let (cmd, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        if cmd == "/sas" {
+            let mut words = rest.split_whitespace();
+            let answer = match (words.next(), words.next(), words.next()) {
+                (Some(user), None, None) => Some((user, None)),
+                (Some(user), Some("yes"), None) => Some((user, Some(true))),
+                (Some(user), Some("no"), None) => Some((user, Some(false))),
+                _ => None,
+            };
+            match (answer, &mut self.v2) {
+                (Some(_), Some(_)) if !self.online || !self.chat.is_registered() => {
+                    printer.print(&Line::HostError(&"not connected: /sas needs the server"));
+                }
+                (Some((user, answer)), Some(v2)) => {
+                    v2.sas_command(&self.chat, user, answer, rng, printer, wire);
+                    for (peer, x) in v2.take_verified() {
+                        Self::mark_verified(&mut self.chat, &peer, &x, printer);
+                    }
+                }
+                (_, None) => {
+                    printer.print(&Line::HostError(&"protocol v2 is not on in this client"));
+                }
+                (None, _) => printer.print(&Line::HostError(
+                    &"usage: /sas <user> (start), /sas <user> yes (the codes match), /sas \
+                      <user> no (they differ)",
+                )),
+            }
+            return Typed::Chat(Action::Shown);
+        }
         if cmd == "/accept-v1" {
             let mut words = rest.split_whitespace();
             match (words.next(), words.next(), words.next(), &mut self.v2) {
@@ -795,6 +826,16 @@ impl Driver {
         } else {
             Typed::Queued
         })
+    }
+
+    /// An SAS run verified `peer`'s key `x`: the trust store says so (as `/verify`).
+    fn mark_verified(chat: &mut DesktopChat, peer: &str, x: &[u8; 32], printer: &mut dyn Printer) {
+        use seguro_core::chat::KeyMemory as _;
+        if let Err(e) = chat.memory_mut().verify(peer, x) {
+            printer.print(&Line::HostError(&format_args!(
+                "{peer} matched the codes but cannot be marked verified: {e}"
+            )));
+        }
     }
 
     /// `user` is a contact whose key is remembered but who is not in the directory now.

@@ -59,7 +59,7 @@ pub const UI_COMMANDS: &[(&str, &str, &str)] = &[
 ];
 
 /// Commands the client handles before core does.
-const CLIENT_COMMANDS: &[&str] = &["/reconnect", "/outbox"];
+const CLIENT_COMMANDS: &[&str] = &["/reconnect", "/outbox", "/sas", "/accept-v1"];
 
 /// One line on the screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -779,6 +779,14 @@ impl Ui {
             (
                 "/outbox [send|drop]",
                 "what waits to be sent; send or drop what is held",
+            ),
+            (
+                "/sas <user> [yes|no]",
+                "verify <user> by short codes on both screens (protocol v2)",
+            ),
+            (
+                "/accept-v1 <user>",
+                "use protocol v1 with <user> again after a downgrade warning",
             ),
         ];
         let own = UI_COMMANDS.iter().map(|(_, usage, about)| (*usage, *about));

@@ -374,7 +374,22 @@ fn help_adds_the_interfaces_own_commands_after_cores() {
         all.contains("[SYS]   /outbox [send|drop]   what waits"),
         "{all}"
     );
+    assert!(
+        all.contains("[SYS]   /sas <user> [yes|no]  verify <user> by short codes"),
+        "{all}"
+    );
     assert!(all.contains("Ctrl-D quit"), "{all}");
+    // The client's own commands are no typos.
+    for cmd in ["/sas bob", "/accept-v1 bob yes"] {
+        typed(&mut s.ui, cmd);
+        assert_eq!(
+            s.ui.event(&key(KeyCode::Enter)),
+            Request::Send {
+                conversation: None,
+                line: cmd.into()
+            }
+        );
+    }
     // Only once, after /help.
     s.ui.help_done();
     assert_eq!(text(&mut s).join("\n").matches("/q [<user>]").count(), 1);

@@ -230,6 +230,8 @@ pub enum SendError {
     TooLong,
     /// A receipt lists no id or more than [`wire::MAX_RECEIPT_IDS`].
     BadReceipt,
+    /// [`Sessions::seal_control`] was given a text or a receipt.
+    NotControl,
     /// The ratchet refused.
     Seal(SealError),
 }
@@ -239,6 +241,7 @@ impl core::fmt::Display for SendError {
         match self {
             Self::NoSession => f.write_str("no v2 session with this peer"),
             Self::TooLong => f.write_str("text too long"),
+            Self::NotControl => f.write_str("not a verification message"),
             Self::BadReceipt => {
                 write!(f, "a receipt lists 1 to {} messages", wire::MAX_RECEIPT_IDS)
             }
@@ -288,8 +291,9 @@ pub enum Received<'o> {
     },
     /// A receipt: the peer received and showed our texts with these ids.
     Receipt(wire::ReceiptIds<'o>),
-    /// An inner message this table does not act on (SAS), valid.
-    Other,
+    /// A verification (SAS, §9) control message, types `0x10`–`0x14`: the host's
+    /// [`crate::v2::sas::Sas`] acts on it.
+    Control(Inner<'o>),
 }
 
 /// What [`Sessions::open`] returned: the content and whether it set up a new session
@@ -536,9 +540,30 @@ impl<const N: usize> Sessions<N> {
         out: &mut [u8],
     ) -> Result<usize, SendError> {
         let s = self.session_mut(peer)?;
-        let mut inner = [0u8; 2 + 4 * wire::MAX_RECEIPT_IDS];
+        let mut inner = [0u8; wire::MAX_INNER];
         let n = wire::emit_receipt(ids, &mut inner).map_err(|_| SendError::BadReceipt)?;
         s.seal(rng, inner.get(..n).unwrap_or(&[]), out)
+            .map_err(SendError::Seal)
+    }
+
+    /// Seals a verification control message (SAS, §9: types `0x10`–`0x14`) for `peer`
+    /// as a `relay2` body into `out`. A text or a receipt is refused with
+    /// [`SendError::NotControl`] (they have [`Self::seal_text`] and
+    /// [`Self::seal_receipt`]).
+    pub fn seal_control(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        peer: &str,
+        inner: &Inner<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, SendError> {
+        if matches!(inner, Inner::Text { .. } | Inner::Receipt(_)) {
+            return Err(SendError::NotControl);
+        }
+        let s = self.session_mut(peer)?;
+        let mut buf = [0u8; wire::MAX_INNER];
+        let n = inner.emit(&mut buf).map_err(|_| SendError::NotControl)?;
+        s.seal(rng, buf.get(..n).unwrap_or(&[]), out)
             .map_err(SendError::Seal)
     }
 
@@ -587,7 +612,7 @@ impl<const N: usize> Sessions<N> {
             match Inner::parse(out.get(..n).unwrap_or(&[])).map_err(ReceiveError::BadInner)? {
                 Inner::Text { id, text } => Received::Text { id, text },
                 Inner::Receipt(ids) => Received::Receipt(ids),
-                _ => Received::Other,
+                other => Received::Control(other),
             };
         Ok(Opened {
             content,

@@ -87,7 +87,7 @@ impl Party {
         let o = self.s.open(&self.id, self.name, &from.peer(), body, out)?;
         match o.content {
             Received::Text { text, .. } => Ok((text.to_owned(), o)),
-            Received::Receipt(_) | Received::Other => panic!("not a text"),
+            Received::Receipt(_) | Received::Control(_) => panic!("not a text"),
         }
     }
 }
@@ -819,6 +819,57 @@ fn receipts_name_the_texts_by_the_ids_they_were_sealed_with() {
     // A buffer too small for the sealed receipt is refused with the size needed.
     assert!(matches!(
         b.s.seal_receipt(&mut rng, "alice", &[1], &mut [0u8; 10]),
+        Err(SendError::Seal(_))
+    ));
+}
+
+#[test]
+fn verification_messages_are_sealed_and_opened_as_control_never_as_texts() {
+    use seguro_core::v2::wire::{CancelReason, Inner};
+    let (mut rng, mut a, mut b) = pair(43);
+    let start = Inner::SasStart {
+        sid: [7; 16],
+        commit: [9; 32],
+    };
+    let mut out = vec![0u8; MAX_BODY];
+    assert_eq!(
+        a.s.seal_control(&mut rng, "bob", &start, &mut out),
+        Err(SendError::NoSession)
+    );
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    // Texts and receipts have their own calls.
+    for not in [
+        Inner::Text { id: 1, text: "x" },
+        seguro_core::v2::wire::Inner::parse(&[0x02, 1, 0, 0, 0, 1]).unwrap(),
+    ] {
+        assert_eq!(
+            a.s.seal_control(&mut rng, "bob", &not, &mut out),
+            Err(SendError::NotControl)
+        );
+    }
+    assert_eq!(
+        SendError::NotControl.to_string(),
+        "not a verification message"
+    );
+    let first = a.seal(&mut rng, "bob", "hola");
+    b.open(&a, &first).unwrap();
+    let cancel = Inner::SasCancel {
+        sid: [7; 16],
+        reason: CancelReason::Mismatch,
+    };
+    for inner in [start, cancel] {
+        let n = a.s.seal_control(&mut rng, "bob", &inner, &mut out).unwrap();
+        let mut plain = vec![0u8; MAX_BODY];
+        let o =
+            b.s.open(&b.id, "bob", &a.peer(), &out[..n], &mut plain)
+                .unwrap();
+        assert_eq!(o.content, Received::Control(inner));
+    }
+    // A control message is no text: the text ids go on from where they were.
+    assert_eq!(a.s.next_text_id("bob"), Some(2));
+    assert!(matches!(
+        a.s.seal_control(&mut rng, "bob", &start, &mut [0u8; 8]),
         Err(SendError::Seal(_))
     ));
 }

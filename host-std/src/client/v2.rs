@@ -20,7 +20,8 @@ use seguro_core::chat::sessions::{OwnPrekeys, Received, Sessions};
 use seguro_core::client::Event;
 use seguro_core::identity::{Identity, PublicIdentity};
 use seguro_core::v2::json::{self as v2json, AckStatus, DirDelta, ErrorCode, V2Message};
-use seguro_core::v2::wire::MAX_BODY;
+use seguro_core::v2::sas::{Sas, SasCode, SasError, SasParties};
+use seguro_core::v2::wire::{CancelReason, Inner, MAX_BODY};
 use seguro_core::v2::x3dh::{PeerIdentity, binding_hash};
 
 use super::{Delivery, DesktopChat, Printer};
@@ -106,6 +107,13 @@ pub struct V2 {
     /// Our `relay2` receipts not acknowledged yet (a receipt the server could not
     /// deliver is not worth a warning).
     receipt_acks: HashSet<u32>,
+    /// Verifications by short codes (§9) running, one per peer.
+    sas: HashMap<String, Sas>,
+    /// SAS messages to send (made while opening a message), in order.
+    control_out: Vec<(String, Inner<'static>)>,
+    /// Peers an SAS run verified, with the X25519 key it verified: the host marks
+    /// them verified in the trust store.
+    verified: Vec<(String, [u8; 32])>,
 }
 
 /// Sent texts remembered per peer for their receipts.
@@ -203,6 +211,9 @@ impl V2 {
             receipts_due: HashMap::new(),
             receipt_last: HashMap::new(),
             receipt_acks: HashSet::new(),
+            sas: HashMap::new(),
+            control_out: Vec::new(),
+            verified: Vec::new(),
         };
         if !published_before && let Err(e) = v2.save_prekeys() {
             notes.push(e);
@@ -801,6 +812,7 @@ impl V2 {
                 let body = body.to_owned();
                 self.receive(chat, &from, &body, printer);
                 self.send_receipts(rng, printer, wire);
+                self.send_controls(rng, printer, wire);
                 Handled::Yes
             }
             V2Message::Relay2 { from: None, .. } => {
@@ -999,6 +1011,7 @@ impl V2 {
             .sessions
             .open(&self.me, &self.name, &peer, &body, &mut out);
         let mut receipt: Vec<u32> = Vec::new();
+        let mut control: Option<Inner<'static>> = None;
         let (text, new_session, replaced) = match opened {
             Ok(o) => (
                 match o.content {
@@ -1007,7 +1020,10 @@ impl V2 {
                         receipt.extend(ids.iter());
                         None
                     }
-                    Received::Other => None,
+                    Received::Control(inner) => {
+                        control = owned_control(inner);
+                        None
+                    }
                 },
                 o.new_session,
                 o.replaced,
@@ -1048,6 +1064,9 @@ impl V2 {
                     .push(id);
             }
         }
+        if let Some(inner) = control {
+            self.on_control(chat, from, inner, printer);
+        }
         for id in receipt {
             let sent = self.sent.get_mut(from);
             let Some(at) = sent
@@ -1068,4 +1087,310 @@ fn emit(m: &V2Message<'_>, wire: &mut Vec<u8>) {
     if let Ok(n) = m.emit_line(&mut out) {
         wire.extend_from_slice(out.get(..n).unwrap_or(&[]));
     }
+}
+
+/// Verification by short authentication strings (§9): `/sas <user>` starts a run, the
+/// codes appear on both screens, `/sas <user> yes` or `no` says whether they match.
+impl V2 {
+    /// Which peers an SAS run verified since the last call, with the X25519 key
+    /// verified: for the trust store.
+    pub fn take_verified(&mut self) -> Vec<(String, [u8; 32])> {
+        std::mem::take(&mut self.verified)
+    }
+
+    /// The SAS parties of a run between `me` (`mine`) and `peer`: the starter is `a`.
+    fn parties<'a>(
+        chat: &DesktopChat,
+        me: &'a str,
+        mine: PublicIdentity,
+        peer: &'a str,
+        starter: bool,
+    ) -> Option<SasParties<'a>> {
+        let client = chat.client();
+        let theirs = PublicIdentity {
+            x: *client.key_of(peer)?,
+            ed: client.peer_ed25519(peer)?,
+        };
+        Some(if starter {
+            SasParties {
+                a_name: me,
+                a: mine,
+                b_name: peer,
+                b: theirs,
+            }
+        } else {
+            SasParties {
+                a_name: peer,
+                a: theirs,
+                b_name: me,
+                b: mine,
+            }
+        })
+    }
+
+    /// `/sas <peer>` (start), `/sas <peer> yes` (the codes match), `/sas <peer> no`
+    /// (they differ, or stop).
+    pub fn sas_command(
+        &mut self,
+        chat: &DesktopChat,
+        peer: &str,
+        answer: Option<bool>,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        match answer {
+            None => {
+                if peer == self.name {
+                    printer.print(&Line::HostError(&"you cannot verify yourself"));
+                    return;
+                }
+                if !self.uses_v2(chat, peer) {
+                    printer.print(&Line::HostError(&format_args!(
+                        "short codes need protocol v2 with {peer}, and {peer} is not listed \
+                         as a v2 user now: compare fingerprints instead (/fp {peer})"
+                    )));
+                    return;
+                }
+                if !self.sessions.has(peer) {
+                    printer.print(&Line::HostError(&format_args!(
+                        "no protocol v2 session with {peer} yet: send {peer} a message \
+                         first, then /sas {peer}"
+                    )));
+                    return;
+                }
+                let (run, start) = Sas::start(rng);
+                self.sas.insert(peer.to_owned(), run);
+                self.control_out.push((peer.to_owned(), start));
+                printer.print(&Line::HostInfo(&format_args!(
+                    "verifying {peer} by short codes: waiting for {peer}'s client (the \
+                     codes appear on both screens)"
+                )));
+            }
+            Some(answer) => {
+                let Some(run) = self.sas.get_mut(peer) else {
+                    printer.print(&Line::HostError(&format_args!(
+                        "no verification with {peer} is running: /sas {peer} starts one"
+                    )));
+                    return;
+                };
+                if !answer {
+                    let sid = *run.sid();
+                    self.sas.remove(peer);
+                    self.control_out.push((
+                        peer.to_owned(),
+                        Inner::SasCancel {
+                            sid,
+                            reason: CancelReason::Mismatch,
+                        },
+                    ));
+                    printer.print(&Line::HostWarn(&format_args!(
+                        "the codes differ: this verification of {peer} failed and does NOT \
+                         verify them. Someone may be in the middle (the server substituting \
+                         keys): tell {peer} by another way"
+                    )));
+                } else if run.code().is_none() {
+                    printer.print(&Line::HostError(&format_args!(
+                        "the codes with {peer} are not shown yet: wait for them"
+                    )));
+                    return;
+                } else {
+                    match run.confirm() {
+                        Ok(confirm) => {
+                            self.control_out.push((peer.to_owned(), confirm));
+                            self.after_confirm(chat, peer, printer);
+                        }
+                        Err(e) => self.sas_failed(peer, e, printer),
+                    }
+                }
+            }
+        }
+        self.send_controls(rng, printer, wire);
+    }
+
+    /// Both confirmations in: verified; else say who is awaited.
+    fn after_confirm(&mut self, chat: &DesktopChat, peer: &str, printer: &mut dyn Printer) {
+        let Some(run) = self.sas.get(peer) else {
+            return;
+        };
+        if run.is_verified() {
+            self.sas.remove(peer);
+            if let Some(x) = chat.client().key_of(peer) {
+                self.verified.push((peer.to_owned(), *x));
+            }
+            printer.print(&Line::HostInfo(&format_args!(
+                "{peer} is verified: the short codes matched on both screens"
+            )));
+        } else {
+            printer.print(&Line::HostInfo(&format_args!(
+                "you confirmed the codes with {peer}: waiting for {peer} to confirm"
+            )));
+        }
+    }
+
+    fn sas_failed(&mut self, peer: &str, e: SasError, printer: &mut dyn Printer) {
+        if let Some(run) = self.sas.remove(peer) {
+            let reason = match e {
+                SasError::Mismatch | SasError::BadCommitment => CancelReason::Mismatch,
+                _ => CancelReason::Protocol,
+            };
+            self.control_out.push((
+                peer.to_owned(),
+                Inner::SasCancel {
+                    sid: *run.sid(),
+                    reason,
+                },
+            ));
+        }
+        printer.print(&Line::HostWarn(&format_args!(
+            "the verification with {peer} failed: {e}; it does NOT verify them"
+        )));
+    }
+
+    fn show_code(&self, peer: &str, code: &SasCode, printer: &mut dyn Printer) {
+        let emoji: Vec<String> = code
+            .emoji()
+            .iter()
+            .map(|(e, name)| format!("{e} {name}"))
+            .collect();
+        printer.print(&Line::HostInfo(&format_args!(
+            "compare with {peer}: {} — or the numbers {code}. The same on both screens? \
+             /sas {peer} yes — different? /sas {peer} no",
+            emoji.join(", ")
+        )));
+    }
+
+    /// A verification message from `peer` (it authenticated: it is from `peer`'s
+    /// session).
+    fn on_control(
+        &mut self,
+        chat: &DesktopChat,
+        peer: &str,
+        inner: Inner<'static>,
+        printer: &mut dyn Printer,
+    ) {
+        if let Inner::SasStart { sid, commit } = inner {
+            // A new run replaces any other with this peer (theirs or ours).
+            let mut rng = rand_core::OsRng;
+            let (run, key) = Sas::accept(&mut rng, sid, commit);
+            self.sas.insert(peer.to_owned(), run);
+            self.control_out.push((peer.to_owned(), key));
+            printer.print(&Line::HostInfo(&format_args!(
+                "{peer} asks to verify you by short codes: the codes appear in a moment \
+                 (/sas {peer} no to refuse)"
+            )));
+            return;
+        }
+        if let Inner::SasCancel { sid, reason } = inner {
+            if self.sas.get(peer).is_some_and(|r| *r.sid() == sid) {
+                self.sas.remove(peer);
+                let why = match reason {
+                    CancelReason::Mismatch => "the codes differ on their screen",
+                    CancelReason::User => "they stopped it",
+                    CancelReason::Timeout => "it took too long",
+                    _ => "a verification message went wrong",
+                };
+                printer.print(&Line::HostWarn(&format_args!(
+                    "{peer} cancelled the verification ({why}): it does NOT verify them"
+                )));
+            }
+            return;
+        }
+        let Some(starter) = self.sas.get(peer).map(Sas::is_starter) else {
+            printer.print(&Line::HostWarn(&format_args!(
+                "an unexpected verification message from {peer}: ignored"
+            )));
+            return;
+        };
+        let me = self.name.clone();
+        let Some(parties) = Self::parties(chat, &me, self.me.public_keys(), peer, starter) else {
+            return self.sas_failed(peer, SasError::OutOfOrder, printer);
+        };
+        let Some(run) = self.sas.get_mut(peer) else {
+            return;
+        };
+        let step: Result<Option<Inner<'static>>, SasError> = match inner {
+            Inner::SasKey { sid, epk } => run.on_key(&parties, &sid, &epk).map(Some),
+            Inner::SasReveal { sid, epk } => run.on_reveal(&parties, &sid, &epk).map(|()| None),
+            Inner::SasConfirm { sid, mac } => match run.on_confirm(&sid, &mac) {
+                Ok(()) => {
+                    if run.is_verified() {
+                        self.after_confirm(chat, peer, printer);
+                    } else {
+                        printer.print(&Line::HostInfo(&format_args!(
+                            "{peer} says the codes match; if they match on your screen \
+                             too: /sas {peer} yes"
+                        )));
+                    }
+                    return;
+                }
+                Err(e) => Err(e),
+            },
+            _ => Err(SasError::OutOfOrder),
+        };
+        match step {
+            // Another run's message (a late one): not ours to act on.
+            Err(SasError::WrongRun) => {}
+            Err(e) => self.sas_failed(peer, e, printer),
+            Ok(reply) => {
+                if let Some(reply) = reply {
+                    self.control_out.push((peer.to_owned(), reply));
+                }
+                if let Some(code) = self.sas.get(peer).and_then(Sas::code) {
+                    self.show_code(peer, &code, printer);
+                }
+            }
+        }
+    }
+
+    /// Seals and sends the SAS messages made so far.
+    fn send_controls(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+        wire: &mut Vec<u8>,
+    ) {
+        for (peer, inner) in std::mem::take(&mut self.control_out) {
+            let mut body = vec![0u8; MAX_BODY];
+            let n = match self.sessions.seal_control(rng, &peer, &inner, &mut body) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.sas.remove(&peer);
+                    printer.print(&Line::HostWarn(&format_args!(
+                        "the verification with {peer} stopped: {e}"
+                    )));
+                    continue;
+                }
+            };
+            if let Err(e) = self.save_session(&peer) {
+                printer.print(&Line::HostError(&e));
+            }
+            let b64 = Base64::encode_string(body.get(..n).unwrap_or(&[]));
+            let id = self.id();
+            emit(
+                &V2Message::Relay2 {
+                    to: Some(&peer),
+                    from: None,
+                    id: Some(id),
+                    body: &b64,
+                },
+                wire,
+            );
+            // Not a text: a receipt-like ack (a peer not connected ends the run).
+            self.receipt_acks.insert(id);
+        }
+    }
+}
+
+/// An SAS message without the borrow of the buffer it was opened into (its fields
+/// are arrays); `None` for a text or a receipt.
+fn owned_control(inner: Inner<'_>) -> Option<Inner<'static>> {
+    Some(match inner {
+        Inner::SasStart { sid, commit } => Inner::SasStart { sid, commit },
+        Inner::SasKey { sid, epk } => Inner::SasKey { sid, epk },
+        Inner::SasReveal { sid, epk } => Inner::SasReveal { sid, epk },
+        Inner::SasConfirm { sid, mac } => Inner::SasConfirm { sid, mac },
+        Inner::SasCancel { sid, reason } => Inner::SasCancel { sid, reason },
+        _ => return None,
+    })
 }

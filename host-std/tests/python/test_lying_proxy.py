@@ -318,6 +318,81 @@ class LyingServer(test_interop.Interop):
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
+    # ---- short authentication strings (protocol v2 §9)
+
+    def codes(self, p, peer):
+        """The codes `p` shows for `peer` (emoji and numbers), once shown."""
+        head = "[SYS] compare with %s: " % peer
+        line = p.wait(lambda l: l.startswith(head), "the codes for " + peer)
+        return line[len(head):line.index(" The same on both screens?")]
+
+    def trusted(self, p, peer, verified):
+        """`/trust` lists `peer` as verified (or not)."""
+        p.send("/trust")
+        want = "  verified" if verified else "  not verified"
+        p.wait(lambda l: l.startswith("[SYS]   %s  fp " % peer) and l.endswith(want),
+               "%s%s in /trust" % (peer, want))
+
+    def check_sas(self, *modes):
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key, *modes)
+        a = self.client("ana", port, crt)
+        b = self.client("beto", port, crt)
+        a.wait_for("[SYS] beto joined")
+        a.send("/sas beto")
+        a.wait_exact("[ERROR] no protocol v2 session with beto yet: send beto a message "
+                     "first, then /sas beto")
+        a.send("/to beto hola")
+        b.wait_exact("[ana] hola")
+        a.send("/sas beto")
+        b.wait_exact("[SYS] ana asks to verify you by short codes: the codes appear in a "
+                     "moment (/sas ana no to refuse)")
+        ca, cb = self.codes(a, "beto"), self.codes(b, "ana")
+        self.assertEqual(ca, cb)
+        self.assertRegex(ca, r"^(\S+ [A-Z][A-Za-z ]+, ){6}\S+ [A-Z][A-Za-z ]+ — or the "
+                             r"numbers \d{4} \d{4} \d{4}\.$")
+        self.trusted(a, "beto", False)
+        b.send("/sas ana yes")
+        b.wait_exact("[SYS] you confirmed the codes with ana: waiting for ana to confirm")
+        a.wait_exact("[SYS] beto says the codes match; if they match on your screen too: "
+                     "/sas beto yes")
+        a.send("/sas beto yes")
+        a.wait_exact("[SYS] beto is verified: the short codes matched on both screens")
+        b.wait_exact("[SYS] ana is verified: the short codes matched on both screens")
+        self.trusted(a, "beto", True)
+        self.trusted(b, "ana", True)
+        # Codes that differ on one screen: the other side is told, nobody is verified
+        # by that run.
+        b.send("/sas ana")
+        a.wait(lambda _: sum(1 for l in a.lines if l.startswith("[SYS] compare with beto: "))
+               == 2, "the second run's codes")
+        a.send("/sas beto no")
+        a.wait(lambda l: l.startswith("[WARN] the codes differ: this verification of beto "
+                                      "failed"), "the mismatch")
+        b.wait_exact("[WARN] ana cancelled the verification (the codes differ on their "
+                     "screen): it does NOT verify them")
+        a.send("/sas beto yes")
+        a.wait_exact("[ERROR] no verification with beto is running: /sas beto starts one")
+        return a, b
+
+    def test_short_codes_match_on_both_screens_and_verify_both(self):
+        a, b = self.check_sas()
+        self.assertFalse([l for l in a.lines + b.lines if l.startswith("[WARN] a protocol v2")],
+                         "\n".join(a.lines + b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_short_codes_through_a_replaying_server_still_verify_once(self):
+        a, b = self.check_sas("--replay")
+        # Every SAS message came twice: each copy refused by the ratchet, never acted on.
+        for p, peer in ((a, "beto"), (b, "ana")):
+            self.assertGreaterEqual(self.count(p, self.v2_warn(peer, V2_STALE)), 3,
+                                    "\n".join(p.lines))
+            self.assertEqual(self.count(p, "[SYS] %s is verified: the short codes matched "
+                                           "on both screens" % peer), 1, "\n".join(p.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
     # ---- control: the proxy itself is honest without modes
 
     def test_an_honest_proxy_changes_nothing(self):
