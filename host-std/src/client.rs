@@ -68,6 +68,11 @@ pub enum Delivery {
 pub trait Printer: Send {
     /// Prints one line.
     fn print(&mut self, line: &Line<'_>);
+    /// Prints a host line about `peer` (a full-screen host shows it in that
+    /// conversation; core's own lines name their peer themselves).
+    fn print_about(&mut self, _peer: &str, line: &Line<'_>) {
+        self.print(line);
+    }
     /// The connection's state changed (a status bar shows it; lines say it anyway).
     fn state(&mut self, _conn: Conn) {}
     /// Connected to `addr`, whose certificate has this SHA-256 fingerprint.

@@ -395,6 +395,26 @@ impl Ui {
         }
     }
 
+    /// A host line about `peer`: in that conversation (and the current one too while
+    /// it answers a typed line).
+    pub fn push_about(&mut self, peer: &str, line: &Line<'_>) {
+        if peer.is_empty() || peer == self.user {
+            return self.push(line);
+        }
+        let entry = self.entry(
+            line.kind(),
+            line.prefix().to_string(),
+            line.body().to_string(),
+            false,
+        );
+        let i = self.conv_index(peer);
+        let here = self.current;
+        if self.replying && here != i {
+            self.add(here, entry.clone());
+        }
+        self.add(i, entry);
+    }
+
     /// Our own message to `to` (`None`: the server), shown in that conversation;
     /// `pending` while it waits in the outbox.
     pub fn own_message(&mut self, to: Option<&str>, text: &str, pending: bool) {
@@ -1188,6 +1208,12 @@ impl<B: ratatui::backend::Backend> Screen<B> {
         self.keep(line.to_string());
     }
 
+    /// Shows a host line about `peer` in that conversation.
+    pub fn print_about(&mut self, peer: &str, line: &Line<'_>) {
+        self.ui.push_about(peer, line);
+        self.keep(line.to_string());
+    }
+
     /// The client is leaving: every line from now on is kept for after leaving.
     pub fn leaving(&mut self) {
         self.quitting = true;
@@ -1330,6 +1356,9 @@ impl TuiPrinter {
 impl crate::client::Printer for TuiPrinter {
     fn print(&mut self, line: &Line<'_>) {
         self.with(|s| s.print(line));
+    }
+    fn print_about(&mut self, peer: &str, line: &Line<'_>) {
+        self.with(|s| s.print_about(peer, line));
     }
     fn state(&mut self, conn: Conn) {
         self.with(|s| s.set_conn(conn));

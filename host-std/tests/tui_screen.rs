@@ -612,3 +612,31 @@ fn sent_messages_get_one_tick_when_forwarded_and_two_when_received() {
     let all = text(&mut s).join("\n");
     assert!(all.contains("[alice → bob] uno ✓✓"), "{all}");
 }
+
+#[test]
+fn a_host_line_about_a_peer_shows_in_that_conversation() {
+    let mut s = screen(80, 12, false);
+    s.ui.push_about("bob", &Line::HostWarn(&"a message from bob was refused"));
+    let all = text(&mut s).join("\n");
+    assert!(!all.contains("refused"), "not in the system pane:\n{all}");
+    assert!(all.contains("bob (1)"), "unread in bob's:\n{all}");
+    typed(&mut s.ui, "/q bob");
+    s.ui.event(&key(KeyCode::Enter));
+    let all = text(&mut s).join("\n");
+    assert!(
+        all.contains("[WARN] a message from bob was refused"),
+        "{all}"
+    );
+    // About nobody, or about ourselves: the system pane, as any host line.
+    s.ui.push_about("alice", &Line::HostInfo(&"about me"));
+    s.ui.push_about("", &Line::HostInfo(&"about nobody"));
+    s.ui.event(&TermEvent::Key(KeyEvent::new(
+        KeyCode::Char('1'),
+        KeyModifiers::ALT,
+    )));
+    let all = text(&mut s).join("\n");
+    assert!(
+        all.contains("[SYS] about me") && all.contains("[SYS] about nobody"),
+        "{all}"
+    );
+}

@@ -374,10 +374,13 @@ impl V2 {
         peers.sort();
         for peer in peers {
             for text in self.waiting.remove(&peer).unwrap_or_default() {
-                printer.print(&Line::HostWarn(&format_args!(
-                    "message to {peer} NOT sent (no protocol v2 session could be set up \
+                printer.print_about(
+                    &peer,
+                    &Line::HostWarn(&format_args!(
+                        "message to {peer} NOT sent (no protocol v2 session could be set up \
                      before leaving): {text}"
-                )));
+                    )),
+                );
             }
         }
     }
@@ -426,10 +429,13 @@ impl V2 {
         let mut lost: Vec<(u32, (String, String))> = self.in_flight.drain().collect();
         lost.sort_by_key(|(id, _)| *id);
         for (_, (peer, text)) in lost {
-            printer.print(&Line::HostWarn(&format_args!(
-                "the connection ended before the server confirmed your message to {peer}: \
+            printer.print_about(
+                &peer,
+                &Line::HostWarn(&format_args!(
+                    "the connection ended before the server confirmed your message to {peer}: \
                  it may NOT have been delivered: {text}"
-            )));
+                )),
+            );
         }
         self.prekey_acks.clear();
         self.receipt_acks.clear();
@@ -513,9 +519,10 @@ impl V2 {
             _ => format!("protocol v1 ({peer}'s client speaks v1)"),
         };
         if self.told.get(peer) != Some(&now) {
-            printer.print(&Line::HostInfo(&format_args!(
-                "conversation with {peer}: {now}"
-            )));
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!("conversation with {peer}: {now}")),
+            );
             self.told.insert(peer.to_owned(), now);
         }
     }
@@ -566,23 +573,32 @@ impl V2 {
         printer: &mut dyn Printer,
     ) {
         if !self.v2_seen(chat, peer) {
-            printer.print(&Line::HostInfo(&format_args!(
-                "no protocol v2 session with {peer}: nothing to accept"
-            )));
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "no protocol v2 session with {peer}: nothing to accept"
+                )),
+            );
         } else if !confirmed {
-            printer.print(&Line::HostWarn(&format_args!(
-                "this drops the protocol v2 session with {peer}, and messages with them \
+            printer.print_about(
+                peer,
+                &Line::HostWarn(&format_args!(
+                    "this drops the protocol v2 session with {peer}, and messages with them \
                  may go with v1 (no forward secrecy; the server could replay or reflect \
                  them). Type /accept-v1 {peer} yes to confirm"
-            )));
+                )),
+            );
         } else {
             self.forget(peer);
             chat.memory_mut().clear_v2(peer);
             self.told.remove(peer);
-            printer.print(&Line::HostInfo(&format_args!(
-                "the protocol v2 session with {peer} is dropped: v1 is accepted with them \
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "the protocol v2 session with {peer} is dropped: v1 is accepted with them \
                  until v2 is offered again"
-            )));
+                )),
+            );
         }
     }
 
@@ -624,12 +640,15 @@ impl V2 {
                 continue;
             };
             if c.key() == x && c.ed25519().is_some_and(|k| *k != ed) {
-                printer.print(&Line::HostWarn(&format_args!(
-                    "the server lists {peer} with another protocol v2 signing key (Ed25519) \
+                printer.print_about(
+                    &peer,
+                    &Line::HostWarn(&format_args!(
+                        "the server lists {peer} with another protocol v2 signing key (Ed25519) \
                      than the one {peer} used before, with the same X25519 key (the \
                      fingerprint): the server may be substituting it; sessions set up with \
                      it fail to authenticate"
-                )));
+                    )),
+                );
             }
         }
     }
@@ -677,10 +696,13 @@ impl V2 {
         self.tell_protocol(chat, peer, false, printer);
         if self.sessions.has(peer) && !self.session_current(chat, peer) {
             self.forget(peer);
-            printer.print(&Line::HostInfo(&format_args!(
-                "the keys of {peer} (or ours) changed since the protocol v2 session was set \
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "the keys of {peer} (or ours) changed since the protocol v2 session was set \
                  up: a new one is set up"
-            )));
+                )),
+            );
         }
         if !self.sessions.has(peer) {
             let first = !self.waiting.contains_key(peer);
@@ -689,10 +711,13 @@ impl V2 {
                 .or_default()
                 .push(text.to_owned());
             if first {
-                printer.print(&Line::HostInfo(&format_args!(
-                    "setting up a protocol v2 session with {peer} (asking the server for \
+                printer.print_about(
+                    peer,
+                    &Line::HostInfo(&format_args!(
+                        "setting up a protocol v2 session with {peer} (asking the server for \
                      their prekeys): the message goes out then"
-                )));
+                    )),
+                );
             }
             if chat.is_registered() {
                 self.ask_bundle(peer, wire);
@@ -715,11 +740,14 @@ impl V2 {
         let n = match self.sessions.seal_text(rng, peer, text, &mut body) {
             Ok(n) => n,
             Err(e) => {
-                printer.print(&Line::HostWarn(&format_args!(
-                    "message to {peer} NOT sent: {e} (protocol v2 texts hold up to {} \
+                printer.print_about(
+                    peer,
+                    &Line::HostWarn(&format_args!(
+                        "message to {peer} NOT sent: {e} (protocol v2 texts hold up to {} \
                      bytes): {text}",
-                    seguro_core::v2::MAX_TEXT
-                )));
+                        seguro_core::v2::MAX_TEXT
+                    )),
+                );
                 return false;
             }
         };
@@ -932,14 +960,18 @@ impl V2 {
             }
             Err(why) => {
                 self.asked.remove(peer);
-                printer.print(&Line::HostWarn(&format_args!(
-                    "no protocol v2 session with {peer}: {why}"
-                )));
+                printer.print_about(
+                    peer,
+                    &Line::HostWarn(&format_args!("no protocol v2 session with {peer}: {why}")),
+                );
                 for text in waiting {
-                    printer.print(&Line::HostWarn(&format_args!(
-                        "message to {peer} NOT sent (protocol v2 is required with a v2 \
+                    printer.print_about(
+                        peer,
+                        &Line::HostWarn(&format_args!(
+                            "message to {peer} NOT sent (protocol v2 is required with a v2 \
                          peer and no session could be set up): {text}"
-                    )));
+                        )),
+                    );
                     printer.dropped_from_outbox(Some(peer), &text);
                 }
             }
@@ -963,10 +995,13 @@ impl V2 {
             return;
         };
         match status {
-            AckStatus::NotConnected => printer.print(&Line::HostWarn(&format_args!(
-                "{peer} is not connected: your message was NOT delivered (the server keeps \
+            AckStatus::NotConnected => printer.print_about(
+                &peer,
+                &Line::HostWarn(&format_args!(
+                    "{peer} is not connected: your message was NOT delivered (the server keeps \
                  no mailbox; send it again when they are back): {text}"
-            ))),
+                )),
+            ),
             AckStatus::Forwarded => printer.delivered(&peer, &text, Delivery::Forwarded),
             _ => {}
         }
@@ -974,9 +1009,12 @@ impl V2 {
 
     fn receive(&mut self, chat: &DesktopChat, from: &str, body: &str, printer: &mut dyn Printer) {
         let warn = |printer: &mut dyn Printer, why: &dyn std::fmt::Display| {
-            printer.print(&Line::HostWarn(&format_args!(
-                "a protocol v2 message from {from} was refused: {why}; not shown"
-            )));
+            printer.print_about(
+                from,
+                &Line::HostWarn(&format_args!(
+                    "a protocol v2 message from {from} was refused: {why}; not shown"
+                )),
+            );
         };
         if body.len() > MAX_BODY.div_ceil(3) * 4 {
             return warn(printer, &"it is too long");
@@ -1044,10 +1082,13 @@ impl V2 {
             printer.print(&Line::HostError(&e));
         }
         if replaced || (new_session && had) {
-            printer.print(&Line::HostWarn(&format_args!(
-                "{from} started a new protocol v2 session (their client lost its state, or \
+            printer.print_about(
+                from,
+                &Line::HostWarn(&format_args!(
+                    "{from} started a new protocol v2 session (their client lost its state, or \
                  was restored from a backup)"
-            )));
+                )),
+            );
         }
         if replaced {
             // A new session numbers its texts from 1 again.
@@ -1142,36 +1183,48 @@ impl V2 {
         match answer {
             None => {
                 if peer == self.name {
-                    printer.print(&Line::HostError(&"you cannot verify yourself"));
+                    printer.print_about(peer, &Line::HostError(&"you cannot verify yourself"));
                     return;
                 }
                 if !self.uses_v2(chat, peer) {
-                    printer.print(&Line::HostError(&format_args!(
-                        "short codes need protocol v2 with {peer}, and {peer} is not listed \
+                    printer.print_about(
+                        peer,
+                        &Line::HostError(&format_args!(
+                            "short codes need protocol v2 with {peer}, and {peer} is not listed \
                          as a v2 user now: compare fingerprints instead (/fp {peer})"
-                    )));
+                        )),
+                    );
                     return;
                 }
                 if !self.sessions.has(peer) {
-                    printer.print(&Line::HostError(&format_args!(
-                        "no protocol v2 session with {peer} yet: send {peer} a message \
+                    printer.print_about(
+                        peer,
+                        &Line::HostError(&format_args!(
+                            "no protocol v2 session with {peer} yet: send {peer} a message \
                          first, then /sas {peer}"
-                    )));
+                        )),
+                    );
                     return;
                 }
                 let (run, start) = Sas::start(rng);
                 self.sas.insert(peer.to_owned(), run);
                 self.control_out.push((peer.to_owned(), start));
-                printer.print(&Line::HostInfo(&format_args!(
-                    "verifying {peer} by short codes: waiting for {peer}'s client (the \
+                printer.print_about(
+                    peer,
+                    &Line::HostInfo(&format_args!(
+                        "verifying {peer} by short codes: waiting for {peer}'s client (the \
                      codes appear on both screens)"
-                )));
+                    )),
+                );
             }
             Some(answer) => {
                 let Some(run) = self.sas.get_mut(peer) else {
-                    printer.print(&Line::HostError(&format_args!(
-                        "no verification with {peer} is running: /sas {peer} starts one"
-                    )));
+                    printer.print_about(
+                        peer,
+                        &Line::HostError(&format_args!(
+                            "no verification with {peer} is running: /sas {peer} starts one"
+                        )),
+                    );
                     return;
                 };
                 if !answer {
@@ -1184,15 +1237,21 @@ impl V2 {
                             reason: CancelReason::Mismatch,
                         },
                     ));
-                    printer.print(&Line::HostWarn(&format_args!(
-                        "the codes differ: this verification of {peer} failed and does NOT \
+                    printer.print_about(
+                        peer,
+                        &Line::HostWarn(&format_args!(
+                            "the codes differ: this verification of {peer} failed and does NOT \
                          verify them. Someone may be in the middle (the server substituting \
                          keys): tell {peer} by another way"
-                    )));
+                        )),
+                    );
                 } else if run.code().is_none() {
-                    printer.print(&Line::HostError(&format_args!(
-                        "the codes with {peer} are not shown yet: wait for them"
-                    )));
+                    printer.print_about(
+                        peer,
+                        &Line::HostError(&format_args!(
+                            "the codes with {peer} are not shown yet: wait for them"
+                        )),
+                    );
                     return;
                 } else {
                     match run.confirm() {
@@ -1218,13 +1277,19 @@ impl V2 {
             if let Some(x) = chat.client().key_of(peer) {
                 self.verified.push((peer.to_owned(), *x));
             }
-            printer.print(&Line::HostInfo(&format_args!(
-                "{peer} is verified: the short codes matched on both screens"
-            )));
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "{peer} is verified: the short codes matched on both screens"
+                )),
+            );
         } else {
-            printer.print(&Line::HostInfo(&format_args!(
-                "you confirmed the codes with {peer}: waiting for {peer} to confirm"
-            )));
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "you confirmed the codes with {peer}: waiting for {peer} to confirm"
+                )),
+            );
         }
     }
 
@@ -1242,9 +1307,12 @@ impl V2 {
                 },
             ));
         }
-        printer.print(&Line::HostWarn(&format_args!(
-            "the verification with {peer} failed: {e}; it does NOT verify them"
-        )));
+        printer.print_about(
+            peer,
+            &Line::HostWarn(&format_args!(
+                "the verification with {peer} failed: {e}; it does NOT verify them"
+            )),
+        );
     }
 
     fn show_code(&self, peer: &str, code: &SasCode, printer: &mut dyn Printer) {
@@ -1253,11 +1321,14 @@ impl V2 {
             .iter()
             .map(|(e, name)| format!("{e} {name}"))
             .collect();
-        printer.print(&Line::HostInfo(&format_args!(
-            "compare with {peer}: {} — or the numbers {code}. The same on both screens? \
+        printer.print_about(
+            peer,
+            &Line::HostInfo(&format_args!(
+                "compare with {peer}: {} — or the numbers {code}. The same on both screens? \
              /sas {peer} yes — different? /sas {peer} no",
-            emoji.join(", ")
-        )));
+                emoji.join(", ")
+            )),
+        );
     }
 
     /// A verification message from `peer` (it authenticated: it is from `peer`'s
@@ -1275,10 +1346,13 @@ impl V2 {
             let (run, key) = Sas::accept(&mut rng, sid, commit);
             self.sas.insert(peer.to_owned(), run);
             self.control_out.push((peer.to_owned(), key));
-            printer.print(&Line::HostInfo(&format_args!(
-                "{peer} asks to verify you by short codes: the codes appear in a moment \
+            printer.print_about(
+                peer,
+                &Line::HostInfo(&format_args!(
+                    "{peer} asks to verify you by short codes: the codes appear in a moment \
                  (/sas {peer} no to refuse)"
-            )));
+                )),
+            );
             return;
         }
         if let Inner::SasCancel { sid, reason } = inner {
@@ -1290,16 +1364,22 @@ impl V2 {
                     CancelReason::Timeout => "it took too long",
                     _ => "a verification message went wrong",
                 };
-                printer.print(&Line::HostWarn(&format_args!(
-                    "{peer} cancelled the verification ({why}): it does NOT verify them"
-                )));
+                printer.print_about(
+                    peer,
+                    &Line::HostWarn(&format_args!(
+                        "{peer} cancelled the verification ({why}): it does NOT verify them"
+                    )),
+                );
             }
             return;
         }
         let Some(starter) = self.sas.get(peer).map(Sas::is_starter) else {
-            printer.print(&Line::HostWarn(&format_args!(
-                "an unexpected verification message from {peer}: ignored"
-            )));
+            printer.print_about(
+                peer,
+                &Line::HostWarn(&format_args!(
+                    "an unexpected verification message from {peer}: ignored"
+                )),
+            );
             return;
         };
         let me = self.name.clone();
@@ -1317,10 +1397,13 @@ impl V2 {
                     if run.is_verified() {
                         self.after_confirm(chat, peer, printer);
                     } else {
-                        printer.print(&Line::HostInfo(&format_args!(
-                            "{peer} says the codes match; if they match on your screen \
+                        printer.print_about(
+                            peer,
+                            &Line::HostInfo(&format_args!(
+                                "{peer} says the codes match; if they match on your screen \
                              too: /sas {peer} yes"
-                        )));
+                            )),
+                        );
                     }
                     return;
                 }
@@ -1356,14 +1439,15 @@ impl V2 {
                 Ok(n) => n,
                 Err(e) => {
                     self.sas.remove(&peer);
-                    printer.print(&Line::HostWarn(&format_args!(
-                        "the verification with {peer} stopped: {e}"
-                    )));
+                    printer.print_about(
+                        &peer,
+                        &Line::HostWarn(&format_args!("the verification with {peer} stopped: {e}")),
+                    );
                     continue;
                 }
             };
             if let Err(e) = self.save_session(&peer) {
-                printer.print(&Line::HostError(&e));
+                printer.print_about(&peer, &Line::HostError(&e));
             }
             let b64 = Base64::encode_string(body.get(..n).unwrap_or(&[]));
             let id = self.id();
