@@ -29,6 +29,7 @@ use smol::net::TcpStream;
 
 use seguro_core::chat::{Action, Chat, Line};
 use seguro_core::client::{Client, Event};
+use seguro_core::command::Spec;
 use seguro_core::frame::{FeedResult, LineAccumulator};
 
 use crate::cli::ChatArgs;
@@ -98,6 +99,52 @@ pub trait Printer: Send {
     /// Which protocol protects the conversation with each contact, and why:
     /// `of(name)` (a status bar asks for the contacts it shows).
     fn protocols(&mut self, _of: &dyn Fn(&str) -> &'static str) {}
+    /// After core's `/help`: the client's own commands that this client handles now
+    /// (a full-screen host lists them with its own in [`crate::tui::Ui::help_done`]).
+    fn client_help(&mut self, commands: &mut dyn Iterator<Item = &'static Spec>) {
+        for spec in commands {
+            self.print(&Line::Help(spec));
+        }
+    }
+}
+
+/// The commands the desktop client handles itself, before core sees the line, as
+/// `/help` lists them.
+pub const CLIENT_COMMANDS: &[Spec] = &[
+    Spec {
+        name: "/reconnect",
+        aliases: &[],
+        usage: "/reconnect",
+        about: "connect now",
+    },
+    Spec {
+        name: "/outbox",
+        aliases: &[],
+        usage: "/outbox [send|drop]",
+        about: "what waits to be sent; send or drop what is held",
+    },
+    Spec {
+        name: "/sas",
+        aliases: &[],
+        usage: "/sas <user> [yes|no]",
+        about: "verify <user> by short codes on both screens (protocol v2)",
+    },
+    Spec {
+        name: "/accept-v1",
+        aliases: &[],
+        usage: "/accept-v1 <user>",
+        about: "use protocol v1 with <user> again after a downgrade warning",
+    },
+];
+
+/// The client's own commands that work in a client with (or without) an outbox
+/// (`keep_offline`) and protocol v2 (`v2`).
+pub fn client_commands(keep_offline: bool, v2: bool) -> impl Iterator<Item = &'static Spec> {
+    CLIENT_COMMANDS.iter().filter(move |s| match s.name {
+        "/reconnect" | "/outbox" => keep_offline,
+        "/sas" | "/accept-v1" => v2,
+        _ => true,
+    })
 }
 
 /// The recipient (`None`: the server) and text of `line` typed in `conversation`, if it
@@ -785,6 +832,21 @@ impl Driver {
             }
             a => {
                 self.drain(printer, wire);
+                if trimmed == "/help" {
+                    printer.client_help(&mut client_commands(self.keep_offline, self.v2.is_some()));
+                }
+                if let ("/trust", Some(v2)) = (trimmed, &self.v2) {
+                    let names = v2.v2_contacts(&self.chat);
+                    if names.is_empty() {
+                        printer.print(&Line::HostInfo(&"protocol v2: not used with anyone yet"));
+                    } else {
+                        printer.print(&Line::HostInfo(&format_args!(
+                            "protocol v2 used with: {} (no fall-back to v1 with them without \
+                             /accept-v1 <user>)",
+                            names.join(", ")
+                        )));
+                    }
+                }
                 Typed::Chat(a)
             }
         }

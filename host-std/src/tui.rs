@@ -32,7 +32,7 @@ use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::Paragraph;
 use seguro_core::chat::{Kind, Line};
 use seguro_core::client::Event;
-use seguro_core::command::{COMMANDS, CommandError, parse_command, spec};
+use seguro_core::command::{COMMANDS, CommandError, Spec, parse_command, spec};
 use seguro_core::directory::Change;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -59,7 +59,9 @@ pub const UI_COMMANDS: &[(&str, &str, &str)] = &[
 ];
 
 /// Commands the client handles before core does.
-const CLIENT_COMMANDS: &[&str] = &["/reconnect", "/outbox", "/sas", "/accept-v1"];
+fn client_command(cmd: &str) -> bool {
+    crate::client::CLIENT_COMMANDS.iter().any(|s| s.name == cmd)
+}
 
 /// One line on the screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -663,7 +665,7 @@ impl Ui {
             .iter()
             .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
             .chain(UI_COMMANDS.iter().map(|(n, _, _)| *n))
-            .chain(CLIENT_COMMANDS.iter().copied())
+            .chain(crate::client::CLIENT_COMMANDS.iter().map(|s| s.name))
     }
 
     fn complete(&mut self) {
@@ -769,7 +771,7 @@ impl Ui {
             _ => {}
         }
         if cmd.starts_with('/')
-            && !CLIENT_COMMANDS.contains(&cmd)
+            && !client_command(cmd)
             && let Err(CommandError::Unknown { .. }) = parse_command(trimmed)
             && spec(cmd).is_none()
         {
@@ -794,21 +796,9 @@ impl Ui {
         if !std::mem::take(&mut self.after_help) {
             return;
         }
-        let client = [
-            ("/reconnect", "connect now"),
-            (
-                "/outbox [send|drop]",
-                "what waits to be sent; send or drop what is held",
-            ),
-            (
-                "/sas <user> [yes|no]",
-                "verify <user> by short codes on both screens (protocol v2)",
-            ),
-            (
-                "/accept-v1 <user>",
-                "use protocol v1 with <user> again after a downgrade warning",
-            ),
-        ];
+        let client = crate::client::CLIENT_COMMANDS
+            .iter()
+            .map(|s| (s.usage, s.about));
         let own = UI_COMMANDS.iter().map(|(_, usage, about)| (*usage, *about));
         for (usage, about) in own.chain(client) {
             self.system(Kind::Sys, format!("  {usage:<22}{about}"));
@@ -1359,6 +1349,9 @@ impl crate::client::Printer for TuiPrinter {
     }
     fn print_about(&mut self, peer: &str, line: &Line<'_>) {
         self.with(|s| s.print_about(peer, line));
+    }
+    fn client_help(&mut self, _commands: &mut dyn Iterator<Item = &'static Spec>) {
+        // The interface's help lists them with its own (Ui::help_done).
     }
     fn state(&mut self, conn: Conn) {
         self.with(|s| s.set_conn(conn));

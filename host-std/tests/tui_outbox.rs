@@ -188,6 +188,16 @@ fn typed_offline_waits_and_goes_out_in_order_after_reconnecting() {
     let shown = a.shown();
     assert!(has(&shown, "[SYS] fp bob: "), "{shown:?}");
     assert!(has(&shown, "[SYS] commands:"), "{shown:?}");
+    // The client's own commands follow core's; protocol v2's only where it is on.
+    assert!(
+        has(
+            &shown,
+            "[SYS]   /outbox [send|drop]   what waits to be sent"
+        ),
+        "{shown:?}"
+    );
+    assert!(has(&shown, "[SYS]   /reconnect "), "{shown:?}");
+    assert!(!has(&shown, "/sas"), "{shown:?}");
     assert!(has(&shown, "[SYS] outbox (4 waiting):"), "{shown:?}");
     assert!(has(&shown, "[SYS]   to bob: /to bob one"), "{shown:?}");
     assert!(a.wire.is_empty(), "nothing reaches the wire offline");

@@ -533,6 +533,23 @@ impl V2 {
         self.sessions.has(peer) || chat.memory().v2_seen(peer)
     }
 
+    /// Every contact protocol v2 was used with (a stored session or the trust store's
+    /// mark), by name.
+    pub fn v2_contacts(&self, chat: &DesktopChat) -> Vec<String> {
+        let mut names: Vec<String> = chat
+            .memory()
+            .store()
+            .iter()
+            .filter(|c| c.v2_seen())
+            .map(|c| c.name().to_owned())
+            .chain(self.sessions.peers().map(str::to_owned))
+            .filter(|n| *n != self.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// §2.4: `peer` used v2 before ([`Self::v2_seen`]) but the directory or the server
     /// now offers only v1: no silent fall-back.
     pub fn downgraded(&self, chat: &DesktopChat, peer: &str) -> bool {

@@ -278,6 +278,9 @@ class LyingServer(test_interop.Interop):
         # No session any more, and a directory without v2: the trust store's mark
         # still refuses the fall-back.
         a = self.client("ana", port, crt)
+        a.send("/trust")
+        a.wait_exact("[SYS] protocol v2 used with: beto (no fall-back to v1 with them without "
+                     "/accept-v1 <user>)")
         a.send("/to beto dos")
         a.wait_exact("[WARN] beto used protocol v2 before; this connection offers only v1 "
                      "— the server may be downgrading you. /accept-v1 beto to send with v1 "
@@ -285,6 +288,8 @@ class LyingServer(test_interop.Interop):
         a.send("/accept-v1 beto yes")
         a.wait(lambda l: l.startswith("[SYS] the protocol v2 session with beto is dropped"),
                "the mark dropped")
+        a.send("/trust")
+        a.wait_exact("[SYS] protocol v2: not used with anyone yet")
         a.send("/to beto tres")
         a.wait_exact("[SYS] conversation with beto: protocol v1 (beto's client speaks v1)")
         b.wait_exact("[ana] tres")
