@@ -265,6 +265,11 @@ pub struct ChatArgs {
     /// (`INTERVAL,ALLOWANCE`), instead of --ping-interval and 10 s.
     #[arg(long, hide = true, value_name = "MS,MS", value_parser = parse_ping_ms)]
     pub ping_ms: Option<(u32, u32)>,
+    /// For tests: milliseconds a verification by short codes may take before it is
+    /// cancelled, instead of 10 minutes (protocol v2 §9).
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    pub sas_timeout_ms: Option<u32>,
 }
 
 /// `INTERVAL,ALLOWANCE` in milliseconds, each 1 to 3,600,000.

@@ -1347,7 +1347,7 @@ pub fn run(a: ChatArgs) -> i32 {
     let place = crate::state::StateDir::locate(a.state_dir.as_deref())
         .ok()
         .map(|dir| v2::Place::new(dir, &a.user));
-    let (v2_state, v2_notes) = v2::V2::load(v2_identity, &a.user, place, &mut OsRng);
+    let (mut v2_state, v2_notes) = v2::V2::load(v2_identity, &a.user, place, &mut OsRng);
     for n in &v2_notes {
         printer.print(&Line::HostWarn(n));
     }
@@ -1367,6 +1367,9 @@ pub fn run(a: ChatArgs) -> i32 {
         give_up_at: None,
     };
     desktop.driver.keep_offline(true);
+    if let Some(ms) = desktop.args.sas_timeout_ms {
+        v2_state.set_sas_timeout(Duration::from_millis(ms.into()));
+    }
     desktop.driver.set_v2(v2_state);
     let (interval, allowance) = match desktop.args.ping_ms {
         Some((i, a)) => (

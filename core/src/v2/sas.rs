@@ -245,6 +245,10 @@ impl Sas {
         sid: &[u8; SID_LEN],
         epk_b: &[u8; KEY_LEN],
     ) -> Result<Inner<'static>, SasError> {
+        // Another run's message is ignored whatever its kind, this run goes on.
+        if *sid != self.sid {
+            return Err(SasError::WrongRun);
+        }
         if !self.starter {
             return self.fail(SasError::OutOfOrder);
         }
@@ -265,6 +269,9 @@ impl Sas {
         sid: &[u8; SID_LEN],
         epk_a: &[u8; KEY_LEN],
     ) -> Result<(), SasError> {
+        if *sid != self.sid {
+            return Err(SasError::WrongRun);
+        }
         if self.starter {
             return self.fail(SasError::OutOfOrder);
         }

@@ -91,6 +91,55 @@ fn a_message_of_another_run_is_refused_and_ignored() {
 }
 
 #[test]
+fn a_message_of_another_run_for_the_other_role_is_ignored_too() {
+    // Both users started at once: the starter of one run gets the other run's reveal,
+    // the responder of one run gets the other's key. Neither ends the run it belongs
+    // to (it is another run's): ignored, and each run still completes.
+    let (mut a, mut b, sid, epk_a, epk_b) = {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let (a, start) = Sas::start(&mut rng);
+        let Inner::SasStart { sid, commit } = start else {
+            panic!()
+        };
+        let (b, key) = Sas::accept(&mut rng, sid, commit);
+        let Inner::SasKey { epk: epk_b, .. } = key else {
+            panic!()
+        };
+        (a, b, sid, [9u8; 32], epk_b)
+    };
+    let mut other = sid;
+    other[15] ^= 0x80;
+    assert_eq!(
+        a.on_reveal(&parties(), &other, &epk_a).err(),
+        Some(SasError::WrongRun)
+    );
+    assert!(!a.has_failed());
+    assert_eq!(
+        b.on_key(&parties(), &other, &epk_b).err(),
+        Some(SasError::WrongRun)
+    );
+    assert!(!b.has_failed());
+    // The run's own messages still work on both sides.
+    let Inner::SasReveal { epk: real_a, .. } = a.on_key(&parties(), &sid, &epk_b).unwrap() else {
+        panic!()
+    };
+    b.on_reveal(&parties(), &sid, &real_a).unwrap();
+    assert!(a.code().is_some());
+    assert_eq!(a.code(), b.code());
+    // The same role mix-up within the run itself still ends it.
+    assert_eq!(
+        a.on_reveal(&parties(), &sid, &real_a).err(),
+        Some(SasError::OutOfOrder)
+    );
+    assert!(a.has_failed());
+    assert_eq!(
+        b.on_key(&parties(), &sid, &epk_b).err(),
+        Some(SasError::OutOfOrder)
+    );
+    assert!(b.has_failed());
+}
+
+#[test]
 fn a_replayed_key_ends_the_run() {
     let (mut a, _b, sid, _, epk_b) = shown(3);
     let code = a.code();

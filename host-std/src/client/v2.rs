@@ -109,6 +109,14 @@ pub struct V2 {
     receipt_acks: HashSet<u32>,
     /// Verifications by short codes (§9) running, one per peer.
     sas: HashMap<String, Sas>,
+    /// When each peer's run (by its `sid`) is cancelled if not complete (§9: 10
+    /// minutes).
+    sas_deadline: HashMap<String, ([u8; 16], Instant)>,
+    /// The commitment of each run we started and that is still running: when both
+    /// users start at once, the start with the smaller one goes on (§9).
+    sas_commit: HashMap<String, [u8; 32]>,
+    /// How long a run may take ([`SAS_TIMEOUT`] unless a test sets it).
+    sas_timeout: Duration,
     /// SAS messages to send (made while opening a message), in order.
     control_out: Vec<(String, Inner<'static>)>,
     /// Peers an SAS run verified, with the X25519 key it verified: the host marks
@@ -120,6 +128,8 @@ pub struct V2 {
 const SENT_KEPT: usize = 256;
 /// At most one receipt per peer per this time (§8).
 const RECEIPT_EVERY: Duration = Duration::from_secs(1);
+/// How long a verification by short codes may take before it is cancelled (§9).
+pub const SAS_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How often a `no_prekeys` answer is retried (a peer that just joined publishes its
 /// prekeys right after its welcome), and the first delay (doubled each time).
@@ -212,6 +222,9 @@ impl V2 {
             receipt_last: HashMap::new(),
             receipt_acks: HashSet::new(),
             sas: HashMap::new(),
+            sas_deadline: HashMap::new(),
+            sas_commit: HashMap::new(),
+            sas_timeout: SAS_TIMEOUT,
             control_out: Vec::new(),
             verified: Vec::new(),
         };
@@ -286,7 +299,73 @@ impl V2 {
             .receipts_due
             .keys()
             .map(|p| self.receipt_at(p).unwrap_or(now));
-        self.retry.values().map(|(_, at)| *at).chain(receipts).min()
+        let sas = self.sas_deadline.values().map(|(_, at)| *at);
+        self.retry
+            .values()
+            .map(|(_, at)| *at)
+            .chain(receipts)
+            .chain(sas)
+            .min()
+    }
+
+    /// How long a verification by short codes may take (tests shorten it).
+    pub fn set_sas_timeout(&mut self, timeout: Duration) {
+        self.sas_timeout = timeout;
+    }
+
+    /// Runs `peer`'s verification under its deadline (`run` is now the one with it).
+    fn sas_begin(&mut self, peer: &str, run: Sas) {
+        let deadline = Instant::now() + self.sas_timeout;
+        self.sas_deadline
+            .insert(peer.to_owned(), (*run.sid(), deadline));
+        self.sas.insert(peer.to_owned(), run);
+    }
+
+    /// Cancels the runs past their deadline (§9, reason 4), telling the user and the peer.
+    fn sas_expire(&mut self, printer: &mut dyn Printer) {
+        let now = Instant::now();
+        let mut due: Vec<String> = self
+            .sas_deadline
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        due.sort();
+        for peer in due {
+            let Some((sid, _)) = self.sas_deadline.remove(&peer) else {
+                continue;
+            };
+            if self.sas.get(&peer).is_none_or(|r| *r.sid() != sid) {
+                continue; // finished or replaced meanwhile
+            }
+            self.sas.remove(&peer);
+            self.control_out.push((
+                peer.clone(),
+                Inner::SasCancel {
+                    sid,
+                    reason: CancelReason::Timeout,
+                },
+            ));
+            printer.print_about(
+                &peer,
+                &Line::HostWarn(&format_args!(
+                    "the verification with {peer} took more than {} and stopped: it does NOT \
+                     verify them (/sas {peer} starts another)",
+                    Self::minutes(self.sas_timeout)
+                )),
+            );
+        }
+    }
+
+    /// "10 minutes", "1 minute" or "5 seconds".
+    fn minutes(d: Duration) -> String {
+        let s = d.as_secs();
+        match s {
+            60 => "1 minute".into(),
+            _ if s >= 60 && s.is_multiple_of(60) => format!("{} minutes", s / 60),
+            1 => "1 second".into(),
+            _ => format!("{} seconds", s.max(1)),
+        }
     }
 
     /// When the next receipt to `peer` may go; `None`: now.
@@ -346,6 +425,8 @@ impl V2 {
     ) {
         if chat.is_registered() {
             self.send_receipts(rng, printer, wire);
+            self.sas_expire(printer);
+            self.send_controls(rng, printer, wire);
         }
         let now = Instant::now();
         let due: Vec<String> = self
@@ -1223,8 +1304,23 @@ impl V2 {
                     );
                     return;
                 }
+                if self.sas.contains_key(peer) {
+                    // Starting again would replace the run the peer is answering (or
+                    // the one they asked for): both screens would lose their codes.
+                    printer.print_about(
+                        peer,
+                        &Line::HostError(&format_args!(
+                            "a verification with {peer} is already running: compare the codes \
+                             when they appear (/sas {peer} no stops it)"
+                        )),
+                    );
+                    return;
+                }
                 let (run, start) = Sas::start(rng);
-                self.sas.insert(peer.to_owned(), run);
+                if let Inner::SasStart { commit, .. } = &start {
+                    self.sas_commit.insert(peer.to_owned(), *commit);
+                }
+                self.sas_begin(peer, run);
                 self.control_out.push((peer.to_owned(), start));
                 printer.print_about(
                     peer,
@@ -1358,10 +1454,32 @@ impl V2 {
         printer: &mut dyn Printer,
     ) {
         if let Inner::SasStart { sid, commit } = inner {
+            match self.sas.get(peer) {
+                // Our own start is already answered by this one.
+                Some(run) if *run.sid() == sid => return,
+                // Both users typed /sas at once: both clients keep the start with the
+                // smaller commitment (§9), so the two do not replace each other and
+                // leave both waiting. Theirs goes; they take ours when it arrives.
+                Some(run)
+                    if run.is_starter()
+                        && run.code().is_none()
+                        && self.sas_commit.get(peer).is_some_and(|c| *c < commit) =>
+                {
+                    printer.print_about(
+                        peer,
+                        &Line::HostInfo(&format_args!(
+                            "{peer} started a verification at the same time: going on with one \
+                             of the two"
+                        )),
+                    );
+                    return;
+                }
+                _ => {}
+            }
             // A new run replaces any other with this peer (theirs or ours).
             let mut rng = rand_core::OsRng;
             let (run, key) = Sas::accept(&mut rng, sid, commit);
-            self.sas.insert(peer.to_owned(), run);
+            self.sas_begin(peer, run);
             self.control_out.push((peer.to_owned(), key));
             printer.print_about(
                 peer,

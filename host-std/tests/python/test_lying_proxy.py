@@ -32,10 +32,10 @@ class LyingServer(test_interop.Interop):
                         "--key", key] + list(modes))
         return self.port_of(p)
 
-    def client(self, user, port, crt):
+    def client(self, user, port, crt, *extra):
         """A seguro client with its own state (identity, contacts, nonce memories)."""
         c = self.start([BIN, "chat", user, "127.0.0.1", str(port), "--cert", crt,
-                        "--state-dir", self.path("state-" + user)])
+                        "--state-dir", self.path("state-" + user), *extra])
         c.wait_for("[SYS] connected to 127.0.0.1:%d as %s" % (port, user))
         return c
 
@@ -395,6 +395,61 @@ class LyingServer(test_interop.Interop):
                                     "\n".join(p.lines))
             self.assertEqual(self.count(p, "[SYS] %s is verified: the short codes matched "
                                            "on both screens" % peer), 1, "\n".join(p.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def sas_pair(self, *extra):
+        """ana (with `extra` arguments) and beto through an honest proxy, with a v2
+        session each way."""
+        crt, key = self.seguro_pair()
+        port = self.proxy(self.upstream("seguro", crt, key), crt, key)
+        a = self.client("ana", port, crt, *extra)
+        b = self.client("beto", port, crt)
+        a.wait_for("[SYS] beto joined")
+        a.send("/to beto hola")
+        b.wait_exact("[ana] hola")
+        b.send("/to ana hola")
+        a.wait_exact("[beto] hola")
+        return a, b
+
+    def test_short_codes_started_by_both_at_once_still_verify(self):
+        a, b = self.sas_pair()
+        # Both type /sas at (nearly) the same moment: the two starts cross on the wire.
+        # Both clients keep the same one of the two runs instead of each taking the
+        # other's and waiting forever.
+        a.send("/sas beto")
+        b.send("/sas ana")
+        ca, cb = self.codes(a, "beto"), self.codes(b, "ana")
+        self.assertEqual(ca, cb)
+        a.send("/sas beto yes")
+        b.send("/sas ana yes")
+        a.wait_exact("[SYS] beto is verified: the short codes matched on both screens")
+        b.wait_exact("[SYS] ana is verified: the short codes matched on both screens")
+        self.trusted(a, "beto", True)
+        self.trusted(b, "ana", True)
+        warns = [l for l in a.lines + b.lines if l.startswith("[WARN]")]
+        self.assertFalse(warns, "\n".join(a.lines + b.lines))
+        self.assertEqual(a.finish(), 0)
+        self.assertEqual(b.finish(), 0)
+
+    def test_a_verification_left_unanswered_is_cancelled_on_both_sides(self):
+        a, b = self.sas_pair("--sas-timeout-ms", "2000")
+        a.send("/sas beto")
+        self.assertEqual(self.codes(a, "beto"), self.codes(b, "ana"))
+        # Asking again while one runs would replace the codes on both screens: refused.
+        b.send("/sas ana")
+        b.wait_exact("[ERROR] a verification with ana is already running: compare the codes "
+                     "when they appear (/sas ana no stops it)")
+        # Nobody confirms: after ana's time (2 s here, 10 minutes normally) the run stops
+        # on both screens and verifies nobody.
+        a.wait_exact("[WARN] the verification with beto took more than 2 seconds and "
+                     "stopped: it does NOT verify them (/sas beto starts another)")
+        b.wait_exact("[WARN] ana cancelled the verification (it took too long): it does NOT "
+                     "verify them")
+        b.send("/sas ana yes")
+        b.wait_exact("[ERROR] no verification with ana is running: /sas ana starts one")
+        self.trusted(a, "beto", False)
+        self.trusted(b, "ana", False)
         self.assertEqual(a.finish(), 0)
         self.assertEqual(b.finish(), 0)
 
