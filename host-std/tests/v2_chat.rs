@@ -220,3 +220,100 @@ fn prekeys_record_valid(p: &Path) -> bool {
     let d = std::fs::read(p).unwrap_or_default();
     seguro_core::chat::sessions::OwnPrekeys::decode(&d).is_ok()
 }
+
+/// bob's signed prekey id on the server (its prekey file).
+fn spk_on_server(dir: &TempDir, user: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.path("prekeys")).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("user {user} ")))?;
+    line.split(' ').nth(5)?.parse().ok()
+}
+
+/// Rewrites the date of the signed prekey in a stored prekeys record (format 2: the
+/// date follows magic, format, spk id and secret), with a valid checksum.
+fn backdate_spk(path: &Path, since: u64) {
+    use sha2::Digest as _;
+    let mut rec = std::fs::read(path).unwrap();
+    assert_eq!(rec[4], 2, "the record format with a date");
+    rec[41..49].copy_from_slice(&since.to_be_bytes());
+    let body = rec.len() - 8;
+    let sum = sha2::Sha256::digest(&rec[..body]);
+    rec[body..].copy_from_slice(&sum[..8]);
+    std::fs::write(path, &rec).unwrap();
+}
+
+/// §5.1: a signed prekey 7 days old is replaced when its client connects: the server
+/// hands out the new one (id + 1) from then on, the state directory keeps the old one
+/// beside it (first messages on their way to it still open), and new conversations
+/// work. A younger one is left as it is.
+#[test]
+fn a_signed_prekey_seven_days_old_is_replaced_at_the_next_connection() {
+    use seguro_core::chat::sessions::{OwnPrekeys, SPK_LIFETIME_S};
+    let dir = TempDir::new("v2-spk");
+    let server = Server::start(&dir, &[]);
+    let (sa, sb) = (TempDir::new("v2-spk-a"), TempDir::new("v2-spk-b"));
+    let file = sb.0.join("users").join("bob").join("v2-prekeys");
+    let read = || OwnPrekeys::decode(&std::fs::read(&file).unwrap()).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let bob = chat("bob", &server, &sb.0);
+    wait_opks(&dir, "bob", 16);
+    let first = spk_on_server(&dir, "bob").unwrap();
+    // Made now: dated at its first publication.
+    let own = read();
+    assert_eq!(own.spk().id(), first);
+    assert!(now() - own.spk_since() < 60, "{}", own.spk_since());
+    assert!(own.prev_spk().is_none());
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+
+    // Six days old: kept.
+    backdate_spk(&file, now() - SPK_LIFETIME_S + 86_400);
+    let bob = chat("bob", &server, &sb.0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(spk_on_server(&dir, "bob"), Some(first));
+    assert_eq!(read().spk().id(), first);
+    assert!(read().prev_spk().is_none());
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+
+    // Eight days old: replaced at the connection, stored, published.
+    backdate_spk(&file, now() - SPK_LIFETIME_S - 86_400);
+    let mut bob = chat("bob", &server, &sb.0);
+    let deadline = std::time::Instant::now() + T;
+    while spk_on_server(&dir, "bob") != Some(first.wrapping_add(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            spk_on_server(&dir, "bob")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let own = read();
+    assert_eq!(own.spk().id(), first.wrapping_add(1));
+    assert_eq!(own.prev_spk().map(|k| k.id()), Some(first));
+    assert!(now() - own.spk_since() < 60);
+    assert_eq!(
+        opks_on_server(&dir, "bob"),
+        Some(16),
+        "one-time prekeys untouched"
+    );
+    // A new conversation uses the new signed prekey.
+    let mut alice = chat("alice", &server, &sa.0);
+    alice.out.wait_for("[SYS]   bob  fp ");
+    alice.send("/to bob to your new prekey");
+    bob.out.wait_exact("[alice] to your new prekey");
+    bob.send("/to alice got it");
+    alice.out.wait_exact("[bob] got it");
+    for c in [&alice, &bob] {
+        assert!(!c.out.contains("[WARN]"), "{:?}", c.out.all());
+        assert!(!c.out.contains("[ERROR]"), "{:?}", c.out.all());
+    }
+    alice.kill();
+    bob.kill();
+}

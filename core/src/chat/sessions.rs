@@ -28,13 +28,38 @@ use crate::v2::x3dh::{Bundle, PeerIdentity, PrekeyPair, SetupError};
 /// first message.
 pub struct OwnPrekeys {
     spk: PrekeyPair,
+    /// When `spk` was made (seconds since the Unix epoch, as the host tells the time);
+    /// 0: not known yet (prekeys made or stored before the clock was set).
+    spk_since: u64,
+    /// The signed prekey `spk` replaced: first messages sent to it while it was
+    /// published still open (§5.1), until the next replacement.
+    prev_spk: Option<PrekeyPair>,
     opks: Vec<PrekeyPair, MAX_OPKS>,
+}
+
+/// How long a signed prekey is published before it is replaced (§5.1: 7 days, in
+/// seconds); the one it replaced still opens first messages until the next
+/// replacement, 7 days more.
+pub const SPK_LIFETIME_S: u64 = 7 * 24 * 3600;
+
+/// What [`OwnPrekeys::rotate_spk`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpkRotation {
+    /// The signed prekey is younger than [`SPK_LIFETIME_S`]: nothing changed.
+    Current,
+    /// Its age was not known: it counts from now (store the prekeys again).
+    Dated,
+    /// A new signed prekey replaced it, and it is kept as the previous one: store the
+    /// prekeys, then publish them (`prekeys`).
+    Rotated,
 }
 
 impl core::fmt::Debug for OwnPrekeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OwnPrekeys")
             .field("spk", &self.spk.id())
+            .field("spk_since", &self.spk_since)
+            .field("prev_spk", &self.prev_spk.as_ref().map(PrekeyPair::id))
             .field("opks", &self.opks.len())
             .finish()
     }
@@ -50,6 +75,8 @@ impl OwnPrekeys {
         }
         Self {
             spk: PrekeyPair::generate(rng, spk_id),
+            spk_since: 0,
+            prev_spk: None,
             opks,
         }
     }
@@ -59,28 +86,75 @@ impl OwnPrekeys {
         &self.spk
     }
 
+    /// The signed prekey the current one replaced, if any (it still opens first
+    /// messages).
+    pub fn prev_spk(&self) -> Option<&PrekeyPair> {
+        self.prev_spk.as_ref()
+    }
+
+    /// When the signed prekey was made (seconds since the Unix epoch; 0: not known).
+    pub fn spk_since(&self) -> u64 {
+        self.spk_since
+    }
+
+    /// Replaces the signed prekey once it is [`SPK_LIFETIME_S`] old at `now_s`
+    /// (seconds since the Unix epoch, from the host's clock), keeping the one it
+    /// replaces as the previous one and dropping the one before (§5.1). The new id is
+    /// the old one plus 1. A signed prekey of unknown age counts from `now_s`; a clock
+    /// that went back (`now_s` before the prekey was made) replaces nothing.
+    pub fn rotate_spk(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        now_s: u64,
+    ) -> SpkRotation {
+        if self.spk_since == 0 {
+            self.spk_since = now_s;
+            return SpkRotation::Dated;
+        }
+        if now_s.saturating_sub(self.spk_since) < SPK_LIFETIME_S {
+            return SpkRotation::Current;
+        }
+        let next = PrekeyPair::generate(rng, self.spk.id().wrapping_add(1));
+        self.prev_spk = Some(core::mem::replace(&mut self.spk, next));
+        self.spk_since = now_s;
+        SpkRotation::Rotated
+    }
+
     /// The one-time prekeys not used yet.
     pub fn opks(&self) -> &[PrekeyPair] {
         &self.opks
     }
 
-    /// Longest [`OwnPrekeys::encode`] record: magic, format, the signed prekey, the
-    /// count and [`MAX_OPKS`] one-time prekeys (id and secret), checksum.
-    pub const RECORD_MAX: usize = 4 + 1 + 36 + 1 + MAX_OPKS * 36 + 8;
+    /// Longest [`OwnPrekeys::encode`] record: magic, format, the signed prekey, its
+    /// date, the previous signed prekey, the count and [`MAX_OPKS`] one-time prekeys
+    /// (id and secret), checksum.
+    pub const RECORD_MAX: usize = 4 + 1 + 36 + 8 + 1 + 36 + 1 + MAX_OPKS * 36 + 8;
 
     /// The stored form (holds secrets: store it readable by the owner only):
-    /// `"SGRK" || u8 format (1) || u32 spk_id || spk secret (32) || u8 count ||
-    /// count × (u32 id || secret (32)) || SHA256(everything before)[0..8]`.
+    /// `"SGRK" || u8 format (2) || u32 spk_id || spk secret (32) || u64 spk_since ||
+    /// u8 has_prev (0 or 1) || [u32 prev_id || prev secret (32)] || u8 count ||
+    /// count × (u32 id || secret (32)) || SHA256(everything before)[0..8]`. Format 1
+    /// (without the date and the previous prekey) is still read.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, StateError> {
-        let needed = 4 + 1 + 36 + 1 + self.opks.len() * 36 + 8;
+        let prev_len = if self.prev_spk.is_some() { 36 } else { 0 };
+        let needed = 4 + 1 + 36 + 8 + 1 + prev_len + 1 + self.opks.len() * 36 + 8;
         let dst = out
             .get_mut(..needed)
             .ok_or(StateError::BufferTooSmall { needed })?;
         let mut w = Put { out: dst, pos: 0 };
         w.put(PREKEYS_MAGIC);
-        w.put(&[FORMAT]);
+        w.put(&[PREKEYS_FORMAT]);
         w.put(&self.spk.id().to_be_bytes());
         w.put(Zeroizing::new(self.spk.secret_bytes()).as_ref());
+        w.put(&self.spk_since.to_be_bytes());
+        match &self.prev_spk {
+            Some(k) => {
+                w.put(&[1]);
+                w.put(&k.id().to_be_bytes());
+                w.put(Zeroizing::new(k.secret_bytes()).as_ref());
+            }
+            None => w.put(&[0]),
+        }
         w.put(&[u8::try_from(self.opks.len()).unwrap_or(0)]);
         for k in &self.opks {
             w.put(&k.id().to_be_bytes());
@@ -94,10 +168,27 @@ impl OwnPrekeys {
     /// Reads an [`OwnPrekeys::encode`] record; anything wrong is
     /// [`StateError::Corrupt`] (or `UnsupportedFormat`).
     pub fn decode(rec: &[u8]) -> Result<Self, StateError> {
-        let body = check(rec, PREKEYS_MAGIC)?;
+        let (format, body) = check_any(rec, PREKEYS_MAGIC, &[FORMAT, PREKEYS_FORMAT])?;
         let mut r = Take { b: body };
         let spk_id = r.u32()?;
         let spk = PrekeyPair::from_secret(spk_id, &Zeroizing::new(r.key()?));
+        let (spk_since, prev_spk) = if format == FORMAT {
+            (0, None)
+        } else {
+            let since = u64::from_be_bytes(r.take::<8>()?);
+            let prev = match r.byte()? {
+                0 => None,
+                1 => {
+                    let id = r.u32()?;
+                    if id == spk_id {
+                        return Err(StateError::Corrupt);
+                    }
+                    Some(PrekeyPair::from_secret(id, &Zeroizing::new(r.key()?)))
+                }
+                _ => return Err(StateError::Corrupt),
+            };
+            (since, prev)
+        };
         let count = usize::from(r.byte()?);
         if count > MAX_OPKS || r.b.len() != count * 36 {
             return Err(StateError::Corrupt);
@@ -111,7 +202,12 @@ impl OwnPrekeys {
             let k = PrekeyPair::from_secret(id, &Zeroizing::new(r.key()?));
             opks.push(k).map_err(|_| StateError::Corrupt)?;
         }
-        Ok(Self { spk, opks })
+        Ok(Self {
+            spk,
+            spk_since,
+            prev_spk,
+            opks,
+        })
     }
 
     /// Adds fresh one-time prekeys after the server said only `left` remain (§5.5).
@@ -632,9 +728,12 @@ impl<const N: usize> Sessions<N> {
         body: &[u8],
         out: &mut [u8],
     ) -> Result<usize, ReceiveError> {
-        if prelude.spk_id != self.own.spk.id() {
-            return Err(OpenError::UnknownPrekey.into());
-        }
+        // The current signed prekey, or the one it replaced (§5.1).
+        let spk = match &self.own.prev_spk {
+            _ if prelude.spk_id == self.own.spk.id() => &self.own.spk,
+            Some(prev) if prelude.spk_id == prev.id() => prev,
+            _ => return Err(OpenError::UnknownPrekey.into()),
+        };
         let opk_at = match prelude.opk_id {
             Some(id) => Some(
                 self.own
@@ -646,7 +745,7 @@ impl<const N: usize> Sessions<N> {
             None => None,
         };
         let opk = opk_at.and_then(|i| self.own.opks.get(i));
-        let (s, n) = Session::respond(me, my_name, peer, &self.own.spk, opk, body, out)?;
+        let (s, n) = Session::respond(me, my_name, peer, spk, opk, body, out)?;
         self.put(peer.name, prelude.ek, s)
             .map_err(|_| ReceiveError::Full)?;
         if let Some(i) = opk_at {
@@ -659,6 +758,8 @@ impl<const N: usize> Sessions<N> {
 const PREKEYS_MAGIC: &[u8; 4] = b"SGRK";
 const PEER_MAGIC: &[u8; 4] = b"SGRP";
 const FORMAT: u8 = 1;
+/// The own-prekeys record's format since the signed prekey is replaced (§5.1).
+const PREKEYS_FORMAT: u8 = 2;
 
 fn checksum(bytes: &[u8]) -> [u8; 8] {
     let d = Sha256::digest(bytes);
@@ -667,6 +768,16 @@ fn checksum(bytes: &[u8]) -> [u8; 8] {
 
 /// Checks a record's magic, format and checksum; the bytes between format and checksum.
 fn check<'r>(rec: &'r [u8], magic: &[u8; 4]) -> Result<&'r [u8], StateError> {
+    check_any(rec, magic, &[FORMAT]).map(|(_, body)| body)
+}
+
+/// [`check`] for a record that may be in any of `formats`: the format and the bytes
+/// between it and the checksum.
+fn check_any<'r>(
+    rec: &'r [u8],
+    magic: &[u8; 4],
+    formats: &[u8],
+) -> Result<(u8, &'r [u8]), StateError> {
     let (head, sum) = rec.split_last_chunk::<8>().ok_or(StateError::Corrupt)?;
     let (m, rest) = head.split_first_chunk::<4>().ok_or(StateError::Corrupt)?;
     if m != magic {
@@ -676,10 +787,10 @@ fn check<'r>(rec: &'r [u8], magic: &[u8; 4]) -> Result<&'r [u8], StateError> {
     if checksum(head) != *sum {
         return Err(StateError::Corrupt);
     }
-    if *format != FORMAT {
+    if !formats.contains(format) {
         return Err(StateError::UnsupportedFormat(*format));
     }
-    Ok(body)
+    Ok((*format, body))
 }
 
 struct Put<'o> {
@@ -719,8 +830,10 @@ impl<'r> Take<'r> {
     }
 
     fn key(&mut self) -> Result<[u8; KEY_LEN], StateError> {
-        self.bytes(KEY_LEN)?
-            .try_into()
-            .map_err(|_| StateError::Corrupt)
+        self.take::<KEY_LEN>()
+    }
+
+    fn take<const L: usize>(&mut self) -> Result<[u8; L], StateError> {
+        self.bytes(L)?.try_into().map_err(|_| StateError::Corrupt)
     }
 }

@@ -42,16 +42,20 @@ fn use_up(own: &mut OwnPrekeys, gone: &[u32], rng: &mut ChaCha20Rng) -> OwnPreke
     let mut out = vec![0u8; OwnPrekeys::RECORD_MAX];
     let n = own.encode(&mut out).unwrap();
     let rec = &out[..n];
-    let count = usize::from(rec[41]);
+    // After magic, format, the signed prekey (id, secret), its date and the flag of a
+    // previous one (none here).
+    const COUNT_AT: usize = 4 + 1 + 36 + 8 + 1;
+    assert_eq!(rec[COUNT_AT - 1], 0);
+    let count = usize::from(rec[COUNT_AT]);
     let mut keep = Vec::new();
     for i in 0..count {
-        let at = 42 + i * 36;
+        let at = COUNT_AT + 1 + i * 36;
         let id = u32::from_be_bytes(rec[at..at + 4].try_into().unwrap());
         if !gone.contains(&id) {
             keep.extend_from_slice(&rec[at..at + 36]);
         }
     }
-    let mut r = rec[..41].to_vec();
+    let mut r = rec[..COUNT_AT].to_vec();
     r.push(u8::try_from(keep.len() / 36).unwrap());
     r.extend_from_slice(&keep);
     let sum = {

@@ -9,7 +9,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use seguro_core::chat::sessions::{
-    Opened, OwnPrekeys, ReceiveError, Received, SendError, Sessions, StartError,
+    Opened, OwnPrekeys, ReceiveError, Received, SPK_LIFETIME_S, SendError, Sessions, SpkRotation,
+    StartError,
 };
 use seguro_core::identity::Identity;
 use seguro_core::v2::json::{self as v2json, V2Message};
@@ -480,14 +481,21 @@ fn prekeys_and_sessions_survive_a_restart_and_damaged_records_are_refused() {
 /// session with a peer of the longest name fill them to the byte.
 #[test]
 fn the_largest_records_fill_the_stated_bounds_exactly() {
-    let (mut rng, _, b) = pair(7);
+    let (mut rng, _, mut b) = pair(7);
     let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX + 16];
+    // Without a previous signed prekey, 36 bytes (its id and secret) less.
     assert_eq!(
         b.s.own().encode(&mut rec),
-        Ok(OwnPrekeys::RECORD_MAX),
+        Ok(OwnPrekeys::RECORD_MAX - 36),
         "{} one-time prekeys",
         b.s.own().opks().len()
     );
+    b.s.own_mut().rotate_spk(&mut rng, 1);
+    assert_eq!(
+        b.s.own_mut().rotate_spk(&mut rng, 1 + SPK_LIFETIME_S),
+        SpkRotation::Rotated
+    );
+    assert_eq!(b.s.own().encode(&mut rec), Ok(OwnPrekeys::RECORD_MAX));
     assert!(
         b.s.own()
             .encode(&mut rec[..OwnPrekeys::RECORD_MAX - 1])
@@ -526,8 +534,10 @@ fn a_prekeys_record_with_a_wrong_count_is_refused_even_with_a_valid_checksum() {
     let n = a.s.own().encode(&mut rec).unwrap();
     rec.truncate(n);
     assert!(OwnPrekeys::decode(&rec).is_ok());
-    // The count byte sits after magic (4), format (1), spk id (4) and secret (32).
-    let count = rec[41] as usize;
+    // The count byte sits after magic (4), format (1), spk id (4) and secret (32), its
+    // date (8) and the previous prekey's flag (1, none here).
+    assert_eq!(rec[49], 0);
+    let count = rec[50] as usize;
     assert_eq!(count, a.s.own().opks().len());
     let reseal = |body: &[u8]| {
         let mut r = body.to_vec();
@@ -538,12 +548,12 @@ fn a_prekeys_record_with_a_wrong_count_is_refused_even_with_a_valid_checksum() {
     let body = &rec[..rec.len() - 8];
     for c in [0u8, 1, count as u8 - 1, count as u8 + 1, 255] {
         let mut b = body.to_vec();
-        b[41] = c;
+        b[50] = c;
         assert!(OwnPrekeys::decode(&reseal(&b)).is_err(), "count {c}");
     }
     // Keys dropped with the count lowered to match: accepted, with that many.
     let mut b = body[..body.len() - 36].to_vec();
-    b[41] = count as u8 - 1;
+    b[50] = count as u8 - 1;
     assert_eq!(
         OwnPrekeys::decode(&reseal(&b)).unwrap().opks().len(),
         count - 1
@@ -622,10 +632,14 @@ fn debug_output_names_ids_and_peers_and_no_secret() {
     a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
         .unwrap();
     let own = format!("{:?}", b.s.own());
-    assert_eq!(own, "OwnPrekeys { spk: 7, opks: 16 }");
+    assert_eq!(
+        own,
+        "OwnPrekeys { spk: 7, spk_since: 0, prev_spk: None, opks: 16 }"
+    );
     assert_eq!(
         format!("{:?}", a.s),
-        "Sessions { own: OwnPrekeys { spk: 7, opks: 16 }, peers: [\"bob\"] }"
+        "Sessions { own: OwnPrekeys { spk: 7, spk_since: 0, prev_spk: None, opks: 16 }, peers: \
+         [\"bob\"] }"
     );
     let secret = b.s.own().spk().secret_bytes();
     let hex: String = secret.iter().map(|x| format!("{x:02x}")).collect();
@@ -871,5 +885,163 @@ fn verification_messages_are_sealed_and_opened_as_control_never_as_texts() {
     assert!(matches!(
         a.s.seal_control(&mut rng, "bob", &start, &mut [0u8; 8]),
         Err(SendError::Seal(_))
+    ));
+}
+
+/// §5.1: the signed prekey is replaced after 7 days; first messages to the one it
+/// replaced still open (a bundle fetched before the replacement, a message in flight),
+/// those to the one before are refused, and the stored form keeps both and the date.
+#[test]
+fn the_signed_prekey_is_replaced_after_seven_days_and_the_one_before_still_opens() {
+    let (mut rng, mut a, mut b) = pair(21);
+    let t0 = 1_800_000_000u64;
+    assert_eq!(b.s.own().spk_since(), 0, "a new prekey's age is not known");
+    assert_eq!(b.s.own_mut().rotate_spk(&mut rng, t0), SpkRotation::Dated);
+    assert_eq!(b.s.own().spk_since(), t0);
+    let (first_id, first_pub) = (b.s.own().spk().id(), *b.s.own().spk().public());
+    assert!(b.s.own().prev_spk().is_none());
+    let before = b.bundle(Some(0));
+    let before_no_opk = b.bundle(None);
+    // Not yet 7 days; a clock that went back replaces nothing either.
+    for t in [t0, t0 + SPK_LIFETIME_S - 1, t0 - 1000, 0] {
+        assert_eq!(
+            b.s.own_mut().rotate_spk(&mut rng, t),
+            SpkRotation::Current,
+            "{t}"
+        );
+        assert_eq!(b.s.own().spk().id(), first_id);
+        assert_eq!(b.s.own().spk_since(), t0);
+    }
+    let t1 = t0 + SPK_LIFETIME_S;
+    assert_eq!(b.s.own_mut().rotate_spk(&mut rng, t1), SpkRotation::Rotated);
+    assert_eq!(b.s.own().spk().id(), first_id + 1);
+    assert_ne!(*b.s.own().spk().public(), first_pub);
+    assert_eq!(
+        b.s.own().prev_spk().map(|k| (k.id(), *k.public())),
+        Some((first_id, first_pub))
+    );
+    assert_eq!(b.s.own().spk_since(), t1);
+    assert_eq!(
+        b.s.own().opks().len(),
+        16,
+        "one-time prekeys are not touched"
+    );
+    // What bob publishes now carries the new one, signed.
+    let after = b.bundle(Some(1));
+    assert_eq!(after.spk_id, first_id + 1);
+    assert_eq!(after.spk, *b.s.own().spk().public());
+
+    // alice fetched her bundle before the replacement: her first message opens.
+    a.s.start(&mut rng, &a.id, "alice", &before).unwrap();
+    let m = a.seal(&mut rng, "bob", "to the previous prekey");
+    assert_eq!(b.open(&a, &m).unwrap().0, "to the previous prekey");
+    // carol uses the new one.
+    let mut c = Party::new(&mut rng, "carol");
+    c.s.start(&mut rng, &c.id, "carol", &after).unwrap();
+    let m = c.seal(&mut rng, "bob", "to the new prekey");
+    assert_eq!(b.open(&c, &m).unwrap().0, "to the new prekey");
+
+    // Stored and restored: the date and the previous prekey are kept.
+    let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX];
+    let n = b.s.own().encode(&mut rec).unwrap();
+    let restored = OwnPrekeys::decode(&rec[..n]).unwrap();
+    assert_eq!(restored.spk_since(), t1);
+    assert_eq!(restored.spk().public(), b.s.own().spk().public());
+    assert_eq!(
+        restored.prev_spk().map(|k| (k.id(), *k.public())),
+        Some((first_id, first_pub))
+    );
+    let mut b2 = Party {
+        name: "bob",
+        id: std::mem::replace(&mut b.id, Identity::generate(&mut rng, 0)),
+        s: Sessions::new(restored),
+    };
+    let mut d = Party::new(&mut rng, "dave");
+    d.s.start(&mut rng, &d.id, "dave", &before_no_opk).unwrap();
+    let to_first = d.seal(&mut rng, "bob", "to the first prekey");
+    let mut e = Party::new(&mut rng, "erin");
+    e.s.start(&mut rng, &e.id, "erin", &b2.bundle(None))
+        .unwrap();
+    let to_second = e.seal(&mut rng, "bob", "to the second prekey");
+
+    // 7 more days: the first prekey is gone for good, the second is the previous one.
+    let t2 = t1 + SPK_LIFETIME_S + 5;
+    assert_eq!(
+        b2.s.own_mut().rotate_spk(&mut rng, t2),
+        SpkRotation::Rotated
+    );
+    assert_eq!(b2.s.own().spk().id(), first_id + 2);
+    assert_eq!(b2.s.own().prev_spk().map(|k| k.id()), Some(first_id + 1));
+    assert_eq!(
+        b2.open(&d, &to_first).unwrap_err(),
+        ReceiveError::Open(OpenError::UnknownPrekey)
+    );
+    assert!(!b2.s.has("dave"), "a refused first message sets nothing up");
+    assert_eq!(b2.open(&e, &to_second).unwrap().0, "to the second prekey");
+}
+
+/// The own-prekeys record of format 1 (before the replacement of §5.1) is still read:
+/// its signed prekey's age counts from the next check; what is written is format 2.
+/// A format 2 record whose previous prekey is malformed is refused.
+#[test]
+fn an_own_prekeys_record_of_the_first_format_is_still_read() {
+    use sha2::{Digest, Sha256};
+    fn sealed(mut body: Vec<u8>) -> Vec<u8> {
+        let sum = Sha256::digest(&body);
+        body.extend_from_slice(&sum[..8]);
+        body
+    }
+    let mut v1 = b"SGRK".to_vec();
+    v1.push(1);
+    v1.extend_from_slice(&9u32.to_be_bytes());
+    v1.extend_from_slice(&[7u8; 32]);
+    v1.push(1);
+    v1.extend_from_slice(&40u32.to_be_bytes());
+    v1.extend_from_slice(&[8u8; 32]);
+    let own = OwnPrekeys::decode(&sealed(v1.clone())).unwrap();
+    assert_eq!(own.spk().id(), 9);
+    assert_eq!(own.spk_since(), 0);
+    assert!(own.prev_spk().is_none());
+    assert_eq!(own.opks().iter().map(|k| k.id()).collect::<Vec<_>>(), [40]);
+    let mut rec = vec![0u8; OwnPrekeys::RECORD_MAX];
+    let n = own.encode(&mut rec).unwrap();
+    assert_eq!(rec[4], 2, "written in the current format");
+    assert_eq!(n, 4 + 1 + 36 + 8 + 1 + 1 + 36 + 8);
+    let again = OwnPrekeys::decode(&rec[..n]).unwrap();
+    assert_eq!(again.spk().public(), own.spk().public());
+    assert_eq!(again.opks()[0].public(), own.opks()[0].public());
+
+    // Format 2 by hand: date, then the previous prekey's flag.
+    let v2 = |flag: u8, prev_id: u32| {
+        let mut r = b"SGRK".to_vec();
+        r.push(2);
+        r.extend_from_slice(&9u32.to_be_bytes());
+        r.extend_from_slice(&[7u8; 32]);
+        r.extend_from_slice(&1_800_000_000u64.to_be_bytes());
+        r.push(flag);
+        if flag == 1 {
+            r.extend_from_slice(&prev_id.to_be_bytes());
+            r.extend_from_slice(&[6u8; 32]);
+        }
+        r.push(0);
+        sealed(r)
+    };
+    let ok = OwnPrekeys::decode(&v2(1, 8)).unwrap();
+    assert_eq!(ok.spk_since(), 1_800_000_000);
+    assert_eq!(ok.prev_spk().map(|k| k.id()), Some(8));
+    assert!(OwnPrekeys::decode(&v2(0, 0)).unwrap().prev_spk().is_none());
+    assert!(
+        OwnPrekeys::decode(&v2(2, 8)).is_err(),
+        "a flag other than 0 or 1"
+    );
+    assert!(
+        OwnPrekeys::decode(&v2(1, 9)).is_err(),
+        "the previous id is the current one"
+    );
+    let mut v3 = v1;
+    v3[4] = 3;
+    assert!(matches!(
+        OwnPrekeys::decode(&sealed(v3)),
+        Err(seguro_core::v2::ratchet::StateError::UnsupportedFormat(3))
     ));
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
 use seguro_core::chat::Line;
-use seguro_core::chat::sessions::{OwnPrekeys, Received, Sessions};
+use seguro_core::chat::sessions::{OwnPrekeys, Received, Sessions, SpkRotation};
 use seguro_core::client::Event;
 use seguro_core::identity::{Identity, PublicIdentity};
 use seguro_core::v2::json::{self as v2json, AckStatus, DirDelta, ErrorCode, V2Message};
@@ -427,6 +427,10 @@ impl V2 {
             self.send_receipts(rng, printer, wire);
             self.sas_expire(printer);
             self.send_controls(rng, printer, wire);
+            // A client connected for 7 days replaces its signed prekey meanwhile.
+            if self.published && self.rotate_spk(rng, printer) {
+                self.publish(printer, wire);
+            }
         }
         let now = Instant::now();
         let due: Vec<String> = self
@@ -528,6 +532,41 @@ impl V2 {
     fn id(&mut self) -> u32 {
         self.next_id = self.next_id.wrapping_add(1);
         self.next_id
+    }
+
+    /// §5.1: replaces the signed prekey once it is 7 days old, keeping the one it
+    /// replaces for first messages still on their way; stored before it is published.
+    /// True if a new one must be published (`prekeys`).
+    fn rotate_spk(
+        &mut self,
+        rng: &mut impl rand_core::CryptoRngCore,
+        printer: &mut dyn Printer,
+    ) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now == 0 {
+            return false; // no clock: the prekey's age cannot be told
+        }
+        match self.sessions.own_mut().rotate_spk(rng, now) {
+            SpkRotation::Current => false,
+            SpkRotation::Dated => {
+                if let Err(e) = self.save_prekeys() {
+                    printer.print(&Line::HostError(&e));
+                }
+                false
+            }
+            SpkRotation::Rotated => match self.save_prekeys() {
+                Ok(()) => true,
+                Err(e) => {
+                    // The server keeps the old one, which still opens first messages.
+                    printer.print(&Line::HostError(&format_args!(
+                        "{e}: the new signed prekey is not published"
+                    )));
+                    false
+                }
+            },
+        }
     }
 
     fn save_prekeys(&self) -> Result<(), String> {
@@ -717,6 +756,8 @@ impl V2 {
             return;
         }
         self.published = true;
+        // A signed prekey 7 days old is replaced before it is published again.
+        self.rotate_spk(&mut rand_core::OsRng, printer);
         self.publish(printer, wire);
         // Texts that waited for a bundle across a reconnection: ask again.
         let mut peers: Vec<String> = self.waiting.keys().cloned().collect();
