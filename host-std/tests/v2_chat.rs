@@ -170,6 +170,7 @@ fn damaged_v2_state_files_are_reported_and_dropped_never_a_crash_or_a_message() 
     alice.out.wait_for("[SYS] bob joined");
     alice.send("/to bob one");
     bob.out.wait_exact("[alice] one");
+    alice.out.wait_exact("[SYS] bob received your message: one");
     let (code, _) = bob.finish();
     assert_eq!(code, Some(0));
     alice.out.wait_for("[SYS] bob left");
@@ -201,16 +202,38 @@ fn damaged_v2_state_files_are_reported_and_dropped_never_a_crash_or_a_message() 
     bob.out.wait("the refusal", T, |l| {
         l.starts_with("[WARN] a protocol v2 message from alice was refused: ")
     });
-    // bob writing first sets up a new session (a new bundle of alice's), which alice
-    // takes as the peer starting over: the conversation goes on.
-    bob.send("/to alice fresh start");
-    alice.out.wait_exact("[bob] fresh start");
+    // bob's client sets up a new session at once (a new bundle of alice's) and says in
+    // it that the old one was lost (§8 session_lost): alice takes it as the peer
+    // starting over and is told what bob did not read (what had no receipt).
+    bob.out.wait_exact(
+        "[SYS] this client has no protocol v2 session with alice (it was lost): setting up \
+         a new one and telling alice's client, so that alice knows what was not read",
+    );
     alice
         .out
         .wait_for("[WARN] bob started a new protocol v2 session");
+    alice.out.wait_exact(
+        "[WARN] bob's client lost its protocol v2 session with you and started a new one; \
+         this one without a receipt from bob may NOT have been read: \"two\" (send again what \
+         matters)",
+    );
     alice.send("/to bob three");
     bob.out.wait_exact("[alice] three");
+    bob.send("/to alice fresh start");
+    alice.out.wait_exact("[bob] fresh start");
     assert!(!bob.out.contains("[alice] two"), "{:?}", bob.out.all());
+    // Once: no second new session.
+    assert_eq!(
+        alice
+            .out
+            .all()
+            .iter()
+            .filter(|l| l.contains("started a new protocol v2 session"))
+            .count(),
+        1,
+        "{:?}",
+        alice.out.all()
+    );
     alice.kill();
     bob.kill();
 }

@@ -337,7 +337,7 @@ impl core::fmt::Display for SendError {
         match self {
             Self::NoSession => f.write_str("no v2 session with this peer"),
             Self::TooLong => f.write_str("text too long"),
-            Self::NotControl => f.write_str("not a verification message"),
+            Self::NotControl => f.write_str("not a control message (a text or a receipt)"),
             Self::BadReceipt => {
                 write!(f, "a receipt lists 1 to {} messages", wire::MAX_RECEIPT_IDS)
             }

@@ -299,6 +299,10 @@ pub enum Inner<'a> {
     },
     /// `0x02`: the listed texts were received and shown.
     Receipt(ReceiptIds<'a>),
+    /// `0x03`: the sender had no session with the recipient when a message of theirs
+    /// came (its state was lost): this message starts a new one, and what the
+    /// recipient sent in the old one was not read.
+    SessionLost,
     /// `0x10`: an SAS run starts; `commit` hides the starter's key.
     SasStart {
         /// Transaction id.
@@ -338,6 +342,7 @@ pub enum Inner<'a> {
 
 const T_TEXT: u8 = 0x01;
 const T_RECEIPT: u8 = 0x02;
+const T_SESSION_LOST: u8 = 0x03;
 const T_SAS_START: u8 = 0x10;
 const T_SAS_KEY: u8 = 0x11;
 const T_SAS_REVEAL: u8 = 0x12;
@@ -379,6 +384,8 @@ impl<'a> Inner<'a> {
                 }
                 Self::Receipt(ReceiptIds { raw })
             }
+            T_SESSION_LOST if body.is_empty() => Self::SessionLost,
+            T_SESSION_LOST => return Err(InnerError::BadLength),
             T_SAS_START => {
                 let (sid, commit) = sid_and_32(body)?;
                 Self::SasStart { sid, commit }
@@ -416,6 +423,7 @@ impl<'a> Inner<'a> {
         1 + match self {
             Self::Text { text, .. } => 4 + text.len(),
             Self::Receipt(ids) => 1 + ids.raw.len(),
+            Self::SessionLost => 0,
             Self::SasCancel { .. } => SID_LEN + 1,
             Self::SasStart { .. }
             | Self::SasKey { .. }
@@ -451,6 +459,7 @@ impl<'a> Inner<'a> {
                 w.put(&[u8::try_from(ids.len()).unwrap_or(0)]);
                 w.put(ids.raw);
             }
+            Self::SessionLost => *ty = T_SESSION_LOST,
             Self::SasStart { sid, commit: v }
             | Self::SasKey { sid, epk: v }
             | Self::SasReveal { sid, epk: v }

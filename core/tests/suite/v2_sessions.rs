@@ -864,7 +864,7 @@ fn verification_messages_are_sealed_and_opened_as_control_never_as_texts() {
     }
     assert_eq!(
         SendError::NotControl.to_string(),
-        "not a verification message"
+        "not a control message (a text or a receipt)"
     );
     let first = a.seal(&mut rng, "bob", "hola");
     b.open(&a, &first).unwrap();
@@ -1044,4 +1044,58 @@ fn an_own_prekeys_record_of_the_first_format_is_still_read() {
         OwnPrekeys::decode(&sealed(v3)),
         Err(seguro_core::v2::ratchet::StateError::UnsupportedFormat(3))
     ));
+}
+
+/// §8 `session_lost`: bob lost his session with alice (a restored backup, a deleted
+/// file): alice's next message cannot be opened without it. bob sets up a new session
+/// from alice's bundle and says so in its first message; alice's table takes it as
+/// the peer starting over, and the message reads as `SessionLost`, a control message.
+#[test]
+fn a_peer_that_lost_its_session_says_so_in_a_new_one() {
+    use seguro_core::v2::wire::Inner;
+    let (mut rng, mut a, mut b) = pair(44);
+    a.s.start(&mut rng, &a.id, "alice", &b.bundle(Some(0)))
+        .unwrap();
+    let m = a.seal(&mut rng, "bob", "uno");
+    assert_eq!(b.open(&a, &m).unwrap().0, "uno");
+    let r = b.seal(&mut rng, "alice", "dos");
+    assert_eq!(a.open(&b, &r).unwrap().0, "dos");
+    // bob's session is gone; alice's next message carries no prelude any more.
+    b.s.forget("alice");
+    let lost = a.seal(&mut rng, "bob", "tres");
+    assert_eq!(
+        b.open(&a, &lost).unwrap_err(),
+        ReceiveError::Open(OpenError::UnknownPrekey)
+    );
+    assert!(!b.s.has("alice"));
+    b.s.start(&mut rng, &b.id, "bob", &a.bundle(Some(0)))
+        .unwrap();
+    let mut out = vec![0u8; MAX_BODY];
+    let n =
+        b.s.seal_control(&mut rng, "alice", &Inner::SessionLost, &mut out)
+            .unwrap();
+    let mut plain = vec![0u8; MAX_BODY];
+    let o =
+        a.s.open(&a.id, "alice", &b.peer(), &out[..n], &mut plain)
+            .unwrap();
+    assert_eq!(o.content, Received::Control(Inner::SessionLost));
+    assert!(
+        o.new_session && o.replaced,
+        "alice's old session is replaced"
+    );
+    // The new session carries texts both ways; the old message stays unread.
+    let m = a.seal(&mut rng, "bob", "cuatro");
+    assert_eq!(b.open(&a, &m).unwrap().0, "cuatro");
+    assert!(b.open(&a, &lost).is_err());
+    // Its encoding: the type byte alone.
+    assert_eq!(Inner::SessionLost.encoded_len(), 1);
+    let mut one = [0u8; 4];
+    assert_eq!(Inner::SessionLost.emit(&mut one), Ok(1));
+    assert_eq!(one[0], 0x03);
+    assert_eq!(Inner::parse(&[0x03]), Ok(Inner::SessionLost));
+    assert_eq!(
+        Inner::parse(&[0x03, 0]),
+        Err(seguro_core::v2::wire::InnerError::BadLength)
+    );
+    assert!(Inner::SessionLost.emit(&mut []).is_err());
 }

@@ -119,6 +119,12 @@ pub struct V2 {
     sas_timeout: Duration,
     /// SAS messages to send (made while opening a message), in order.
     control_out: Vec<(String, Inner<'static>)>,
+    /// Peers whose message could not be opened because we have no session with them
+    /// (ours was lost): a new session is set up and its first message says so (§8
+    /// `session_lost`). Once per peer and connection.
+    lost_told: HashSet<String>,
+    /// Of those, the ones whose bundle is awaited.
+    lost_pending: HashSet<String>,
     /// Peers an SAS run verified, with the X25519 key it verified: the host marks
     /// them verified in the trust store.
     verified: Vec<(String, [u8; 32])>,
@@ -226,6 +232,8 @@ impl V2 {
             sas_commit: HashMap::new(),
             sas_timeout: SAS_TIMEOUT,
             control_out: Vec::new(),
+            lost_told: HashSet::new(),
+            lost_pending: HashSet::new(),
             verified: Vec::new(),
         };
         if !published_before && let Err(e) = v2.save_prekeys() {
@@ -527,6 +535,8 @@ impl V2 {
         // Receipts not sent by now are not sent: the texts were shown all the same.
         self.receipts_due.clear();
         self.asked.clear();
+        self.lost_told.clear();
+        self.lost_pending.clear();
     }
 
     fn id(&mut self) -> u32 {
@@ -978,6 +988,9 @@ impl V2 {
                 let from = from.to_owned();
                 let body = body.to_owned();
                 self.receive(chat, &from, &body, printer);
+                if self.lost_pending.contains(&from) {
+                    self.ask_bundle(&from, wire);
+                }
                 self.send_receipts(rng, printer, wire);
                 self.send_controls(rng, printer, wire);
                 Handled::Yes
@@ -1091,6 +1104,11 @@ impl V2 {
                 }
                 self.spoke_with(chat, peer);
                 self.tell_protocol(chat, peer, false, printer);
+                if self.lost_pending.remove(peer) {
+                    // The new session's first message tells the peer why it is new.
+                    self.control_out.push((peer.to_owned(), Inner::SessionLost));
+                    self.send_controls(rng, printer, wire);
+                }
                 for text in waiting {
                     if self.seal_and_send(peer, &text, rng, printer, wire) {
                         printer.sent_from_outbox(Some(peer), &text);
@@ -1098,6 +1116,7 @@ impl V2 {
                 }
             }
             Err(why) => {
+                self.lost_pending.remove(peer);
                 self.asked.remove(peer);
                 printer.print_about(
                     peer,
@@ -1206,7 +1225,28 @@ impl V2 {
                 o.replaced,
             ),
             Err(e) => {
-                let bad_inner = matches!(e, seguro_core::chat::sessions::ReceiveError::BadInner(_));
+                use seguro_core::chat::sessions::ReceiveError;
+                use seguro_core::v2::ratchet::OpenError;
+                // No session with them here (ours was lost) and none to open from this
+                // message: ask their client to start over, once per connection.
+                if !had
+                    && e == ReceiveError::Open(OpenError::UnknownPrekey)
+                    && client.peer_v2(from)
+                    && self.lost_told.insert(from.to_owned())
+                {
+                    warn(printer, &e);
+                    self.lost_pending.insert(from.to_owned());
+                    printer.print_about(
+                        from,
+                        &Line::HostInfo(&format_args!(
+                            "this client has no protocol v2 session with {from} (it was lost): \
+                             setting up a new one and telling {from}'s client, so that {from} \
+                             knows what was not read"
+                        )),
+                    );
+                    return;
+                }
+                let bad_inner = matches!(e, ReceiveError::BadInner(_));
                 if bad_inner && let Err(e) = self.save_session(from) {
                     printer.print(&Line::HostError(&e));
                 }
@@ -1229,9 +1269,15 @@ impl V2 {
                 )),
             );
         }
-        if replaced {
-            // A new session numbers its texts from 1 again.
-            self.sent.remove(from);
+        // A new session numbers its texts from 1 again.
+        let old_sent = if replaced {
+            self.sent.remove(from)
+        } else {
+            None
+        };
+        if control == Some(Inner::SessionLost) {
+            control = None;
+            self.peer_lost_session(from, old_sent.unwrap_or_default(), printer);
         }
         self.spoke_with(chat, from);
         self.tell_protocol(chat, from, false, printer);
@@ -1259,6 +1305,48 @@ impl V2 {
                 printer.delivered(from, &text, Delivery::Received);
             }
         }
+    }
+}
+
+impl V2 {
+    /// `peer` had lost its session with us (§8 `session_lost`): what we sent in the old
+    /// one and saw no receipt for may not have been read; the user is told which.
+    fn peer_lost_session(
+        &mut self,
+        peer: &str,
+        old_sent: VecDeque<(u32, String)>,
+        printer: &mut dyn Printer,
+    ) {
+        const SHOWN: usize = 5;
+        let texts: Vec<&str> = old_sent.iter().map(|(_, t)| t.as_str()).collect();
+        let what = if texts.is_empty() {
+            "nothing you sent is known to be unread".to_owned()
+        } else {
+            let start = texts.len().saturating_sub(SHOWN);
+            let listed: Vec<String> = texts[start..].iter().map(|t| format!("{t:?}")).collect();
+            let more = if start > 0 {
+                format!("{start} earlier and ")
+            } else {
+                String::new()
+            };
+            format!(
+                "{more}{} without a receipt from {peer} may NOT have been read: {} (send again \
+                 what matters)",
+                if start > 0 || texts.len() > 1 {
+                    "these"
+                } else {
+                    "this one"
+                },
+                listed.join(", ")
+            )
+        };
+        printer.print_about(
+            peer,
+            &Line::HostWarn(&format_args!(
+                "{peer}'s client lost its protocol v2 session with you and started a new one; \
+                 {what}"
+            )),
+        );
     }
 }
 
@@ -1613,6 +1701,15 @@ impl V2 {
             let mut body = vec![0u8; MAX_BODY];
             let n = match self.sessions.seal_control(rng, &peer, &inner, &mut body) {
                 Ok(n) => n,
+                Err(e) if inner == Inner::SessionLost => {
+                    printer.print_about(
+                        &peer,
+                        &Line::HostError(&format_args!(
+                            "cannot tell {peer} that the session was lost: {e}"
+                        )),
+                    );
+                    continue;
+                }
                 Err(e) => {
                     self.sas.remove(&peer);
                     printer.print_about(
@@ -1642,10 +1739,11 @@ impl V2 {
     }
 }
 
-/// An SAS message without the borrow of the buffer it was opened into (its fields
+/// A control message without the borrow of the buffer it was opened into (its fields
 /// are arrays); `None` for a text or a receipt.
 fn owned_control(inner: Inner<'_>) -> Option<Inner<'static>> {
     Some(match inner {
+        Inner::SessionLost => Inner::SessionLost,
         Inner::SasStart { sid, commit } => Inner::SasStart { sid, commit },
         Inner::SasKey { sid, epk } => Inner::SasKey { sid, epk },
         Inner::SasReveal { sid, epk } => Inner::SasReveal { sid, epk },
