@@ -182,13 +182,11 @@ pub fn parse(body: &[u8]) -> Result<MessageView<'_>, WireError> {
         return Err(WireError::TooShort);
     }
     let (authenticated, ciphertext) = body.split_at_checked(auth_len).ok_or(WireError::TooShort)?;
-    let prelude = match authenticated
+    // The authenticated part holds a prelude exactly when the flag says so (auth_len).
+    let prelude = authenticated
         .get(HEADER_LEN..)
         .and_then(|p| p.first_chunk())
-    {
-        Some(p) if flags & FLAG_PRELUDE != 0 => Some(Prelude::from_bytes(p)),
-        _ => None,
-    };
+        .map(Prelude::from_bytes);
     Ok(MessageView {
         header,
         prelude,

@@ -29,3 +29,4 @@ mod v2_sas_attacks;
 mod v2_session;
 mod v2_sessions;
 mod v2_vectors;
+mod v2_wire;

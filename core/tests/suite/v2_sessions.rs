@@ -894,6 +894,7 @@ fn verification_messages_are_sealed_and_opened_as_control_never_as_texts() {
 #[test]
 fn the_signed_prekey_is_replaced_after_seven_days_and_the_one_before_still_opens() {
     let (mut rng, mut a, mut b) = pair(21);
+    assert_eq!(SPK_LIFETIME_S, 7 * 86_400, "7 days, in seconds");
     let t0 = 1_800_000_000u64;
     assert_eq!(b.s.own().spk_since(), 0, "a new prekey's age is not known");
     assert_eq!(b.s.own_mut().rotate_spk(&mut rng, t0), SpkRotation::Dated);
