@@ -87,3 +87,35 @@ fn refusals_read_as_what_happened() {
         "text longer than 1024 bytes"
     );
 }
+
+/// `sas_cancel`'s reason byte (§8): 1 user, 2 mismatch, 3 protocol error, 4 timeout,
+/// each read back as itself and written as its byte; any other byte is refused.
+#[test]
+fn every_cancel_reason_reads_back_as_itself_and_others_are_refused() {
+    use seguro_core::v2::wire::{CancelReason, Inner};
+    let sid = [5u8; 16];
+    for (byte, reason) in [
+        (1u8, CancelReason::User),
+        (2, CancelReason::Mismatch),
+        (3, CancelReason::Protocol),
+        (4, CancelReason::Timeout),
+    ] {
+        let mut bytes = vec![0x14];
+        bytes.extend_from_slice(&sid);
+        bytes.push(byte);
+        assert_eq!(
+            Inner::parse(&bytes),
+            Ok(Inner::SasCancel { sid, reason }),
+            "reason {byte}"
+        );
+        let mut out = [0u8; 18];
+        assert_eq!(Inner::SasCancel { sid, reason }.emit(&mut out), Ok(18));
+        assert_eq!(out[..], bytes[..]);
+    }
+    for byte in [0u8, 5, 0xff] {
+        let mut bytes = vec![0x14];
+        bytes.extend_from_slice(&sid);
+        bytes.push(byte);
+        assert_eq!(Inner::parse(&bytes), Err(InnerError::BadReason(byte)));
+    }
+}
