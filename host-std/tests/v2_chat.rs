@@ -340,3 +340,49 @@ fn a_signed_prekey_seven_days_old_is_replaced_at_the_next_connection() {
     alice.kill();
     bob.kill();
 }
+
+/// §8 session_lost when the side that lost its session had started it: the other
+/// side's messages are flagged as the responder's, and without any session they are
+/// reported as "no session", not as a reflection; the new session goes on.
+#[test]
+fn a_lost_session_started_by_the_side_that_lost_it_is_set_up_again() {
+    let dir = TempDir::new("v2-lost");
+    let server = Server::start(&dir, &[]);
+    let (sa, sb) = (TempDir::new("v2-lost-a"), TempDir::new("v2-lost-b"));
+    let mut alice = chat("alice", &server, &sa.0);
+    let mut bob = chat("bob", &server, &sb.0);
+    alice.out.wait_for("[SYS] bob joined");
+    bob.send("/to alice hola");
+    alice.out.wait_exact("[bob] hola");
+    alice.send("/to bob buenas");
+    bob.out.wait_exact("[alice] buenas");
+    bob.out
+        .wait_exact("[SYS] alice received your message: hola");
+    let (code, _) = bob.finish();
+    assert_eq!(code, Some(0));
+    alice.out.wait_for("[SYS] bob left");
+    std::fs::remove_file(sb.0.join("users").join("bob").join("v2-session.alice")).unwrap();
+    let mut bob = chat("bob", &server, &sb.0);
+    alice.out.wait_for("[SYS] bob joined");
+    alice.send("/to bob se perdió");
+    bob.out.wait_exact(
+        "[WARN] a protocol v2 message from alice was refused: this client has no protocol v2 \
+         session with alice; not shown",
+    );
+    alice
+        .out
+        .wait_for("[WARN] bob started a new protocol v2 session");
+    alice.out.wait_for(
+        "[WARN] bob's client lost its protocol v2 session with you and started a new one; ",
+    );
+    alice
+        .out
+        .wait_for("\"se perdió\" (send again what matters)");
+    alice.send("/to bob otra vez");
+    bob.out.wait_exact("[alice] otra vez");
+    bob.send("/to alice bien");
+    alice.out.wait_exact("[bob] bien");
+    assert!(!bob.out.contains("reflected"), "{:?}", bob.out.all());
+    alice.kill();
+    bob.kill();
+}

@@ -1229,12 +1229,20 @@ impl V2 {
                 use seguro_core::v2::ratchet::OpenError;
                 // No session with them here (ours was lost) and none to open from this
                 // message: ask their client to start over, once per connection.
-                if !had
-                    && e == ReceiveError::Open(OpenError::UnknownPrekey)
-                    && client.peer_v2(from)
-                    && self.lost_told.insert(from.to_owned())
-                {
-                    warn(printer, &e);
+                // Without any session here, a message without a prelude (flagged as
+                // from either side) cannot be a reflection of ours either: ours is lost.
+                let no_session = !had
+                    && matches!(
+                        e,
+                        ReceiveError::Open(OpenError::UnknownPrekey | OpenError::Reflected)
+                    );
+                if no_session {
+                    warn(
+                        printer,
+                        &format_args!("this client has no protocol v2 session with {from}"),
+                    );
+                }
+                if no_session && client.peer_v2(from) && self.lost_told.insert(from.to_owned()) {
                     self.lost_pending.insert(from.to_owned());
                     printer.print_about(
                         from,
@@ -1244,6 +1252,9 @@ impl V2 {
                              knows what was not read"
                         )),
                     );
+                    return;
+                }
+                if no_session {
                     return;
                 }
                 let bad_inner = matches!(e, ReceiveError::BadInner(_));
