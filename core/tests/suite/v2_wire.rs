@@ -119,3 +119,15 @@ fn every_cancel_reason_reads_back_as_itself_and_others_are_refused() {
         assert_eq!(Inner::parse(&bytes), Err(InnerError::BadReason(byte)));
     }
 }
+
+/// A receipt's ids as the receiver reads them: in order, counted, never empty.
+#[test]
+fn a_receipt_lists_its_ids_in_order() {
+    use seguro_core::v2::wire::Inner;
+    let Ok(Inner::Receipt(ids)) = Inner::parse(&[0x02, 2, 0, 0, 0, 7, 0xff, 0, 0, 1]) else {
+        panic!("a receipt")
+    };
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.is_empty());
+    assert_eq!(ids.iter().collect::<Vec<_>>(), [7, 0xff00_0001]);
+}
