@@ -86,6 +86,17 @@ fn refusals_read_as_what_happened() {
         InnerError::TextTooLong.to_string(),
         "text longer than 1024 bytes"
     );
+    use seguro_core::v2::wire::EmitError;
+    for (e, text) in [
+        (
+            EmitError::BufferTooSmall { needed: 18 },
+            "output buffer too small: 18 bytes needed",
+        ),
+        (EmitError::TextTooLong, "text longer than 1024 bytes"),
+        (EmitError::BadReceipt, "a receipt carries 1 to 16 ids"),
+    ] {
+        assert_eq!(e.to_string(), text);
+    }
 }
 
 /// `sas_cancel`'s reason byte (§8): 1 user, 2 mismatch, 3 protocol error, 4 timeout,
