@@ -360,8 +360,12 @@ fn print_relay(label: &str, r: &relay::Report) {
         .cpu_us_per_msg()
         .map(|c| format!("  cpu {c:.2} us/msg"))
         .unwrap_or_default();
+    let tool = r
+        .tool_cpu_us_per_msg()
+        .map(|c| format!(" (tool {c:.2})"))
+        .unwrap_or_default();
     println!(
-        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us{cpu}  \
+        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us{cpu}{tool}  \
          sent {} delivered {} out-of-order {} bad {} server-errors {}{}{} {}",
         r.rate(),
         r.p50_us,
@@ -590,10 +594,13 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
             Subject::V2 => "v2",
         };
         println!(
-            "  {label:<10} {:>9.0} msg/s  p99 {:>7.0} us  cpu {:.2} us/msg",
+            "  {label:<10} {:>9.0} msg/s  p99 {:>7.0} us  cpu {:.2} us/msg (tool {:.2})",
             median(of(*s, &rate)),
             median(of(*s, &p99)),
             median(of(*s, &cpu)),
+            median(of(*s, &|r: &relay::Report| r
+                .tool_cpu_us_per_msg()
+                .unwrap_or(0.0))),
         );
     }
     // Ratios within each round, then their median.

@@ -62,6 +62,8 @@ pub struct Report {
     /// CPU seconds (user + system, all threads) the server spent from the first send
     /// to the last delivery, if its process was given.
     pub server_cpu_s: Option<f64>,
+    /// CPU seconds this tool (all the clients) spent over the same time.
+    pub tool_cpu_s: Option<f64>,
     /// Protocol v2 only: `ack`s with status `forwarded` the senders received.
     pub acked: Option<u64>,
     /// Protocol v2 only: `ack`s with any other status (the message was not forwarded).
@@ -84,6 +86,12 @@ impl Report {
     /// Server CPU microseconds per delivered message.
     pub fn cpu_us_per_msg(&self) -> Option<f64> {
         let cpu = self.server_cpu_s?;
+        (self.delivered > 0).then(|| cpu * 1e6 / self.delivered as f64)
+    }
+
+    /// This tool's CPU microseconds per delivered message (both ends of every pair).
+    pub fn tool_cpu_us_per_msg(&self) -> Option<f64> {
+        let cpu = self.tool_cpu_s?;
         (self.delivered > 0).then(|| cpu * 1e6 / self.delivered as f64)
     }
 
@@ -254,6 +262,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     let mut stats = Vec::new();
     let mut sent_counters = Vec::new();
     let cpu0 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me0 = net::proc_cpu_s(std::process::id());
     let t0 = now_ns();
     for (sn, rn, s, r, skey, rkey) in pairs {
         let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
@@ -396,10 +405,12 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
         smol::Timer::after(Duration::from_millis(5)).await;
     }
     let cpu1 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me1 = net::proc_cpu_s(std::process::id());
     let mut rep = Report {
         sent: sent.iter().sum(),
         server_errors: server_errors.load(Ordering::Relaxed),
         server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        tool_cpu_s: me0.zip(me1).map(|(a, b)| b - a),
         failed_senders,
         ..Report::default()
     };

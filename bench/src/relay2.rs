@@ -603,6 +603,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     let mut stats = Vec::new();
     let mut sent_counters = Vec::new();
     let cpu0 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me0 = net::proc_cpu_s(std::process::id());
     let t0 = now_ns();
     for Pair { s, r } in pairs {
         let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
@@ -783,10 +784,12 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
         smol::Timer::after(Duration::from_millis(5)).await;
     }
     let cpu1 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me1 = net::proc_cpu_s(std::process::id());
     let mut rep = Report {
         sent: total,
         server_errors: server_errors.load(Ordering::Relaxed),
         server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        tool_cpu_s: me0.zip(me1).map(|(a, b)| b - a),
         acked: Some(acked.load(Ordering::Relaxed)),
         not_acked: not_acked.load(Ordering::Relaxed),
         failed_senders,
