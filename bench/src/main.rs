@@ -146,8 +146,9 @@ struct RelayArgs {
     /// and with real v2 clients (v2 hello and proof, prekeys, bundles, X3DH, every
     /// message sealed with the Double Ratchet and sent as `relay2`, each answered with
     /// an `ack`), a fresh --spawn server for each, in alternating order; session setup
-    /// happens before the measured window. Prints the ratios v2/v1 of the medians of
-    /// the per-round ratios. With --addr, one measurement of each on that server.
+    /// happens before the measured window; the window counts messages not yet
+    /// delivered, as with v1. Prints the medians of the per-round v2/v1 ratios. With
+    /// --addr, one measurement of each on that server.
     #[arg(long, conflicts_with = "baseline")]
     v2: bool,
 }
