@@ -1,8 +1,10 @@
-//! `seguro-bench`: load, soak and fault tools for Seguro servers. It speaks only protocol
-//! v1 on the wire, so it drives any v1 server (the Rust one or the Python reference).
+//! `seguro-bench`: load, soak and fault tools for Seguro servers. It speaks protocol v1
+//! on the wire, so it drives any v1 server (the Rust one or the Python reference);
+//! `relay --v2` adds real protocol v2 clients (a Seguro server only).
 //!
 //! ```text
 //! seguro-bench relay --spawn target/release/seguro     # relay vs bare forwarder
+//! seguro-bench relay --v2 --spawn target/release/seguro # v1 clients vs v2 clients
 //! seguro-bench handshake --spawn target/release/seguro # new sessions/s, storm latency
 //! seguro-bench idle  --spawn target/release/seguro -n 10000
 //! seguro-bench churn --spawn target/release/seguro -n 100,300,1000
@@ -15,6 +17,7 @@ mod handshake;
 mod load;
 mod net;
 mod relay;
+mod relay2;
 mod soak;
 mod tlsmem;
 
@@ -39,7 +42,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// P pairs relaying end-to-end encrypted messages: throughput, latency, order check;
-    /// with --spawn, the same load against the bare forwarder in the same run.
+    /// with --spawn, the same load against the bare forwarder in the same run (or, with
+    /// --v2, with protocol v2 clients).
     Relay(RelayArgs),
     /// N TLS connections that say hello and stay: welcomed, handshakes/s, server RSS.
     Idle(IdleArgs),
@@ -137,6 +141,16 @@ struct RelayArgs {
     /// itself on other CPUs, e.g. `taskset -c 1 seguro-bench relay --server-cpus 0`).
     #[arg(long, value_name = "CPUS")]
     server_cpus: Option<String>,
+    /// Protocol v1 clients against protocol v2 clients instead of the server against the
+    /// forwarder: each round measures the same P/W/S/D load with v1 clients (`relay`)
+    /// and with real v2 clients (v2 hello and proof, prekeys, bundles, X3DH, every
+    /// message sealed with the Double Ratchet and sent as `relay2`, each answered with
+    /// an `ack`), a fresh --spawn server for each, in alternating order; session setup
+    /// happens before the measured window; the window counts messages not yet
+    /// delivered, as with v1. Prints the medians of the per-round v2/v1 ratios. With
+    /// --addr, one measurement of each on that server.
+    #[arg(long, conflicts_with = "baseline")]
+    v2: bool,
 }
 
 #[derive(Debug, Args)]
@@ -347,9 +361,13 @@ fn print_relay(label: &str, r: &relay::Report) {
         .cpu_us_per_msg()
         .map(|c| format!("  cpu {c:.2} us/msg"))
         .unwrap_or_default();
+    let tool = r
+        .tool_cpu_us_per_msg()
+        .map(|c| format!(" (tool {c:.2})"))
+        .unwrap_or_default();
     println!(
-        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us{cpu}  \
-         sent {} delivered {} out-of-order {} bad {} server-errors {} {}",
+        "{label:<10} {:>9.0} msg/s  p50 {:>7.0} us  p99 {:>7.0} us  max {:>7.0} us{cpu}{tool}  \
+         sent {} delivered {} out-of-order {} bad {} server-errors {}{}{} {}",
         r.rate(),
         r.p50_us,
         r.p99_us,
@@ -359,11 +377,40 @@ fn print_relay(label: &str, r: &relay::Report) {
         r.out_of_order,
         r.bad,
         r.server_errors,
+        r.acked
+            .map(|n| format!(" acked {n} not-forwarded {}", r.not_acked))
+            .unwrap_or_default(),
+        if r.failed_senders > 0 {
+            format!(" failed-senders {}", r.failed_senders)
+        } else {
+            String::new()
+        },
         if r.intact() {
             "(all in order, exactly once)"
         } else {
-            "(LOSS OR DISORDER)"
+            "(NOT INTACT: loss, disorder or a failure)"
         }
+    );
+}
+
+fn relay2_load(target: &Target, opts: &relay::Opts, tool_threads: usize) -> Result<relay::Report> {
+    let target = target.clone();
+    let opts = opts.clone();
+    net::block_on_threads(tool_threads, move |ex| {
+        Box::pin(async move { relay2::run(ex, &target, &opts).await })
+    })
+}
+
+/// `label` throughput, p99 and cpu per message of `x` as ratios to `y`.
+fn print_ratios(label: &str, x: &relay::Report, y: &relay::Report) {
+    let cpu = match (x.cpu_us_per_msg(), y.cpu_us_per_msg()) {
+        (Some(a), Some(b)) => format!(", cpu per message {:.2}", a / b.max(1e-9)),
+        _ => String::new(),
+    };
+    println!(
+        "{label:<17} throughput {:.3}, p99 {:.2}{cpu}",
+        x.rate() / y.rate().max(1e-9),
+        x.p99_us / y.p99_us.max(1e-9),
     );
 }
 
@@ -400,6 +447,8 @@ enum Subject {
     Baseline,
     Server,
     Forwarder,
+    /// The --spawn server with protocol v2 clients.
+    V2,
 }
 
 fn relay_cmd(a: RelayArgs) -> Result<()> {
@@ -412,6 +461,14 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
         max_line: a.server.max_line,
         cpu_pid: a.server.pid,
     };
+    if a.v2 && a.size > seguro_core::v2::MAX_TEXT {
+        return Err(format!(
+            "protocol v2 texts hold at most {} bytes (--size {})",
+            seguro_core::v2::MAX_TEXT,
+            a.size
+        )
+        .into());
+    }
     let tt = threads(a.server.threads);
     println!(
         "relay: {} pairs x window {} x {} B for {} s; tool threads {tt}, nofile {soft}{}",
@@ -428,7 +485,14 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
         let t = Target::new(addr, cert)?;
         let r = relay_load(&t, &opts, tt)?;
         print_relay("server", &r);
-        return if r.intact() {
+        let mut intact = r.intact();
+        if a.v2 {
+            let r2 = relay2_load(&t, &opts, tt)?;
+            print_relay("v2", &r2);
+            print_ratios("v2/v1:", &r2, &r);
+            intact &= r2.intact();
+        }
+        return if intact {
             Ok(())
         } else {
             Err("messages lost or out of order".into())
@@ -451,7 +515,9 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
         subjects.push(Subject::Baseline);
     }
     subjects.push(Subject::Server);
-    if !a.no_forwarder {
+    if a.v2 {
+        subjects.push(Subject::V2);
+    } else if !a.no_forwarder {
         subjects.push(Subject::Forwarder);
     }
     // Per subject: (throughput, p99, cpu per message) of every round.
@@ -467,7 +533,7 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
         }
         for subject in order {
             let (label, spawned) = match subject {
-                Subject::Baseline | Subject::Server => {
+                Subject::Baseline | Subject::Server | Subject::V2 => {
                     let b = match subject {
                         Subject::Baseline => a.baseline.as_deref().unwrap_or(&bin),
                         _ => &bin,
@@ -476,10 +542,11 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
                     args.extend(serve_extra.iter().cloned());
                     let (prog, args) = pinned(b, args, cpus);
                     let s = net::spawn_listening(&prog, &args, &[], &dir.0.join("server.stderr"))?;
-                    let label = if subject == Subject::Baseline {
-                        "baseline"
-                    } else {
-                        "server"
+                    let label = match subject {
+                        Subject::Baseline => "baseline",
+                        Subject::V2 => "v2",
+                        _ if a.v2 => "v1",
+                        _ => "server",
                     };
                     (label, s)
                 }
@@ -495,7 +562,11 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
             let mut spawned = spawned;
             opts.cpu_pid = Some(spawned.pid());
             let t = Target::new(spawned.addr, &cert)?;
-            let r = relay_load(&t, &opts, tt)?;
+            let r = if subject == Subject::V2 {
+                relay2_load(&t, &opts, tt)?
+            } else {
+                relay_load(&t, &opts, tt)?
+            };
             let rss = net::proc_status_kib(spawned.pid(), "VmHWM").unwrap_or(0);
             spawned.stop(Duration::from_secs(5));
             print_relay(label, &r);
@@ -518,14 +589,19 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
     for s in &subjects {
         let label = match s {
             Subject::Baseline => "baseline",
+            Subject::Server if a.v2 => "v1",
             Subject::Server => "server",
             Subject::Forwarder => "forwarder",
+            Subject::V2 => "v2",
         };
         println!(
-            "  {label:<10} {:>9.0} msg/s  p99 {:>7.0} us  cpu {:.2} us/msg",
+            "  {label:<10} {:>9.0} msg/s  p99 {:>7.0} us  cpu {:.2} us/msg (tool {:.2})",
             median(of(*s, &rate)),
             median(of(*s, &p99)),
             median(of(*s, &cpu)),
+            median(of(*s, &|r: &relay::Report| r
+                .tool_cpu_us_per_msg()
+                .unwrap_or(0.0))),
         );
     }
     // Ratios within each round, then their median.
@@ -541,6 +617,14 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
             per_round(Subject::Server, Subject::Forwarder, &rate),
             per_round(Subject::Server, Subject::Forwarder, &p99),
             per_round(Subject::Server, Subject::Forwarder, &cpu),
+        );
+    }
+    if subjects.contains(&Subject::V2) {
+        println!(
+            "  v2/v1:            throughput {:.3}, p99 {:.2}, cpu per message {:.2}",
+            per_round(Subject::V2, Subject::Server, &rate),
+            per_round(Subject::V2, Subject::Server, &p99),
+            per_round(Subject::V2, Subject::Server, &cpu),
         );
     }
     if subjects.contains(&Subject::Baseline) {

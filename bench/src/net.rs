@@ -159,16 +159,21 @@ pub struct Target {
     /// made-up source per connection: `10.77.<port / 256>.<port % 256>` and the local
     /// port, which is then the address the server logs.
     pub proxy: bool,
+    /// SHA-256 of the pinned certificate's SubjectPublicKeyInfo (a v2 client's proof of
+    /// possession is tied to it, protocol v2 §4.2).
+    pub spki: [u8; 32],
 }
 
 impl Target {
     /// Pins the certificate in the PEM file `cert`.
     pub fn new(addr: SocketAddr, cert: &Path) -> Result<Self> {
         let der = seguro::certs::load_cert(cert)?;
+        let spki = seguro::pin::key_pin_of(&der)?.sha256;
         Ok(Self {
             addr,
             tls: seguro::tls::client_config(der)?,
             proxy: false,
+            spki,
         })
     }
 }

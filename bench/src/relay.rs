@@ -62,6 +62,15 @@ pub struct Report {
     /// CPU seconds (user + system, all threads) the server spent from the first send
     /// to the last delivery, if its process was given.
     pub server_cpu_s: Option<f64>,
+    /// CPU seconds this tool (all the clients) spent over the same time.
+    pub tool_cpu_s: Option<f64>,
+    /// Protocol v2 only: `ack`s with status `forwarded` the senders received.
+    pub acked: Option<u64>,
+    /// Protocol v2 only: `ack`s with any other status (the message was not forwarded).
+    pub not_acked: u64,
+    /// Senders that stopped on an error (a write failed: the connection died) or were
+    /// still waiting for credit 10 s after the end.
+    pub failed_senders: u64,
 }
 
 impl Report {
@@ -80,20 +89,75 @@ impl Report {
         (self.delivered > 0).then(|| cpu * 1e6 / self.delivered as f64)
     }
 
+    /// This tool's CPU microseconds per delivered message (both ends of every pair).
+    pub fn tool_cpu_us_per_msg(&self) -> Option<f64> {
+        let cpu = self.tool_cpu_s?;
+        (self.delivered > 0).then(|| cpu * 1e6 / self.delivered as f64)
+    }
+
     /// True if every message sent arrived exactly once and in order.
     pub fn intact(&self) -> bool {
-        self.sent == self.delivered && self.out_of_order == 0 && self.bad == 0
+        self.sent == self.delivered
+            && self.out_of_order == 0
+            && self.bad == 0
+            && self.failed_senders == 0
+            && self
+                .acked
+                .is_none_or(|a| a == self.sent && self.server_errors == 0)
+            && self.not_acked == 0
     }
 }
 
+/// What one pair's receiver saw.
 #[derive(Default)]
-struct PairStats {
-    received: u64,
-    expected_next: u64,
-    out_of_order: u64,
-    bad: u64,
-    last_ns: u64,
-    lat_ns: Vec<u64>,
+pub(crate) struct PairStats {
+    pub(crate) received: u64,
+    pub(crate) expected_next: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) bad: u64,
+    pub(crate) last_ns: u64,
+    pub(crate) lat_ns: Vec<u64>,
+}
+
+impl PairStats {
+    /// Records message `seq` sent at `ts` (ns), delivered now.
+    pub(crate) fn delivered(&mut self, seq: u64, ts: u64) {
+        let now = now_ns();
+        if seq != self.expected_next {
+            self.out_of_order += 1;
+        }
+        self.expected_next = seq + 1;
+        self.received += 1;
+        self.last_ns = now;
+        self.lat_ns.push(now.saturating_sub(ts));
+    }
+}
+
+/// Adds up the pairs' deliveries, order checks and latencies into `rep` (`t0`: the first
+/// send, ns).
+pub(crate) fn fill_report(rep: &mut Report, stats: &[Arc<Mutex<PairStats>>], t0: u64) {
+    let mut lat = Vec::new();
+    let mut last = t0;
+    for st in stats {
+        let s = st.lock().unwrap_or_else(|e| e.into_inner());
+        rep.delivered += s.received;
+        rep.out_of_order += s.out_of_order;
+        rep.bad += s.bad;
+        last = last.max(s.last_ns);
+        lat.extend_from_slice(&s.lat_ns);
+    }
+    rep.secs = (last - t0) as f64 / 1e9;
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).copied().unwrap_or(0) as f64 / 1e3
+    };
+    rep.p50_us = pct(0.50);
+    rep.p99_us = pct(0.99);
+    rep.max_us = pct(1.0);
 }
 
 /// The plaintext of message `seq` sent at `ts` (ns), padded to `size` bytes.
@@ -198,6 +262,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     let mut stats = Vec::new();
     let mut sent_counters = Vec::new();
     let cpu0 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me0 = net::proc_cpu_s(std::process::id());
     let t0 = now_ns();
     for (sn, rn, s, r, skey, rkey) in pairs {
         let (credit_tx, credit_rx) = channel::bounded::<()>(opts.window.max(1));
@@ -217,18 +282,9 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
                         Got::Line(l) => {
                             match open_relay(&rkey, l, &mut scratch, &mut plain) {
                                 Ok(()) => {
-                                    let now = now_ns();
                                     let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
                                     match parse_plaintext(&plain) {
-                                        Some((seq, ts)) => {
-                                            if seq != s.expected_next {
-                                                s.out_of_order += 1;
-                                            }
-                                            s.expected_next = seq + 1;
-                                            s.received += 1;
-                                            s.last_ns = now;
-                                            s.lat_ns.push(now.saturating_sub(ts));
-                                        }
+                                        Some((seq, ts)) => s.delivered(seq, ts),
                                         None => s.bad += 1,
                                     }
                                     let _ = credit_rx.try_recv();
@@ -318,6 +374,7 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
     // A sender still waiting for credit after 10 s has lost messages: stop it anyway.
     let mut writers = Vec::new();
     let stop_deadline = Instant::now() + Duration::from_secs(10);
+    let mut failed_senders = 0;
     for s in senders {
         let left = stop_deadline.saturating_duration_since(Instant::now());
         let r = s
@@ -326,8 +383,9 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
                 Err("sender stuck".into())
             })
             .await;
-        if let Ok(w) = r {
-            writers.push(w);
+        match r {
+            Ok(w) => writers.push(w),
+            Err(_) => failed_senders += 1,
         }
     }
     let sent: Vec<u64> = sent_counters
@@ -347,34 +405,16 @@ pub async fn run(ex: Arc<Executor<'static>>, target: &Target, opts: &Opts) -> Re
         smol::Timer::after(Duration::from_millis(5)).await;
     }
     let cpu1 = opts.cpu_pid.and_then(net::proc_cpu_s);
+    let me1 = net::proc_cpu_s(std::process::id());
     let mut rep = Report {
         sent: sent.iter().sum(),
         server_errors: server_errors.load(Ordering::Relaxed),
         server_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        tool_cpu_s: me0.zip(me1).map(|(a, b)| b - a),
+        failed_senders,
         ..Report::default()
     };
-    let mut lat = Vec::new();
-    let mut last = t0;
-    for st in &stats {
-        let s = st.lock().unwrap_or_else(|e| e.into_inner());
-        rep.delivered += s.received;
-        rep.out_of_order += s.out_of_order;
-        rep.bad += s.bad;
-        last = last.max(s.last_ns);
-        lat.extend_from_slice(&s.lat_ns);
-    }
-    rep.secs = (last - t0) as f64 / 1e9;
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        lat.get(i).copied().unwrap_or(0) as f64 / 1e3
-    };
-    rep.p50_us = pct(0.50);
-    rep.p99_us = pct(0.99);
-    rep.max_us = pct(1.0);
+    fill_report(&mut rep, &stats, t0);
     for mut w in writers {
         let _ = net::timeout(Duration::from_secs(2), "close", async {
             w.close().await?;

@@ -8,7 +8,8 @@
 # connections from one source, every connection behind a PROXY header), then a server restart on the same port with every healthy client
 # reconnecting. Fails on a panic, an unclean exit, RSS above the bound, any lost,
 # duplicated or reordered message between healthy clients, or a misbehaving client that
-# was not cut off with its reason in the server log.
+# was not cut off with its reason in the server log. Then a short relay round with v1
+# and with protocol v2 clients (see the end).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -23,3 +24,9 @@ if ! timeout 180 "$bin/seguro-bench" soak --spawn "$bin/seguro" --secs 40 \
     grep -hv " relayed " "$logs"/server-*.stderr 2>/dev/null | tail -n 40 >&2 || true
     exit 1
 fi
+# Protocol v2 clients through the relay (a few seconds): one short round with v1 clients
+# and one with real v2 clients (v2 hello and proof, prekeys, bundles, Double Ratchet,
+# relay2 with acks). Fails if any message is lost, duplicated, reordered, fails to open
+# or is not acknowledged as forwarded; no timing is checked.
+timeout 120 "$bin/seguro-bench" relay --v2 --spawn "$bin/seguro" --pairs 4 --window 8 \
+    --size 64 --secs 2 --rounds 1
