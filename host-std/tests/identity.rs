@@ -123,7 +123,9 @@ fn a_restarted_client_presents_the_same_key_and_peers_see_no_warning() {
         &["--state-dir", other.to_str().unwrap()],
     );
     alice3.out.wait_for(
-        "[ERROR] the name alice belongs to another key; it is released after 90 days unused",
+        "[ERROR] the name alice belongs to another key; it is released after 90 days unused \
+         (if it is yours, move your identity from the other machine: `seguro id export alice \
+         FILE` there, `seguro id import FILE` here)",
     );
     assert_ne!(shown_fp(&other, "alice"), fp1);
 }

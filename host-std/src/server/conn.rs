@@ -472,7 +472,9 @@ async fn v2_hello(
                 ErrorCode::NameTaken,
                 format!(
                     "the name {user} belongs to another key; it is released after {days} \
-                     days unused"
+                     days unused (if it is yours, move your identity from the other \
+                     machine: `seguro id export {user} FILE` there, `seguro id import \
+                     FILE` here)"
                 ),
             )));
         }
