@@ -898,6 +898,21 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_written_back_is_no_longer_dirty_and_the_others_stay() {
+        let mut s = TrustStore::<2>::new();
+        verdict(&mut s, "bob", &A, 1);
+        verdict(&mut s, "carol", &B, 1);
+        let first = |s: &TrustStore<2>| s.dirty_slots().map(|(i, _, _)| i).next();
+        assert_eq!((first(&s), s.dirty_slots().count()), (Some(0), 2));
+        s.mark_slot_clean(0);
+        assert_eq!((first(&s), s.dirty_slots().count()), (Some(1), 1));
+        s.mark_slot_clean(7);
+        assert_eq!(s.dirty_slots().count(), 1);
+        s.mark_slot_clean(1);
+        assert_eq!(s.dirty_slots().count(), 0);
+    }
+
+    #[test]
     fn v2_forget_slots() {
         let mut s = TrustStore::<2>::new();
         verdict(&mut s, "bob", &A, 1);
@@ -995,7 +1010,9 @@ mod tests {
     fn bad_contact_records_are_refused() {
         let good = {
             let mut s = TrustStore::<1>::new();
+            assert!(s.is_empty());
             verdict(&mut s, "bob", &A, 1);
+            assert!(!s.is_empty());
             s.get("bob").unwrap().clone()
         };
         let mut body = [0u8; 64];
@@ -1033,6 +1050,11 @@ mod tests {
         assert_eq!(parse(&full[..len + 48]), Err(bad));
         full[len] ^= 1;
         assert!(parse(&full[..len + 48]).is_ok());
+        // A pending key on a contact that is not verified: only verified contacts wait.
+        for flags in [F_PENDING, F_PENDING | F_V2] {
+            full[0] = flags;
+            assert_eq!(parse(&full[..len + 48]), Err(bad), "{flags:#x}");
+        }
         let mut out = [0u8; 128];
         let n = crate::store::write_record(&mut out, kind::CONTACT, 2, &body[..len]).unwrap();
         let (rec, _) = crate::store::read_record(&out[..n]).unwrap();

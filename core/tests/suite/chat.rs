@@ -502,3 +502,28 @@ fn a_relay_without_a_sender_belongs_to_no_conversation() {
     });
     assert_eq!(bob.peer(), Some("bob"));
 }
+
+#[test]
+fn after_the_help_lines_the_next_event_is_shown() {
+    let mut s = Session::new();
+    s.welcome(&[]);
+    let (_, help) = s.typed("/help");
+    assert!(help.len() > 4, "{help:?}");
+    let bob = [2; 32];
+    let join = format!("[SYS] bob joined, fp {}", fp(&bob));
+    let shown = s.server(&directory(false, &[("alice", s.key), ("bob", bob)]));
+    assert_eq!(shown[0], join, "{shown:?}");
+    // An event not yet shown when /help is typed comes right after the help, in the
+    // same drain.
+    let carol = [3; 32];
+    let users = directory(false, &[("alice", s.key), ("bob", bob), ("carol", carol)]);
+    s.chat.handle_line(&users, &mut vec![0u8; users.len()], 8);
+    let _ = s.chat.input("/help", &mut s.rng);
+    let both = s.drain();
+    assert_eq!(both[..help.len()], help[..], "{both:?}");
+    assert_eq!(
+        both.get(help.len()),
+        Some(&format!("[SYS] carol joined, fp {}", fp(&carol))),
+        "{both:?}"
+    );
+}

@@ -341,3 +341,110 @@ fn without_a_contact_list_the_trust_commands_say_so() {
         ["[ERROR] bob: this client does not keep a contact list"]
     );
 }
+
+#[test]
+fn trust_lists_every_contact() {
+    let mut a = Peer::new("alice", 1, Mem::new());
+    a.drain();
+    let (bob, carol, dave) = ([2; 32], [3; 32], [4; 32]);
+    a.server(&directory(
+        true,
+        &[
+            ("alice", a.key),
+            ("bob", bob),
+            ("carol", carol),
+            ("dave", dave),
+        ],
+    ));
+    let (_, t) = a.typed("/trust");
+    assert_eq!(t.len(), 4, "{t:?}");
+    assert_eq!(t[0], "[SYS] contacts (3):", "{t:?}");
+    for (name, key) in [("bob", bob), ("carol", carol), ("dave", dave)] {
+        assert!(
+            t.contains(&format!("[SYS]   {name}  fp {}  not verified", fp(&key))),
+            "{name} missing from {t:?}"
+        );
+    }
+}
+
+#[test]
+fn a_listing_that_leaves_us_out_is_not_shown_as_our_leaving() {
+    let (mut a, _) = pair();
+    let shown = a.server(&directory(false, &[("bob", [2; 32])]));
+    assert!(!shown.iter().any(|l| l.contains("alice left")), "{shown:?}");
+}
+
+#[test]
+fn list_online_shows_the_directory_the_server_sends_back() {
+    let (mut a, b) = pair();
+    let (_, typed) = a.typed("/list");
+    assert_eq!(
+        typed,
+        Vec::<String>::new(),
+        "the listing waits for the server"
+    );
+    assert!(a.sent.last().unwrap().contains("\"list\""), "{:?}", a.sent);
+    let shown = a.server(&directory(false, &[("alice", a.key), ("bob", b.key)]));
+    assert_eq!(
+        shown,
+        [
+            "[SYS] users online (2):".to_string(),
+            format!("[SYS]   alice  fp {} (you)", fp(&a.key)),
+            format!("[SYS]   bob  fp {}", fp(&b.key)),
+        ]
+    );
+}
+
+#[test]
+fn strict_mode_and_the_user_name_read_back() {
+    let (mut a, _) = pair();
+    assert_eq!(a.chat.user(), "alice");
+    assert!(!a.chat.strict());
+    a.chat.set_strict(true);
+    assert!(a.chat.strict());
+    a.chat.set_strict(false);
+    assert!(!a.chat.strict());
+}
+
+#[test]
+fn a_rendered_line_is_cut_at_a_character_boundary() {
+    use seguro_core::chat::render_into;
+    let mut a = Peer::new("alice", 1, Mem::new());
+    a.drain();
+    a.chat
+        .handle_line(&directory(true, &[("alice", a.key)]), &mut [0u8; 4096], 1);
+    let line = a.chat.poll_line().unwrap();
+    let full = line.to_string();
+    let mut big = heapless::String::<256>::new();
+    render_into(&line, &mut big);
+    assert_eq!(big.as_str(), full);
+    // "[SYS] connected to test as alice": 10 bytes keep "[SYS] conn".
+    let mut small = heapless::String::<10>::new();
+    small.push_str("stale").unwrap();
+    render_into(&line, &mut small);
+    assert_eq!(small.as_str(), &full[..10]);
+}
+
+#[test]
+fn strict_mode_still_refuses_a_changed_verified_contact_after_it_left() {
+    let (mut a, _) = pair();
+    let _ = a.typed("/verify bob");
+    let _ = a.typed("/verify bob yes");
+    a.chat.set_strict(true);
+    let _ = a.server(&directory(false, &[("alice", a.key), ("bob", [66; 32])]));
+    let _ = a.server(&directory(false, &[("alice", a.key)]));
+    // The pending change alone keeps the refusal (bob is not listed now): the user is
+    // told why, not merely that bob is offline.
+    let (_, r) = a.typed("/to bob secret");
+    assert!(
+        r[0].starts_with(
+            "[ERROR] not sent: the key of bob changed since you verified it (strict mode)"
+        ),
+        "{r:?}"
+    );
+    let debug = format!("{:?}", a.chat);
+    assert!(
+        debug.starts_with("Chat {") && debug.contains("\"test\""),
+        "{debug}"
+    );
+}

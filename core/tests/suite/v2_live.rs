@@ -429,3 +429,49 @@ fn the_chat_layer_drives_the_heartbeats() {
     chat.handle_timeout(31_000);
     assert!(chat.client().is_stalled());
 }
+
+#[test]
+fn a_message_held_for_an_unknown_sender_opens_at_the_delta_that_lists_it() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut ana = on_v2_server(&mut rng, 0);
+    let _ = changes(&mut ana);
+    while transmit(&mut ana).is_some() {}
+    // carol (a v1 client) knows ana's key; ana's directory does not list carol yet.
+    let mut carol = C::new("carol", seguro_core::e2ee::KeyPair::generate(&mut rng)).unwrap();
+    while transmit(&mut carol).is_some() {}
+    let mut b = [0u8; 128];
+    let ka = ana.public_key();
+    let users = UserList::pack([("ana", &ka)], &mut b).unwrap();
+    let line = emit_v1(&Message::Welcome { users });
+    let mut scratch = vec![0u8; line.len()];
+    carol.handle_line(&line, &mut scratch).unwrap();
+    carol.send_to("ana", "hola desde carol", &mut rng).unwrap();
+    let mut relay = transmit(&mut carol).unwrap();
+    assert_eq!(relay.pop(), Some(b'\n'));
+    feed(&mut ana, &relay).unwrap();
+    assert_eq!(changes(&mut ana), Vec::<String>::new(), "held, not shown");
+    // The delta that lists carol opens it.
+    feed(&mut ana, &dir(1, join("carol", carol.public_key(), None))).unwrap();
+    let ev = changes(&mut ana);
+    assert!(ev.iter().any(|e| e.contains("hola desde carol")), "{ev:?}");
+}
+
+fn emit_v1(m: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut out).unwrap();
+    out.truncate(n - 1);
+    out
+}
+
+#[test]
+fn the_chat_layer_passes_shorter_heartbeat_timings_on() {
+    use seguro_core::chat::{Chat, RecentKeys};
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let mut chat = Chat::new(on_v2_server(&mut rng, 1_000), RecentKeys::<8>::new());
+    while chat.poll_line().is_some() {}
+    let mut buf = [0u8; 1024];
+    while chat.poll_transmit(&mut buf).unwrap().is_some() {}
+    chat.set_ping_timings(5_000, 2_000);
+    chat.handle_timeout(1_000);
+    assert_eq!(chat.client().poll_timeout(), Some(6_000));
+}
