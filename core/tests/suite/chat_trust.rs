@@ -448,3 +448,61 @@ fn strict_mode_still_refuses_a_changed_verified_contact_after_it_left() {
         "{debug}"
     );
 }
+
+#[test]
+fn a_borrowed_memory_answers_as_the_memory_itself() {
+    use seguro_core::chat::Status;
+    use seguro_core::trust::{TrustError, TrustStore};
+    let mut store = TrustStore::<4>::new();
+    let mut m: &mut TrustStore<4> = &mut store;
+    let (k1, k2) = ([5; 32], [6; 32]);
+    let _ = KeyMemory::observe(&mut m, "bob", &k1, 1);
+    let status = |m: &&mut TrustStore<4>| KeyMemory::status(m, "bob");
+    assert_eq!(
+        status(&m),
+        Some(Status {
+            key: k1,
+            verified: false,
+            pending: None
+        })
+    );
+    assert_eq!(
+        KeyMemory::verify(&mut m, "nobody", &k1),
+        Err(TrustError::Unknown)
+    );
+    assert_eq!(KeyMemory::verify(&mut m, "bob", &k1), Ok(()));
+    assert!(status(&m).unwrap().verified);
+    let _ = KeyMemory::observe(&mut m, "bob", &k2, 2);
+    assert_eq!(status(&m).unwrap().pending, Some(k2));
+    assert_eq!(KeyMemory::accept(&mut m, "bob"), Ok(k2));
+    assert_eq!(
+        KeyMemory::accept(&mut m, "bob"),
+        Err(TrustError::NothingPending)
+    );
+    assert_eq!(store.get("bob").unwrap().key(), &k2);
+}
+
+#[test]
+fn a_memory_that_only_remembers_keys_reports_them_unverified() {
+    struct LastOnly(Option<[u8; 32]>);
+    impl KeyMemory for LastOnly {
+        fn observe(&mut self, _: &str, key: &[u8; 32], _: u64) -> seguro_core::chat::Verdict {
+            self.0 = Some(*key);
+            seguro_core::chat::Verdict::FirstContact
+        }
+        fn last_key(&self, _: &str) -> Option<[u8; 32]> {
+            self.0
+        }
+    }
+    let mut m = LastOnly(None);
+    assert_eq!(m.status("bob"), None);
+    let _ = m.observe("bob", &[9; 32], 1);
+    assert_eq!(
+        m.status("bob"),
+        Some(seguro_core::chat::Status {
+            key: [9; 32],
+            verified: false,
+            pending: None
+        })
+    );
+}
