@@ -23,6 +23,17 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] =
 ///
 /// `max_fragment_size` caps the plaintext per TLS record, for clients with a small TLS
 /// read buffer (rustls accepts 32..=16389).
+///
+/// TLS 1.3 session resumption uses stateless tickets (ring's ticketer: ChaCha20-Poly1305
+/// under a random key that rotates every 6 hours, kept only in memory, so a restart
+/// invalidates every ticket). The server keeps nothing per client, so every client that
+/// reconnects while the server runs can resume, however many there are (rustls's
+/// default, a cache of 256 sessions, would resume only the last 256). A resumed session
+/// still makes a fresh X25519/P-256 exchange (rustls offers only `psk_dhe_ke`), so it
+/// keeps forward secrecy; it skips the certificate's signature, which is what it saves
+/// (`BENCHMARKS.md` §16). A ticket only helps a client that completed a pinned handshake
+/// with this very server: another server cannot open it and falls back to a full
+/// handshake, where the pin is checked.
 pub fn server_config(
     pair: CertPair,
     max_fragment_size: Option<usize>,
@@ -33,10 +44,13 @@ pub fn server_config(
         .with_single_cert(pair.chain, pair.key)?;
     cfg.max_fragment_size = max_fragment_size;
     cfg.ignore_client_order = false;
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(cfg))
 }
 
-/// Client configuration that trusts exactly `pinned`.
+/// Client configuration that trusts exactly `pinned`. It keeps the TLS 1.3 tickets the
+/// server sends (rustls's in-memory store), so a client that reconnects with the same
+/// configuration resumes its session.
 pub fn client_config(
     pinned: CertificateDer<'static>,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {

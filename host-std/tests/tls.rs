@@ -478,3 +478,94 @@ fn max_fragment_size_caps_server_records() {
     assert!(app.len() >= 7, "{app:?}");
     assert!(app.iter().all(|&l| l <= 512 + 17), "{app:?}");
 }
+
+/// Completes a pinned handshake with `cfg`, says hello as `user` and reads up to the
+/// welcome (the server sends its session tickets before it, so `cfg` has stored them
+/// by then); how the session was made.
+fn session(port: u16, cfg: &Arc<rustls::ClientConfig>, user: &str) -> rustls::HandshakeKind {
+    let mut tls = handshake(port, cfg.clone()).expect("pinned handshake");
+    let kind = tls.conn.handshake_kind().expect("handshake complete");
+    let key = seguro_core::e2ee::KeyPair::generate(&mut rand_core::OsRng).public();
+    let hello = format!(
+        "{{\"type\": \"hello\", \"user\": \"{user}\", \"pub\": \"{}\"}}\n",
+        <base64ct::Base64 as base64ct::Encoding>::encode_string(&key)
+    );
+    tls.write_all(hello.as_bytes()).unwrap();
+    tls.flush().unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    let deadline = Instant::now() + T;
+    while !String::from_utf8_lossy(&got).contains("\"welcome\"") {
+        assert!(Instant::now() < deadline, "no welcome for {user}: {got:?}");
+        match tls.read(&mut b) {
+            Ok(0) => panic!("the server closed before welcoming {user}"),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the welcome for {user}: {e}"),
+        }
+    }
+    kind
+}
+
+/// A client that reconnects with the same configuration (as the desktop client does)
+/// resumes its TLS 1.3 session, even after many other clients' handshakes (the tickets
+/// are stateless: a server cache of recent sessions would have forgotten it); after a
+/// server restart the tickets are void and a full, pinned handshake is made.
+#[test]
+fn a_reconnecting_client_resumes_its_tls_session_until_the_server_restarts() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let dir = TempDir::new("resume");
+    let server = Server::start(&dir, &[]);
+    let cfg = seguro::tls::client_config(server.pinned()).unwrap();
+    assert_eq!(session(server.port(), &cfg, "alice"), Full);
+    assert_eq!(session(server.port(), &cfg, "bob"), Resumed);
+    // 150 other clients, 2 tickets each: more than rustls's default cache of 256.
+    for _ in 0..150 {
+        let other = seguro::tls::client_config(server.pinned()).unwrap();
+        let tls = handshake(server.port(), other).expect("another client's handshake");
+        assert_eq!(tls.conn.handshake_kind(), Some(Full));
+    }
+    assert_eq!(session(server.port(), &cfg, "carol"), Resumed);
+    drop(server);
+    let again = Server::start(&dir, &[]);
+    assert_eq!(session(again.port(), &cfg, "dave"), Full);
+    assert_eq!(session(again.port(), &cfg, "erin"), Resumed);
+}
+
+/// A client holding tickets from its server offers them to whatever answers at the
+/// server's name; an impostor cannot open them, so it must make a full handshake, and
+/// there the pin refuses it: with its own certificate, and with the pinned certificate
+/// but not its key.
+#[test]
+fn a_session_ticket_does_not_let_an_impostor_skip_the_pin() {
+    let dir = TempDir::new("resume-impostor");
+    let server = Server::start(&dir, &[]);
+    let cfg = seguro::tls::client_config(server.pinned()).unwrap();
+    session(server.port(), &cfg, "alice");
+    assert_eq!(
+        session(server.port(), &cfg, "bob"),
+        rustls::HandshakeKind::Resumed,
+        "the client holds tickets"
+    );
+    // The pinned certificate presented without its key.
+    let (port, srv) = impostor(impostor_config(server.pinned()));
+    let e = handshake(port, cfg.clone()).expect_err("an impostor must be refused");
+    assert!(e.contains("BadSignature"), "{e}");
+    assert!(!srv.join().unwrap().data, "no application data reached it");
+    // A certificate of its own.
+    let crt = dir.gen_cert("other");
+    let pair = seguro::certs::load_pair(&crt, &dir.path("other.key")).unwrap();
+    let (port, srv) = impostor(seguro::tls::server_config(pair, None).unwrap());
+    let e = handshake(port, cfg.clone()).expect_err("an impostor must be refused");
+    assert!(e.contains("PinMismatch"), "{e}");
+    assert!(!srv.join().unwrap().data, "no application data reached it");
+    // The real server still resumes the client afterwards.
+    assert_eq!(
+        session(server.port(), &cfg, "carol"),
+        rustls::HandshakeKind::Resumed
+    );
+}
