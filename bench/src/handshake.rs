@@ -1,6 +1,10 @@
 //! Connection storms: new TLS sessions carried through to `hello`/`welcome`, as fast as
 //! a fixed number of workers can open them, each closed cleanly (close_notify) once
 //! welcomed, so the server's directory stays small.
+//!
+//! A storm makes full handshakes, or (with resumption) resumes TLS 1.3 sessions with the
+//! tickets the server sent in earlier ones, as a reconnecting client does. Each worker
+//! is one client with a ticket store of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +77,8 @@ pub fn make_cert(dir: &Path, kind: KeyType) -> Result<(PathBuf, PathBuf)> {
 pub struct Storm {
     /// Sessions welcomed (and closed).
     pub welcomed: u64,
+    /// Of the welcomed sessions, those resumed from a ticket (no certificate signature).
+    pub resumed: u64,
     /// Attempts that failed (TLS, refusal, timeout).
     pub failed: u64,
     /// The first failure's text.
@@ -93,25 +99,33 @@ impl Storm {
 }
 
 /// Opens sessions with `workers` workers (each: TCP, TLS, `hello`, `welcome`,
-/// close_notify, next) until `stop` is set.
+/// close_notify, next) until `stop` is set. With `resume`, each worker keeps the tickets
+/// its sessions receive and resumes with them; without, every handshake is full.
 pub async fn storm(
     ex: Arc<Executor<'static>>,
     target: Target,
     workers: usize,
     max_line: usize,
+    resume: bool,
     stop: Arc<AtomicBool>,
 ) -> Storm {
     let tag = format!("{:08x}", rand_core::RngCore::next_u32(&mut OsRng));
     let welcomed = Arc::new(AtomicU64::new(0));
+    let resumed = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..workers.max(1) {
-        let (target, stop, welcomed, failed, first_error, tag) = (
-            target.clone(),
+        // A configuration per worker: rustls keeps tickets in the configuration, so
+        // workers sharing one would take each other's.
+        // A configuration per worker: rustls keeps tickets in the configuration, so
+        // workers sharing one would take each other's.
+        let target = target.own_client(resume);
+        let (stop, welcomed, resumed, failed, first_error, tag) = (
             stop.clone(),
             welcomed.clone(),
+            resumed.clone(),
             failed.clone(),
             first_error.clone(),
             tag.clone(),
@@ -132,6 +146,9 @@ pub async fn storm(
                 match joined {
                     Ok(mut c) => {
                         welcomed.fetch_add(1, Ordering::Relaxed);
+                        if c.resumed {
+                            resumed.fetch_add(1, Ordering::Relaxed);
+                        }
                         let _ = net::timeout(Duration::from_secs(5), "close", async {
                             c.wr.close().await?;
                             Ok(())
@@ -159,6 +176,7 @@ pub async fn storm(
         .clone();
     Storm {
         welcomed: welcomed.load(Ordering::Relaxed),
+        resumed: resumed.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
         first_error: first,
         secs: t0.elapsed().as_secs_f64(),
@@ -171,10 +189,18 @@ pub async fn storm_for(
     target: Target,
     workers: usize,
     max_line: usize,
+    resume: bool,
     secs: f64,
 ) -> Storm {
     let stop = Arc::new(AtomicBool::new(false));
-    let task = ex.spawn(storm(ex.clone(), target, workers, max_line, stop.clone()));
+    let task = ex.spawn(storm(
+        ex.clone(),
+        target,
+        workers,
+        max_line,
+        resume,
+        stop.clone(),
+    ));
     smol::Timer::after(Duration::from_secs_f64(secs)).await;
     stop.store(true, Ordering::Relaxed);
     task.await

@@ -91,6 +91,7 @@ pub async fn join_many(
                             mut lines,
                             wr,
                             read,
+                            ..
                         } = c;
                         let b = bytes.clone();
                         b.fetch_add(read.load(Ordering::Relaxed), Ordering::Relaxed);

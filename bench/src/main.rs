@@ -233,6 +233,9 @@ struct StormArgs {
     /// Longest line accepted from the server.
     #[arg(long, default_value_t = 1 << 20)]
     max_line: usize,
+    /// Resume TLS sessions with the tickets of earlier ones (each worker its own).
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -645,10 +648,12 @@ fn relay_cmd(a: RelayArgs) -> Result<()> {
 
 fn print_storm(label: &str, s: &handshake::Storm) {
     println!(
-        "{label:<26} {:>8.0} sessions/s  ({} welcomed in {:.1} s, {} failed{})",
+        "{label:<26} {:>8.0} sessions/s  ({} welcomed in {:.1} s, {} of them resumed, {} \
+         failed{})",
         s.rate(),
         s.welcomed,
         s.secs,
+        s.resumed,
         s.failed,
         s.first_error
             .as_deref()
@@ -660,15 +665,18 @@ fn print_storm(label: &str, s: &handshake::Storm) {
 fn storm_cmd(a: StormArgs) -> Result<()> {
     net::raise_nofile();
     let t = Target::new(a.addr, &a.cert)?;
-    let (workers, max_line, secs) = (a.workers, a.max_line, a.secs);
+    let (workers, max_line, resume, secs) = (a.workers, a.max_line, a.resume, a.secs);
     let s = net::block_on_threads(threads(a.threads), move |ex| {
-        Box::pin(async move { handshake::storm_for(ex.clone(), t, workers, max_line, secs).await })
+        Box::pin(async move {
+            handshake::storm_for(ex.clone(), t, workers, max_line, resume, secs).await
+        })
     });
     println!(
-        "storm: welcomed {} failed {} secs {:.3} first-error {}",
+        "storm: welcomed {} failed {} secs {:.3} resumed {} first-error {}",
         s.welcomed,
         s.failed,
         s.secs,
+        s.resumed,
         s.first_error.as_deref().unwrap_or("-")
     );
     Ok(())
@@ -680,10 +688,11 @@ fn start_storm(
     cert: &Path,
     a: &HandshakeArgs,
     secs: f64,
+    resume: bool,
 ) -> Result<std::process::Child> {
     let me = std::env::current_exe()?;
-    std::process::Command::new("nice")
-        .arg("-n")
+    let mut cmd = std::process::Command::new("nice");
+    cmd.arg("-n")
         .arg(a.storm_nice.to_string())
         .arg(me)
         .arg("storm")
@@ -696,8 +705,11 @@ fn start_storm(
         .arg("--secs")
         .arg(secs.to_string())
         .arg("--threads")
-        .arg(a.threads.to_string())
-        .stdin(std::process::Stdio::null())
+        .arg(a.threads.to_string());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the storm process: {e}").into())
@@ -711,13 +723,14 @@ fn finish_storm(child: std::process::Child) -> Result<handshake::Storm> {
         .lines()
         .find_map(|l| l.strip_prefix("storm: "))
         .ok_or_else(|| format!("the storm process reported nothing ({})", out.status))?;
-    let f: Vec<&str> = line.splitn(8, ' ').collect();
+    let f: Vec<&str> = line.splitn(10, ' ').collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     Ok(handshake::Storm {
         welcomed: num(1) as u64,
         failed: num(3) as u64,
         secs: num(5),
-        first_error: f.get(7).filter(|e| **e != "-").map(|e| (*e).to_owned()),
+        resumed: num(7) as u64,
+        first_error: f.get(9).filter(|e| **e != "-").map(|e| (*e).to_owned()),
     })
 }
 
@@ -767,14 +780,42 @@ fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
                 &dir.0.join("server.stderr"),
             )?;
             let t = Target::new(srv.addr, &cert)?;
-            // 1. The storm alone.
-            let alone = finish_storm(start_storm(srv.addr, &cert, &a, a.secs)?)?;
+            // 1. The storm alone: full handshakes, then resumed ones, with the server's
+            // CPU time per welcomed session.
+            let alone_cpu = |resume: bool| -> Result<(handshake::Storm, Option<f64>)> {
+                let cpu0 = net::proc_cpu_s(srv.pid());
+                let s = finish_storm(start_storm(srv.addr, &cert, &a, a.secs, resume)?)?;
+                let cpu1 = net::proc_cpu_s(srv.pid());
+                let per = match (cpu0, cpu1) {
+                    (Some(c0), Some(c1)) if s.welcomed > 0 => {
+                        Some((c1 - c0) * 1e6 / s.welcomed as f64)
+                    }
+                    _ => None,
+                };
+                Ok((s, per))
+            };
+            let cpu_text = |c: Option<f64>| {
+                c.map(|c| format!("{c:.0} us"))
+                    .unwrap_or_else(|| "unknown".into())
+            };
+            let (alone, full_cpu) = alone_cpu(false)?;
             print_storm("  storm alone", &alone);
+            let (resumed, resumed_cpu) = alone_cpu(true)?;
+            print_storm("  storm alone, resuming", &resumed);
+            println!(
+                "  server CPU per session: full {}, resumed {}{}",
+                cpu_text(full_cpu),
+                cpu_text(resumed_cpu),
+                match (full_cpu, resumed_cpu) {
+                    (Some(f), Some(r)) => format!(" ({:.2} of full)", r / f.max(1e-9)),
+                    _ => String::new(),
+                }
+            );
             // 2. The relay alone.
             let quiet = relay_load(&t, &opts, tt)?;
             print_relay("  relay", &quiet);
             // 3. Both at once: the storm outlasts the relay's joins and its window.
-            let storm = start_storm(srv.addr, &cert, &a, a.secs + 3.0)?;
+            let storm = start_storm(srv.addr, &cert, &a, a.secs + 3.0, false)?;
             std::thread::sleep(Duration::from_millis(500));
             let busy = relay_load(&t, &opts, tt);
             let during = finish_storm(storm)?;
@@ -785,25 +826,35 @@ fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
             all_intact &= quiet.intact() && busy.intact();
             println!(
                 "  relay during the storm / without: p50 {:.2}, p99 {:.2}, throughput {:.2}; \
-                 storm beside the relay / alone: {:.2}",
+                 storm beside the relay / alone: {:.2}; resuming / full handshakes: {:.2}",
                 busy.p50_us / quiet.p50_us.max(1e-9),
                 busy.p99_us / quiet.p99_us.max(1e-9),
                 busy.rate() / quiet.rate().max(1e-9),
                 during.rate() / alone.rate().max(1e-9),
+                resumed.rate() / alone.rate().max(1e-9),
             );
-            rates.push((label, alone.rate()));
+            if alone.resumed > 0 || resumed.resumed == 0 {
+                all_intact = false;
+                println!(
+                    "  resumption did not behave: {} of the full storm's sessions resumed, {} \
+                     of the resuming storm's",
+                    alone.resumed, resumed.resumed
+                );
+            }
+            rates.push((label.clone(), alone.rate()));
+            rates.push((format!("{label}, resuming"), resumed.rate()));
         }
     }
     if let Some((base_label, base)) = rates.first().cloned() {
         println!("summary: sessions/s (storm alone) as a ratio to {base_label}:");
         for (label, r) in &rates {
-            println!("  {label:<22} {r:>8.0}  {:.2}", r / base.max(1e-9));
+            println!("  {label:<32} {r:>8.0}  {:.2}", r / base.max(1e-9));
         }
     }
     if all_intact {
         Ok(())
     } else {
-        Err("messages lost or out of order".into())
+        Err("messages lost or out of order, or resumption not as asked".into())
     }
 }
 

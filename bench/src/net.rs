@@ -176,6 +176,23 @@ impl Target {
             spki,
         })
     }
+
+    /// The same target with a client configuration of its own: with `resume`, a ticket
+    /// store of its own (empty), so it resumes the sessions it made itself, as one
+    /// reconnecting client does; without, resumption off, so every connection makes a
+    /// full handshake (the certificate's signature included), as a first connection does.
+    pub fn own_client(&self, resume: bool) -> Self {
+        let mut cfg = (*self.tls).clone();
+        cfg.resumption = if resume {
+            rustls::client::Resumption::default()
+        } else {
+            rustls::client::Resumption::disabled()
+        };
+        Self {
+            tls: Arc::new(cfg),
+            ..self.clone()
+        }
+    }
 }
 
 /// The PROXY v1 header of a TCP4 connection from `src` to `dst`.
@@ -357,6 +374,9 @@ pub struct Client {
     pub wr: smol::io::WriteHalf<Tls>,
     /// Raw bytes received from the socket so far.
     pub read: Arc<AtomicU64>,
+    /// The TLS session was resumed (a TLS 1.3 ticket from an earlier session), not a
+    /// full handshake.
+    pub resumed: bool,
 }
 
 /// Connects, sends `hello` and waits for `welcome` (error text if refused).
@@ -384,6 +404,7 @@ pub async fn join_with(
 ) -> Result<(Client, SocketAddr)> {
     let read = Arc::new(AtomicU64::new(0));
     let (tls, local) = connect_tls_with(t, read.clone(), rcvbuf).await?;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let (rd, mut wr) = smol::io::split(tls);
     wr.write_all(&hello_line(user, keys)).await?;
     wr.flush().await?;
@@ -402,7 +423,17 @@ pub async fn join_with(
             })
             .await?;
         match step {
-            Some(Ok(())) => return Ok((Client { lines, wr, read }, local)),
+            Some(Ok(())) => {
+                return Ok((
+                    Client {
+                        lines,
+                        wr,
+                        read,
+                        resumed,
+                    },
+                    local,
+                ));
+            }
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
