@@ -196,6 +196,9 @@ struct HandshakeArgs {
     /// storm that starved them would measure the tool, not the server).
     #[arg(long, default_value_t = 10)]
     storm_nice: i32,
+    /// Extra arguments for the spawned servers (repeat, e.g. --serve-arg=--users-debounce-ms=5000).
+    #[arg(long, allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
     /// Seconds per measurement.
     #[arg(short = 'd', long, default_value_t = 5.0)]
     secs: f64,
@@ -772,6 +775,7 @@ fn handshake_cmd(a: HandshakeArgs) -> Result<()> {
                     .into_iter()
                     .map(String::from),
             );
+            args.extend(a.serve_arg.iter().cloned());
             let (prog, args) = pinned(&a.spawn, args, a.server_cpus.as_deref());
             let mut srv = net::spawn_listening(
                 &prog,
