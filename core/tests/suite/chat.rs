@@ -210,6 +210,31 @@ fn a_stored_verdict_warns_even_inside_the_first_listing() {
         fp(&[3; 32]),
         fp(&[4; 32])
     )));
+    // carol's key changes again within the connection: the warning names the key the
+    // memory remembered ([3]), not the one the directory held a moment ago ([4]).
+    let users = directory(
+        false,
+        &[
+            ("alice", s.key),
+            ("bob", [1; 32]),
+            ("carol", [9; 32]),
+            ("dave", [6; 32]),
+        ],
+    );
+    s.chat.handle_line(&users, &mut vec![0u8; users.len()], 7);
+    let mut lines = Vec::new();
+    while let Some(l) = s.chat.poll_line() {
+        lines.push(l.to_string());
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "[WARN] KEY CHANGED for carol: fp was {}, now {}.",
+            fp(&[3; 32]),
+            fp(&[9; 32])
+        )),
+        "{lines:?}"
+    );
     let users = directory(false, &[("alice", s.key), ("bob", [8; 32])]);
     let mut kinds = Vec::new();
     s.chat.handle_line(&users, &mut vec![0u8; users.len()], 7);
