@@ -382,7 +382,52 @@ mod tests {
             (m.observe("a", &[1; 32], 5), m.last_key("a"))
         }
         let mut m = RecentKeys::<2>::new();
+        assert!(m.is_empty());
         assert_eq!(first_sight(&mut m), (Verdict::FirstContact, Some([1; 32])));
         assert_eq!(m.len(), 1);
+        assert!(!m.is_empty());
+    }
+
+    /// Everything a host reads through the trait (`/trust` lists `slots` and `contact`,
+    /// the chat records sent nonces and judges received ones), for each memory that
+    /// keeps contacts, directly and through `&mut`.
+    #[test]
+    fn contacts_and_nonces_through_the_trait() {
+        fn check<M: KeyMemory>(mut m: M, slots: usize) {
+            assert_eq!(m.slots(), slots);
+            assert_eq!(m.contact(0), None);
+            assert_eq!(m.observe("bob", &[1; 32], 1), Verdict::FirstContact);
+            assert_eq!(m.observe("carol", &[2; 32], 1), Verdict::FirstContact);
+            assert_eq!(m.last_key("bob"), Some([1; 32]));
+            assert_eq!(m.last_key("carol"), Some([2; 32]));
+            assert_eq!(m.last_key("dave"), None);
+            let listed: Vec<(&str, Status), 8> =
+                (0..m.slots()).filter_map(|i| m.contact(i)).collect();
+            assert_eq!(listed.len(), 2, "{listed:?}");
+            for (name, key) in [("bob", [1; 32]), ("carol", [2; 32])] {
+                let expected = Status {
+                    key,
+                    verified: false,
+                    pending: None,
+                };
+                assert!(listed.contains(&(name, expected)), "{name}: {listed:?}");
+            }
+        }
+        check(TrustStore::<4>::new(), 4);
+        check(&mut TrustStore::<3>::new(), 3);
+        check(Contacts::<4, 4, 8>::new(), 4);
+        check(&mut Contacts::<5, 4, 8>::new(), 5);
+
+        fn nonces<M: KeyMemory>(mut m: M) {
+            m.sent_nonce("bob", &[7; NONCE_LEN]);
+            assert_eq!(m.received_nonce("bob", &[7; NONCE_LEN]), Seen::Reflected);
+            assert_eq!(m.received_nonce("bob", &[8; NONCE_LEN]), Seen::New);
+            assert_eq!(m.received_nonce("bob", &[8; NONCE_LEN]), Seen::Replayed);
+        }
+        let mut c = Contacts::<4, 4, 8>::new();
+        nonces(&mut c);
+        // The nonces went into the memory behind the reference.
+        assert_eq!(c.received_nonce("bob", &[8; NONCE_LEN]), Seen::Replayed);
+        nonces(Contacts::<4, 4, 8>::new());
     }
 }
