@@ -523,6 +523,7 @@ def gen_inner(rng):
                      for i, t in [(1, "hi"), (0xDEADBEEF, "José 🚀"), (2, "")]],
             "receipt": [{"ids": ids, "bytes": h(receipt_inner(ids))}
                         for ids in [[1], [1, 2, 3, 0xFFFFFFFF], list(range(100, 116))]],
+            "session_lost": {"bytes": h(bytes([0x03]))},
             "invalid": [
                 {"bytes": "", "why": "empty"},
                 {"bytes": "09", "why": "unknown type"},
@@ -532,6 +533,7 @@ def gen_inner(rng):
                 {"bytes": "020200000001", "why": "receipt count larger than its ids"},
                 {"bytes": "0211" + "00000001" * 17, "why": "receipt with 17 ids"},
                 {"bytes": "10" + "00" * 47, "why": "sas_start one byte short"},
+                {"bytes": "0300", "why": "session_lost with a body"},
             ]}
 
 

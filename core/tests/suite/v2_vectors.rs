@@ -407,6 +407,11 @@ fn inner_messages() {
         m.emit(&mut again).unwrap();
         assert_eq!(again, bytes);
     }
+    let lost = hex(&doc["session_lost"]["bytes"]);
+    assert_eq!(Inner::parse(&lost), Ok(Inner::SessionLost));
+    let mut out = vec![0; Inner::SessionLost.encoded_len()];
+    assert_eq!(Inner::SessionLost.emit(&mut out), Ok(lost.len()));
+    assert_eq!(out, lost);
     for bad in doc["invalid"].as_array().unwrap() {
         assert!(Inner::parse(&hex(&bad["bytes"])).is_err(), "{}", bad["why"]);
     }
