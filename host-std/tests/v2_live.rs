@@ -392,3 +392,79 @@ fn a_v2_client_gets_deltas_that_add_up_to_the_directory_while_v1_gets_full_users
     assert_eq!(v1_lines.last().unwrap().as_bytes(), &want[..n - 1]);
     drop(carol);
 }
+
+/// A v1 `relay` line with an `id` (protocol v2 §11), as a v2 client sends to a v1 peer.
+fn relay_line(to: &str, id: Option<&str>) -> String {
+    use base64ct::{Base64, Encoding};
+    let id = id.map(|i| format!(",\"id\":\"{i}\"")).unwrap_or_default();
+    format!(
+        "{{\"type\":\"relay\",\"to\":\"{to}\",\"alg\":\"X25519+AESGCM\",\"nonce\":\"{}\",\
+         \"cipher\":\"{}\"{id}}}",
+        Base64::encode_string(&[1u8; 12]),
+        Base64::encode_string(&[2u8; 32])
+    )
+}
+
+fn ack_of(line: &str) -> (u32, v2json::AckStatus) {
+    let mut scratch = vec![0u8; line.len()];
+    match v2json::parse(line.as_bytes(), &mut scratch) {
+        Ok(V2Message::Ack { id, status }) => (id, status),
+        other => panic!("expected an ack, got {other:?} from {line}"),
+    }
+}
+
+/// Nothing arrives on `r` for half a second.
+fn quiet(r: &mut Raw, who: &str) {
+    if let Some(l) = r.read_line(Duration::from_millis(500)) {
+        panic!("{who} got {l}");
+    }
+}
+
+/// §11: a v2 client's v1 `relay` with an `id` is acknowledged (`forwarded`, or
+/// `not_connected` in place of v1's error line) and forwarded without the id, so the v1
+/// recipient reads v1 bytes; a relay without an id gets no ack, and a v1 client's relay
+/// is never acknowledged (the reference knows no `ack`), id or not.
+#[test]
+fn a_v2_clients_v1_relay_with_an_id_is_acknowledged_and_forwarded_without_it() {
+    use v2json::AckStatus::{Forwarded, NotConnected};
+    let dir = TempDir::new("v2-relay-ack");
+    let server = Server::start(&dir, &[]);
+    let mut bo = Raw::register(server.port(), server.pinned(), "bo");
+    let mut ana = register_v2(&server, "ana");
+    bo.read_until("ana", T);
+
+    ana.send_line(&relay_line("bo", Some("41")));
+    assert_eq!(ack_of(&ana.read_until("ack", T)), (41, Forwarded));
+    let got = bo.read_until("relay", T);
+    assert!(!got.contains("\"id\""), "the id reached the v1 peer: {got}");
+    let mut scratch = vec![0u8; got.len()];
+    match msg::parse(got.as_bytes(), &mut scratch) {
+        Ok(Message::Relay(r)) => {
+            assert_eq!((r.to, r.from), ("bo", Some("ana")));
+            let want = <base64ct::Base64 as base64ct::Encoding>::encode_string(&[2u8; 32]);
+            assert_eq!(r.cipher, want.as_str());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    ana.send_line(&relay_line("zed", Some("4294967295")));
+    assert_eq!(ack_of(&ana.read_line(T).unwrap()), (u32::MAX, NotConnected));
+    quiet(&mut ana, "ana, after not_connected");
+
+    // Without an id: forwarded, no ack; to nobody, v1's error.
+    ana.send_line(&relay_line("bo", None));
+    bo.read_until("relay", T);
+    quiet(&mut ana, "ana, after a relay without id");
+    ana.send_line(&relay_line("zed", None));
+    let e = ana.read_line(T).unwrap();
+    assert_eq!(error_text(&e).as_deref(), Some("user not connected: zed"));
+
+    // A v1 client's relay: never acknowledged; the recipient gets no id either.
+    bo.send_line(&relay_line("ana", Some("7")));
+    let got = ana.read_until("relay", T);
+    assert!(!got.contains("\"id\""), "{got}");
+    quiet(&mut bo, "bo, after its relay with an id");
+    bo.send_line(&relay_line("zed", Some("8")));
+    let e = bo.read_line(T).unwrap();
+    assert_eq!(error_text(&e).as_deref(), Some("user not connected: zed"));
+}

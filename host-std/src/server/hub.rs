@@ -138,6 +138,9 @@ pub struct Prepared<'m> {
     relay: Option<Line>,
     /// A v2 heartbeat (protocol v2 §11): `Some(Some(id))` a ping, `Some(None)` a pong.
     beat: Option<Option<u32>>,
+    /// The `id` of a `relay` that carries one (protocol v2 §11): a v2 connection is
+    /// answered with an `ack` for it.
+    ack: Option<u32>,
 }
 
 impl<'m> Prepared<'m> {
@@ -147,6 +150,7 @@ impl<'m> Prepared<'m> {
             input,
             relay: None,
             beat: None,
+            ack: None,
         }
     }
 
@@ -179,11 +183,40 @@ pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepare
         )),
         _ => None,
     };
+    // Only a relay with an `"id"` key is read a second time (cheap check first); the
+    // forwarded line is emitted from the parsed fields, so the id never reaches the
+    // recipient.
+    let ack = match input {
+        Input::Message(Message::Relay(_)) if contains(line, b"\"id\"") => {
+            seguro_core::v2::json::parse_relay_id(line).ok().flatten()
+        }
+        _ => None,
+    };
     Prepared {
         beat: heartbeat(&input, line),
         input,
         relay,
+        ack,
     }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An `ack` line for relay `id` (protocol v2 §11).
+fn ack_line(id: u32, forwarded: bool) -> Line {
+    use seguro_core::v2::json::{AckStatus, V2Message};
+    let status = if forwarded {
+        AckStatus::Forwarded
+    } else {
+        AckStatus::NotConnected
+    };
+    let m = V2Message::Ack { id, status };
+    let mut v = vec![0u8; m.line_len()];
+    let n = m.emit_line(&mut v).unwrap_or(0);
+    v.truncate(n);
+    v.into()
 }
 
 /// A `ping` (its id) or a `pong` (`None`), for a line v1 does not know.
@@ -290,6 +323,8 @@ impl<T: Outbox> Hub<T> {
             return None;
         }
         let mut close_me = None;
+        // A v1 client's `relay` is never acknowledged: the reference knows no `ack`.
+        let ack = p.ack.filter(|_| self.router.is_v2(conn));
         let relay_to = match p.input {
             Input::Message(Message::Relay(r)) => Some(r.to),
             _ => None,
@@ -329,14 +364,28 @@ impl<T: Outbox> Hub<T> {
                                 "not delivered to {name}: {name} is not reading \
                                  (its queue is full); send it again later"
                             ))));
+                            if let Some(id) = ack {
+                                me.send(Outgoing::Text(ack_line(id, false)));
+                            }
                         }
                         continue;
+                    }
+                    if let (Some(id), Some(me)) = (ack, self.router.tag(conn)) {
+                        me.send(Outgoing::Text(ack_line(id, true)));
                     }
                     if let (Some(from), Some(to)) = (self.router.name(conn), relay_to) {
                         debug!(from = %from, to = %to, "relayed");
                     }
                     continue;
                 }
+                // Not forwarded because nobody by that name is connected: a v2 client
+                // that asked for an `ack` gets one instead of v1's error line.
+                Delivery::Error {
+                    error:
+                        super::router::ErrorText::UserNotConnected(_)
+                        | super::router::ErrorText::Reconnecting(_),
+                    ..
+                } if ack.is_some() => Outgoing::Text(ack_line(ack.unwrap_or_default(), false)),
                 Delivery::Error { error, .. } => Outgoing::Text(error_line(&error.to_string())),
                 Delivery::Server { text, .. } => Outgoing::Text(line_of(&Message::Server {
                     text: &text.to_string(),
