@@ -22,6 +22,11 @@
 #   --list            only list the mutants that would run
 #   -- ARGS           passed to cargo-mutants (e.g. -- -F 'parse_users')
 #
+# Environment: MUTANTS_NICE (niceness, default 10), MUTANTS_TEST_TIMEOUT (seconds a
+# mutant's tests may run before it counts as a timeout, default 60; core's tests take
+# about 3 s, so 20 saves most of the minute each looping mutant costs on a quiet
+# machine).
+#
 # Why a copy of our own rather than cargo-mutants' default scratch copy: core's tests read
 # ../shared/vectors (beside the repository), which a copy under /tmp cannot see. The copy
 # here sits in target/mutants/tree with target/mutants/shared linked to ../shared, keeps
@@ -50,7 +55,7 @@ while [ $# -gt 0 ]; do
         --budget) budget=$2; shift ;;
         --in-place) in_place=1 ;;
         --list) list=1 ;;
-        -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "mutants.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -157,7 +162,8 @@ mkdir -p "$out"
 start=$SECONDS
 # Mutants get no debug info: linking the test binaries is most of a mutant's build time.
 CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0} nice -n "${MUTANTS_NICE:-10}" \
-    cargo mutants --in-place "${filter[@]}" "${shard[@]}" --minimum-test-timeout 60 \
+    cargo mutants --in-place "${filter[@]}" "${shard[@]}" \
+    --minimum-test-timeout "${MUTANTS_TEST_TIMEOUT:-60}" \
     --no-shuffle -o "$out" "${extra[@]}" >"$out/run.log" 2>&1
 status=$?
 elapsed=$((SECONDS - start))
