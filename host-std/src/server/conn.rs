@@ -257,6 +257,15 @@ pub(super) async fn connection(
             return;
         }
     };
+    {
+        let c = tls.get_ref().1;
+        debug!(
+            %addr,
+            version = ?c.protocol_version(),
+            resumed = c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            "TLS session established"
+        );
+    }
     let (mut rd, mut wr) = smol::io::split(tls);
     let mut reader = LineReader::new(cfg.max_line);
     let queue = Arc::new(OutQueue::new(
