@@ -200,19 +200,24 @@ pub fn prepare<'m>(line: &'m [u8], scratch: &'m mut [u8], from: &str) -> Prepare
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+/// True if `needle` occurs in `hay` (a cheap check before a second parse).
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// An `ack` line for relay `id` (protocol v2 §11).
-fn ack_line(id: u32, forwarded: bool) -> Line {
+/// An `ack` line for relay `id` (protocol v2 §11): forwarded or not connected.
+pub(super) fn ack_line(id: u32, forwarded: bool) -> Line {
     use seguro_core::v2::json::{AckStatus, V2Message};
     let status = if forwarded {
         AckStatus::Forwarded
     } else {
         AckStatus::NotConnected
     };
-    let m = V2Message::Ack { id, status };
+    v2_line_of(&V2Message::Ack { id, status })
+}
+
+/// Serializes a protocol v2 message into a fresh line.
+pub(super) fn v2_line_of(m: &seguro_core::v2::json::V2Message<'_>) -> Line {
     let mut v = vec![0u8; m.line_len()];
     let n = m.emit_line(&mut v).unwrap_or(0);
     v.truncate(n);
@@ -236,12 +241,7 @@ fn heartbeat(input: &Input<'_>, line: &[u8]) -> Option<Option<u32>> {
 
 /// A `pong` line answering ping `id`.
 fn pong_line(id: u32) -> Line {
-    use seguro_core::v2::json::V2Message;
-    let m = V2Message::Pong { id };
-    let mut v = vec![0u8; m.line_len()];
-    let n = m.emit_line(&mut v).unwrap_or(0);
-    v.truncate(n);
-    v.into()
+    v2_line_of(&seguro_core::v2::json::V2Message::Pong { id })
 }
 
 /// The router, the current directory's `users` line and the outboxes.

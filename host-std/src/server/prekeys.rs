@@ -37,7 +37,7 @@ use seguro_core::v2::x3dh::{Bundle, PeerIdentity};
 use tracing::{debug, warn};
 
 use super::admission::{pct_decode, pct_encode};
-use super::hub::{Hub, Outbox, Outgoing};
+use super::hub::{Hub, Outbox, Outgoing, contains};
 use super::registry::{self, RegistryFile};
 use super::router::ConnId;
 
@@ -484,10 +484,7 @@ impl PrekeyFile {
 
 /// A v2 message as a line.
 fn line_of(m: &V2Message<'_>) -> Outgoing {
-    let mut out = vec![0u8; m.line_len()];
-    let n = m.emit_line(&mut out).unwrap_or(0);
-    out.truncate(n);
-    Outgoing::Text(out.into())
+    Outgoing::Text(super::hub::v2_line_of(m))
 }
 
 /// What [`answer`] decided: the lines for the connection, and whether the store
@@ -745,12 +742,7 @@ fn relay2<T: Outbox>(
     if let Some(id) = id
         && let Some(t) = h.router().tag(conn)
     {
-        let status = if forwarded {
-            AckStatus::Forwarded
-        } else {
-            AckStatus::NotConnected
-        };
-        t.send(line_of(&V2Message::Ack { id, status }));
+        t.send(Outgoing::Text(super::hub::ack_line(id, forwarded)));
     }
 }
 
@@ -766,10 +758,6 @@ fn send<T: Outbox>(hub: &Mutex<Hub<T>>, conn: ConnId, line: Outgoing) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
