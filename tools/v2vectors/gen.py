@@ -631,7 +631,9 @@ def gen_json(rng):
                               "text": "the name alice belongs to another key; it is released "
                                       "after 90 days unused"}),
         ("error with a newer code", {"type": "error", "code": "slow_down_2",
-                                     "text": "\"quoted\" and\ttabbed"}),
+                                     # Every escape JSON has a short form for,
+                                     # and one it has not: written as json.dumps does.
+                                     "text": "\"quoted\" and\ttabbed, \\ \r\n\b\f \x01\x1f"}),
     ]
     messages = []
     for name, obj in msgs:
