@@ -422,6 +422,9 @@ pub struct Driver {
     epoch: std::time::Instant,
     /// Protocol v2 conversations (sessions, prekeys), if on.
     v2: Option<v2::V2>,
+    /// The recipient and text of the message just given to core's v1 path: its relay
+    /// carries an id for the server's acknowledgement (protocol v2 §11).
+    v1_text: Option<(String, String)>,
 }
 
 /// Most lines the outbox keeps; beyond, typed lines are refused (and said so).
@@ -475,6 +478,7 @@ impl Driver {
             quiet_outbox: false,
             epoch: std::time::Instant::now(),
             v2: None,
+            v1_text: None,
         }
     }
 
@@ -818,7 +822,7 @@ impl Driver {
         } else if let Some(t) = self.send_v2(conversation, line, rng, printer, wire) {
             return t;
         } else {
-            self.chat.input_in(conversation, line, rng)
+            self.input_v1(conversation, line, rng)
         };
         match action {
             Action::Quit => Typed::Quit,
@@ -893,6 +897,58 @@ impl Driver {
         } else {
             Typed::Queued
         })
+    }
+
+    /// Core's v1 path for a typed line. With the v2 layer on and a Seguro v2 server, the
+    /// relay it makes of a message is sent with an id (see [`Driver::drain`]): the
+    /// server's `ack` then marks the message forwarded, or says the recipient was not
+    /// connected, as for a v2 message.
+    fn input_v1(
+        &mut self,
+        conversation: Option<&str>,
+        line: &str,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Action {
+        self.v1_text = message_of(conversation, line)
+            .and_then(|(to, text)| Some((to.filter(|t| !t.is_empty())?, text)));
+        let action = self.chat.input_in(conversation, line, rng);
+        if action != Action::Sent {
+            self.v1_text = None;
+        }
+        action
+    }
+
+    /// `line` (a transmission of core's) again with an id, if it is the v1 relay of the
+    /// message in `v1_text` and the server acknowledges such relays (protocol v2 §11):
+    /// the id is what its `ack` names.
+    fn with_ack_id(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        use base64ct::{Base64, Encoding as _};
+        use seguro_core::msg::{self, Message};
+        let v2 = self.v2.as_mut()?;
+        if self.chat.client().server_v2() != Some(true) {
+            return None;
+        }
+        let (peer, _) = self.v1_text.as_ref()?;
+        let mut scratch = vec![0u8; line.len()];
+        let Ok(Message::Relay(r)) = msg::parse(line, &mut scratch) else {
+            return None;
+        };
+        if r.to != peer {
+            return None;
+        }
+        let nonce: [u8; seguro_core::limits::NONCE_LEN] =
+            Base64::decode_vec(r.nonce).ok()?.try_into().ok()?;
+        let cipher = Base64::decode_vec(r.cipher).ok()?;
+        let from = r.from.unwrap_or(self.chat.client().user());
+        let (peer, text) = self.v1_text.take()?;
+        let id = v2.v1_relay_sent(&peer, &text);
+        let mut out = vec![0u8; line.len() + 32];
+        let n = seguro_core::v2::json::emit_relay_line_with_id(
+            r.to, from, &nonce, &cipher, id, &mut out,
+        )
+        .ok()?;
+        out.truncate(n);
+        Some(out)
     }
 
     /// An SAS run verified `peer`'s key `x`: the trust store says so (as `/verify`).
@@ -1042,7 +1098,7 @@ impl Driver {
                 }
                 continue;
             }
-            let action = self.chat.input_in(p.conversation.as_deref(), &p.line, rng);
+            let action = self.input_v1(p.conversation.as_deref(), &p.line, rng);
             if action == Action::Offline {
                 kept.push_back(p);
                 continue;
@@ -1147,7 +1203,18 @@ impl Driver {
         }
         while self.online {
             match self.chat.poll_transmit(&mut self.out) {
-                Ok(Some(n)) => wire.extend_from_slice(self.out.get(..n).unwrap_or(&[])),
+                Ok(Some(n)) => {
+                    let line = self.out.get(..n).unwrap_or(&[]);
+                    if self.v1_text.is_some() {
+                        let line = line.to_vec();
+                        match self.with_ack_id(&line) {
+                            Some(with_id) => wire.extend_from_slice(&with_id),
+                            None => wire.extend_from_slice(&line),
+                        }
+                    } else {
+                        wire.extend_from_slice(line);
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!("cannot build a line: {e}");
@@ -1155,6 +1222,8 @@ impl Driver {
                 }
             }
         }
+        // Only the relay of the message just typed carries its id.
+        self.v1_text = None;
         refusal
     }
 }

@@ -537,3 +537,41 @@ fn the_input_history_is_kept_for_the_next_session() {
     tmux.wait("third", "the exit", |s| s.contains("EXITED=0"));
     assert_eq!(std::fs::read(&file).unwrap(), before);
 }
+
+/// A v2 client's message to a v1 peer (here a raw v1 client) goes with core's v1
+/// relay plus an id, which the Seguro server acknowledges (protocol v2 §11): the line
+/// gets its `✓` as a v2 message does, the conversation says v1, and the peer receives
+/// a plain v1 relay without the id.
+#[test]
+fn a_message_to_a_v1_peer_gets_its_tick_from_the_servers_acknowledgement() {
+    let Some(tmux) = tmux_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("tmux-v1-ack");
+    let server = Server::start(&dir, &[]);
+    let port = server.port();
+    let mut bob = Raw::register(port, server.pinned(), "bob");
+    tmux.session("alice", 100, 30, &client(&dir, "alice", port));
+    tmux.wait("alice", "bob in the directory", |s| {
+        s.contains("| connected |") && s.contains("  bob  fp ")
+    });
+    tmux.line("alice", "/q bob");
+    tmux.wait("alice", "bob's conversation", |s| s.contains("bob>"));
+    for text in ["first to a v1 peer", "second to a v1 peer"] {
+        tmux.line("alice", text);
+        let relay = bob.read_until("\"relay\"", WAIT);
+        assert!(relay.contains("\"from\":\"alice\""), "{relay}");
+        assert!(
+            !relay.contains("\"id\""),
+            "the id reached the peer: {relay}"
+        );
+        let s = tmux.wait("alice", "the tick", |s| {
+            s.contains(&format!("[alice] {text} ✓"))
+        });
+        assert_eq!(count(&s, &format!("[alice] {text}")), 1, "{s}");
+        assert!(s.contains("| v1 (peer speaks v1) |"), "the protocol:\n{s}");
+    }
+    tmux.line("alice", "/quit");
+    let s = tmux.wait("alice", "the exit", |s| s.contains("TTY="));
+    assert!(s.contains("EXITED=0"), "{s}");
+}

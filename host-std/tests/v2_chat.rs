@@ -386,3 +386,41 @@ fn a_lost_session_started_by_the_side_that_lost_it_is_set_up_again() {
     alice.kill();
     bob.kill();
 }
+
+/// A message to a v1 peer goes as v1 with an id the server acknowledges (§11): a peer
+/// whose connection was cut (held during the reconnect grace, so still listed) is
+/// reported as not connected, naming the text that was NOT delivered — not a bare
+/// server error — and the peer that is connected gets a plain v1 relay, without the
+/// id, and the sender no warning.
+#[test]
+fn a_v1_peer_not_connected_is_reported_with_the_text_that_was_not_delivered() {
+    let dir = TempDir::new("v2-chat-v1-ack");
+    let server = Server::start(&dir, &["--reconnect-grace", "60"]);
+    let sa = TempDir::new("v2-chat-v1-ack-a");
+    let mut bob = Raw::register(server.port(), server.pinned(), "bob");
+    let mut alice = chat("alice", &server, &sa.0);
+    alice.send("/to bob hello v1 bob");
+    alice
+        .out
+        .wait_exact("[SYS] conversation with bob: protocol v1 (bob's client speaks v1)");
+    let relay = bob.read_until("\"relay\"", T);
+    assert!(
+        !relay.contains("\"id\""),
+        "the id reached the peer: {relay}"
+    );
+    // Cut without a TLS close: the server holds bob's name for the grace.
+    drop(bob);
+    alice.send("/to bob are you still there");
+    alice.out.wait_exact(
+        "[WARN] bob is not connected: your message was NOT delivered (the server keeps no \
+         mailbox; send it again when they are back): are you still there",
+    );
+    let all = alice.out.all();
+    assert!(!all.iter().any(|l| l.starts_with("[ERR]")), "{all:?}");
+    assert_eq!(
+        all.iter().filter(|l| l.starts_with("[WARN]")).count(),
+        1,
+        "{all:?}"
+    );
+    alice.kill();
+}

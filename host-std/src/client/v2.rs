@@ -82,7 +82,8 @@ pub struct V2 {
     waiting: HashMap<String, Vec<String>>,
     /// Bundles asked for on this connection.
     asked: HashSet<String>,
-    /// `relay2`s sent and not acknowledged yet: id → (peer, text).
+    /// `relay2`s, and v1 relays with an id (§11), sent and not acknowledged yet: id →
+    /// (peer, text).
     in_flight: HashMap<u32, (String, String)>,
     /// Our `prekeys` lines not acknowledged yet.
     prekey_acks: HashSet<u32>,
@@ -537,6 +538,15 @@ impl V2 {
         self.asked.clear();
         self.lost_told.clear();
         self.lost_pending.clear();
+    }
+
+    /// A v1 relay of `text` to `peer` goes out with an id (§11): its `ack` is reported
+    /// as a v2 message's is (forwarded, or the peer was not connected). Returns the id.
+    pub fn v1_relay_sent(&mut self, peer: &str, text: &str) -> u32 {
+        let id = self.id();
+        self.in_flight
+            .insert(id, (peer.to_owned(), text.to_owned()));
+        id
     }
 
     fn id(&mut self) -> u32 {
