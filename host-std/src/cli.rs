@@ -107,7 +107,7 @@ pub struct ServeArgs {
     /// Seconds a user whose connection is lost (closed without TLS close_notify, an I/O
     /// error, a write timeout) stays listed, so that a reconnect with the same key shows
     /// no leave and join (0 = leave at once). Messages to them meanwhile get an error
-    /// naming them; a reconnect with another key is a leave and a join; a clean quit
+    /// naming them (a v2 client's: a `not_connected` acknowledgement); a reconnect with another key is a leave and a join; a clean quit
     /// is a leave at once.
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(0..=3600))]
