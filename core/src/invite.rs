@@ -1248,4 +1248,177 @@ mod tests {
         }
         assert_eq!(KeyPin::of_spki(b"junk"), Err(MalformedSpki));
     }
+    /// `tag`, the DER length `len` written as `form` (0: short; 1 to 5: that many length
+    /// bytes after 0x80 | count), then `content`.
+    fn tlv(tag: u8, form: usize, content: &[u8]) -> std::vec::Vec<u8> {
+        let mut v = std::vec![tag];
+        let len = content.len();
+        if form == 0 {
+            v.push(len as u8);
+        } else {
+            v.push(0x80 | form as u8);
+            for i in (0..form).rev() {
+                v.push(if i < 8 { (len >> (8 * i)) as u8 } else { 0 });
+            }
+        }
+        v.extend_from_slice(content);
+        v
+    }
+
+    /// An Ed25519-labelled SPKI whose key bits are `bits` bytes, outer length in `form`.
+    fn ed_spki(form: usize, bits: usize) -> std::vec::Vec<u8> {
+        let mut body = std::vec![0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+        let mut key = std::vec![0u8; bits + 1];
+        key[1] = 0x42;
+        body.extend(tlv(0x03, if bits + 1 < 0x80 { 0 } else { 2 }, &key));
+        tlv(0x30, form, &body)
+    }
+
+    #[test]
+    fn spki_lengths_in_every_der_form_and_only_those() {
+        // Short form, then one to four length bytes: the same key, read alike.
+        for form in 0..=4 {
+            let spki = ed_spki(form, 32);
+            let p = KeyPin::of_spki(&spki).unwrap_or_else(|e| panic!("form {form}: {e:?}"));
+            assert_eq!(p.alg, KeyAlg::Ed25519);
+            assert!(p.matches_spki(&spki));
+        }
+        // Five length bytes: more than this reader takes.
+        assert_eq!(KeyPin::of_spki(&ed_spki(5, 32)), Err(MalformedSpki));
+        // Lengths of two bytes with a high byte (RSA keys are this long).
+        let long = ed_spki(2, 300);
+        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x38]);
+        assert_eq!(KeyPin::of_spki(&long).unwrap().alg, KeyAlg::Ed25519);
+        // 0x80 alone is BER's indefinite length, not DER: refused even when exactly 128
+        // bytes of a valid body follow.
+        let body = &ed_spki(0, 118)[2..];
+        assert_eq!(body.len(), 128);
+        let mut indefinite = std::vec![0x30, 0x80];
+        indefinite.extend_from_slice(body);
+        assert_eq!(KeyPin::of_spki(&indefinite), Err(MalformedSpki));
+        let mut definite = std::vec![0x30, 0x81, 0x80];
+        definite.extend_from_slice(body);
+        assert!(KeyPin::of_spki(&definite).is_ok());
+    }
+
+    #[test]
+    fn spki_structure_is_checked_in_every_part() {
+        let good = ed_spki(0, 32);
+        assert!(KeyPin::of_spki(&good).is_ok());
+        // Bytes after the SPKI.
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(KeyPin::of_spki(&trailing), Err(MalformedSpki));
+        // Not a SEQUENCE outside.
+        let mut set = good.clone();
+        set[0] = 0x31;
+        assert_eq!(KeyPin::of_spki(&set), Err(MalformedSpki));
+        // The key is not a BIT STRING.
+        let mut octets = good.clone();
+        octets[9] = 0x04;
+        assert_eq!(KeyPin::of_spki(&octets), Err(MalformedSpki));
+        // Something after the BIT STRING, inside the SEQUENCE.
+        let mut inner = good[2..].to_vec();
+        inner.extend_from_slice(&[0x05, 0x00]);
+        assert_eq!(KeyPin::of_spki(&tlv(0x30, 0, &inner)), Err(MalformedSpki));
+        // EC keys: the curve is named by its own OID; another curve, or parameters
+        // that are not an OID, are "other".
+        let ec = |curve: &[u8]| {
+            let mut alg = tlv(0x06, 0, OID_EC_PUBLIC_KEY);
+            alg.extend(curve);
+            let mut body = tlv(0x30, 0, &alg);
+            body.extend(tlv(0x03, 0, &[0, 4, 1, 2]));
+            KeyPin::of_spki(&tlv(0x30, 0, &body)).map(|p| p.alg)
+        };
+        assert_eq!(ec(&tlv(0x06, 0, OID_P256)), Ok(KeyAlg::P256));
+        assert_eq!(ec(&tlv(0x06, 0, OID_P384)), Ok(KeyAlg::P384));
+        assert_eq!(ec(&tlv(0x06, 0, OID_P521)), Ok(KeyAlg::P521));
+        assert_eq!(
+            ec(&tlv(0x06, 0, &[0x2b, 0x81, 0x04, 0x00, 0x24])),
+            Ok(KeyAlg::Other)
+        );
+        assert_eq!(ec(&[0x05, 0x00]), Ok(KeyAlg::Other));
+    }
+
+    #[test]
+    fn error_texts_name_the_problem() {
+        assert!(MalformedSpki.to_string().contains("not valid DER"));
+        assert!(AddressError::Host.to_string().contains("host:port"));
+        assert!(AddressError::Port.to_string().contains("1 to 65535"));
+        assert!(
+            BuildError::NoAddress
+                .to_string()
+                .contains("at least one address")
+        );
+        assert!(
+            BuildError::TooManyAddresses
+                .to_string()
+                .contains(&format!("at most {MAX_ADDRESSES} addresses"))
+        );
+        assert!(
+            BuildError::TooLong
+                .to_string()
+                .contains(&format!("{MAX_LEN}"))
+        );
+    }
+
+    #[test]
+    fn the_backup_pin_is_kept_and_read_back() {
+        let s = sample();
+        assert_eq!(s.backup(), Some(pin(2, KeyAlg::Rsa)));
+        let text = s.to_string();
+        assert_eq!(
+            Invite::parse(&text).unwrap().backup(),
+            Some(pin(2, KeyAlg::Rsa))
+        );
+        assert_eq!(minimal().backup(), None);
+    }
+
+    #[test]
+    fn the_token_comes_after_the_backup_pin() {
+        let text = sample().to_string();
+        let parts: std::vec::Vec<&str> = text.split('/').collect();
+        let b = parts.iter().position(|p| p.starts_with("b=")).unwrap();
+        let t = parts.iter().position(|p| p.starts_with("t=")).unwrap();
+        let mut swapped = parts.clone();
+        swapped.swap(b, t);
+        assert_eq!(
+            Invite::parse(&swapped.join("/")),
+            Err(InviteError::MisplacedField)
+        );
+    }
+
+    /// A DNS name of `len` characters (labels of at most 63).
+    fn name_of(len: usize) -> String {
+        let mut s = String::new();
+        while s.len() < len {
+            if !s.is_empty() {
+                s.push('.');
+            }
+            let n = (len - s.len()).min(63);
+            s.push_str(&"a".repeat(n));
+            if len - s.len() == 1 {
+                // A label cannot be empty: take one from this one.
+                s.pop();
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn an_invite_of_exactly_the_longest_length_is_written_and_read() {
+        let build = |last: usize| {
+            let names = [name_of(250), name_of(250), name_of(250), name_of(last)];
+            let texts: std::vec::Vec<String> = names.iter().map(|n| format!("{n}:1")).collect();
+            let addrs: std::vec::Vec<Address<'_>> =
+                texts.iter().map(|t| Address::parse(t).unwrap()).collect();
+            Invite::new(&addrs, pin(3, KeyAlg::P256)).map(|i| i.to_string())
+        };
+        let short = build(1).unwrap().len();
+        assert!(short < MAX_LEN);
+        let exact = build(1 + MAX_LEN - short).unwrap();
+        assert_eq!(exact.len(), MAX_LEN);
+        assert!(Invite::parse(&exact).is_ok());
+        assert_eq!(build(2 + MAX_LEN - short), Err(BuildError::TooLong));
+    }
 }
