@@ -522,3 +522,84 @@ fn a_record_without_any_ratchet_key_is_refused_even_with_a_valid_checksum() {
         StateError::Corrupt
     );
 }
+
+/// Each side knows its role; an initiator sends its prelude until the peer answers,
+/// a responder never does.
+#[test]
+fn roles_and_the_prelude_until_the_first_answer() {
+    let Pair {
+        mut rng,
+        mut a,
+        mut b,
+    } = pair(21);
+    assert!(a.is_initiator() && !b.is_initiator());
+    assert!(!a.is_established(), "no answer from bob yet");
+    assert!(a.pending_prelude().is_some());
+    assert!(b.is_established() && b.pending_prelude().is_none());
+    let m = seal(&mut rng, &mut a, b"still the prelude");
+    assert!(wire::parse(&m).unwrap().prelude.is_some());
+    assert_eq!(open(&mut b, &m).unwrap(), b"still the prelude");
+    let r = seal(&mut rng, &mut b, b"the answer");
+    assert_eq!(open(&mut a, &r).unwrap(), b"the answer");
+    assert!(a.is_established() && a.pending_prelude().is_none());
+    assert!(a.is_initiator(), "the role stays");
+    let m = seal(&mut rng, &mut a, b"no prelude now");
+    assert!(wire::parse(&m).unwrap().prelude.is_none());
+}
+
+/// `record` with the sending counter `ns` set to `ns` and, if `drop_cks`, without a
+/// sending chain; the record's checksum made right again.
+fn with_ns(record: &[u8], ns: u32, drop_cks: bool) -> Session {
+    use sha2::{Digest as _, Sha256};
+    let mut r = record.to_vec();
+    // MAGIC (4), format, role, flags, then six 32-byte keys, then ns.
+    if drop_cks {
+        r[6] &= !0x04;
+    }
+    let at = 7 + 6 * 32;
+    r[at..at + 4].copy_from_slice(&ns.to_be_bytes());
+    let body = STATE_LEN - 8;
+    let sum = Sha256::digest(&r[..body]);
+    r[body..].copy_from_slice(&sum[..8]);
+    Session::decode(&r).unwrap()
+}
+
+/// A sending chain whose counter reached its end refuses to seal (no nonce is ever
+/// used twice); a counter at its end without a sending chain is no obstacle: the next
+/// message starts a new chain.
+#[test]
+fn a_worn_out_sending_chain_refuses_and_a_new_chain_starts_afresh() {
+    let Pair { mut rng, a, b } = pair(22);
+    let mut worn = with_ns(&record(&a), u32::MAX, false);
+    let before = record(&worn);
+    let mut out = vec![0u8; 512];
+    assert_eq!(
+        worn.seal(&mut rng, b"one too many", &mut out),
+        Err(SealError::Exhausted)
+    );
+    assert_eq!(record(&worn), before, "a refusal changes nothing");
+    assert!(
+        SealError::Exhausted
+            .to_string()
+            .contains("start a new session")
+    );
+    let mut fresh = with_ns(&record(&b), u32::MAX, true);
+    let n = fresh.seal(&mut rng, b"a new chain", &mut out).unwrap();
+    let header = wire::parse(&out[..n]).unwrap().header;
+    assert_eq!((header.n, header.pn), (0, u32::MAX));
+}
+
+#[test]
+fn stored_session_errors_say_what_is_wrong() {
+    assert_eq!(StateError::Corrupt.to_string(), "stored session is corrupt");
+    assert!(
+        StateError::UnsupportedFormat(7)
+            .to_string()
+            .contains("format 7")
+    );
+    assert!(
+        StateError::BufferTooSmall { needed: 1234 }
+            .to_string()
+            .contains("1234 bytes needed")
+    );
+}
