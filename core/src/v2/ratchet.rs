@@ -758,17 +758,18 @@ impl Session {
                 return Err(StateError::Corrupt);
             }
         }
+        // Every session a caller can hold has the peer's ratchet key (an initiator from
+        // the start, a responder once the first message opened inside `respond`), so a
+        // record without it is damaged; the other keys may be absent.
         let absent_ok = |present: bool, v: &[u8]| present || v.iter().all(|b| *b == 0);
-        let ok = absent_ok(flags & HAS_DHS != 0, &s.dhs_secret)
+        let ok = flags & HAS_DHR != 0
+            && absent_ok(flags & HAS_DHS != 0, &s.dhs_secret)
             && absent_ok(flags & HAS_DHS != 0, &s.dhs_public)
-            && absent_ok(flags & HAS_DHR != 0, &s.dhr)
             && absent_ok(flags & HAS_CKS != 0, &s.cks)
             && absent_ok(flags & HAS_CKR != 0, &s.ckr)
             && absent_ok(flags & HAS_PRELUDE != 0, &s.prelude)
             && (flags & HAS_DHS == 0 || x25519_public(&s.dhs_secret) == s.dhs_public)
             && (flags & HAS_CKS == 0 || flags & HAS_DHS != 0)
-            && (flags & HAS_CKR == 0 || flags & HAS_DHR != 0)
-            && (flags & HAS_DHS != 0 || flags & HAS_DHR != 0)
             && s.next_text_id != 0;
         if !ok {
             return Err(StateError::Corrupt);

@@ -27,8 +27,18 @@ fn peer<'a>(name: &'a str, id: &Identity) -> PeerIdentity<'a> {
     }
 }
 
-/// Alice initiates, Bob responds to her first message: an established pair.
-fn pair(seed: u64) -> Pair {
+/// Alice has initiated and sealed her first message (`hello`); Bob has not read it.
+struct Start {
+    rng: ChaCha20Rng,
+    alice: Identity,
+    bob: Identity,
+    spk: PrekeyPair,
+    opk: PrekeyPair,
+    a: Session,
+    hello: Vec<u8>,
+}
+
+fn start(seed: u64) -> Start {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let alice = Identity::generate(&mut rng, 0);
     let bob = Identity::generate(&mut rng, 0);
@@ -44,19 +54,44 @@ fn pair(seed: u64) -> Pair {
     let mut a = Session::initiate(&mut rng, &alice, "alice", &bundle).unwrap();
     let mut out = [0u8; 256];
     let n = a.seal(&mut rng, b"\x01\0\0\0\x01hello", &mut out).unwrap();
-    let mut plain = [0u8; 256];
-    let (b, m) = Session::respond(
-        &bob,
-        "bob",
-        &peer("alice", &alice),
-        &spk,
-        Some(&opk),
-        &out[..n],
-        &mut plain,
-    )
-    .unwrap();
-    assert_eq!(&plain[..m], b"\x01\0\0\0\x01hello");
-    Pair { rng, a, b }
+    Start {
+        rng,
+        alice,
+        bob,
+        spk,
+        opk,
+        a,
+        hello: out[..n].to_vec(),
+    }
+}
+
+impl Start {
+    /// Bob's answer to `first` as `Session::respond` gives it.
+    fn respond(&self, first: &[u8]) -> Result<(Session, Vec<u8>), OpenError> {
+        let mut plain = [0u8; 256];
+        let (b, m) = Session::respond(
+            &self.bob,
+            "bob",
+            &peer("alice", &self.alice),
+            &self.spk,
+            Some(&self.opk),
+            first,
+            &mut plain,
+        )?;
+        Ok((b, plain[..m].to_vec()))
+    }
+}
+
+/// Alice initiates, Bob responds to her first message: an established pair.
+fn pair(seed: u64) -> Pair {
+    let st = start(seed);
+    let (b, plain) = st.respond(&st.hello).unwrap();
+    assert_eq!(plain, b"\x01\0\0\0\x01hello");
+    Pair {
+        rng: st.rng,
+        a: st.a,
+        b,
+    }
 }
 
 fn record(s: &Session) -> Vec<u8> {
@@ -503,11 +538,12 @@ fn a_record_without_any_ratchet_key_is_refused_even_with_a_valid_checksum() {
     let none = forge(&rec_a, 0, dhr.clone());
     let none = forge(&none, 0, ckr.clone());
     assert_eq!(Session::decode(&none).unwrap_err(), StateError::Corrupt);
-    // Only the peer's ratchet key, or only ours, are states a session can be in.
+    // Only the peer's ratchet key is a state a session can be in; only ours is not
+    // (a responder has it only inside `respond`, before the first message opens).
     let dhr_only = forge(&rec_a, 0x02, ckr.clone());
     assert!(Session::decode(&dhr_only).is_ok());
     let dhs_only = forge(&rec_b, 0x01, 7 + 3 * 32..7 + 6 * 32);
-    assert!(Session::decode(&dhs_only).is_ok());
+    assert_eq!(Session::decode(&dhs_only).unwrap_err(), StateError::Corrupt);
     // A sending chain without our ratchet key, a receiving chain without the peer's.
     let cks_alone = forge(&rec_b, 0x06, dhs);
     let cks_alone = forge(&cks_alone, 0x06, ckr);
@@ -601,5 +637,271 @@ fn stored_session_errors_say_what_is_wrong() {
         StateError::BufferTooSmall { needed: 1234 }
             .to_string()
             .contains("1234 bytes needed")
+    );
+}
+
+// Offsets in a stored record (spec §12.1): magic (4), format, role, flags, six 32-byte
+// keys, four u32 counters, B (32), the prelude (40), the previous DHr tag (8), the ring
+// head, 32 ring entries of 45 bytes (used, tag 8, n 4, mk 32), the checksum (8).
+const ROLE: usize = 5;
+const FLAGS: usize = 6;
+const fn key(i: usize) -> core::ops::Range<usize> {
+    7 + 32 * i..7 + 32 * (i + 1)
+}
+const DHS_SECRET: usize = 1;
+const DHS_PUBLIC: usize = 2;
+const DHR: usize = 3;
+const CKS: usize = 4;
+const CKR: usize = 5;
+const TEXT_ID: usize = 7 + 6 * 32 + 12;
+const PRELUDE: core::ops::Range<usize> = TEXT_ID + 4 + 32..TEXT_ID + 4 + 32 + 40;
+const HEAD: usize = PRELUDE.end + 8;
+const fn entry(i: usize) -> usize {
+    HEAD + 1 + 45 * i
+}
+
+/// `rec` edited by `edit`, its checksum made right again (as by someone who knows the
+/// format), then decoded.
+fn decode_edited(rec: &[u8], edit: impl FnOnce(&mut [u8])) -> Result<Session, StateError> {
+    use sha2::{Digest as _, Sha256};
+    let mut r = rec.to_vec();
+    edit(&mut r);
+    let body = STATE_LEN - 8;
+    let sum = Sha256::digest(&r[..body]);
+    r[body..].copy_from_slice(&sum[..8]);
+    Session::decode(&r)
+}
+
+/// What the checksum cannot vouch for, decoding checks: each rule of §12.1 broken in a
+/// record whose checksum is right is refused, and the same record with the rule kept
+/// (the control beside each case) is accepted, so the refusal is the rule's.
+#[test]
+fn a_record_that_breaks_a_rule_is_refused_even_with_a_valid_checksum() {
+    assert_eq!(entry(RING) + 8, STATE_LEN, "the offsets above add up");
+    let Pair { mut rng, a, mut b } = pair(23);
+    seal(&mut rng, &mut b, b"an answer Alice has not read");
+    // Alice still sends her prelude and has no receiving chain; Bob has all four keys
+    // and, having skipped nothing, an empty ring.
+    let (rec_a, rec_b) = (record(&a), record(&b));
+    assert_eq!((rec_a[FLAGS], rec_b[FLAGS]), (0x17, 0x0f));
+    assert_eq!(b.skipped_keys(), 0);
+    let corrupt = Err(StateError::Corrupt);
+
+    // The role: 0 or 1.
+    assert!(decode_edited(&rec_a, |r| r[ROLE] = 1).is_ok());
+    assert_eq!(
+        decode_edited(&rec_a, |r| r[ROLE] = 2).unwrap_err(),
+        StateError::Corrupt
+    );
+    // No undefined flag.
+    for bit in [0x20, 0x40, 0x80] {
+        assert!(matches!(
+            decode_edited(&rec_b, |r| r[FLAGS] |= bit),
+            Err(StateError::Corrupt)
+        ));
+    }
+    // The ring head below 32.
+    assert!(decode_edited(&rec_b, |r| r[HEAD] = 31).is_ok());
+    assert!(matches!(
+        decode_edited(&rec_b, |r| r[HEAD] = 32),
+        Err(StateError::Corrupt)
+    ));
+    // A ring entry: `used` 0 or 1; an unused one all zeros, each of its fields.
+    let fill = |r: &mut [u8], used: u8, from: usize, to: usize| {
+        let e = entry(5);
+        r[e] = used;
+        r[e + from..e + to].fill(0x5a);
+    };
+    assert!(decode_edited(&rec_b, |r| fill(r, 1, 1, 45)).is_ok());
+    assert!(matches!(
+        decode_edited(&rec_b, |r| fill(r, 2, 1, 45)),
+        Err(StateError::Corrupt)
+    ));
+    for (what, from, to) in [("tag", 1, 9), ("n", 9, 13), ("key", 13, 45)] {
+        assert!(
+            matches!(
+                decode_edited(&rec_b, |r| fill(r, 0, from, to)),
+                Err(StateError::Corrupt)
+            ),
+            "an unused entry with a {what}"
+        );
+    }
+    // An absent value is zeros: for each flag, the value left in place is refused and
+    // the value wiped is accepted.
+    /// What, in which record, with which flags, the other values wiped, the value left.
+    type Case<'a> = (&'a str, &'a [u8], u8, &'a [usize], usize);
+    let cases: [Case; 5] = [
+        ("DHs secret", &rec_b, 0x0a, &[DHS_PUBLIC, CKS], DHS_SECRET),
+        ("DHs public", &rec_b, 0x0a, &[DHS_SECRET, CKS], DHS_PUBLIC),
+        ("CKs", &rec_b, 0x0b, &[], CKS),
+        ("CKr", &rec_b, 0x07, &[], CKR),
+        ("prelude", &rec_a, 0x07, &[], usize::MAX),
+    ];
+    for (what, rec, flags, wiped, left) in cases {
+        let range = |k: usize| if k == usize::MAX { PRELUDE } else { key(k) };
+        let edit = |r: &mut [u8], wipe_left: bool| {
+            r[FLAGS] = flags;
+            for &k in wiped {
+                r[range(k)].fill(0);
+            }
+            if wipe_left {
+                r[range(left)].fill(0);
+            }
+        };
+        assert!(
+            decode_edited(rec, |r| edit(r, true)).is_ok(),
+            "{what} wiped"
+        );
+        assert!(
+            matches!(
+                decode_edited(rec, |r| edit(r, false)),
+                Err(StateError::Corrupt)
+            ),
+            "{what} left while absent"
+        );
+    }
+    // The stored DHs public key is the secret's.
+    assert!(matches!(
+        decode_edited(&rec_b, |r| r[key(DHS_PUBLIC).start] ^= 1),
+        Err(StateError::Corrupt)
+    ));
+    // A sending chain needs our ratchet key, and every session has the peer's.
+    let no_dhs = |r: &mut [u8]| {
+        r[FLAGS] = 0x0e;
+        r[key(DHS_SECRET)].fill(0);
+        r[key(DHS_PUBLIC)].fill(0);
+    };
+    assert_eq!(decode_edited(&rec_b, no_dhs).map(|_| ()), corrupt);
+    let no_dhr = |r: &mut [u8]| {
+        r[FLAGS] = 0x05;
+        r[key(DHR)].fill(0);
+        r[key(CKR)].fill(0);
+    };
+    assert_eq!(decode_edited(&rec_b, no_dhr).map(|_| ()), corrupt);
+    // Text ids start at 1.
+    assert!(
+        decode_edited(&rec_b, |r| r[TEXT_ID..TEXT_ID + 4]
+            .copy_from_slice(&7u32.to_be_bytes()))
+        .is_ok()
+    );
+    assert_eq!(
+        decode_edited(&rec_b, |r| r[TEXT_ID..TEXT_ID + 4].fill(0)).map(|_| ()),
+        corrupt
+    );
+}
+
+/// `open` writes the inner message into a buffer of exactly its length, and names the
+/// length when the buffer is one byte short (changing nothing).
+#[test]
+fn open_needs_exactly_the_inner_length() {
+    let Pair {
+        mut rng,
+        mut a,
+        mut b,
+    } = pair(24);
+    let m = seal(&mut rng, &mut a, b"exact");
+    let before = record(&b);
+    assert_eq!(
+        b.open(&m, &mut [0u8; 4]),
+        Err(OpenError::BufferTooSmall { needed: 5 })
+    );
+    assert_eq!(record(&b), before);
+    let mut out = [0u8; 5];
+    assert_eq!(b.open(&m, &mut out), Ok(5));
+    assert_eq!(&out, b"exact");
+}
+
+/// A first message whose ratchet key is all zeros (a low-order point: the shared
+/// secret would be zero) is refused as a weak key, not taken for a known chain.
+#[test]
+fn a_first_message_with_a_zero_ratchet_key_is_refused_as_weak() {
+    let st = start(25);
+    let mut forged = st.hello.clone();
+    forged[2..34].fill(0);
+    assert_eq!(st.respond(&forged).unwrap_err(), OpenError::WeakKey);
+    assert!(st.respond(&st.hello).is_ok());
+}
+
+/// Before Bob answers, Alice's only peer ratchet key is his signed prekey, with no
+/// receiving chain: a message claiming that key is stale (nothing can be received on
+/// it); an answer with a forged PN fails authentication (there is no previous chain to
+/// bound, so it is not TooFarAhead); the genuine answer opens.
+#[test]
+fn before_the_answer_a_forged_ratchet_key_or_pn_is_refused_for_what_it_is() {
+    let Pair {
+        mut rng,
+        mut a,
+        mut b,
+    } = pair(26);
+    let answer = seal(&mut rng, &mut b, b"the answer");
+    let spk = &record(&a)[key(DHR)];
+    let mut on_the_prekey = answer.clone();
+    on_the_prekey[2..34].copy_from_slice(spk);
+    assert_eq!(open(&mut a, &on_the_prekey), Err(OpenError::Stale));
+    let mut far_pn = answer.clone();
+    far_pn[34..38].copy_from_slice(&(MAX_SKIP + 1).to_be_bytes());
+    assert_eq!(open(&mut a, &far_pn), Err(OpenError::Decrypt));
+    assert_eq!(open(&mut a, &answer).unwrap(), b"the answer");
+}
+
+/// Bob's first chain: his answer (read by Alice) and `lost` more she never sees; then
+/// Alice starts her second chain, Bob reads it and answers on his second chain, whose
+/// header says PN = 1 + `lost`. Returns Alice (before reading it), the answer and the
+/// lost messages.
+fn answer_after_lost(seed: u64, lost: u32) -> (Session, Vec<u8>, Vec<Vec<u8>>) {
+    let Pair {
+        mut rng,
+        mut a,
+        mut b,
+    } = pair(seed);
+    let first = seal(&mut rng, &mut b, b"first");
+    open(&mut a, &first).unwrap();
+    let lost: Vec<_> = (0..lost)
+        .map(|i| seal(&mut rng, &mut b, &i.to_be_bytes()))
+        .collect();
+    let m = seal(&mut rng, &mut a, b"alice's second chain");
+    open(&mut b, &m).unwrap();
+    let answer = seal(&mut rng, &mut b, b"bob's second chain");
+    assert_eq!(
+        wire::parse(&answer).unwrap().header.pn,
+        1 + lost.len() as u32
+    );
+    (a, answer, lost)
+}
+
+/// The previous chain's gap (PN − Nr) is bounded like any other: exactly MAX_SKIP
+/// keys are skipped (the newest 32 kept), one more is TooFarAhead and changes nothing.
+#[test]
+fn the_previous_chain_may_skip_exactly_max_skip() {
+    let (mut a, answer, lost) = answer_after_lost(27, MAX_SKIP);
+    assert_eq!(open(&mut a, &answer).unwrap(), b"bob's second chain");
+    assert_eq!(a.skipped_keys(), RING);
+    let last = lost.len() - 1;
+    assert_eq!(
+        open(&mut a, &lost[last]).unwrap(),
+        (last as u32).to_be_bytes()
+    );
+    assert_eq!(
+        open(&mut a, &lost[last + 1 - RING]).unwrap(),
+        ((last + 1 - RING) as u32).to_be_bytes()
+    );
+    assert_eq!(open(&mut a, &lost[last - RING]), Err(OpenError::Stale));
+
+    let (mut a, answer, _) = answer_after_lost(28, MAX_SKIP + 1);
+    assert_eq!(open(&mut a, &answer), Err(OpenError::TooFarAhead));
+    assert_eq!(a.skipped_keys(), 0);
+}
+
+/// A session's debug form says where it stands and shows no key.
+#[test]
+fn a_session_debugs_without_its_keys() {
+    let Pair { a, b, .. } = pair(29);
+    assert_eq!(
+        format!("{a:?}"),
+        "Session { initiator: true, established: false, ns: 1, nr: 0, skipped: 0, .. }"
+    );
+    assert_eq!(
+        format!("{b:?}"),
+        "Session { initiator: false, established: true, ns: 0, nr: 1, skipped: 0, .. }"
     );
 }
