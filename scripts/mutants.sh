@@ -19,6 +19,11 @@
 #   --in-place        mutate this checkout itself (CI: a clean clone nobody edits; reuses
 #                     its target/). Default: a copy in target/mutants/tree, so you can
 #                     keep editing while it runs.
+#   --jobs N          test N mutants at once ($MUTANTS_JOBS; default 1), each in its own
+#                     copy of the tree under target/mutants/tmp (cargo-mutants -j), with
+#                     ../shared linked beside the copies. Not with --in-place. Each copy
+#                     builds on its own: it pays only with spare cores (on 2 cores, 2
+#                     jobs were no faster than 1).
 #   --list            only list the mutants that would run
 #   -- ARGS           passed to cargo-mutants (e.g. -- -F 'parse_users')
 #
@@ -31,7 +36,8 @@
 # ../shared/vectors (beside the repository), which a copy under /tmp cannot see. The copy
 # here sits in target/mutants/tree with target/mutants/shared linked to ../shared, keeps
 # its own warm target/ between runs, and is mutated in place (one build at a time, as
-# cargo-mutants does with --in-place).
+# cargo-mutants does with --in-place) or, with --jobs, copied once per job under
+# target/mutants/tmp, where target/mutants/tmp/shared is the same link.
 #
 # Equivalent mutants that cannot be killed are excluded in .cargo/mutants.toml, each with
 # the reason.
@@ -44,6 +50,7 @@ base=${MUTANTS_BASE:-}
 budget=${MUTANTS_BUDGET:-}
 per=${MUTANTS_SECS_PER_MUTANT:-10}
 in_place=0
+jobs=${MUTANTS_JOBS:-1}
 list=0
 files=()
 extra=()
@@ -55,7 +62,8 @@ while [ $# -gt 0 ]; do
         --budget) budget=$2; shift ;;
         --in-place) in_place=1 ;;
         --list) list=1 ;;
-        -h | --help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --jobs) jobs=$2; shift ;;
+        -h | --help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "mutants.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -63,6 +71,14 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$budget" ] && ! [[ "$budget" =~ ^[0-9]+$ ]]; then
     echo "mutants.sh: --budget takes whole seconds, not '$budget'" >&2
+    exit 2
+fi
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+    echo "mutants.sh: --jobs takes a number of jobs (1 or more), not '$jobs'" >&2
+    exit 2
+fi
+if [ "$jobs" -gt 1 ] && [ $in_place = 1 ]; then
+    echo "mutants.sh: --jobs above 1 needs copies of the tree: not with --in-place" >&2
     exit 2
 fi
 if ! cargo mutants --version >/dev/null 2>&1; then
@@ -161,8 +177,18 @@ rm -rf "$out"
 mkdir -p "$out"
 start=$SECONDS
 # Mutants get no debug info: linking the test binaries is most of a mutant's build time.
+where=(--in-place)
+if [ "$jobs" -gt 1 ]; then
+    # cargo-mutants copies the tree (with its warm target/) once per job into TMPDIR;
+    # core's tests find the vectors at ../shared from each copy.
+    mkdir -p "$work/tmp"
+    rm -rf "$work"/tmp/cargo-mutants-*
+    ln -sfn "$shared" "$work/tmp/shared"
+    where=(-j "$jobs" --copy-target=true)
+    export TMPDIR=$work/tmp
+fi
 CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0} nice -n "${MUTANTS_NICE:-10}" \
-    cargo mutants --in-place "${filter[@]}" "${shard[@]}" \
+    cargo mutants "${where[@]}" "${filter[@]}" "${shard[@]}" \
     --minimum-test-timeout "${MUTANTS_TEST_TIMEOUT:-60}" \
     --no-shuffle -o "$out" "${extra[@]}" >"$out/run.log" 2>&1
 status=$?
